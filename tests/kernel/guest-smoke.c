@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <linux/vfio.h>
 
 #define PARAM_DIR "/sys/module/vfio_mig_test/parameters"
@@ -451,6 +452,8 @@ static void run_fsm_table(int fd, unsigned int caps, const char *csv)
 
 /* ---- the other checks ------------------------------------------------------ */
 
+static void run_reset_race(int fd);
+
 static void run_checks(struct dev *a, struct dev *b, unsigned int caps, size_t size,
 		       const char *csv)
 {
@@ -660,12 +663,99 @@ static void run_checks(struct dev *a, struct dev *b, unsigned int caps, size_t s
 		check(r == 0, "DMA logging: STOP -> 0 (%s)", r ? strerror(errno) : "ok");
 	}
 
+	/* fail_errno selects the injected errno */
+	dev_reset(a->fd);
+	set_param("fail_errno", "16");
+	set_param("fail_arc", "STOP>RESUMING");
+	r = set_state(a->fd, S_RESUMING, &tmp);
+	st = get_state(a->fd);
+	set_param("fail_arc", "");
+	set_param("fail_errno", "5");
+	check(r == -EBUSY && st == S_STOP, "fail_errno=16: injected arc STOP>RESUMING -> EBUSY, left at STOP (%s, %s)",
+	      sn(r), sn(st));
+	dev_reset(a->fd);
+
+	run_reset_race(a->fd);
 	run_fsm_table(a->fd, caps, csv);
 
 	free(pat);
 	free(got);
 	free(s1);
 	free(s2);
+}
+
+/* ---- reset racing with SET: the deferred-reset path ------------------------ */
+
+struct race {
+	int fd;
+	volatile int stop;
+	int sets, set_errs, resets, bad_reads;
+};
+
+static void *race_setter(void *arg)
+{
+	struct race *rc = arg;
+	unsigned char buf[512];
+
+	for (int i = 0; i < 400; i++) {
+		int dfd = -1, r = set_state(rc->fd, S_STOP_COPY, &dfd);
+
+		rc->sets++;
+		if (r)
+			rc->set_errs++;
+		if (dfd >= 0) {
+			/* a reset may terminate it any time: data, EOF or ENODEV only */
+			for (;;) {
+				int n = rd_err(dfd, buf, sizeof(buf));
+
+				if (n == 0 || n == -ENODEV)
+					break;
+				if (n < 0) {
+					rc->bad_reads++;
+					break;
+				}
+			}
+			close(dfd);
+		}
+		set_state(rc->fd, S_RUNNING, NULL);
+	}
+	rc->stop = 1;
+	return NULL;
+}
+
+static void *race_resetter(void *arg)
+{
+	struct race *rc = arg;
+
+	while (!rc->stop) {
+		dev_reset(rc->fd);
+		rc->resets++;
+		usleep(50);
+	}
+	return NULL;
+}
+
+static void run_reset_race(int fd)
+{
+	struct race rc = { .fd = fd };
+	long deferred0 = read_param_long("deferred_resets");
+	pthread_t a, b;
+	int st, dfd;
+
+	pthread_create(&a, NULL, race_setter, &rc);
+	pthread_create(&b, NULL, race_resetter, &rc);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	dev_reset(fd);
+	st = get_state(fd);
+	check(st == S_RUNNING && rc.bad_reads == 0,
+	      "reset racing SET: %d SETs (%d failed), %d resets (%ld deferred), unexpected read errors %d, final state %s",
+	      rc.sets, rc.set_errs, rc.resets, read_param_long("deferred_resets") - deferred0,
+	      rc.bad_reads, sn(st));
+	check(set_state(fd, S_STOP_COPY, &dfd) == 0 && dfd >= 0, "after the race STOP_COPY still works");
+	if (dfd >= 0)
+		close(dfd);
+	dev_reset(fd);
 }
 
 static void run_phase(const char *name, const char *ua, const char *ub, const char *csv)
@@ -676,6 +766,7 @@ static void run_phase(const char *name, const char *ua, const char *ub, const ch
 
 	phase = name;
 	set_param("fail_arc", "");
+	set_param("fail_errno", "5");
 	set_param("corrupt_stream", "0");
 	dev_open(&a, ua);
 	dev_open(&b, ub);

@@ -97,11 +97,14 @@ BUILD=$SHARE/build
 mkdir -p "$SHARE" "$BUILD" "$WORK/initramfs"
 QEMU_PID=
 cleanup() {
-	if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
-		kill "$QEMU_PID" 2>/dev/null
+	local qpid=
+	[ -s "$WORK/qemu.pid" ] && qpid=$(cat "$WORK/qemu.pid" 2>/dev/null)
+	for p in $QEMU_PID $qpid; do
+		kill -0 "$p" 2>/dev/null || continue
+		kill "$p" 2>/dev/null
 		sleep 1
-		kill -9 "$QEMU_PID" 2>/dev/null
-	fi
+		kill -9 "$p" 2>/dev/null
+	done
 	[ "${RIG_KEEP:-0}" = 1 ] && { say "kept $WORK"; return; }
 	rm -rf "$WORK"
 }
@@ -116,7 +119,7 @@ if ! make -s -C "$KDIR" M="$BUILD/mod" modules >"$WORK/build.log" 2>&1; then
 	die "module build failed" 91
 fi
 cp "$BUILD/mod/vfio_mig_test.ko" "$BUILD/"
-if ! gcc -O2 -Wall -Wextra -o "$BUILD/guest-smoke" "$SELF_DIR/guest-smoke.c" >"$WORK/cc.log" 2>&1; then
+if ! gcc -O2 -Wall -Wextra -pthread -o "$BUILD/guest-smoke" "$SELF_DIR/guest-smoke.c" >"$WORK/cc.log" 2>&1; then
 	cat "$WORK/cc.log" >&2
 	die "guest-smoke build failed" 91
 fi
@@ -223,7 +226,7 @@ T0=$(date +%s)
 timeout --kill-after=10 "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 \
 	"${ACCEL[@]}" -m "${GUEST_MEM:-2048}" -smp 2 \
 	-nodefaults -display none -monitor none -no-reboot \
-	-serial "file:$CONSOLE" \
+	-serial "file:$CONSOLE" -pidfile "$WORK/qemu.pid" \
 	-kernel "/boot/vmlinuz-$KVER" -initrd "$WORK/initramfs.cpio.gz" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off" \
 	-fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
@@ -238,14 +241,14 @@ QEMU_PID=
 T1=$(date +%s)
 
 # ---- 7. report -----------------------------------------------------------------
+# The guest test's own output comes last, so its closing line (for the smoke
+# test: "N passed, M failed") is the last line the rig prints.
 if [ "${RIG_VERBOSE:-0}" = 1 ]; then
 	echo "----- guest console -----"
 	cat "$CONSOLE"
 fi
-if [ -f "$SHARE/output.txt" ]; then
-	cat "$SHARE/output.txt"
-fi
 if [ ! -f "$SHARE/status" ]; then
+	[ -f "$SHARE/output.txt" ] && cat "$SHARE/output.txt"
 	echo "----- guest console (tail) -----"
 	tail -n 60 "$CONSOLE"
 	[ "$QRC" = 124 ] && die "QEMU timed out after ${GUEST_TIMEOUT:-600}s" 92
@@ -256,5 +259,6 @@ if grep -q 'kernel-rig-guest: setup failed' "$SHARE/output.txt" 2>/dev/null; the
 	echo "----- guest console (tail) -----"
 	tail -n 40 "$CONSOLE"
 fi
-say "guest test exited $RC after $((T1 - T0))s in the guest (builtin=$BUILTIN)"
+say "guest test exited $RC; QEMU ran $((T1 - T0))s (builtin smoke test: $BUILTIN); guest output follows"
+cat "$SHARE/output.txt"
 exit "$RC"

@@ -62,11 +62,19 @@ MODULE_PARM_DESC(caps, "migration flags of new instances: 1 (STOP_COPY) or 3 (ST
 
 static char fail_arc[48];
 module_param_string(fail_arc, fail_arc, sizeof(fail_arc), 0644);
-MODULE_PARM_DESC(fail_arc, "make one arc fail with -EIO, e.g. \"STOP>STOP_COPY\"; empty = none");
+MODULE_PARM_DESC(fail_arc, "make one arc fail (see fail_errno), e.g. \"STOP>STOP_COPY\"; empty or a newline = none");
+
+static int fail_errno = EIO;
+module_param(fail_errno, int, 0644);
+MODULE_PARM_DESC(fail_errno, "positive errno returned by the arc named in fail_arc (default 5, EIO)");
 
 static bool corrupt_stream;
 module_param(corrupt_stream, bool, 0644);
 MODULE_PARM_DESC(corrupt_stream, "flip one byte of every saving stream after its checksum is computed");
+
+static unsigned int deferred_resets;
+module_param(deferred_resets, uint, 0444);
+MODULE_PARM_DESC(deferred_resets, "statistics: resets that found state_mutex held and were applied by its holder");
 
 static bool dma_logging = true;
 module_param(dma_logging, bool, 0444);
@@ -392,17 +400,21 @@ static bool vmt_arc_legal(u32 c, enum vfio_device_mig_state cur,
 }
 
 /* fail_arc fault injection: "FROM>TO" with the spec's state names. */
-static bool vmt_arc_injected(enum vfio_device_mig_state cur,
-			     enum vfio_device_mig_state next)
+static int vmt_arc_injected(enum vfio_device_mig_state cur,
+			    enum vfio_device_mig_state next)
 {
 	char want[48];
-	bool hit;
+	int err = 0;
 
 	snprintf(want, sizeof(want), "%s>%s", vmt_sname(cur), vmt_sname(next));
 	kernel_param_lock(THIS_MODULE);
-	hit = fail_arc[0] && sysfs_streq(fail_arc, want);
+	if (fail_arc[0] && sysfs_streq(fail_arc, want)) {
+		err = fail_errno;
+		if (err <= 0 || err >= MAX_ERRNO)
+			err = EIO;
+	}
 	kernel_param_unlock(THIS_MODULE);
-	return hit;
+	return -err;
 }
 
 /* Perform exactly one arc. Returns NULL, a new data file, or ERR_PTR. */
@@ -415,10 +427,11 @@ static struct file *vmt_step(struct vmt_dev *d, enum vfio_device_mig_state next)
 		WARN_ONCE(1, VMT_NAME ": illegal arc %s>%s\n", vmt_sname(cur), vmt_sname(next));
 		return ERR_PTR(-EINVAL);
 	}
-	if (vmt_arc_injected(cur, next)) {
-		dev_info(d->vdev.dev, "injected failure of arc %s>%s\n",
-			 vmt_sname(cur), vmt_sname(next));
-		return ERR_PTR(-EIO);
+	ret = vmt_arc_injected(cur, next);
+	if (ret) {
+		dev_info(d->vdev.dev, "injected failure %d of arc %s>%s\n",
+			 ret, vmt_sname(cur), vmt_sname(next));
+		return ERR_PTR(ret);
 	}
 
 	if (cur == VFIO_DEVICE_STATE_STOP && next == VFIO_DEVICE_STATE_STOP_COPY)
@@ -473,6 +486,7 @@ static void vmt_reset(struct vmt_dev *d)
 	spin_lock(&d->reset_lock);
 	d->deferred_reset = true;
 	if (!mutex_trylock(&d->state_mutex)) {
+		WRITE_ONCE(deferred_resets, READ_ONCE(deferred_resets) + 1);
 		spin_unlock(&d->reset_lock);
 		return;		/* the holder applies it when it unlocks */
 	}
