@@ -659,8 +659,13 @@ static void run_checks(struct dev *a, struct dev *b, unsigned int caps, size_t s
 		r = ioctl(a->fd, VFIO_DEVICE_FEATURE, &rep);
 		check(r == 0 && !bitmap[0] && !bitmap[1] && !bitmap[2] && !bitmap[3],
 		      "DMA logging: REPORT -> 0 with an all-clear bitmap (%s)", r ? strerror(errno) : "ok");
+		r = ioctl(a->fd, VFIO_DEVICE_FEATURE, &start);
+		check(r < 0 && errno == EBUSY, "DMA logging: second START -> EBUSY (%s)", r ? strerror(errno) : "ok");
 		r = ioctl(a->fd, VFIO_DEVICE_FEATURE, &stop);
 		check(r == 0, "DMA logging: STOP -> 0 (%s)", r ? strerror(errno) : "ok");
+		r = ioctl(a->fd, VFIO_DEVICE_FEATURE, &rep);
+		check(r < 0 && errno == EINVAL, "DMA logging: REPORT after STOP -> EINVAL (%s)",
+		      r ? strerror(errno) : "ok");
 	}
 
 	/* fail_errno selects the injected errno */
