@@ -28,6 +28,8 @@ mkdir -p /dev/shm /dev/pts /tmp/home
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t devpts devpts /dev/pts 2>/dev/null
 hostname kernel-rig 2>/dev/null
+# loopback: the dotnet test host talks to vstest over 127.0.0.1
+ip link set lo up 2>/dev/null || /bin/busybox ip link set lo up
 
 export HOME=/tmp/home
 export DOTNET_CLI_HOME=/tmp/home
