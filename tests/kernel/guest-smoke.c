@@ -243,6 +243,43 @@ static int dev_reset(int fd)
 	return ioctl(fd, VFIO_DEVICE_RESET) ? -errno : 0;
 }
 
+/* mark a span of the kernel log where a WARN splat is expected (the rig
+ * fails a run whose kernel log has an unexpected WARNING) */
+static void kmsg(const char *msg)
+{
+	int fd = open("/dev/kmsg", O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, msg, strlen(msg)) < 0)
+			perror("/dev/kmsg");
+		close(fd);
+	}
+}
+
+/* reset, then enter ERROR through an injected arc failure with fail_to_error */
+static bool goto_error(int fd, unsigned int caps)
+{
+	bool ok = dev_reset(fd) == 0;
+
+	set_param("fail_to_error", "1");
+	set_param("fail_arc", (caps & VFIO_MIGRATION_P2P) ? "RUNNING>RUNNING_P2P" : "RUNNING>STOP");
+	ok = ok && set_state(fd, S_STOP, NULL) == -EIO;
+	set_param("fail_arc", "");
+	set_param("fail_to_error", "0");
+	return ok && get_state(fd) == S_ERROR;
+}
+
+/* SET while in ERROR: the 6.1 core WARNs (vfio_mig_get_next_state) */
+static int set_state_in_error(int fd, int st, int *data_fd)
+{
+	int r;
+
+	kmsg("vmt-expect-warn-begin");
+	r = set_state(fd, st, data_fd);
+	kmsg("vmt-expect-warn-end");
+	return r;
+}
+
 /* a complete, valid stream for the device under test (see run_fsm_table) */
 static unsigned char *valid_stream;
 static size_t valid_len;
@@ -375,11 +412,27 @@ static void run_fsm_table(int fd, unsigned int caps, const char *csv)
 			continue;
 		from = state_of(fs);
 		to = state_of(ts);
-		if (!strcmp(path, "n/a") || from == S_ERROR) {
+		if (!strcmp(path, "n/a")) {
 			na++;	/* the device cannot be in `from`: not a check */
 			continue;
 		}
 		rows++;
+		if (from == S_ERROR) {
+			ok = goto_error(fd, caps);
+			r = ok ? set_state_in_error(fd, to, &dfd) : -1;
+			st = get_state(fd);
+			if (!strcmp(path, "ERROR"))
+				check(ok && r == 0 && dfd == -1 && st == S_ERROR,
+				      "csv %s ERROR->ERROR: no-op success (rc %s, state %s)", want_caps,
+				      r ? sn(r) : "0", sn(st));
+			else
+				check(ok && r == -EINVAL && st == S_ERROR,
+				      "csv %s ERROR->%s: %s -> EINVAL, stays ERROR (rc %s, state %s)", want_caps,
+				      ts, path, r ? sn(r) : "0", sn(st));
+			if (dfd >= 0)
+				close(dfd);
+			continue;
+		}
 		prev_fd = goto_state(fd, from, &ok);
 		if (!ok) {
 			check(false, "csv %s>%s: cannot reach %s", fs, ts, fs);
@@ -445,7 +498,7 @@ static void run_fsm_table(int fd, unsigned int caps, const char *csv)
 	fclose(f);
 	free(valid_stream);
 	valid_stream = NULL;
-	check(rows == 64 - na && rows > 0, "csv caps %s: %d rows checked, %d not reachable (from ERROR or unsupported)",
+	check(rows == 64 - na && rows > 0, "csv caps %s: %d rows checked, %d rows n/a (from an unsupported state)",
 	      want_caps, rows, na);
 	dev_reset(fd);
 }
@@ -610,6 +663,24 @@ static void run_checks(struct dev *a, struct dev *b, unsigned int caps, size_t s
 		      "A: fail_arc=RUNNING_P2P>STOP: RUNNING->RESUMING -> EIO, left at RUNNING_P2P (%s)", sn(st));
 	}
 
+	/* fail_to_error: an injected failure moves the device into ERROR */
+	dev_reset(a->fd);
+	set_state(a->fd, S_STOP_COPY, &sfd);
+	set_param("fail_to_error", "1");
+	set_param("fail_arc", "STOP_COPY>STOP");
+	r = set_state(a->fd, S_STOP, NULL);
+	st = get_state(a->fd);
+	set_param("fail_arc", "");
+	set_param("fail_to_error", "0");
+	check(r == -EIO && st == S_ERROR && rd_err(sfd, s2, 16) == -ENODEV,
+	      "fail_to_error=1: failed arc STOP_COPY>STOP -> EIO, state ERROR, saving fd ENODEV (%s, %s)",
+	      sn(r), sn(st));
+	close(sfd);
+	r = set_state_in_error(a->fd, S_RUNNING, NULL);
+	check(r == -EINVAL && get_state(a->fd) == S_ERROR, "ERROR: SET RUNNING -> EINVAL, stays ERROR (%s)", sn(r));
+	dev_reset(a->fd);
+	check(get_state(a->fd) == S_RUNNING, "ERROR: VFIO_DEVICE_RESET -> RUNNING");
+
 	/* closing the device fd terminates data fds; reopen gives RUNNING */
 	dev_reset(a->fd);
 	set_state(a->fd, S_STOP_COPY, &sfd);
@@ -772,6 +843,7 @@ static void run_phase(const char *name, const char *ua, const char *ub, const ch
 	phase = name;
 	set_param("fail_arc", "");
 	set_param("fail_errno", "5");
+	set_param("fail_to_error", "0");
 	set_param("corrupt_stream", "0");
 	dev_open(&a, ua);
 	dev_open(&b, ub);
@@ -782,7 +854,7 @@ static void run_phase(const char *name, const char *ua, const char *ub, const ch
 
 static int reload_caps1(const char *ko, const char *ua, const char *ub)
 {
-	char path[PATH_MAX], cmd[PATH_MAX + 64];
+	char path[PATH_MAX], cmd[PATH_MAX + 512];
 	const char *type = getenv("VMT_TYPE_DIR");
 
 	for (int i = 0; i < 2; i++) {
@@ -792,7 +864,9 @@ static int reload_caps1(const char *ko, const char *ua, const char *ub)
 	}
 	if (system("rmmod vfio_mig_test"))
 		return -1;
-	snprintf(cmd, sizeof(cmd), "insmod '%s' caps=1", ko);
+	/* keep the rig's other parameters (e.g. state_size); the last caps= wins */
+	snprintf(cmd, sizeof(cmd), "insmod '%s' %s caps=1", ko,
+		 getenv("VMT_MODPARAMS") ? getenv("VMT_MODPARAMS") : "");
 	if (system(cmd))
 		return -1;
 	if (!type)

@@ -68,6 +68,10 @@ static int fail_errno = EIO;
 module_param(fail_errno, int, 0644);
 MODULE_PARM_DESC(fail_errno, "positive errno returned by the arc named in fail_arc (default 5, EIO)");
 
+static bool fail_to_error;
+module_param(fail_to_error, bool, 0644);
+MODULE_PARM_DESC(fail_to_error, "an injected arc failure puts the device into ERROR (data fds terminated) instead of leaving the last good state");
+
 static bool corrupt_stream;
 module_param(corrupt_stream, bool, 0644);
 MODULE_PARM_DESC(corrupt_stream, "flip one byte of every saving stream after its checksum is computed");
@@ -429,8 +433,14 @@ static struct file *vmt_step(struct vmt_dev *d, enum vfio_device_mig_state next)
 	}
 	ret = vmt_arc_injected(cur, next);
 	if (ret) {
-		dev_info(d->vdev.dev, "injected failure %d of arc %s>%s\n",
-			 ret, vmt_sname(cur), vmt_sname(next));
+		dev_info(d->vdev.dev, "injected failure %d of arc %s>%s%s\n",
+			 ret, vmt_sname(cur), vmt_sname(next),
+			 READ_ONCE(fail_to_error) ? ", device -> ERROR" : "");
+		if (READ_ONCE(fail_to_error)) {
+			/* spec 3.3: a driver may give up; only a reset leaves ERROR */
+			vmt_disable_files(d);
+			d->mig_state = VFIO_DEVICE_STATE_ERROR;
+		}
 		return ERR_PTR(ret);
 	}
 
