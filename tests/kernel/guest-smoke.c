@@ -742,12 +742,12 @@ static void run_checks(struct dev *a, struct dev *b, unsigned int caps, size_t s
 	/* fail_errno selects the injected errno */
 	dev_reset(a->fd);
 	set_param("fail_errno", "16");
-	set_param("fail_arc", "STOP>RESUMING");
+	set_param("fail_arc", "1>4");	/* STOP>RESUMING by enum values */
 	r = set_state(a->fd, S_RESUMING, &tmp);
 	st = get_state(a->fd);
 	set_param("fail_arc", "");
 	set_param("fail_errno", "5");
-	check(r == -EBUSY && st == S_STOP, "fail_errno=16: injected arc STOP>RESUMING -> EBUSY, left at STOP (%s, %s)",
+	check(r == -EBUSY && st == S_STOP, "fail_errno=16, fail_arc=1>4: injected arc STOP>RESUMING -> EBUSY, left at STOP (%s, %s)",
 	      sn(r), sn(st));
 	dev_reset(a->fd);
 

@@ -54,7 +54,8 @@ apt_install() {
 # ---- 2. packages ----------------------------------------------------------
 need=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx switch_root || need+=(busybox-static)
+# the initramfs needs the static busybox (Debian's plain busybox is dynamic)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
@@ -77,7 +78,7 @@ if [ -z "${KVER:-}" ]; then
 	fi
 	if [ -z "$KVER" ]; then
 		# offline fallback: an installed 6.1 kernel with headers
-		for v in $(ls /boot 2>/dev/null | sed -n 's/^vmlinuz-\(6\.1\..*-amd64\)$/\1/p' | sort -V -r); do
+		for v in $(for f in /boot/vmlinuz-6.1.*-amd64; do [ -f "$f" ] && echo "${f#/boot/vmlinuz-}"; done | sort -V -r); do
 			[ -d "/usr/src/linux-headers-$v" ] && { KVER=$v; break; }
 		done
 	fi
@@ -229,6 +230,7 @@ case "$FSM_CSV" in /tmp/*) cp "$FSM_CSV" "$SHARE/fsm-paths.csv"; FSM_CSV=/run/vm
 cp "$SELF_DIR/guest-stage2.sh" "$SHARE/stage2.sh"
 
 # ---- 6. boot -----------------------------------------------------------------
+# shellcheck disable=SC2054 # "tcg,thread=multi" is one QEMU argument
 ACCEL=(-accel tcg,thread=multi -cpu max)
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ ! -e /sys/module/kvm_pvm ] && [ -w /dev/kvm ]; then
 	ACCEL=(-accel kvm -cpu host)

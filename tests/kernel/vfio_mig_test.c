@@ -62,7 +62,7 @@ MODULE_PARM_DESC(caps, "migration flags of new instances: 1 (STOP_COPY) or 3 (ST
 
 static char fail_arc[48];
 module_param_string(fail_arc, fail_arc, sizeof(fail_arc), 0644);
-MODULE_PARM_DESC(fail_arc, "make one arc fail (see fail_errno), e.g. \"STOP>STOP_COPY\"; empty or a newline = none");
+MODULE_PARM_DESC(fail_arc, "make one arc fail (see fail_errno): \"STOP>STOP_COPY\" or \"1>3\"; empty or a newline = none");
 
 static int fail_errno = EIO;
 module_param(fail_errno, int, 0644);
@@ -407,12 +407,14 @@ static bool vmt_arc_legal(u32 c, enum vfio_device_mig_state cur,
 static int vmt_arc_injected(enum vfio_device_mig_state cur,
 			    enum vfio_device_mig_state next)
 {
-	char want[48];
+	char want[48], wantnum[16];
 	int err = 0;
 
+	/* by name ("STOP>STOP_COPY") or by enum value ("1>3") */
 	snprintf(want, sizeof(want), "%s>%s", vmt_sname(cur), vmt_sname(next));
+	snprintf(wantnum, sizeof(wantnum), "%u>%u", cur, next);
 	kernel_param_lock(THIS_MODULE);
-	if (fail_arc[0] && sysfs_streq(fail_arc, want)) {
+	if (fail_arc[0] && (sysfs_streq(fail_arc, want) || sysfs_streq(fail_arc, wantnum))) {
 		err = fail_errno;
 		if (err <= 0 || err >= MAX_ERRNO)
 			err = EIO;
