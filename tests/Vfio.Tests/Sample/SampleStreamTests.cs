@@ -283,6 +283,35 @@ public class SampleStreamTests
     }
 
     [Fact]
+    public void PrecopyInfo_APartlyReadDirtyRecord_CountsAsDirtyNotInitial_spec_4_6()
+    {
+        using var d = Device(seed: 1);
+        var s = d.SetState(VfioMigrationState.PreCopy)!;
+        var buf = new byte[1 << 16];
+        try
+        {
+            while (true)
+                s.Read(buf);
+        }
+        catch (VfioException e) when (e.Errno == Errno.ENOMSG)
+        {
+        }
+        d.WriteState(0, [1]);
+        d.WriteState(4096 * 9, [1]);
+        s.Read(new byte[100]); // stages one dirty record and hands out 100 bytes of it
+        var info = s.GetPrecopyInfo();
+        Assert.Equal(0ul, info.InitialBytes); // the initial data was all read; it stays 0 (spec §4.6)
+        Assert.Equal((ulong)((2 * s_pageRecord) - 100), info.DirtyBytes);
+
+        // And a partly read initial record still counts as initial.
+        using var p = Device(seed: 1);
+        var ps = p.SetState(VfioMigrationState.PreCopy)!;
+        ps.Read(new byte[HeaderRecord + 10]);
+        Assert.Equal((ulong)((64 * s_pageRecord) - 10), ps.GetPrecopyInfo().InitialBytes);
+        Assert.Equal(0ul, ps.GetPrecopyInfo().DirtyBytes);
+    }
+
+    [Fact]
     public void LargeDevice_SaveAndResume_DoNotAllocateASecondCopyOfTheState()
     {
         // 256 MiB of state: the saving and resuming paths must stream, allocating far less than the state size.
