@@ -177,6 +177,41 @@ public class StateMachinePropertyTests
         });
 
     [Fact]
+    public void EveryInteriorState_CanUnwindToThePathsOrigin_spec_9_6()
+    {
+        // The "error unwind study": a device left in an interior state by a failed arc can always be
+        // requested back to where the SET started, so no multi-arc request strands it.
+        int interiors = 0;
+        ForAllDefined((caps, from, to) =>
+        {
+            var states = MigrationStateMachine.GetPath(from, to, caps).States;
+            for (int i = 1; i < states.Count - 1; i++)
+            {
+                interiors++;
+                var back = MigrationStateMachine.GetPath(states[i], from, caps);
+                Assert.True(back.Kind == MigrationPathKind.Arcs, $"{states[i]} -> {from}: {back}");
+            }
+        });
+        Assert.True(interiors > 0);
+    }
+
+    [Fact]
+    public void EveryCombinationPath_FollowsTheTableWithoutHittingError_spec_9_3()
+        => ForAllDefined((caps, from, to) =>
+        {
+            var path = MigrationStateMachine.GetPath(from, to, caps);
+            if (path.Kind != MigrationPathKind.Arcs)
+                return;
+            for (int i = 0; i < path.States.Count - 1; i++)
+            {
+                Assert.Equal(Errno.None, MigrationStateMachine.TryGetNextState(path.States[i], to, caps, out var next));
+                Assert.Equal(path.States[i + 1], next);
+                Assert.NotEqual(VfioMigrationState.Error, next);
+            }
+            Assert.True(path.States.Distinct().Count() == path.States.Count, $"{path} repeats a state");
+        });
+
+    [Fact]
     public void RawTableRows_ForCaps7_MatchSpec_2_2()
     {
         // Row = from, columns in enum order; cell = first step (ERROR = sentinel / rejection).
