@@ -184,6 +184,18 @@ public class SetStateEngineTests
     }
 
     [Fact]
+    public void AHookFailingWithoutAnErrno_IsReportedAsEio_spec_3_1()
+    {
+        using var d = DeviceIn((VfioMigrationFlags)0x7, VfioMigrationState.Running);
+        d.FailWhen = a => a.To == VfioMigrationState.Stop;
+        d.FailWithPlainException = true;
+        var e = Assert.Throws<VfioException>(() => d.SetState(VfioMigrationState.StopCopy));
+        Assert.Equal(Errno.EIO, e.Errno);
+        Assert.IsType<InvalidOperationException>(e.InnerException);
+        Assert.Equal(VfioMigrationState.RunningP2P, d.State);
+    }
+
+    [Fact]
     public void ErrorRequest_FromAnEarlierFailedHook_DoesNotLeakIntoTheNextArc_spec_3_3()
     {
         using var d = DeviceIn((VfioMigrationFlags)0x1, VfioMigrationState.Running);

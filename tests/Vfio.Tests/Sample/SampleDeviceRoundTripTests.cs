@@ -71,4 +71,40 @@ public class SampleDeviceRoundTripTests
         Assert.Null(destination.SetState(VfioMigrationState.Stop));
         Assert.Equal(source.ComputeSha256(), destination.ComputeSha256());
     }
+
+    [Fact]
+    public void Stop_FreezesTheState_EvenWithTheWorkloadThreadRunning_spec_1_1()
+    {
+        // STOP: no internal state change. The workload thread keeps ticking, but after the arc returns it
+        // may not touch the state; whenever the hashes are taken, they must agree.
+        using var d = new SampleDevice(Small((VfioMigrationFlags)0x7, rate: 256L << 20));
+        Assert.True(d.IsRunning);
+        d.SetState(VfioMigrationState.Stop);
+        Assert.False(d.IsRunning);
+        var first = d.ComputeSha256();
+        long dirtied = d.PagesDirtiedByWorkload;
+        for (int i = 0; i < 20; i++)
+            Thread.Yield();
+        Assert.Equal(first, d.ComputeSha256());
+        Assert.Equal(dirtied, d.PagesDirtiedByWorkload);
+        d.SetState(VfioMigrationState.Running);
+        Assert.True(d.IsRunning);
+    }
+
+    [Theory]
+    [InlineData(0x1ul)]
+    [InlineData(0x7ul)]
+    public void StopCopy_OfADeviceWithARunningWorkload_ReproducesTheStoppedState(ulong caps)
+    {
+        using var source = new SampleDevice(Small((VfioMigrationFlags)caps, rate: 256L << 20));
+        using var destination = new SampleDevice(Small((VfioMigrationFlags)caps, seed: 5));
+        var saving = source.SetState(VfioMigrationState.StopCopy)!; // the workload stops on the way (…>STOP>STOP_COPY)
+        var resuming = destination.SetState(VfioMigrationState.Resuming)!;
+        var buffer = new byte[64 << 10];
+        int n;
+        while ((n = saving.Read(buffer)) > 0)
+            resuming.Write(buffer.AsSpan(0, n));
+        destination.SetState(VfioMigrationState.Stop);
+        Assert.Equal(source.ComputeSha256(), destination.ComputeSha256());
+    }
 }

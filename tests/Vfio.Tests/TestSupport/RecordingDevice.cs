@@ -40,6 +40,9 @@ internal sealed class RecordingDevice : MigrationDevice
     /// <summary>The errno a failing hook throws.</summary>
     public Errno FailErrno { get; set; } = Errno.EIO;
 
+    /// <summary>A failing hook throws a plain InvalidOperationException instead of a VfioException.</summary>
+    public bool FailWithPlainException { get; set; }
+
     /// <summary>A failing hook calls RequestErrorState first.</summary>
     public bool FailToError { get; set; }
 
@@ -82,6 +85,8 @@ internal sealed class RecordingDevice : MigrationDevice
             {
                 if (FailToError)
                     RequestErrorState();
+                if (FailWithPlainException)
+                    throw new InvalidOperationException("injected plain failure");
                 throw new VfioException(FailErrno, $"arc {arc}", "injected failure");
             }
             lock (_log)
