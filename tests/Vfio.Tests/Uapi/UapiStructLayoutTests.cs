@@ -135,6 +135,10 @@ public class UapiStructLayoutTests
         => Assert.Equal(words, VfioDmaLoggingReport.BitmapWords(length, pageSize));
 
     [Fact]
+    public void BitmapWords_WithPageSizeZero_IsAnArgumentError_NotADivideByZero()
+        => Assert.Throws<ArgumentOutOfRangeException>(() => VfioDmaLoggingReport.BitmapWords(4096, 0));
+
+    [Fact]
     public void FeatureFlagBits_MatchSpec_1_4()
     {
         Assert.Equal(0x0000FFFFu, (uint)VfioDeviceFeatureFlags.Mask);
