@@ -84,6 +84,23 @@ public class DmaLoggingTests
     }
 
     [Fact]
+    public void Start_ZeroLengthRanges_FollowTheKernelsClosedIntervalTest_spec_5_1()
+    {
+        // Zero-length ranges are not rejected by themselves; the kernel stores [iova, iova + length − 1]
+        // (wrapping), so they collide in the ways its interval tree does.
+        Assert.Single(DmaLoggingValidator.ValidateStart(4096, Ranges((0x1000, 0))));
+        Assert.Equal(2, DmaLoggingValidator.ValidateStart(4096, Ranges((0x1000, 0), (0x1000, 0x1000))).Length);
+        Assert.Equal(2, DmaLoggingValidator.ValidateStart(4096, Ranges((0x1000, 0), (0x1000, 0))).Length);
+        // [0x2000, 0x1FFF] intersects a later range that spans across 0x2000 …
+        Assert.Equal(Errno.EINVAL, StartErrno(4096, Ranges((0x2000, 0), (0x1000, 0x2000))));
+        // … and a zero-length range inside an earlier range intersects it.
+        Assert.Equal(Errno.EINVAL, StartErrno(4096, Ranges((0x1000, 0x2000), (0x2000, 0))));
+        // iova 0, length 0 wraps to [0, 2^64 − 1]: every other range collides with it.
+        Assert.Equal(Errno.EINVAL, StartErrno(4096, Ranges((0, 0), (0x100000, 0x1000))));
+        Assert.Equal(Errno.EINVAL, StartErrno(4096, Ranges((0x100000, 0x1000), (0, 0))));
+    }
+
+    [Fact]
     public void Start_PerRangeChecks_RunInArrayOrder_spec_5_1()
     {
         // First range overflows, second is misaligned: the first failing range decides.
