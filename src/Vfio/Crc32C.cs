@@ -27,6 +27,12 @@ public static class Crc32C
                 crc = Sse42.Crc32(crc, b);
             return crc;
         }
+        return AppendPortable(crc, data);
+    }
+
+    // The table-driven form, used when SSE4.2 is absent; internal so tests can check it on any machine.
+    internal static uint AppendPortable(uint crc, ReadOnlySpan<byte> data)
+    {
         foreach (byte b in data)
             crc = s_table[(crc ^ b) & 0xFF] ^ (crc >> 8);
         return crc;

@@ -31,9 +31,14 @@ public static class DmaLoggingValidator
                 VfioException.Throw(Errno.EINVAL, op, $"range 0x{r.Iova:x}+0x{r.Length:x} is not aligned to page size 0x{pageSize:x}");
             if (r.Iova + r.Length < r.Iova)
                 VfioException.Throw(Errno.EOVERFLOW, op, $"range 0x{r.Iova:x}+0x{r.Length:x} overflows 64 bits");
+            // The kernel keeps closed intervals [iova, iova + length − 1] in an interval tree and refuses a
+            // range that intersects an earlier one. The "last" wraps for a zero-length range exactly as the
+            // kernel's does (iova 0, length 0 becomes [0, 2^64 − 1] and collides with every other range).
+            ulong last = r.Iova + r.Length - 1;
             foreach (var earlier in accepted)
             {
-                if (r.Iova < earlier.Iova + earlier.Length && earlier.Iova < r.Iova + r.Length)
+                ulong earlierLast = earlier.Iova + earlier.Length - 1;
+                if (earlier.Iova <= last && r.Iova <= earlierLast)
                     VfioException.Throw(Errno.EINVAL, op, $"range 0x{r.Iova:x}+0x{r.Length:x} overlaps 0x{earlier.Iova:x}+0x{earlier.Length:x}");
             }
             accepted.Add(r);

@@ -24,6 +24,7 @@ public abstract partial class MigrationDevice : IDisposable
     private bool _errorRequested;
     private bool _precopyInfoV2;
     private bool _disposed;
+    private int _lockOwner;
 
     /// <summary>Creates a device with the given migration capabilities, in RUNNING.</summary>
     /// <exception cref="ArgumentException">The caps lack STOP_COPY or are not one of 0x1, 0x3, 0x5, 0x7.</exception>
@@ -43,10 +44,16 @@ public abstract partial class MigrationDevice : IDisposable
     public VfioMigrationFlags Capabilities { get; }
 
     /// <summary>GET MIG_DEVICE_STATE: the last committed state.</summary>
+    /// <remarks>
+    /// Waits for a SET in progress on another thread. Called on the thread that holds the state lock (from
+    /// an arc hook or an <see cref="ArcCommitted"/> handler) it answers at once instead of deadlocking.
+    /// </remarks>
     public VfioMigrationState State
     {
         get
         {
+            if (Volatile.Read(ref _lockOwner) == Environment.CurrentManagedThreadId)
+                return _state;
             Lock();
             try
             {
@@ -124,6 +131,7 @@ public abstract partial class MigrationDevice : IDisposable
             _deferredReset = true;
             if (!_stateLock.Wait(0))
                 return;
+            Volatile.Write(ref _lockOwner, Environment.CurrentManagedThreadId);
         }
         Unlock();
     }
@@ -229,7 +237,11 @@ public abstract partial class MigrationDevice : IDisposable
         OnSessionEnded(s.Kind);
     }
 
-    private void Lock() => _stateLock.Wait();
+    private void Lock()
+    {
+        _stateLock.Wait();
+        Volatile.Write(ref _lockOwner, Environment.CurrentManagedThreadId);
+    }
 
     // Releases the state lock, first applying any reset deferred while it was held (spec §3.4).
     private void Unlock()
@@ -240,6 +252,7 @@ public abstract partial class MigrationDevice : IDisposable
             {
                 if (!_deferredReset)
                 {
+                    Volatile.Write(ref _lockOwner, 0);
                     _stateLock.Release();
                     return;
                 }

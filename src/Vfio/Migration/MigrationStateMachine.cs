@@ -56,7 +56,9 @@ public static class MigrationStateMachine
     /// <summary>The supported-state predicate of spec §2.1.</summary>
     public static bool IsSupported(VfioMigrationState state, VfioMigrationFlags caps)
     {
-        if (!IsValid(state))
+        // ERROR needs every bit, so it is never supported; test it explicitly because caps is 64 bits wide
+        // and need(ERROR) only 32, which would make ERROR "supported" for caps with all low 32 bits set.
+        if (!IsValid(state) || state == VfioMigrationState.Error)
             return false;
         ulong need = RequiredFlags(state);
         return ((ulong)caps & need) == need;

@@ -18,6 +18,8 @@ public sealed partial class SampleDevice
     private ulong _pagesSent;
     private int _pendingOffset;
     private int _pendingLength;
+    private bool _pendingIsInitial;
+    private bool _producedInitial;
 
     private void BeginSave()
     {
@@ -67,6 +69,7 @@ public sealed partial class SampleDevice
                 {
                     _pendingOffset = 0;
                     _pendingLength = produced;
+                    _pendingIsInitial = _producedInitial;
                 }
             }
         }
@@ -76,6 +79,8 @@ public sealed partial class SampleDevice
     // Must hold _memLock. Writes the next record into target; returns its size, 0 when nothing is due.
     private int ProduceRecord(Span<byte> target, bool final)
     {
+        // HEADER and the initial pass are "initial" data (spec §4.6); dirty re-sends and END are not.
+        _producedInitial = !_headerSent || _initialNext < _memory.PageCount;
         if (!_headerSent)
         {
             _headerSent = true;
@@ -118,10 +123,12 @@ public sealed partial class SampleDevice
     {
         lock (_memLock)
         {
-            ulong initial = (ulong)_pendingLength
+            // A partly read staged record counts where it came from: the initial pass or a dirty re-send.
+            ulong staged = (ulong)_pendingLength;
+            ulong initial = (_pendingIsInitial ? staged : 0)
                 + (_headerSent ? 0UL : RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize)
                 + (ulong)(_memory.PageCount - _initialNext) * (ulong)_pageRecordSize;
-            ulong dirty = (ulong)_saveDirty.Count * (ulong)_pageRecordSize;
+            ulong dirty = (_pendingIsInitial ? 0 : staged) + ((ulong)_saveDirty.Count * (ulong)_pageRecordSize);
             return new PrecopyEstimate(initial, dirty);
         }
     }

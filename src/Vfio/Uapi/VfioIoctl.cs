@@ -69,6 +69,22 @@ public static class VfioIoctl
     public const uint VFIO_IOMMU_MAP_DMA = 0x3B71;
     /// <summary>VFIO_IOMMU_UNMAP_DMA (container, type1).</summary>
     public const uint VFIO_IOMMU_UNMAP_DMA = 0x3B72;
+    /// <summary>VFIO_IOMMU_ENABLE (container, type1/SPAPR; same number as VFIO_DEVICE_GET_GFX_DMABUF on a device fd).</summary>
+    public const uint VFIO_IOMMU_ENABLE = 0x3B73;
+    /// <summary>VFIO_IOMMU_DISABLE (container; same number as VFIO_DEVICE_IOEVENTFD on a device fd).</summary>
+    public const uint VFIO_IOMMU_DISABLE = 0x3B74;
+    /// <summary>VFIO_IOMMU_DIRTY_PAGES (container, type1; same number as VFIO_DEVICE_FEATURE on a device fd).</summary>
+    public const uint VFIO_IOMMU_DIRTY_PAGES = 0x3B75;
+    /// <summary>VFIO_IOMMU_SPAPR_REGISTER_MEMORY (container, SPAPR).</summary>
+    public const uint VFIO_IOMMU_SPAPR_REGISTER_MEMORY = 0x3B75;
+    /// <summary>VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY (container, SPAPR).</summary>
+    public const uint VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY = 0x3B76;
+    /// <summary>VFIO_IOMMU_SPAPR_TCE_CREATE (container, SPAPR).</summary>
+    public const uint VFIO_IOMMU_SPAPR_TCE_CREATE = 0x3B77;
+    /// <summary>VFIO_IOMMU_SPAPR_TCE_REMOVE (container, SPAPR).</summary>
+    public const uint VFIO_IOMMU_SPAPR_TCE_REMOVE = 0x3B78;
+    /// <summary>VFIO_EEH_PE_OP (container, SPAPR; same number as VFIO_MIG_GET_PRECOPY_INFO on a data fd).</summary>
+    public const uint VFIO_EEH_PE_OP = 0x3B79;
     /// <summary>VFIO_API_VERSION returned by VFIO_GET_API_VERSION.</summary>
     public const int VFIO_API_VERSION = 0;
     /// <summary>VFIO_TYPE1_IOMMU extension / IOMMU type.</summary>

@@ -150,7 +150,12 @@ public readonly record struct VfioDmaLoggingReport(ulong Iova, ulong Length, ulo
         BinaryPrimitives.ReadUInt64LittleEndian(source[24..]));
 
     /// <summary>Number of u64 bitmap words the kernel needs: ((length − 1) / page_size) / 64 + 1 (spec §5.3).</summary>
-    public static ulong BitmapWords(ulong length, ulong pageSize) => length == 0 ? 0 : ((length - 1) / pageSize / 64) + 1;
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> is 0.</exception>
+    public static ulong BitmapWords(ulong length, ulong pageSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(pageSize);
+        return length == 0 ? 0 : ((length - 1) / pageSize / 64) + 1;
+    }
 }
 
 /// <summary><c>struct vfio_device_feature_mig_data_size</c>: u64 stop_copy_length at 0 (8 bytes).</summary>
