@@ -102,7 +102,7 @@ internal static class DemoCommand
             var info = s.Json ? Console.Error : Console.Out;
             bool live = !s.Json && MigrationProgressView.IsTerminal;
             await info.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"demo: {s.Devices} sample device(s) of {Units.FormatBytes(s.Size)}, caps {MigrationStateMachine.FormatCaps(s.Caps)}, dirty rate {Units.FormatBytes(s.DirtyRate)}/s, downtime limit {s.DowntimeLimit.TotalMilliseconds:0} ms")).ConfigureAwait(false);
+                $"demo: {s.Devices} sample device(s) of {Units.FormatBytes(s.Size)}, caps {MigrationStateMachine.FormatCaps(s.Caps)}, dirty rate {Units.FormatBytes(s.DirtyRate)}/s, downtime limit {s.DowntimeLimit.TotalMilliseconds:0.###} ms")).ConfigureAwait(false);
             var view = new MigrationProgressView(live, info, s.DowntimeLimit);
             MigrationStatistics stats;
             try
