@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.Runtime.ExceptionServices;
 using Vfio.Migration;
 using Vfio.Stream;
 
@@ -176,11 +177,12 @@ public sealed class MigrationSource
                 {
                     me.RecoveryErrors = recovery;
                     me.Statistics = BuildStatistics();
-                    throw me;
+                    ExceptionDispatchInfo.Throw(me);
                 }
                 if (recovery.Count > 0)
                     throw new MigrationException(MigrationSide.Source, _phase, -1, null, Errno.ECANCELED, "canceled, and recovery failed: " + string.Join("; ", recovery), failure) { RecoveryErrors = recovery };
-                throw failure;
+                ExceptionDispatchInfo.Throw(failure);
+                throw;
             }
             finally
             {
