@@ -310,6 +310,32 @@ public class MigrationEngineTests
         Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
     }
 
+    [Fact]
+    public async Task MigrateAsync_SourceRefusesStopAfterSuccess_IsAWarningNotAFailure()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var source = new FaultyDevice(devices.Sources[0]) { FailSetStateTo = VfioMigrationState.Stop };
+        var stats = await MigrationEngine.MigrateAsync([source], devices.Destinations, null, null, TestContext.Current.CancellationToken);
+
+        var warning = Assert.Single(stats.Warnings);
+        Assert.Contains("STOP_COPY>STOP", warning, StringComparison.Ordinal);
+        Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+        // The destination runs the workload now: the source is left stopped (STOP_COPY), never restarted.
+        Assert.Equal(VfioMigrationState.StopCopy, devices.SourceDevices[0].State);
+    }
+
+    [Fact]
+    public async Task MigrateAsync_StopCopyOnlyWithSeveralDevices_AllQuiesceThroughRunningP2P()
+    {
+        await using var devices = new EngineTestDevices(2, Caps3, dirtyRate: 1 << 20);
+        var stats = await MigrationEngine.MigrateAsync(devices.Sources, devices.Destinations, null, null, TestContext.Current.CancellationToken);
+        Assert.False(stats.PreCopyUsed);
+        Assert.True(stats.P2PUsed);
+        Assert.Equal(0, stats.PreCopyBytes);
+        Assert.All(stats.Devices, d => Assert.False(d.InitialDataAcknowledged));
+    }
+
     private sealed class RecordingProgress(Action<MigrationProgress>? onReport = null) : IProgress<MigrationProgress>
     {
         public List<MigrationProgress> Items { get; } = [];
