@@ -512,11 +512,12 @@ public sealed class MigrationSource
         {
             if (userToken.IsCancellationRequested && ex is OperationCanceledException)
                 return ex;
-            // A destination failure is the root cause when it surfaces here only as a broken pipe or as the
-            // cancellation of our linked token; give the return path a moment to deliver it.
-            bool secondary = ex is OperationCanceledException
-                || ex is VfioException { Errno: Errno.EPIPE }
-                || ex is MigrationException { Errno: Errno.EPIPE }
+            // A destination failure is the root cause when it surfaces here only as a transport error or as
+            // the cancellation of our linked token; give the return path a moment to deliver it.
+            // Device failures here arrive wrapped (MigrationException, Side = Source); a bare VfioException
+            // or IOException comes from the transport (broken pipe, connection reset, …).
+            bool secondary = ex is OperationCanceledException or IOException
+                || ex is MigrationException { Errno: Errno.EPIPE or Errno.ECONNRESET or Errno.ENOTCONN }
                 || ex is MigrationException { Side: MigrationSide.Destination };
             if (secondary && Volatile.Read(ref _remoteFailure) is null && returnLoop is not null)
             {
