@@ -194,7 +194,7 @@ public sealed class MigrationSource
             finally
             {
                 await DisposeStreamsAsync().ConfigureAwait(false);
-                await _output.CompleteAsync().ConfigureAwait(false);
+                await PipeCompletion.CompleteQuietlyAsync(_output).ConfigureAwait(false);
                 await cts.CancelAsync().ConfigureAwait(false);
                 if (returnLoop is not null)
                 {
@@ -202,11 +202,12 @@ public sealed class MigrationSource
                     {
                         await returnLoop.ConfigureAwait(false);
                     }
-                    catch (OperationCanceledException)
+                    catch (Exception)
                     {
+                        // The loop records what it saw; its own end must not replace the outcome.
                     }
                 }
-                await _returnPath.CompleteAsync().ConfigureAwait(false);
+                await PipeCompletion.CompleteQuietlyAsync(_returnPath).ConfigureAwait(false);
                 _cts = null;
             }
         }
@@ -680,6 +681,10 @@ public sealed class MigrationSource
             catch (VfioException ex)
             {
                 SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, ex.Errno, "return path: " + (ex.Detail ?? ex.Message), ex));
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
+            {
+                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, Errno.EIO, "return path: " + ex.Message, ex));
             }
         }
 
