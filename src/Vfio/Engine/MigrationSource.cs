@@ -82,7 +82,8 @@ public sealed class MigrationSource
         private readonly TaskCompletionSource<ulong> _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly List<string> _warnings = [];
         private CancellationTokenSource? _cts;
-        private MigrationException? _remoteFailure;
+        private MigrationException? _remoteFailure; // reported by the destination (Error or failed LoadResult)
+        private MigrationException? _returnPathFailure; // the return path itself broke (transport or protocol)
         private int _readyCount;
         private bool _preCopy;
         private bool _p2p;
@@ -533,6 +534,10 @@ public sealed class MigrationSource
             }
             if (secondary && Volatile.Read(ref _remoteFailure) is { } remote)
                 return remote;
+            // Our own transport error carries what the transport knows (it may relay the peer's reason);
+            // only a bare cancellation of our linked token is explained by a broken return path.
+            if (ex is OperationCanceledException && Volatile.Read(ref _returnPathFailure) is { } broken)
+                return broken;
             return ex switch
             {
                 MigrationException => ex,
@@ -659,14 +664,14 @@ public sealed class MigrationSource
                         case MigrationFrameType.LoadResult:
                             var load = MigrationFrameCodec.ReadStatus(frame.Payload);
                             if (!load.IsSuccess)
-                                SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)load.Phase, d, null, load.Errno, load.Message));
+                                SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)load.Phase, d, null, load.Errno, load.Message), reported: true);
                             break;
                         case MigrationFrameType.Complete:
                             _complete.TrySetResult(MigrationFrameCodec.ReadUInt64(frame.Payload));
                             break;
                         case MigrationFrameType.Error:
                             var error = MigrationFrameCodec.ReadStatus(frame.Payload);
-                            SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)error.Phase, frame.IsStreamLevel ? -1 : d, null, error.Errno, error.Message));
+                            SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)error.Phase, frame.IsStreamLevel ? -1 : d, null, error.Errno, error.Message), reported: true);
                             return;
                     }
                 }
@@ -680,17 +685,18 @@ public sealed class MigrationSource
             }
             catch (VfioException ex)
             {
-                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, ex.Errno, "return path: " + (ex.Detail ?? ex.Message), ex));
+                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, ex.Errno, "return path: " + (ex.Detail ?? ex.Message), ex), reported: false);
             }
             catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
             {
-                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, Errno.EIO, "return path: " + ex.Message, ex));
+                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, Errno.EIO, "return path: " + ex.Message, ex), reported: false);
             }
         }
 
-        private void SetRemoteFailure(MigrationException failure)
+        private void SetRemoteFailure(MigrationException failure, bool reported)
         {
-            if (Interlocked.CompareExchange(ref _remoteFailure, failure, null) is null)
+            ref MigrationException? slot = ref reported ? ref _remoteFailure : ref _returnPathFailure;
+            if (Interlocked.CompareExchange(ref slot, failure, null) is null)
             {
                 _ready.TrySetException(failure);
                 _complete.TrySetException(failure);
