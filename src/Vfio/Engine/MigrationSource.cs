@@ -93,6 +93,7 @@ public sealed class MigrationSource
         private long _pending;
         private long _threshold;
         private bool _forced;
+        private bool _endSent;
         private TimeSpan _setupTime;
         private TimeSpan _preCopyTime;
         private TimeSpan _stopCopyTime;
@@ -145,13 +146,16 @@ public sealed class MigrationSource
         public async Task<MigrationStatistics> ExecuteAsync(CancellationToken cancellationToken)
         {
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            // The return path is read until the end, even after the caller cancels: a Complete that is
+            // already on its way decides whether the sources may restart.
+            using var returnCts = new CancellationTokenSource();
             _cts = cts;
             var token = cts.Token;
             Task? returnLoop = null;
             try
             {
                 await SetupAsync(token).ConfigureAwait(false);
-                returnLoop = Task.Run(() => ReturnLoopAsync(token), CancellationToken.None);
+                returnLoop = Task.Run(() => ReturnLoopAsync(returnCts.Token), CancellationToken.None);
                 await _ready.Task.WaitAsync(token).ConfigureAwait(false);
                 CheckDestinationCaps();
                 _setupTime = _clock.Elapsed;
@@ -178,9 +182,24 @@ public sealed class MigrationSource
             }
             catch (Exception ex)
             {
-                var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
+                if (_endSent && await CompletedAnywayAsync().ConfigureAwait(false))
+                {
+                    // Everything was sent and the destination reports its devices RUNNING: the migration
+                    // succeeded, whatever happened here meanwhile. Restarting the sources now would run the
+                    // workload twice, so finish instead.
+                    _downtime = Stopwatch.GetElapsedTime(_downtimeStart);
+                    _warnings.Add($"the migration completed although the source saw a failure after sending everything: {ex.Message}");
+                    await CleanupAsync().ConfigureAwait(false);
+                    Enter(MigrationPhase.Completed);
+                    Report("migration complete");
+                    return BuildStatistics();
+                }
+
+                // Tell the destination first (so it does not start), then restart the sources; finding
+                // the root cause may wait for the return path.
+                await NotifyAbortAsync(ex).ConfigureAwait(false);
                 var recovery = await RollbackAsync().ConfigureAwait(false);
-                await NotifyAbortAsync(failure).ConfigureAwait(false);
+                var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
                 if (failure is MigrationException me)
                 {
                     me.RecoveryErrors = recovery;
@@ -197,6 +216,7 @@ public sealed class MigrationSource
                 await DisposeStreamsAsync().ConfigureAwait(false);
                 await PipeCompletion.CompleteQuietlyAsync(_output).ConfigureAwait(false);
                 await cts.CancelAsync().ConfigureAwait(false);
+                await returnCts.CancelAsync().ConfigureAwait(false);
                 if (returnLoop is not null)
                 {
                     try
@@ -464,6 +484,7 @@ public sealed class MigrationSource
                 await _writer.WriteUInt64Async(MigrationFrameType.DeviceEnd, (ushort)i, (ulong)(_preCopyBytes[i] + _stopCopyBytes[i]), token).ConfigureAwait(false);
             }
             await _writer.WriteFrameAsync(MigrationFrameType.End, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
+            _endSent = true;
         }
 
         // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
@@ -547,6 +568,20 @@ public sealed class MigrationSource
             };
         }
 
+        // After End was sent the destination may already be starting: wait (bounded) for its verdict.
+        private async Task<bool> CompletedAnywayAsync()
+        {
+            try
+            {
+                await _complete.Task.WaitAsync(_options.FailureNoticeTimeout, CancellationToken.None).ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception)
+            {
+                return false;
+            }
+        }
+
         private async Task<IReadOnlyList<string>> RollbackAsync()
         {
             await DisposeStreamsAsync().ConfigureAwait(false);
@@ -602,6 +637,7 @@ public sealed class MigrationSource
             {
                 MigrationException m => new MigrationStatus(m.Errno, (byte)m.Phase, m.Message),
                 OperationCanceledException => new MigrationStatus(Errno.ECANCELED, (byte)_phase, "the source canceled the migration"),
+                VfioException v => new MigrationStatus(v.Errno, (byte)_phase, v.Message),
                 _ => new MigrationStatus(Errno.EIO, (byte)_phase, failure.Message),
             };
             using var timeout = new CancellationTokenSource(_options.FailureNoticeTimeout);

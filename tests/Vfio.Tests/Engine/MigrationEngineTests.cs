@@ -397,6 +397,32 @@ public class MigrationEngineTests
         Assert.Equal(before, devices.SourceDevices[0].ComputeSha256());
     }
 
+    [Fact]
+    public async Task Source_CanceledAfterEverythingWasSent_FinishesWhenTheDestinationStartedAnyway()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var ct = TestContext.Current.CancellationToken;
+        var forward = new Pipe();
+        var back = new Pipe();
+        using var sourceCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var progress = new RecordingProgress(p =>
+        {
+            if (p.Phase == MigrationPhase.Start)
+                sourceCts.Cancel();
+        });
+        var slowStart = new FaultyDevice(devices.Destinations[0]) { DelaySetStateTo = VfioMigrationState.Running, Delay = TimeSpan.FromMilliseconds(300) };
+        var destination = Task.Run(() => new MigrationDestination([slowStart]).RunAsync(forward.Reader, back.Writer, null, ct), ct);
+
+        var stats = await new MigrationSource(devices.Sources).RunAsync(forward.Writer, back.Reader, progress, sourceCts.Token);
+        await destination;
+
+        // The destination runs the workload: the source must not restart (that would run it twice).
+        Assert.Contains(stats.Warnings, w => w.Contains("completed although", StringComparison.Ordinal));
+        Assert.Equal(VfioMigrationState.Stop, devices.SourceDevices[0].State);
+        Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+    }
+
     private sealed class RecordingProgress(Action<MigrationProgress>? onReport = null) : IProgress<MigrationProgress>
     {
         public List<MigrationProgress> Items { get; } = [];
