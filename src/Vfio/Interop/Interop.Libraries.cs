@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 
 [assembly: DisableRuntimeMarshalling]
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
 
 namespace Vfio.Interop;
 
