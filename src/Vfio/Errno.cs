@@ -47,6 +47,8 @@ public enum Errno
     EPIPE = 32,
     /// <summary>Result out of range.</summary>
     ERANGE = 34,
+    /// <summary>File name too long.</summary>
+    ENAMETOOLONG = 36,
     /// <summary>Function not implemented.</summary>
     ENOSYS = 38,
     /// <summary>No message of desired type (PRE_COPY temporary end of stream).</summary>

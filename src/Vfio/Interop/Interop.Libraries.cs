@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 
 [assembly: DisableRuntimeMarshalling]
-[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
 
 namespace Vfio.Interop;
 

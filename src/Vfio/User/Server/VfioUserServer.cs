@@ -51,12 +51,17 @@ public sealed class VfioUserServer : IAsyncDisposable
         // Bind under a private name in the same directory, restrict to 0600, then rename into place: no window in
         // which the socket exists at the public path with a wider mode.
         string dir = System.IO.Path.GetDirectoryName(Path) ?? "/";
-        string temp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(Path)}.{Environment.ProcessId}.{Guid.NewGuid():N}".Substring(0, Math.Min(100, System.IO.Path.GetFileName(Path).Length + 45)));
+        string temp = System.IO.Path.Combine(dir, $".vfio-user.{Environment.ProcessId}.{Guid.NewGuid().ToString("N")[..8]}");
+        if (System.Text.Encoding.UTF8.GetByteCount(temp) > 107)
+            throw new VfioException(Errno.ENAMETOOLONG, $"listen on {Path}", "the directory path is too long for a UNIX socket address (108 bytes)");
+        if (System.Text.Encoding.UTF8.GetByteCount(Path) > 107)
+            throw new VfioException(Errno.ENAMETOOLONG, $"listen on {Path}", "the path is too long for a UNIX socket address (108 bytes)");
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(temp));
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             socket.Listen(16);
             File.Move(temp, Path, overwrite: false);
         }
@@ -149,6 +154,17 @@ public sealed class VfioUserServer : IAsyncDisposable
                 client.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Serves one already-connected socket (e.g. one end of a socketpair) until the peer goes away: the in-process
+    /// path used by <c>vfio-mig info sample:</c>, tests and the benchmark.
+    /// </summary>
+    public static Task ServeConnectedSocketAsync(Socket socket, VfioUserDeviceDefinition device, VfioUserServerOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= VfioUserServerOptions.Default;
+        var connection = new VfioUserConnection(new UnixFdSocket(socket, options.MaxMessageFds), device, options, 1);
+        return connection.RunAsync(cancellationToken);
     }
 
     /// <summary>Stops listening and removes the socket file.</summary>

@@ -53,7 +53,7 @@ public sealed class UnixFdSocket : IDisposable
                 SocketError.AccessDenied => Errno.EACCES,
                 _ => (Errno)(ex.NativeErrorCode > 0 ? ex.NativeErrorCode : (int)Errno.EIO),
             };
-            throw new VfioException(errno, $"connect to {path}", ex.Message, ex);
+            throw new VfioException(errno, $"connect to {path}", VfioException.Describe(errno), ex);
         }
         return new UnixFdSocket(socket);
     }
