@@ -16,6 +16,7 @@ public sealed class VfioUserMigrationDevice : IVfioMigrationDevice
     private VfioMigrationFlags? _caps;
     private volatile uint _lastState = (uint)VfioMigrationState.Running;
     private RemoteStream? _stream;
+    private bool _dataSizeSupported = true;
 
     /// <summary>Wraps a connected client.</summary>
     public VfioUserMigrationDevice(VfioUserClient client, bool ownsClient = true)
@@ -190,6 +191,7 @@ public sealed class VfioUserMigrationDevice : IVfioMigrationDevice
         private int _leftoverStart;
         private int _leftoverCount;
         private bool _eof;
+        private bool _lastShort;
         private bool _terminated;
 
         public DataSessionKind Kind => kind;
@@ -245,7 +247,8 @@ public sealed class VfioUserMigrationDevice : IVfioMigrationDevice
                 _leftoverStart = got;
                 _leftoverCount = all - got;
             }
-            if (got + _leftoverCount < requested && stopCopy)
+            _lastShort = got + _leftoverCount < requested;
+            if (_lastShort && stopCopy)
             {
                 // STOP_COPY: a short reply is the end of the stream; drain the requests still in flight.
                 _eof = true;
@@ -292,8 +295,33 @@ public sealed class VfioUserMigrationDevice : IVfioMigrationDevice
             }
         }
 
-        public ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)
-            => throw new VfioException(Errno.ENOTTY, "VFIO_MIG_GET_PRECOPY_INFO", "vfio-user has no PRECOPY_INFO equivalent (spec §7.1)");
+        // vfio-user has no PRECOPY_INFO (spec §7.1). We emulate it so an engine can plan rounds: initial_bytes is
+        // always 0 (vfio-user has no such notion); dirty_bytes is the MIG_DATA_SIZE estimate when the server
+        // supports feature 9 (ours does; libvfio-user answers EINVAL), else one read chunk while the last read
+        // came back full and 0 once a read came back short ("no more for now").
+        public async ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)
+        {
+            const string op = "VFIO_MIG_GET_PRECOPY_INFO (emulated)";
+            if (kind != DataSessionKind.Saving)
+                VfioException.Throw(Errno.ENOTTY, op, "a resuming stream has no ioctls");
+            if (!MigrationStateMachine.IsPreCopy(device.LastState))
+                VfioException.Throw(Errno.EINVAL, op, $"the device is in {MigrationStateMachine.Name(device.LastState)}, not PRE_COPY");
+            if (_terminated)
+                VfioException.Throw(Errno.ENODEV, op, "the stream was terminated");
+            if (device._dataSizeSupported)
+            {
+                try
+                {
+                    ulong size = await device.GetStopCopySizeAsync(cancellationToken).ConfigureAwait(false);
+                    return new PrecopyEstimate(0, size + (ulong)_leftoverCount);
+                }
+                catch (VfioException ex) when (ex.Errno is Errno.EINVAL or Errno.ENOTTY)
+                {
+                    device._dataSizeSupported = false;
+                }
+            }
+            return new PrecopyEstimate(0, (ulong)_leftoverCount + (_lastShort ? 0UL : (ulong)device.Client.ReadChunk));
+        }
 
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
