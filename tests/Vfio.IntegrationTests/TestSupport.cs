@@ -6,6 +6,8 @@ using Vfio.Sample;
 using Vfio.User.Protocol;
 using Vfio.User.Server;
 
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
+
 namespace Vfio.IntegrationTests;
 
 /// <summary>Temp socket paths, in-process servers, fd helpers and the CLI as a child process.</summary>
@@ -160,7 +162,15 @@ internal static class TestSupport
             int got = 0;
             while (got < buffer.Length)
             {
-                int n = Socket.Receive(buffer, got, buffer.Length - got, SocketFlags.None);
+                int n;
+                try
+                {
+                    n = Socket.Receive(buffer, got, buffer.Length - got, SocketFlags.None);
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+                {
+                    return false;
+                }
                 if (n == 0)
                     return false;
                 got += n;

@@ -83,10 +83,10 @@ public sealed class VfioUserServer : IAsyncDisposable
 
     private void RemoveStaleSocket()
     {
-        var info = new FileInfo(Path);
-        if (!info.Exists && !Directory.Exists(Path) && info.LinkTarget is null)
+        uint? mode = LStatMode(Path);
+        if (mode is null)
             return;
-        if (Directory.Exists(Path) || info.LinkTarget is not null || !IsSocket(Path))
+        if ((mode.Value & Interop.Interop.S_IFMT) != Interop.Interop.S_IFSOCK)
             throw new VfioException(Errno.EEXIST, $"listen on {Path}", "the path exists and is not a socket; refusing to replace it");
         using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -106,17 +106,19 @@ public sealed class VfioUserServer : IAsyncDisposable
         throw new VfioException(Errno.EADDRINUSE, $"listen on {Path}", "another server is listening on this socket");
     }
 
-    private static unsafe bool IsSocket(string path)
+    private static bool IsSocket(string path) => LStatMode(path) is { } mode && (mode & Interop.Interop.S_IFMT) == Interop.Interop.S_IFSOCK;
+
+    // lstat(2) st_mode, or null when nothing is at the path (symlinks are not followed).
+    private static unsafe uint? LStatMode(string path)
     {
         byte* stat = stackalloc byte[Interop.Interop.StatSize];
         var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
         fixed (byte* p = bytes)
         {
             if (Interop.Interop.LStat(p, stat) != 0)
-                return false;
+                return null;
         }
-        uint mode = *(uint*)(stat + Interop.Interop.StatModeOffset);
-        return (mode & Interop.Interop.S_IFMT) == Interop.Interop.S_IFSOCK;
+        return *(uint*)(stat + Interop.Interop.StatModeOffset);
     }
 
     /// <summary>Accepts and serves clients one after the other until cancelled.</summary>
