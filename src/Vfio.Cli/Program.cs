@@ -7,5 +7,6 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     ServeCommand.Create(),
     InfoCommand.Create(),
     MigrateCommand.Create(),
+    BenchCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
