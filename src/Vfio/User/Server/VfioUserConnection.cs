@@ -63,6 +63,16 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var worker = Task.Run(() => WorkerAsync(cts.Token), CancellationToken.None);
         string reason = "end of stream";
+        var handshakeTimer = _options.HandshakeTimeout > TimeSpan.Zero && _options.HandshakeTimeout != Timeout.InfiniteTimeSpan
+            ? new Timer(_ =>
+            {
+                if (!_negotiated)
+                {
+                    _closing = true;
+                    _socket.Shutdown();
+                }
+            }, null, _options.HandshakeTimeout, Timeout.InfiniteTimeSpan)
+            : null;
         try
         {
             while (!_closing)
@@ -91,7 +101,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 await _commands.Writer.WriteAsync(message, cts.Token).ConfigureAwait(false);
             }
             if (_closing)
-                reason = "closed by the server after a fatal VERSION error";
+                reason = _negotiated ? "closed by the server after a fatal error" : "no valid VERSION (error or handshake timeout)";
         }
         catch (VfioUserProtocolException ex)
         {
@@ -108,6 +118,8 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         }
         finally
         {
+            if (handshakeTimer is not null)
+                await handshakeTimer.DisposeAsync().ConfigureAwait(false);
             _commands.Writer.TryComplete();
             try
             {
