@@ -26,7 +26,18 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     /// <summary>Writes fail after this many successful writes (null: never).</summary>
     public int? FailWriteAfter { get; init; }
 
+    /// <summary>SET to this target first waits <see cref="Delay"/> (a slow device).</summary>
+    public VfioMigrationState? DelaySetStateTo { get; init; }
+
+    public TimeSpan Delay { get; init; }
+
+    /// <summary>Reports REINIT once, on the second PRECOPY_INFO that finds no initial bytes left.</summary>
+    public bool ReinitOnce { get; init; }
+
     public int Resets => Volatile.Read(ref _resets);
+
+    private bool _zeroSeen;
+    private bool _reinitDone;
 
     public string Name => Inner.Name;
 
@@ -42,6 +53,8 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     {
         if (target == FailSetStateTo)
             throw new VfioException(InjectedErrno, $"SET device_state {MigrationStateMachine.Name(target)}", "injected failure");
+        if (target == DelaySetStateTo)
+            await Task.Delay(Delay, CancellationToken.None);
         var stream = await Inner.SetStateAsync(target, cancellationToken);
         return stream is null ? null : new FaultyStream(this, stream);
     }
@@ -83,7 +96,20 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
             return stream.WriteAsync(buffer, cancellationToken);
         }
 
-        public ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default) => stream.GetPrecopyInfoAsync(cancellationToken);
+        public async ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)
+        {
+            var estimate = await stream.GetPrecopyInfoAsync(cancellationToken);
+            if (owner.ReinitOnce && estimate.InitialBytes == 0 && !owner._reinitDone)
+            {
+                if (owner._zeroSeen)
+                {
+                    owner._reinitDone = true;
+                    return estimate with { Reinit = true };
+                }
+                owner._zeroSeen = true;
+            }
+            return estimate;
+        }
 
         public ValueTask DisposeAsync() => stream.DisposeAsync();
     }

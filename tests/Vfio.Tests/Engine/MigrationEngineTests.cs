@@ -310,6 +310,119 @@ public class MigrationEngineTests
         Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
     }
 
+    [Fact]
+    public async Task MigrateAsync_SourceRefusesStopAfterSuccess_IsAWarningNotAFailure()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var source = new FaultyDevice(devices.Sources[0]) { FailSetStateTo = VfioMigrationState.Stop };
+        var stats = await MigrationEngine.MigrateAsync([source], devices.Destinations, null, null, TestContext.Current.CancellationToken);
+
+        var warning = Assert.Single(stats.Warnings);
+        Assert.Contains("STOP_COPY>STOP", warning, StringComparison.Ordinal);
+        Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+        // The destination runs the workload now: the source is left stopped (STOP_COPY), never restarted.
+        Assert.Equal(VfioMigrationState.StopCopy, devices.SourceDevices[0].State);
+    }
+
+    [Fact]
+    public async Task MigrateAsync_StopCopyOnlyWithSeveralDevices_AllQuiesceThroughRunningP2P()
+    {
+        await using var devices = new EngineTestDevices(2, Caps3, dirtyRate: 1 << 20);
+        var stats = await MigrationEngine.MigrateAsync(devices.Sources, devices.Destinations, null, null, TestContext.Current.CancellationToken);
+        Assert.False(stats.PreCopyUsed);
+        Assert.True(stats.P2PUsed);
+        Assert.Equal(0, stats.PreCopyBytes);
+        Assert.All(stats.Devices, d => Assert.False(d.InitialDataAcknowledged));
+    }
+
+    [Fact]
+    public async Task PreCopy_DeviceReportsReinit_InitialDataIsAcknowledgedAgainBeforeSwitchover()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var source = new FaultyDevice(devices.Sources[0]) { ReinitOnce = true };
+        var (bytes, stats) = await StreamCapture.MigrateAsync([source], devices.Destinations);
+
+        var frames = await StreamCapture.DecodeAsync(bytes);
+        Assert.Equal(2, frames.Count(f => f.Type == Vfio.Stream.MigrationFrameType.InitDataSent));
+        int switchover = frames.FindIndex(f => f.Type == Vfio.Stream.MigrationFrameType.Switchover);
+        Assert.True(frames.FindLastIndex(f => f.Type == Vfio.Stream.MigrationFrameType.InitDataSent) < switchover);
+        Assert.True(stats.Devices[0].InitialDataAcknowledged);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+    }
+
+    [Fact]
+    public async Task ForwardStream_HasTheDocumentedFrameOrder()
+    {
+        await using var devices = new EngineTestDevices(2, Caps7, dirtyRate: 1 << 20);
+        var (bytes, stats) = await StreamCapture.MigrateAsync(devices.Sources, devices.Destinations);
+        var frames = await StreamCapture.DecodeAsync(bytes);
+        Assert.Equal(stats.StreamBytes, bytes.Length);
+        Assert.Equal([(Vfio.Stream.MigrationFrameType.Setup, (ushort)0), (Vfio.Stream.MigrationFrameType.Setup, (ushort)1)], frames.Take(2).Select(f => (f.Type, f.Device)));
+        Assert.Equal(Vfio.Stream.MigrationFrameType.End, frames[^1].Type);
+        int switchover = frames.FindIndex(f => f.Type == Vfio.Stream.MigrationFrameType.Switchover);
+        Assert.All(frames.Take(switchover), f => Assert.NotEqual(Vfio.Stream.MigrationFrameType.StopCopyData, f.Type));
+        Assert.All(frames.Skip(switchover), f => Assert.NotEqual(Vfio.Stream.MigrationFrameType.PreCopyData, f.Type));
+        Assert.All(frames, f => Assert.True(f.Length <= MigrationOptions.Default.BufferSize));
+        Assert.Equal(stats.TotalBytes, frames.Where(f => f.Type is Vfio.Stream.MigrationFrameType.PreCopyData or Vfio.Stream.MigrationFrameType.StopCopyData).Sum(f => (long)f.Length));
+    }
+
+    [Fact]
+    public async Task Source_DestinationVanishesAfterSetup_FailsAndKeepsRunning()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var ct = TestContext.Current.CancellationToken;
+        var forward = new Pipe();
+        var back = new Pipe();
+        var before = devices.SourceDevices[0].ComputeSha256();
+        // A peer that answers Ready and then disappears without a word.
+        var peer = Task.Run(async () =>
+        {
+            var reader = new Vfio.Stream.MigrationStreamReader(forward.Reader, Vfio.Stream.MigrationStreamKind.Forward);
+            await reader.ReadPreambleAsync(ct);
+            await reader.ReadFrameAsync(ct);
+            var writer = new Vfio.Stream.MigrationStreamWriter(back.Writer, Vfio.Stream.MigrationStreamKind.Return, 1, 4096);
+            await writer.WritePreambleAsync(ct);
+            await writer.WriteUInt64Async(Vfio.Stream.MigrationFrameType.Ready, 0, (ulong)Caps7, ct);
+            await reader.ReadFrameAsync(ct);
+            await forward.Reader.CompleteAsync();
+            await back.Writer.CompleteAsync();
+        }, ct);
+
+        var ex = await Assert.ThrowsAsync<MigrationException>(() => new MigrationSource(devices.Sources).RunAsync(forward.Writer, back.Reader, null, ct));
+        await peer;
+        Assert.True(ex.Errno is Errno.EPIPE, ex.Message);
+        Assert.Equal(VfioMigrationState.Running, devices.SourceDevices[0].State);
+        Assert.Null(devices.SourceDevices[0].CurrentSession);
+        Assert.Equal(before, devices.SourceDevices[0].ComputeSha256());
+    }
+
+    [Fact]
+    public async Task Source_CanceledAfterEverythingWasSent_FinishesWhenTheDestinationStartedAnyway()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var ct = TestContext.Current.CancellationToken;
+        var forward = new Pipe();
+        var back = new Pipe();
+        using var sourceCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var progress = new RecordingProgress(p =>
+        {
+            if (p.Phase == MigrationPhase.Start)
+                sourceCts.Cancel();
+        });
+        var slowStart = new FaultyDevice(devices.Destinations[0]) { DelaySetStateTo = VfioMigrationState.Running, Delay = TimeSpan.FromMilliseconds(300) };
+        var destination = Task.Run(() => new MigrationDestination([slowStart]).RunAsync(forward.Reader, back.Writer, null, ct), ct);
+
+        var stats = await new MigrationSource(devices.Sources).RunAsync(forward.Writer, back.Reader, progress, sourceCts.Token);
+        await destination;
+
+        // The destination runs the workload: the source must not restart (that would run it twice).
+        Assert.Contains(stats.Warnings, w => w.Contains("completed although", StringComparison.Ordinal));
+        Assert.Equal(VfioMigrationState.Stop, devices.SourceDevices[0].State);
+        Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+    }
+
     private sealed class RecordingProgress(Action<MigrationProgress>? onReport = null) : IProgress<MigrationProgress>
     {
         public List<MigrationProgress> Items { get; } = [];
