@@ -5,5 +5,9 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
 {
     PathCommand.Create(),
     DemoCommand.Create(),
+    ServeCommand.Create(),
+    InfoCommand.Create(),
+    MigrateCommand.Create(),
+    BenchCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
