@@ -16,6 +16,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
     private readonly Task[] _readers;
     private readonly Task _watchdog;
     private readonly TaskCompletionSource _bye = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private byte[] _byePayload = [];
     private ulong _returnSeq;
     private bool _statusSent;
     private Exception? _fault;
@@ -61,8 +62,11 @@ public sealed class NetReceiverSession : IAsyncDisposable
     /// <summary>The fault that ended the session, if any.</summary>
     public Exception? FaultReason => Volatile.Read(ref _fault);
 
-    /// <summary>Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye.</summary>
-    public async Task SendStatusAsync(NetStatus status, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye. Returns the
+    /// sender's verdict (0 not verified, 1 digests match, 2 digests differ) and the source digest.
+    /// </summary>
+    public async Task<(byte Verdict, byte[] SourceDigest)> SendStatusAsync(NetStatus status, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(status);
         ThrowIfFaulted();
@@ -71,6 +75,8 @@ public sealed class NetReceiverSession : IAsyncDisposable
         try
         {
             await _bye.Task.WaitAsync(_security.IdleTimeout, cancellationToken).ConfigureAwait(false);
+            byte[] p = _byePayload;
+            return p.Length == 0 ? ((byte)0, []) : (p[0], p[1..]);
         }
         catch (TimeoutException)
         {
@@ -155,6 +161,9 @@ public sealed class NetReceiverSession : IAsyncDisposable
                             break;
                         case NetFrameType.Bye when channel.Index == 0:
                             channel.ExpectingFrames = false;
+                            if (frame.Length > 65)
+                                throw new VfioException(Errno.EBADMSG, $"receive on {channel.Name}", "malformed goodbye frame");
+                            _byePayload = frame.Payload.ToArray();
                             _bye.TrySetResult();
                             break;
                         default:

@@ -175,11 +175,17 @@ public sealed class NetSenderSession : IAsyncDisposable
         ThrowIfFaulted();
     }
 
-    /// <summary>Tells the receiver this side saw the status and closes cleanly.</summary>
-    public async Task SendByeAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Tells the receiver this side saw the status, with the sender's verdict (payload: u8 0 = not verified,
+    /// 1 = digests match, 2 = digests differ; then the source digest), and closes cleanly.
+    /// </summary>
+    public async Task SendByeAsync(byte verdict = 0, byte[]? sourceDigest = null, CancellationToken cancellationToken = default)
     {
         ThrowIfFaulted();
-        await _channels[0].WriteFrameAsync(NetFrameType.Bye, 0, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        byte[] payload = [verdict, .. sourceDigest ?? []];
+        if (payload.Length > 65)
+            throw new ArgumentException("digest too long", nameof(sourceDigest));
+        await _channels[0].WriteFrameAsync(NetFrameType.Bye, 0, payload, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Tells the receiver the migration is abandoned (best effort, bounded), then ends the session.</summary>

@@ -72,8 +72,10 @@ public sealed class NetSessionTests
 
         var statusTask = receiver.SendStatusAsync(new NetStatus(true, 0, "loaded", SHA256.HashData(got), ""));
         var status = await sender.WaitForStatusAsync().WaitAsync(s_limit);
-        await sender.SendByeAsync();
-        await statusTask.WaitAsync(s_limit);
+        await sender.SendByeAsync(1, status.Digest);
+        var (verdict, digest) = await statusTask.WaitAsync(s_limit);
+        Assert.Equal(1, verdict);
+        Assert.Equal(SHA256.HashData(data), digest);
         Assert.True(status.Ok);
         Assert.Equal(SHA256.HashData(data), status.Digest);
     }
