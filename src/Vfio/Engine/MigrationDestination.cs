@@ -1,0 +1,432 @@
+using System.Diagnostics;
+using System.IO.Pipelines;
+using Vfio.Migration;
+using Vfio.Stream;
+
+namespace Vfio.Engine;
+
+/// <summary>
+/// The destination half of a live migration: reads the forward stream, puts N destination devices into
+/// RESUMING, writes their data, validates (RESUMING→STOP) and starts them (→RUNNING, through RUNNING_P2P
+/// for P2P devices, all together), answering on the return path. On any failure every touched destination
+/// device is reset and an Error frame tells the source.
+/// </summary>
+public sealed class MigrationDestination
+{
+    private readonly IReadOnlyList<IVfioMigrationDevice> _devices;
+    private readonly MigrationOptions _options;
+
+    /// <summary>Creates the destination half for <paramref name="devices"/> (device index = list position).</summary>
+    /// <exception cref="ArgumentException">No devices, too many, or invalid options.</exception>
+    public MigrationDestination(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(devices);
+        if (devices.Count == 0 || devices.Count >= MigrationFrame.StreamLevel)
+            throw new ArgumentException($"between 1 and {MigrationFrame.StreamLevel - 1} devices are needed", nameof(devices));
+        _devices = devices;
+        _options = options ?? MigrationOptions.Default;
+        _options.Validate();
+    }
+
+    /// <summary>
+    /// Runs the destination half: <paramref name="input"/> carries the forward stream, <paramref name="returnPath"/>
+    /// the replies. Both are completed when this returns.
+    /// </summary>
+    /// <returns>The destination's statistics once every device is RUNNING and the source was told.</returns>
+    /// <exception cref="MigrationException">The migration failed (here or at the source); the destination devices were reset.</exception>
+    /// <exception cref="OperationCanceledException">Canceled; the destination devices were reset.</exception>
+    public async Task<MigrationStatistics> RunAsync(PipeReader input, PipeWriter returnPath, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(returnPath);
+        var run = new DestinationRun(_devices, _options, input, returnPath, progress);
+        return await run.ExecuteAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs the destination half over byte streams (e.g. one <c>NetworkStream</c> for both directions). The streams stay open.</summary>
+    /// <inheritdoc cref="RunAsync(PipeReader, PipeWriter, IProgress{MigrationProgress}?, CancellationToken)"/>
+    public Task<MigrationStatistics> RunAsync(System.IO.Stream input, System.IO.Stream returnPath, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(returnPath);
+        return RunAsync(
+            PipeReader.Create(input, new StreamPipeReaderOptions(leaveOpen: true)),
+            PipeWriter.Create(returnPath, new StreamPipeWriterOptions(leaveOpen: true)),
+            progress,
+            cancellationToken);
+    }
+
+    private sealed class DestinationRun
+    {
+        private const uint ReturnMaxPayload = 4096;
+        private readonly IReadOnlyList<IVfioMigrationDevice> _devices;
+        private readonly MigrationOptions _options;
+        private readonly PipeReader _input;
+        private readonly PipeWriter _returnPath;
+        private readonly IProgress<MigrationProgress>? _progress;
+        private readonly MigrationStreamWriter _writer;
+        private readonly MigrationStreamReader _reader;
+        private readonly int _count;
+        private readonly MigrationDeviceSetup[] _setups;
+        private readonly VfioMigrationFlags[] _caps;
+        private readonly IMigrationDataStream?[] _streams;
+        private readonly bool[] _touched;
+        private readonly long[] _preCopyBytes;
+        private readonly long[] _stopCopyBytes;
+        private readonly bool[] _ended;
+        private readonly bool[] _acked;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private MigrationPhase _phase = MigrationPhase.Setup;
+        private bool _switchover;
+        private TimeSpan _setupTime;
+        private TimeSpan _switchoverAt;
+        private TimeSpan _startTime;
+        private TimeSpan _lastProgress = TimeSpan.MinValue;
+
+        public DestinationRun(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, PipeReader input, PipeWriter returnPath, IProgress<MigrationProgress>? progress)
+        {
+            _devices = devices;
+            _options = options;
+            _input = input;
+            _returnPath = returnPath;
+            _progress = progress;
+            _count = devices.Count;
+            _writer = new MigrationStreamWriter(returnPath, MigrationStreamKind.Return, (ushort)_count, ReturnMaxPayload);
+            _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferSize, (int)MigrationFrameCodec.DefaultMaxPayload));
+            _setups = new MigrationDeviceSetup[_count];
+            _caps = new VfioMigrationFlags[_count];
+            _streams = new IMigrationDataStream?[_count];
+            _touched = new bool[_count];
+            _preCopyBytes = new long[_count];
+            _stopCopyBytes = new long[_count];
+            _ended = new bool[_count];
+            _acked = new bool[_count];
+        }
+
+        public async Task<MigrationStatistics> ExecuteAsync(CancellationToken token)
+        {
+            try
+            {
+                await _writer.WritePreambleAsync(token).ConfigureAwait(false);
+                await SetupAsync(token).ConfigureAwait(false);
+                _setupTime = _clock.Elapsed;
+                await LoadAsync(token).ConfigureAwait(false);
+                await DisposeStreamsAsync().ConfigureAwait(false);
+                var startClock = Stopwatch.StartNew();
+                await ValidateAsync(token).ConfigureAwait(false);
+                await StartAsync(token).ConfigureAwait(false);
+                _startTime = startClock.Elapsed;
+                _phase = MigrationPhase.Completed;
+                await _writer.WriteUInt64Async(MigrationFrameType.Complete, MigrationFrame.StreamLevel, (ulong)(_startTime.Ticks / 10), token).ConfigureAwait(false);
+                Report("destination devices running", force: true);
+                return BuildStatistics();
+            }
+            catch (Exception ex)
+            {
+                var failure = Normalize(ex, token);
+                var recovery = await ResetTouchedAsync().ConfigureAwait(false);
+                if (failure is MigrationException { Side: MigrationSide.Destination } mine || failure is OperationCanceledException)
+                    await NotifyErrorAsync(failure).ConfigureAwait(false);
+                if (failure is MigrationException me)
+                {
+                    me.RecoveryErrors = recovery;
+                    me.Statistics = BuildStatistics();
+                }
+                throw failure;
+            }
+            finally
+            {
+                await DisposeStreamsAsync().ConfigureAwait(false);
+                await _returnPath.CompleteAsync().ConfigureAwait(false);
+                await _input.CompleteAsync().ConfigureAwait(false);
+            }
+        }
+
+        private async Task SetupAsync(CancellationToken token)
+        {
+            var preamble = await _reader.ReadPreambleAsync(token).ConfigureAwait(false);
+            if (preamble.DeviceCount != _count)
+                throw Fail(-1, Errno.EINVAL, $"the source migrates {preamble.DeviceCount} device(s), this destination has {_count}");
+            for (int i = 0; i < _count; i++)
+            {
+                var frame = await NextFrameAsync(token).ConfigureAwait(false);
+                if (frame.Type == MigrationFrameType.Abort)
+                    throw SourceAborted(frame);
+                if (frame.Type != MigrationFrameType.Setup || frame.Device != i)
+                    throw Fail(-1, Errno.EPROTO, $"expected the Setup frame of device {i}, got {frame}");
+                _setups[i] = MigrationFrameCodec.ReadSetup(frame.Payload);
+            }
+            for (int i = 0; i < _count; i++)
+            {
+                var caps = await DeviceAsync(i, "VFIO_DEVICE_FEATURE_MIGRATION", d => d.GetCapabilitiesAsync(token)).ConfigureAwait(false);
+                _caps[i] = caps;
+                var setup = _setups[i];
+                if ((caps & VfioMigrationFlags.StopCopy) == 0)
+                    throw Fail(i, Errno.EOPNOTSUPP, $"the device cannot migrate: its capabilities {MigrationStateMachine.FormatCaps(caps)} lack STOP_COPY");
+                if ((setup.Plan & MigrationPlanFlags.PreCopy) != 0 && (caps & VfioMigrationFlags.PreCopy) == 0)
+                    throw Fail(i, Errno.EOPNOTSUPP, $"source device {i} ({setup.Name}, caps {MigrationStateMachine.FormatCaps(setup.Capabilities)}) will be pre-copied, but this device lacks PRE_COPY (caps {MigrationStateMachine.FormatCaps(caps)})");
+                if (_count > 1 && (caps & VfioMigrationFlags.P2P) == 0)
+                    throw Fail(i, Errno.EOPNOTSUPP, $"{_count} devices migrate together, but this device lacks P2P (caps {MigrationStateMachine.FormatCaps(caps)}); they could not be started together safely");
+            }
+            for (int i = 0; i < _count; i++)
+            {
+                _touched[i] = true;
+                var stream = await DeviceAsync(i, "SET device_state RESUMING", d => d.SetStateAsync(VfioMigrationState.Resuming, token)).ConfigureAwait(false);
+                _streams[i] = stream ?? throw Fail(i, Errno.EPROTO, "STOP>RESUMING opened no resuming stream");
+            }
+            for (int i = 0; i < _count; i++)
+                await _writer.WriteUInt64Async(MigrationFrameType.Ready, (ushort)i, (ulong)_caps[i], token).ConfigureAwait(false);
+            _phase = (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0 ? MigrationPhase.PreCopy : MigrationPhase.Switchover;
+            Report("destination devices in RESUMING", force: true);
+        }
+
+        private async Task LoadAsync(CancellationToken token)
+        {
+            while (true)
+            {
+                var frame = await NextFrameAsync(token).ConfigureAwait(false);
+                int d = frame.Device;
+                switch (frame.Type)
+                {
+                    case MigrationFrameType.PreCopyData:
+                        if (_switchover || (_setups[d].Plan & MigrationPlanFlags.PreCopy) == 0)
+                            throw Fail(-1, Errno.EPROTO, $"{frame} outside pre-copy");
+                        await WriteDeviceAsync(d, frame, token).ConfigureAwait(false);
+                        _preCopyBytes[d] += frame.Length;
+                        break;
+                    case MigrationFrameType.InitDataSent:
+                        if (_switchover || (_setups[d].Plan & MigrationPlanFlags.PreCopy) == 0)
+                            throw Fail(-1, Errno.EPROTO, $"{frame}: device {d} is not pre-copied or the switchover already began");
+                        // Every initial byte arrived in order before the marker and was written: acknowledge.
+                        _acked[d] = true;
+                        await _writer.WriteFrameAsync(MigrationFrameType.InitDataAck, (ushort)d, default, token).ConfigureAwait(false);
+                        break;
+                    case MigrationFrameType.Switchover:
+                        if (_switchover)
+                            throw Fail(-1, Errno.EPROTO, $"a second {frame}");
+                        _switchover = true;
+                        _switchoverAt = _clock.Elapsed;
+                        _phase = MigrationPhase.StopCopy;
+                        Report("source switching over", force: true);
+                        break;
+                    case MigrationFrameType.StopCopyData:
+                        if (!_switchover || _ended[d])
+                            throw Fail(-1, Errno.EPROTO, _ended[d] ? $"{frame} after device {d} ended" : $"{frame} before the switchover");
+                        await WriteDeviceAsync(d, frame, token).ConfigureAwait(false);
+                        _stopCopyBytes[d] += frame.Length;
+                        break;
+                    case MigrationFrameType.DeviceEnd:
+                        if (!_switchover || _ended[d])
+                            throw Fail(-1, Errno.EPROTO, $"unexpected {frame}");
+                        ulong declared = MigrationFrameCodec.ReadUInt64(frame.Payload);
+                        ulong received = (ulong)(_preCopyBytes[d] + _stopCopyBytes[d]);
+                        if (declared != received)
+                            throw Fail(d, Errno.EBADMSG, $"the source sent {declared} bytes for this device, {received} arrived");
+                        _ended[d] = true;
+                        break;
+                    case MigrationFrameType.End:
+                        int missing = Array.IndexOf(_ended, false);
+                        if (missing >= 0)
+                            throw Fail(-1, Errno.EPROTO, $"the stream ended before device {missing} did");
+                        return;
+                    case MigrationFrameType.Abort:
+                        throw SourceAborted(frame);
+                    default:
+                        throw Fail(-1, Errno.EPROTO, $"unexpected {frame}");
+                }
+                Report(null);
+            }
+        }
+
+        private async Task ValidateAsync(CancellationToken token)
+        {
+            _phase = MigrationPhase.Validate;
+            for (int i = 0; i < _count; i++)
+            {
+                try
+                {
+                    await _devices[i].SetStateAsync(VfioMigrationState.Stop, token).ConfigureAwait(false);
+                }
+                catch (VfioException ex)
+                {
+                    await _writer.WriteStatusAsync(MigrationFrameType.LoadResult, (ushort)i, new MigrationStatus(ex.Errno, (byte)_phase, ex.Message), token).ConfigureAwait(false);
+                    throw Fail(i, ex.Errno, $"RESUMING>STOP rejected the loaded state: {ex.Detail ?? ex.Message}", ex);
+                }
+                await _writer.WriteStatusAsync(MigrationFrameType.LoadResult, (ushort)i, new MigrationStatus(Errno.None, (byte)_phase, "loaded and validated"), token).ConfigureAwait(false);
+            }
+        }
+
+        private async Task StartAsync(CancellationToken token)
+        {
+            _phase = MigrationPhase.Start;
+            // All P2P-capable devices reach RUNNING_P2P before any device fully runs.
+            for (int i = 0; i < _count; i++)
+            {
+                if ((_caps[i] & VfioMigrationFlags.P2P) != 0)
+                    await DeviceAsync(i, "SET device_state RUNNING_P2P", d => d.SetStateAsync(VfioMigrationState.RunningP2P, token)).ConfigureAwait(false);
+            }
+            for (int i = 0; i < _count; i++)
+                await DeviceAsync(i, "SET device_state RUNNING", d => d.SetStateAsync(VfioMigrationState.Running, token)).ConfigureAwait(false);
+        }
+
+        private async Task WriteDeviceAsync(int d, MigrationFrame frame, CancellationToken token)
+        {
+            var stream = _streams[d]!;
+            foreach (var segment in frame.Payload)
+            {
+                try
+                {
+                    await stream.WriteAsync(segment, token).ConfigureAwait(false);
+                }
+                catch (VfioException ex)
+                {
+                    throw Fail(d, ex.Errno, $"write migration data: {ex.Detail ?? ex.Message}", ex);
+                }
+            }
+        }
+
+        private async Task<MigrationFrame> NextFrameAsync(CancellationToken token)
+        {
+            MigrationFrame? frame;
+            try
+            {
+                frame = await _reader.ReadFrameAsync(token).ConfigureAwait(false);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(-1, ex.Errno, "migration stream: " + (ex.Detail ?? ex.Message), ex);
+            }
+            return frame ?? throw Fail(-1, Errno.EPIPE, $"the migration stream ended during {MigrationException.PhaseName(_phase)}, before its End frame");
+        }
+
+        private static MigrationException SourceAborted(MigrationFrame frame)
+        {
+            var status = MigrationFrameCodec.ReadStatus(frame.Payload);
+            return new MigrationException(MigrationSide.Source, (MigrationPhase)status.Phase, -1, null, status.Errno, "the source aborted the migration: " + status.Message);
+        }
+
+        private Exception Normalize(Exception ex, CancellationToken token) => ex switch
+        {
+            MigrationException => ex,
+            OperationCanceledException when token.IsCancellationRequested => ex,
+            VfioException v => Fail(-1, v.Errno, v.Detail ?? v.Message, v),
+            _ => Fail(-1, Errno.EIO, ex.Message, ex),
+        };
+
+        private async Task<IReadOnlyList<string>> ResetTouchedAsync()
+        {
+            await DisposeStreamsAsync().ConfigureAwait(false);
+            var errors = new List<string>();
+            for (int i = 0; i < _count; i++)
+            {
+                if (!_touched[i])
+                    continue;
+                try
+                {
+                    // Abandoning a load (or a half-started device) needs a reset (spec §2.7).
+                    await _devices[i].ResetAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (VfioException ex)
+                {
+                    errors.Add($"destination device {i} ({_devices[i].Name}): reset failed: {ex.Message}");
+                }
+            }
+            return errors;
+        }
+
+        private async Task NotifyErrorAsync(Exception failure)
+        {
+            var status = failure is MigrationException m
+                ? new MigrationStatus(m.Errno, (byte)m.Phase, m.Detail)
+                : new MigrationStatus(Errno.ECANCELED, (byte)_phase, "the destination canceled the migration");
+            int device = failure is MigrationException { DeviceIndex: >= 0 } md ? md.DeviceIndex : MigrationFrame.StreamLevel;
+            using var timeout = new CancellationTokenSource(_options.FailureNoticeTimeout);
+            try
+            {
+                await _writer.WriteStatusAsync(MigrationFrameType.Error, (ushort)device, status, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is VfioException or OperationCanceledException or InvalidOperationException)
+            {
+                // The source is gone; it will see the streams end.
+            }
+        }
+
+        private async Task DisposeStreamsAsync()
+        {
+            for (int i = 0; i < _count; i++)
+            {
+                if (_streams[i] is { } s)
+                {
+                    _streams[i] = null;
+                    try
+                    {
+                        await s.DisposeAsync().ConfigureAwait(false);
+                    }
+                    catch (VfioException)
+                    {
+                    }
+                }
+            }
+        }
+
+        private async Task<T> DeviceAsync<T>(int i, string operation, Func<IVfioMigrationDevice, ValueTask<T>> call)
+        {
+            try
+            {
+                return await call(_devices[i]).ConfigureAwait(false);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(i, ex.Errno, $"{operation}: {ex.Detail ?? ex.Message}", ex);
+            }
+        }
+
+        private MigrationException Fail(int i, Errno errno, string detail, Exception? inner = null)
+            => new(MigrationSide.Destination, _phase, i, i >= 0 ? _devices[i].Name : null, errno, detail, inner);
+
+        private void Report(string? message, bool force = false)
+        {
+            if (_progress is null)
+                return;
+            var now = _clock.Elapsed;
+            if (!force && now - _lastProgress < _options.ProgressInterval)
+                return;
+            _lastProgress = now;
+            _progress.Report(new MigrationProgress
+            {
+                Side = MigrationSide.Destination,
+                Phase = _phase,
+                PreCopyBytes = _preCopyBytes.Sum(),
+                StopCopyBytes = _stopCopyBytes.Sum(),
+                AcksReceived = _acked.Count(a => a),
+                AcksExpected = _setups.Count(s => (s.Plan & MigrationPlanFlags.PreCopy) != 0),
+                Elapsed = now,
+                Message = message,
+            });
+        }
+
+        private MigrationStatistics BuildStatistics()
+        {
+            var devices = new DeviceMigrationStatistics[_count];
+            for (int i = 0; i < _count; i++)
+                devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], _acked[i]);
+            var stopCopyTime = _switchover ? _clock.Elapsed - _switchoverAt - _startTime : TimeSpan.Zero;
+            return new MigrationStatistics
+            {
+                Side = MigrationSide.Destination,
+                DeviceCount = _count,
+                PreCopyUsed = _count > 0 && (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0,
+                P2PUsed = _count > 0 && (_setups[0].Plan & MigrationPlanFlags.P2P) != 0,
+                PreCopyBytes = _preCopyBytes.Sum(),
+                StopCopyBytes = _stopCopyBytes.Sum(),
+                SetupTime = _setupTime,
+                PreCopyTime = _switchover ? _switchoverAt - _setupTime : TimeSpan.Zero,
+                StopCopyTime = stopCopyTime < TimeSpan.Zero ? TimeSpan.Zero : stopCopyTime,
+                DestinationStartTime = _startTime,
+                Downtime = _switchover ? _clock.Elapsed - _switchoverAt : TimeSpan.Zero,
+                TotalTime = _clock.Elapsed,
+                Devices = devices,
+            };
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using System.IO.Pipelines;
+using Vfio.Migration;
+
+namespace Vfio.Engine;
+
+/// <summary>
+/// In-process live migration: a <see cref="MigrationSource"/> and a <see cref="MigrationDestination"/>
+/// run concurrently, connected by two in-memory pipes that carry exactly the bytes a network transport
+/// would (forward stream and return path).
+/// </summary>
+public static class MigrationEngine
+{
+    /// <summary>
+    /// Migrates <paramref name="sources"/>[i] into <paramref name="destinations"/>[i] for every i.
+    /// On success the destinations are RUNNING with the sources' state and the sources are in STOP.
+    /// </summary>
+    /// <returns>The source's statistics (downtime: first source leaving RUNNING → last destination RUNNING).</returns>
+    /// <exception cref="ArgumentException">The lists are empty or of different lengths, or the options are invalid.</exception>
+    /// <exception cref="MigrationException">The migration failed: the sources are RUNNING with their state unchanged, the destinations were reset.</exception>
+    /// <exception cref="OperationCanceledException">Canceled, with the same guarantees.</exception>
+    public static async Task<MigrationStatistics> MigrateAsync(
+        IReadOnlyList<IVfioMigrationDevice> sources,
+        IReadOnlyList<IVfioMigrationDevice> destinations,
+        MigrationOptions? options = null,
+        IProgress<MigrationProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sources);
+        ArgumentNullException.ThrowIfNull(destinations);
+        if (sources.Count != destinations.Count)
+            throw new ArgumentException($"{sources.Count} source devices but {destinations.Count} destination devices", nameof(destinations));
+        options ??= MigrationOptions.Default;
+        options.Validate();
+
+        long pause = 4L * options.BufferSize;
+        var forward = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
+        var back = new Pipe(new PipeOptions(useSynchronizationContext: false));
+        var source = new MigrationSource(sources, options);
+        var destination = new MigrationDestination(destinations, options);
+
+        var destinationTask = Task.Run(() => destination.RunAsync(forward.Reader, back.Writer, null, cancellationToken), CancellationToken.None);
+        var sourceTask = Task.Run(() => source.RunAsync(forward.Writer, back.Reader, progress, cancellationToken), CancellationToken.None);
+        try
+        {
+            var statistics = await sourceTask.ConfigureAwait(false);
+            await destinationTask.ConfigureAwait(false);
+            return statistics;
+        }
+        catch when (!sourceTask.IsCompleted || sourceTask.IsCompletedSuccessfully)
+        {
+            // The destination failed after the source succeeded (it could not even send its last frame).
+            throw;
+        }
+        catch
+        {
+            // The source's exception is the one to report: it names the root cause, wherever it was.
+            try
+            {
+                await destinationTask.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is MigrationException or OperationCanceledException or VfioException)
+            {
+                // Same failure seen from the destination; its devices were reset.
+            }
+            throw;
+        }
+    }
+}

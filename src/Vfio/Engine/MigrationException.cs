@@ -1,0 +1,94 @@
+using System.Globalization;
+
+namespace Vfio.Engine;
+
+/// <summary>
+/// A migration failed. Says where (side, phase, device) and why (errno and words); the inner exception
+/// is the original <see cref="VfioException"/> when there is one. When this is thrown the source devices
+/// are back in RUNNING (or were reset) and the destination devices were reset; <see cref="RecoveryErrors"/>
+/// lists any device that could not be recovered.
+/// </summary>
+public sealed class MigrationException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public MigrationException(MigrationSide side, MigrationPhase phase, int deviceIndex, string? deviceName, Errno errno, string detail, Exception? inner = null, ConvergenceReport? convergence = null)
+        : base(Format(side, phase, deviceIndex, deviceName, errno, detail), inner)
+    {
+        Side = side;
+        Phase = phase;
+        DeviceIndex = deviceIndex;
+        DeviceName = deviceName;
+        Errno = errno;
+        Detail = detail;
+        Convergence = convergence;
+        HResult = (int)errno;
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public MigrationException()
+        : this(MigrationSide.Source, MigrationPhase.Setup, -1, null, Errno.EIO, "migration failed")
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public MigrationException(string message)
+        : this(MigrationSide.Source, MigrationPhase.Setup, -1, null, Errno.EIO, message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public MigrationException(string message, Exception innerException)
+        : this(MigrationSide.Source, MigrationPhase.Setup, -1, null, Errno.EIO, message, innerException)
+    {
+    }
+
+    /// <summary>The side whose device, stream or decision failed.</summary>
+    public MigrationSide Side { get; }
+
+    /// <summary>The phase the failure happened in.</summary>
+    public MigrationPhase Phase { get; }
+
+    /// <summary>The device index, or −1 when no single device is to blame.</summary>
+    public int DeviceIndex { get; }
+
+    /// <summary>The device's name, if a device is to blame.</summary>
+    public string? DeviceName { get; }
+
+    /// <summary>The errno.</summary>
+    public Errno Errno { get; }
+
+    /// <summary>The plain-words reason.</summary>
+    public string Detail { get; }
+
+    /// <summary>The convergence figures when pre-copy did not converge (errno ETIMEDOUT).</summary>
+    public ConvergenceReport? Convergence { get; }
+
+    /// <summary>Devices that could not be put back after the failure (empty when recovery succeeded).</summary>
+    public IReadOnlyList<string> RecoveryErrors { get; internal set; } = [];
+
+    /// <summary>What was measured before the failure.</summary>
+    public MigrationStatistics? Statistics { get; internal set; }
+
+    private static string Format(MigrationSide side, MigrationPhase phase, int deviceIndex, string? deviceName, Errno errno, string detail)
+    {
+        string where = side == MigrationSide.Source ? "source" : "destination";
+        string device = deviceIndex >= 0
+            ? string.Create(CultureInfo.InvariantCulture, $" device {deviceIndex}{(deviceName is null ? "" : " (" + deviceName + ")")}")
+            : "";
+        return $"migration failed in {PhaseName(phase)} on the {where}{device}: {VfioException.NameOf(errno)}: {detail}";
+    }
+
+    /// <summary>The phase in words, as used in messages.</summary>
+    public static string PhaseName(MigrationPhase phase) => phase switch
+    {
+        MigrationPhase.Setup => "setup",
+        MigrationPhase.PreCopy => "pre-copy",
+        MigrationPhase.Switchover => "switchover",
+        MigrationPhase.StopCopy => "stop-copy",
+        MigrationPhase.Validate => "validation (RESUMING>STOP)",
+        MigrationPhase.Start => "start (to RUNNING)",
+        MigrationPhase.Cleanup => "cleanup",
+        MigrationPhase.Completed => "completion",
+        _ => "phase " + ((byte)phase).ToString(CultureInfo.InvariantCulture),
+    };
+}

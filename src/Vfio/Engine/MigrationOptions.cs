@@ -1,0 +1,59 @@
+namespace Vfio.Engine;
+
+/// <summary>Settings of a live migration. Immutable; start from <see cref="Default"/> and use <c>with</c>.</summary>
+public sealed record MigrationOptions
+{
+    /// <summary>The defaults: 1 MiB buffer, 300 ms downtime limit, 64 rounds, 2 minutes of pre-copy, fail on non-convergence.</summary>
+    public static MigrationOptions Default { get; } = new();
+
+    /// <summary>
+    /// Bytes read from a device per read call, and so the largest frame payload (VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE analogue). Default 1 MiB.
+    /// </summary>
+    public int BufferSize { get; init; } = 1 << 20;
+
+    /// <summary>The allowed downtime; pre-copy switches over once bandwidth × this covers the pending bytes. Default 300 ms.</summary>
+    public TimeSpan DowntimeLimit { get; init; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Pre-copy rounds before the non-convergence policy applies. Default 64.</summary>
+    public int MaxRounds { get; init; } = 64;
+
+    /// <summary>Pre-copy time before the non-convergence policy applies. Default 2 minutes.</summary>
+    public TimeSpan MaxPreCopyTime { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>What happens when pre-copy does not converge. Default <see cref="NonConvergencePolicy.Fail"/>.</summary>
+    public NonConvergencePolicy NonConvergence { get; init; } = NonConvergencePolicy.Fail;
+
+    /// <summary>Use PRE_COPY when every source device supports it. Default true.</summary>
+    public bool UsePreCopy { get; init; } = true;
+
+    /// <summary>
+    /// Do not switch over before every destination acknowledged its device's initial bytes (the
+    /// switchover-ack analogue). Default true. Ignored by a forced switchover.
+    /// </summary>
+    public bool RequireSwitchoverAck { get; init; } = true;
+
+    /// <summary>How long the source pauses after a pre-copy round that found no data. Default 10 ms.</summary>
+    public TimeSpan IdleRoundDelay { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>How often progress is reported while data moves. Default 100 ms.</summary>
+    public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long a failing side waits to deliver its Abort/Error frame to the peer. Default 2 s.</summary>
+    public TimeSpan FailureNoticeTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Checks the values.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>
+    public void Validate()
+    {
+        if (BufferSize < 4096 || BufferSize > (int)Stream.MigrationFrameCodec.HardMaxPayload)
+            throw new ArgumentOutOfRangeException(nameof(BufferSize), BufferSize, $"the buffer size must be 4 KiB to {Stream.MigrationFrameCodec.HardMaxPayload >> 20} MiB");
+        if (DowntimeLimit < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(DowntimeLimit), DowntimeLimit, "the downtime limit cannot be negative");
+        if (MaxRounds < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxRounds), MaxRounds, "at least one pre-copy round is needed");
+        if (MaxPreCopyTime <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(MaxPreCopyTime), MaxPreCopyTime, "the pre-copy time limit must be positive");
+        if (IdleRoundDelay < TimeSpan.Zero || ProgressInterval < TimeSpan.Zero || FailureNoticeTimeout < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(IdleRoundDelay), "delays cannot be negative");
+    }
+}

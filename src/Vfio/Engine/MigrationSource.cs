@@ -1,0 +1,747 @@
+using System.Diagnostics;
+using System.IO.Pipelines;
+using Vfio.Migration;
+using Vfio.Stream;
+
+namespace Vfio.Engine;
+
+/// <summary>
+/// The source half of a live migration: drives N source devices through setup, pre-copy, switchover and
+/// stop-copy, writes the forward migration stream and reads the destination's return path. Whatever
+/// fails, the source devices end up RUNNING again (SET RUNNING, else reset) and their state is untouched.
+/// </summary>
+/// <remarks>See docs/engine.md for the algorithm and docs/stream-format.md for the bytes.</remarks>
+public sealed class MigrationSource
+{
+    private readonly IReadOnlyList<IVfioMigrationDevice> _devices;
+    private readonly MigrationOptions _options;
+
+    /// <summary>Creates the source half for <paramref name="devices"/> (device index = list position).</summary>
+    /// <exception cref="ArgumentException">No devices, too many, or invalid options.</exception>
+    public MigrationSource(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(devices);
+        if (devices.Count == 0 || devices.Count >= MigrationFrame.StreamLevel)
+            throw new ArgumentException($"between 1 and {MigrationFrame.StreamLevel - 1} devices are needed", nameof(devices));
+        _devices = devices;
+        _options = options ?? MigrationOptions.Default;
+        _options.Validate();
+    }
+
+    /// <summary>
+    /// Runs the source half over two pipes: <paramref name="output"/> carries the forward stream,
+    /// <paramref name="returnPath"/> the destination's replies. Both are completed when this returns.
+    /// </summary>
+    /// <returns>The statistics once the destination reported all devices RUNNING and the sources went to STOP.</returns>
+    /// <exception cref="MigrationException">The migration failed; the sources are RUNNING again.</exception>
+    /// <exception cref="OperationCanceledException">Canceled; the sources are RUNNING again.</exception>
+    public async Task<MigrationStatistics> RunAsync(PipeWriter output, PipeReader returnPath, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(returnPath);
+        var run = new SourceRun(_devices, _options, output, returnPath, progress);
+        return await run.ExecuteAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs the source half over byte streams (e.g. one <c>NetworkStream</c> for both directions). The streams stay open.</summary>
+    /// <inheritdoc cref="RunAsync(PipeWriter, PipeReader, IProgress{MigrationProgress}?, CancellationToken)"/>
+    public Task<MigrationStatistics> RunAsync(System.IO.Stream output, System.IO.Stream returnPath, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(returnPath);
+        return RunAsync(
+            PipeWriter.Create(output, new StreamPipeWriterOptions(leaveOpen: true)),
+            PipeReader.Create(returnPath, new StreamPipeReaderOptions(leaveOpen: true)),
+            progress,
+            cancellationToken);
+    }
+
+    private sealed class SourceRun
+    {
+        private readonly IReadOnlyList<IVfioMigrationDevice> _devices;
+        private readonly MigrationOptions _options;
+        private readonly PipeWriter _output;
+        private readonly PipeReader _returnPath;
+        private readonly IProgress<MigrationProgress>? _progress;
+        private readonly MigrationStreamWriter _writer;
+        private readonly int _count;
+        private readonly VfioMigrationFlags[] _caps;
+        private readonly ulong[] _stopCopySize;
+        private readonly bool[] _stopCopySizeKnown;
+        private readonly IMigrationDataStream?[] _streams;
+        private readonly bool[] _touched;
+        private readonly long[] _preCopyBytes;
+        private readonly long[] _stopCopyBytes;
+        private readonly bool[] _initSent;
+        private readonly int[] _acked; // 0/1, written by the return loop
+        private readonly VfioMigrationFlags[] _destinationCaps;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<ulong> _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly List<string> _warnings = [];
+        private CancellationTokenSource? _cts;
+        private MigrationException? _remoteFailure;
+        private int _readyCount;
+        private bool _preCopy;
+        private bool _p2p;
+        private MigrationPhase _phase = MigrationPhase.Setup;
+        private int _round;
+        private double _bandwidth;
+        private long _pending;
+        private long _threshold;
+        private bool _forced;
+        private TimeSpan _setupTime;
+        private TimeSpan _preCopyTime;
+        private TimeSpan _stopCopyTime;
+        private TimeSpan _downtime;
+        private TimeSpan _destinationStart;
+        private long _downtimeStart;
+        private TimeSpan _lastProgress = TimeSpan.MinValue;
+
+        public SourceRun(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, PipeWriter output, PipeReader returnPath, IProgress<MigrationProgress>? progress)
+        {
+            _devices = devices;
+            _options = options;
+            _output = output;
+            _returnPath = returnPath;
+            _progress = progress;
+            _count = devices.Count;
+            _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_count, (uint)options.BufferSize);
+            _caps = new VfioMigrationFlags[_count];
+            _stopCopySize = new ulong[_count];
+            _stopCopySizeKnown = new bool[_count];
+            _streams = new IMigrationDataStream?[_count];
+            _touched = new bool[_count];
+            _preCopyBytes = new long[_count];
+            _stopCopyBytes = new long[_count];
+            _initSent = new bool[_count];
+            _acked = new int[_count];
+            _destinationCaps = new VfioMigrationFlags[_count];
+        }
+
+        private int AckCount
+        {
+            get
+            {
+                int n = 0;
+                for (int i = 0; i < _count; i++)
+                    n += Volatile.Read(ref _acked[i]);
+                return n;
+            }
+        }
+
+        public async Task<MigrationStatistics> ExecuteAsync(CancellationToken cancellationToken)
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            _cts = cts;
+            var token = cts.Token;
+            Task? returnLoop = null;
+            try
+            {
+                await SetupAsync(token).ConfigureAwait(false);
+                returnLoop = Task.Run(() => ReturnLoopAsync(token), CancellationToken.None);
+                await _ready.Task.WaitAsync(token).ConfigureAwait(false);
+                CheckDestinationCaps();
+                _setupTime = _clock.Elapsed;
+                Report("destination ready");
+
+                if (_preCopy)
+                    await PreCopyAsync(token).ConfigureAwait(false);
+                _preCopyTime = _clock.Elapsed - _setupTime;
+
+                await SwitchoverAsync(token).ConfigureAwait(false);
+                await StopCopyAsync(token).ConfigureAwait(false);
+                _stopCopyTime = Stopwatch.GetElapsedTime(_downtimeStart);
+
+                Enter(MigrationPhase.Start);
+                Report("waiting for the destination to start its devices");
+                ulong startMicros = await _complete.Task.WaitAsync(token).ConfigureAwait(false);
+                _downtime = Stopwatch.GetElapsedTime(_downtimeStart);
+                _destinationStart = TimeSpan.FromTicks((long)Math.Min(startMicros, (ulong)(TimeSpan.MaxValue.Ticks / 10)) * 10);
+
+                await CleanupAsync().ConfigureAwait(false);
+                Enter(MigrationPhase.Completed);
+                Report("migration complete");
+                return BuildStatistics();
+            }
+            catch (Exception ex)
+            {
+                var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
+                var recovery = await RollbackAsync().ConfigureAwait(false);
+                await NotifyAbortAsync(failure).ConfigureAwait(false);
+                if (failure is MigrationException me)
+                {
+                    me.RecoveryErrors = recovery;
+                    me.Statistics = BuildStatistics();
+                    throw me;
+                }
+                if (recovery.Count > 0)
+                    throw new MigrationException(MigrationSide.Source, _phase, -1, null, Errno.ECANCELED, "canceled, and recovery failed: " + string.Join("; ", recovery), failure) { RecoveryErrors = recovery };
+                throw failure;
+            }
+            finally
+            {
+                await DisposeStreamsAsync().ConfigureAwait(false);
+                await _output.CompleteAsync().ConfigureAwait(false);
+                await cts.CancelAsync().ConfigureAwait(false);
+                if (returnLoop is not null)
+                {
+                    try
+                    {
+                        await returnLoop.ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                }
+                await _returnPath.CompleteAsync().ConfigureAwait(false);
+                _cts = null;
+            }
+        }
+
+        // ---- Setup ----------------------------------------------------------------------------
+
+        private async Task SetupAsync(CancellationToken token)
+        {
+            Enter(MigrationPhase.Setup);
+            for (int i = 0; i < _count; i++)
+            {
+                var caps = await DeviceAsync(i, "VFIO_DEVICE_FEATURE_MIGRATION", d => d.GetCapabilitiesAsync(token)).ConfigureAwait(false);
+                if ((caps & VfioMigrationFlags.StopCopy) == 0)
+                    throw Fail(i, Errno.EOPNOTSUPP, $"the device cannot migrate: its capabilities {MigrationStateMachine.FormatCaps(caps)} lack STOP_COPY");
+                _caps[i] = caps;
+                var state = await DeviceAsync(i, "GET device_state", d => d.GetStateAsync(token)).ConfigureAwait(false);
+                if (state != VfioMigrationState.Running)
+                    throw Fail(i, Errno.EBUSY, $"the device is in {MigrationStateMachine.Name(state)}; a source device must be RUNNING");
+                try
+                {
+                    _stopCopySize[i] = await _devices[i].GetStopCopySizeAsync(token).ConfigureAwait(false);
+                    _stopCopySizeKnown[i] = true;
+                }
+                catch (VfioException)
+                {
+                    // No MIG_DATA_SIZE (e.g. a vfio-user server): convergence uses PRECOPY_INFO alone.
+                    _stopCopySizeKnown[i] = false;
+                }
+            }
+
+            bool allPreCopy = _caps.All(c => (c & VfioMigrationFlags.PreCopy) != 0);
+            bool allP2P = _caps.All(c => (c & VfioMigrationFlags.P2P) != 0);
+            if (_count > 1 && !allP2P)
+            {
+                int i = Array.FindIndex(_caps, c => (c & VfioMigrationFlags.P2P) == 0);
+                throw Fail(i, Errno.EOPNOTSUPP, $"{_count} devices migrate together, but this one lacks P2P (caps {MigrationStateMachine.FormatCaps(_caps[i])}); stopping them one by one could let a running device DMA into a stopped one");
+            }
+            _preCopy = _options.UsePreCopy && allPreCopy;
+            _p2p = allP2P;
+
+            await _writer.WritePreambleAsync(token).ConfigureAwait(false);
+            var plan = (_preCopy ? MigrationPlanFlags.PreCopy : 0) | (_p2p ? MigrationPlanFlags.P2P : 0);
+            for (int i = 0; i < _count; i++)
+                await _writer.WriteSetupAsync((ushort)i, new MigrationDeviceSetup(_caps[i], _stopCopySize[i], plan, _devices[i].Name), token).ConfigureAwait(false);
+        }
+
+        private void CheckDestinationCaps()
+        {
+            for (int i = 0; i < _count; i++)
+            {
+                var d = _destinationCaps[i];
+                if (_preCopy && (d & VfioMigrationFlags.PreCopy) == 0)
+                    throw Fail(i, Errno.EOPNOTSUPP, $"the source will pre-copy, but destination device {i} lacks PRE_COPY (caps {MigrationStateMachine.FormatCaps(d)})");
+                if (_count > 1 && (d & VfioMigrationFlags.P2P) == 0)
+                    throw Fail(i, Errno.EOPNOTSUPP, $"destination device {i} lacks P2P (caps {MigrationStateMachine.FormatCaps(d)}), required when several devices migrate together");
+            }
+        }
+
+        // ---- Pre-copy -------------------------------------------------------------------------
+
+        private async Task PreCopyAsync(CancellationToken token)
+        {
+            Enter(MigrationPhase.PreCopy);
+            for (int i = 0; i < _count; i++)
+            {
+                _touched[i] = true;
+                var stream = await DeviceAsync(i, "SET device_state PRE_COPY", d => d.SetStateAsync(VfioMigrationState.PreCopy, token)).ConfigureAwait(false);
+                _streams[i] = stream ?? throw Fail(i, Errno.EPROTO, "RUNNING>PRE_COPY opened no saving stream");
+            }
+            Report("sources in PRE_COPY");
+
+            var start = _clock.Elapsed;
+            var active = TimeSpan.Zero;
+            long moved = 0;
+            while (true)
+            {
+                _round++;
+                long roundBytes = 0;
+                var roundClock = Stopwatch.StartNew();
+                for (int i = 0; i < _count; i++)
+                    roundBytes += await PreCopyDeviceAsync(i, token).ConfigureAwait(false);
+                active += roundClock.Elapsed;
+                moved += roundBytes;
+                if (moved > 0 && active > TimeSpan.Zero)
+                    _bandwidth = moved / active.TotalSeconds;
+
+                _pending = await PendingBytesAsync(token).ConfigureAwait(false);
+                _threshold = _bandwidth > 0 ? (long)Math.Min(_bandwidth * _options.DowntimeLimit.TotalSeconds, long.MaxValue / 2) : 0;
+                bool small = _pending == 0 || (_bandwidth > 0 && _pending <= _threshold);
+                Report(null, force: true);
+
+                while (small && _options.RequireSwitchoverAck && AckCount < _count)
+                {
+                    // Converged but a destination has not acknowledged its initial data yet: wait a little.
+                    if (_clock.Elapsed - start >= _options.MaxPreCopyTime)
+                        break;
+                    int before = AckCount;
+                    for (int waited = 0; waited < 50 && AckCount == before; waited += 2)
+                        await Task.Delay(2, token).ConfigureAwait(false);
+                    if (AckCount == before)
+                        break;
+                }
+                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
+                    return;
+
+                var elapsed = _clock.Elapsed - start;
+                if (_round >= _options.MaxRounds || elapsed >= _options.MaxPreCopyTime)
+                {
+                    var report = new ConvergenceReport(_round, elapsed, _pending, _bandwidth, _options.DowntimeLimit, _threshold, _count - AckCount);
+                    if (_options.NonConvergence == NonConvergencePolicy.ForceSwitchover)
+                    {
+                        _forced = true;
+                        Report("forced switchover: " + report);
+                        return;
+                    }
+                    throw new MigrationException(MigrationSide.Source, MigrationPhase.PreCopy, -1, null, Errno.ETIMEDOUT, report.ToString(), convergence: report);
+                }
+                if (roundBytes == 0 && _options.IdleRoundDelay > TimeSpan.Zero)
+                    await Task.Delay(_options.IdleRoundDelay, token).ConfigureAwait(false);
+            }
+        }
+
+        // One round for one device: read what PRECOPY_INFO says is there (at least one read), bounded so a
+        // device that dirties faster than we read cannot hold the round forever.
+        private async Task<long> PreCopyDeviceAsync(int i, CancellationToken token)
+        {
+            var stream = _streams[i]!;
+            var info = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+            ulong budget = Math.Max(1, info.InitialBytes + info.DirtyBytes);
+            if (info.Reinit && _initSent[i])
+            {
+                // New initial data appeared (REINIT): a new switchover-ack is needed once it is sent.
+                _initSent[i] = false;
+                Volatile.Write(ref _acked[i], 0);
+            }
+            long moved = 0;
+            while ((ulong)moved < budget)
+            {
+                int n = await ReadIntoFrameAsync(i, stream, MigrationFrameType.PreCopyData, allowNoData: true, token).ConfigureAwait(false);
+                if (n == 0)
+                    break;
+                moved += n;
+                _preCopyBytes[i] += n;
+                Report(null);
+            }
+            if (!_initSent[i])
+            {
+                var after = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+                if (after.InitialBytes == 0)
+                {
+                    _initSent[i] = true;
+                    await _writer.WriteFrameAsync(MigrationFrameType.InitDataSent, (ushort)i, default, token).ConfigureAwait(false);
+                }
+            }
+            return moved;
+        }
+
+        // Sum over devices of what the switchover would still move: max(stop-copy size, initial + dirty),
+        // so nothing is counted twice whether or not the device's stop-copy estimate includes the dirty bytes.
+        private async Task<long> PendingBytesAsync(CancellationToken token)
+        {
+            ulong total = 0;
+            for (int i = 0; i < _count; i++)
+            {
+                var stream = _streams[i]!;
+                var info = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+                ulong pre = info.InitialBytes + info.DirtyBytes;
+                ulong stop = 0;
+                if (_stopCopySizeKnown[i])
+                {
+                    try
+                    {
+                        stop = await _devices[i].GetStopCopySizeAsync(token).ConfigureAwait(false);
+                    }
+                    catch (VfioException)
+                    {
+                        _stopCopySizeKnown[i] = false;
+                    }
+                }
+                total += Math.Max(pre, stop);
+            }
+            return (long)Math.Min(total, long.MaxValue / 2);
+        }
+
+        // ---- Switchover and stop-copy ---------------------------------------------------------
+
+        private async Task SwitchoverAsync(CancellationToken token)
+        {
+            Enter(MigrationPhase.Switchover);
+            Report(_forced ? "switchover (forced)" : "switchover");
+            await _writer.WriteFrameAsync(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
+            _downtimeStart = Stopwatch.GetTimestamp();
+            if (_p2p)
+            {
+                // Every device stops initiating P2P before any device stops.
+                var quiet = _preCopy ? VfioMigrationState.PreCopyP2P : VfioMigrationState.RunningP2P;
+                for (int i = 0; i < _count; i++)
+                {
+                    _touched[i] = true;
+                    await DeviceAsync(i, $"SET device_state {MigrationStateMachine.Name(quiet)}", d => d.SetStateAsync(quiet, token)).ConfigureAwait(false);
+                }
+            }
+            for (int i = 0; i < _count; i++)
+            {
+                _touched[i] = true;
+                var stream = await DeviceAsync(i, "SET device_state STOP_COPY", d => d.SetStateAsync(VfioMigrationState.StopCopy, token)).ConfigureAwait(false);
+                if (stream is not null)
+                {
+                    // Without pre-copy STOP>STOP_COPY opens the stream; after pre-copy the same stream continues.
+                    if (_streams[i] is { } old)
+                        await old.DisposeAsync().ConfigureAwait(false);
+                    _streams[i] = stream;
+                }
+                else if (_streams[i] is null)
+                {
+                    throw Fail(i, Errno.EPROTO, "the device entered STOP_COPY without a saving stream");
+                }
+            }
+        }
+
+        private async Task StopCopyAsync(CancellationToken token)
+        {
+            Enter(MigrationPhase.StopCopy);
+            Report("sources in STOP_COPY");
+            for (int i = 0; i < _count; i++)
+            {
+                var stream = _streams[i]!;
+                int n;
+                while ((n = await ReadIntoFrameAsync(i, stream, MigrationFrameType.StopCopyData, allowNoData: false, token).ConfigureAwait(false)) > 0)
+                {
+                    _stopCopyBytes[i] += n;
+                    Report(null);
+                }
+                await _writer.WriteUInt64Async(MigrationFrameType.DeviceEnd, (ushort)i, (ulong)(_preCopyBytes[i] + _stopCopyBytes[i]), token).ConfigureAwait(false);
+            }
+            await _writer.WriteFrameAsync(MigrationFrameType.End, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
+        }
+
+        // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
+        private async Task<int> ReadIntoFrameAsync(int i, IMigrationDataStream stream, MigrationFrameType type, bool allowNoData, CancellationToken token)
+        {
+            var buffer = _writer.GetPayloadBuffer(_options.BufferSize);
+            int n;
+            try
+            {
+                n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
+            }
+            catch (VfioException ex) when (allowNoData && ex.Errno == Errno.ENOMSG)
+            {
+                return 0;
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(i, ex.Errno, $"read migration data: {ex.Detail ?? ex.Message}", ex);
+            }
+            if (n < 0 || n > buffer.Length)
+                throw Fail(i, Errno.EIO, $"the device returned {n} from a read of {buffer.Length} bytes");
+            if (n > 0)
+                await _writer.CommitAsync(type, (ushort)i, n, token).ConfigureAwait(false);
+            return n;
+        }
+
+        // ---- Completion, failure, recovery ----------------------------------------------------
+
+        private async Task CleanupAsync()
+        {
+            Enter(MigrationPhase.Cleanup);
+            await DisposeStreamsAsync().ConfigureAwait(false);
+            for (int i = 0; i < _count; i++)
+            {
+                try
+                {
+                    await _devices[i].SetStateAsync(VfioMigrationState.Stop, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (VfioException ex)
+                {
+                    // The destination already runs the workload: do not restart the source. Report only.
+                    _warnings.Add($"source device {i} ({_devices[i].Name}) did not go STOP_COPY>STOP after success: {ex.Message}");
+                }
+            }
+        }
+
+        private async Task<Exception> ResolveFailureAsync(Exception ex, Task? returnLoop, CancellationToken userToken)
+        {
+            if (userToken.IsCancellationRequested && ex is OperationCanceledException)
+                return ex;
+            // A destination failure is the root cause when it surfaces here only as a broken pipe or as the
+            // cancellation of our linked token; give the return path a moment to deliver it.
+            bool secondary = ex is OperationCanceledException
+                || ex is VfioException { Errno: Errno.EPIPE }
+                || ex is MigrationException { Errno: Errno.EPIPE }
+                || ex is MigrationException { Side: MigrationSide.Destination };
+            if (secondary && Volatile.Read(ref _remoteFailure) is null && returnLoop is not null)
+            {
+                try
+                {
+                    await returnLoop.WaitAsync(_options.FailureNoticeTimeout, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Timeout or the loop's own end: whatever it recorded is used below.
+                }
+            }
+            if (secondary && Volatile.Read(ref _remoteFailure) is { } remote)
+                return remote;
+            return ex switch
+            {
+                MigrationException => ex,
+                OperationCanceledException => new MigrationException(MigrationSide.Source, _phase, -1, null, Errno.ECANCELED, "the migration was stopped", ex),
+                VfioException v => new MigrationException(MigrationSide.Source, _phase, -1, null, v.Errno, v.Detail ?? v.Message, v),
+                _ => new MigrationException(MigrationSide.Source, _phase, -1, null, Errno.EIO, ex.Message, ex),
+            };
+        }
+
+        private async Task<IReadOnlyList<string>> RollbackAsync()
+        {
+            await DisposeStreamsAsync().ConfigureAwait(false);
+            var errors = new List<string>();
+            var needsRun = new bool[_count];
+            for (int i = 0; i < _count; i++)
+            {
+                if (!_touched[i])
+                    continue;
+                var dev = _devices[i];
+                try
+                {
+                    var state = await dev.GetStateAsync(CancellationToken.None).ConfigureAwait(false);
+                    if (state == VfioMigrationState.Running)
+                        continue;
+                    needsRun[i] = true;
+                    // Stopped devices restart together: all to RUNNING_P2P first when P2P is in use.
+                    if (_p2p && state is VfioMigrationState.StopCopy or VfioMigrationState.Stop)
+                        await dev.SetStateAsync(VfioMigrationState.RunningP2P, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (VfioException)
+                {
+                    needsRun[i] = true;
+                }
+            }
+            for (int i = 0; i < _count; i++)
+            {
+                if (!needsRun[i])
+                    continue;
+                var dev = _devices[i];
+                try
+                {
+                    await dev.SetStateAsync(VfioMigrationState.Running, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (VfioException setError)
+                {
+                    try
+                    {
+                        await dev.ResetAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+                    catch (VfioException resetError)
+                    {
+                        errors.Add($"source device {i} ({dev.Name}): SET RUNNING failed ({setError.Message}) and reset failed ({resetError.Message})");
+                    }
+                }
+            }
+            return errors;
+        }
+
+        private async Task NotifyAbortAsync(Exception failure)
+        {
+            var status = failure switch
+            {
+                MigrationException m => new MigrationStatus(m.Errno, (byte)m.Phase, m.Message),
+                OperationCanceledException => new MigrationStatus(Errno.ECANCELED, (byte)_phase, "the source canceled the migration"),
+                _ => new MigrationStatus(Errno.EIO, (byte)_phase, failure.Message),
+            };
+            using var timeout = new CancellationTokenSource(_options.FailureNoticeTimeout);
+            try
+            {
+                if (_writer.BytesWritten == 0)
+                    await _writer.WritePreambleAsync(timeout.Token).ConfigureAwait(false);
+                await _writer.WriteStatusAsync(MigrationFrameType.Abort, MigrationFrame.StreamLevel, status, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is VfioException or OperationCanceledException or InvalidOperationException)
+            {
+                // The peer is gone or not reading; completing the stream below is all that is left.
+            }
+        }
+
+        private async Task DisposeStreamsAsync()
+        {
+            for (int i = 0; i < _count; i++)
+            {
+                if (_streams[i] is { } s)
+                {
+                    _streams[i] = null;
+                    try
+                    {
+                        await s.DisposeAsync().ConfigureAwait(false);
+                    }
+                    catch (VfioException)
+                    {
+                    }
+                }
+            }
+        }
+
+        // ---- Return path ----------------------------------------------------------------------
+
+        private async Task ReturnLoopAsync(CancellationToken token)
+        {
+            var reader = new MigrationStreamReader(_returnPath, MigrationStreamKind.Return, MigrationFrameCodec.HardMaxPayload);
+            try
+            {
+                var preamble = await reader.ReadPreambleAsync(token).ConfigureAwait(false);
+                if (preamble.DeviceCount != _count)
+                    throw new VfioException(Errno.EPROTO, "read return path", $"the destination answers for {preamble.DeviceCount} devices, the source migrates {_count}");
+                while (await reader.ReadFrameAsync(token).ConfigureAwait(false) is { } frame)
+                {
+                    int d = frame.Device;
+                    switch (frame.Type)
+                    {
+                        case MigrationFrameType.Ready:
+                            _destinationCaps[d] = (VfioMigrationFlags)MigrationFrameCodec.ReadUInt64(frame.Payload);
+                            if (++_readyCount == _count)
+                                _ready.TrySetResult();
+                            break;
+                        case MigrationFrameType.InitDataAck:
+                            if (!_preCopy)
+                                throw new VfioException(Errno.EPROTO, "read return path", $"switchover-ack for device {d}, but nothing is pre-copied");
+                            Volatile.Write(ref _acked[d], 1);
+                            break;
+                        case MigrationFrameType.LoadResult:
+                            var load = MigrationFrameCodec.ReadStatus(frame.Payload);
+                            if (!load.IsSuccess)
+                                SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)load.Phase, d, null, load.Errno, load.Message));
+                            break;
+                        case MigrationFrameType.Complete:
+                            _complete.TrySetResult(MigrationFrameCodec.ReadUInt64(frame.Payload));
+                            break;
+                        case MigrationFrameType.Error:
+                            var error = MigrationFrameCodec.ReadStatus(frame.Payload);
+                            SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)error.Phase, frame.IsStreamLevel ? -1 : d, null, error.Errno, error.Message));
+                            return;
+                    }
+                }
+                if (!_complete.Task.IsCompleted)
+                    throw new VfioException(Errno.EPIPE, "read return path", "the destination closed the return path before reporting success");
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                _ready.TrySetCanceled(token);
+                _complete.TrySetCanceled(token);
+            }
+            catch (VfioException ex)
+            {
+                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, ex.Errno, "return path: " + (ex.Detail ?? ex.Message), ex));
+            }
+        }
+
+        private void SetRemoteFailure(MigrationException failure)
+        {
+            if (Interlocked.CompareExchange(ref _remoteFailure, failure, null) is null)
+            {
+                _ready.TrySetException(failure);
+                _complete.TrySetException(failure);
+                try
+                {
+                    _cts?.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                }
+            }
+        }
+
+        // ---- Helpers --------------------------------------------------------------------------
+
+        private async Task<T> DeviceAsync<T>(int i, string operation, Func<IVfioMigrationDevice, ValueTask<T>> call)
+        {
+            try
+            {
+                return await call(_devices[i]).ConfigureAwait(false);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(i, ex.Errno, $"{operation}: {ex.Detail ?? ex.Message}", ex);
+            }
+        }
+
+        private MigrationException Fail(int i, Errno errno, string detail, Exception? inner = null)
+            => new(MigrationSide.Source, _phase, i, i >= 0 ? _devices[i].Name : null, errno, detail, inner);
+
+        private void Enter(MigrationPhase phase)
+        {
+            _phase = phase;
+        }
+
+        private void Report(string? message, bool force = false)
+        {
+            if (_progress is null)
+                return;
+            var now = _clock.Elapsed;
+            if (!force && message is null && now - _lastProgress < _options.ProgressInterval)
+                return;
+            _lastProgress = now;
+            _progress.Report(new MigrationProgress
+            {
+                Side = MigrationSide.Source,
+                Phase = _phase,
+                Round = _round,
+                PreCopyBytes = _preCopyBytes.Sum(),
+                StopCopyBytes = _stopCopyBytes.Sum(),
+                BandwidthBytesPerSecond = _bandwidth,
+                PendingBytes = _pending,
+                ThresholdBytes = _threshold,
+                AcksReceived = _preCopy ? AckCount : 0,
+                AcksExpected = _preCopy ? _count : 0,
+                Elapsed = now,
+                Message = message,
+            });
+        }
+
+        private MigrationStatistics BuildStatistics()
+        {
+            long stop = _stopCopyBytes.Sum();
+            var devices = new DeviceMigrationStatistics[_count];
+            for (int i = 0; i < _count; i++)
+                devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], Volatile.Read(ref _acked[i]) == 1);
+            return new MigrationStatistics
+            {
+                Side = MigrationSide.Source,
+                DeviceCount = _count,
+                PreCopyUsed = _preCopy,
+                P2PUsed = _p2p,
+                Rounds = _round,
+                PreCopyBytes = _preCopyBytes.Sum(),
+                StopCopyBytes = stop,
+                StreamBytes = _writer.BytesWritten,
+                PreCopyBandwidthBytesPerSecond = _bandwidth,
+                StopCopyBandwidthBytesPerSecond = _stopCopyTime > TimeSpan.Zero ? stop / _stopCopyTime.TotalSeconds : 0,
+                PendingBytesAtSwitchover = _pending,
+                ForcedSwitchover = _forced,
+                SetupTime = _setupTime,
+                PreCopyTime = _preCopyTime,
+                StopCopyTime = _stopCopyTime,
+                DestinationStartTime = _destinationStart,
+                Downtime = _downtime,
+                TotalTime = _clock.Elapsed,
+                Devices = devices,
+                Warnings = _warnings.ToArray(),
+            };
+        }
+    }
+}
