@@ -1,5 +1,7 @@
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>A one-direction stream over a pair of async delegates (the session's migration and return streams).</summary>
 internal sealed class DelegatingStream(
     Func<Memory<byte>, CancellationToken, ValueTask<int>>? read,

@@ -3,6 +3,8 @@ using System.Net.Sockets;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>One established, authenticated connection of a migration session: frame writes are serialised.</summary>
 public sealed class NetChannel : IAsyncDisposable
 {

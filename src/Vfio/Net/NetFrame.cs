@@ -3,6 +3,8 @@ using System.Buffers.Binary;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>
 /// One frame on a channel. Layout (big-endian), see docs/network.md:
 /// <code>

@@ -4,6 +4,8 @@ using System.Text;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>
 /// The versioned hello / challenge / proof / verdict exchange that opens every connection (after TLS, if any).
 /// <code>

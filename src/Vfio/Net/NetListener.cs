@@ -3,6 +3,8 @@ using System.Net.Sockets;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>
 /// A listening socket that accepts one migration session at a time: a control connection first (it names the
 /// session id and the channel count), then the session's data connections. Every connection goes through TLS

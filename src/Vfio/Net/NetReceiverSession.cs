@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>
 /// The receiving end of a migration session (made by <see cref="NetListener.AcceptSessionAsync"/>): the
 /// channels' segments are reassembled in order into <see cref="MigrationStream"/>; <see cref="ReturnStream"/>

@@ -5,6 +5,8 @@ using System.Threading.Channels;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>
 /// The sending end of a migration session: N authenticated connections to one receiver. The migration
 /// stream written to <see cref="MigrationStream"/> is cut into segments that are numbered and spread over
@@ -383,8 +385,11 @@ public sealed class NetSenderSession : IAsyncDisposable
                     Fault(new VfioException(Errno.ETIMEDOUT, $"receive on {control.Name}", $"nothing heard from the receiver for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down"));
                     return;
                 }
-                if (control.SinceLastSent > idle / 3)
-                    _ = SendKeepaliveAsync(control);
+                foreach (var ch in _channels)
+                {
+                    if (ch.SinceLastSent > idle / 3)
+                        _ = SendKeepaliveAsync(ch);
+                }
             }
         }
         catch (OperationCanceledException)

@@ -3,6 +3,8 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace Vfio.Net;
 
+using Stream = System.IO.Stream;
+
 /// <summary>TLS set-up for both sides: server auth always, client auth when the receiver has a client CA.</summary>
 internal static class NetTls
 {

@@ -39,7 +39,7 @@ public sealed class NetSessionTests
         return (sender, receiver, listener);
     }
 
-    private static async Task<byte[]> ReadAllAsync(Stream stream)
+    private static async Task<byte[]> ReadAllAsync(System.IO.Stream stream)
     {
         using var ms = new MemoryStream();
         await stream.CopyToAsync(ms).WaitAsync(s_limit);
