@@ -6,5 +6,6 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     PathCommand.Create(),
     SendCommand.Create(),
     ReceiveCommand.Create(),
+    BenchCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
