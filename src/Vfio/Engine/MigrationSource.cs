@@ -96,6 +96,9 @@ public sealed class MigrationSource
         private TimeSpan _downtime;
         private TimeSpan _destinationStart;
         private long _downtimeStart;
+        private long _roundStart;
+        private long _moved;
+        private TimeSpan _activeTime;
         private TimeSpan _lastProgress = TimeSpan.MinValue;
 
         public SourceRun(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, PipeWriter output, PipeReader returnPath, IProgress<MigrationProgress>? progress)
@@ -267,19 +270,17 @@ public sealed class MigrationSource
             Report("sources in PRE_COPY");
 
             var start = _clock.Elapsed;
-            var active = TimeSpan.Zero;
-            long moved = 0;
             while (true)
             {
                 _round++;
                 long roundBytes = 0;
-                var roundClock = Stopwatch.StartNew();
+                _roundStart = Stopwatch.GetTimestamp();
                 for (int i = 0; i < _count; i++)
                     roundBytes += await PreCopyDeviceAsync(i, token).ConfigureAwait(false);
-                active += roundClock.Elapsed;
-                moved += roundBytes;
-                if (moved > 0 && active > TimeSpan.Zero)
-                    _bandwidth = moved / active.TotalSeconds;
+                _activeTime += Stopwatch.GetElapsedTime(_roundStart);
+                _roundStart = 0;
+                _moved += roundBytes;
+                UpdateBandwidth(0);
 
                 _pending = await PendingBytesAsync(token).ConfigureAwait(false);
                 _threshold = _bandwidth > 0 ? (long)Math.Min(_bandwidth * _options.DowntimeLimit.TotalSeconds, long.MaxValue / 2) : 0;
@@ -338,7 +339,11 @@ public sealed class MigrationSource
                     break;
                 moved += n;
                 _preCopyBytes[i] += n;
-                Report(null);
+                if (_progress is not null)
+                {
+                    UpdateBandwidth(moved);
+                    Report(null);
+                }
             }
             if (!_initSent[i])
             {
@@ -350,6 +355,15 @@ public sealed class MigrationSource
                 }
             }
             return moved;
+        }
+
+        // Bandwidth = pre-copy bytes / time spent reading and sending them (idle waits excluded).
+        private void UpdateBandwidth(long inRound)
+        {
+            var active = _activeTime + (_roundStart != 0 ? Stopwatch.GetElapsedTime(_roundStart) : TimeSpan.Zero);
+            long moved = _moved + inRound;
+            if (moved > 0 && active > TimeSpan.Zero)
+                _bandwidth = moved / active.TotalSeconds;
         }
 
         // Sum over devices of what the switchover would still move: max(stop-copy size, initial + dirty),

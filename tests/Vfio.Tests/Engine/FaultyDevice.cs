@@ -1,0 +1,90 @@
+using Vfio.Device;
+using Vfio.Migration;
+using Vfio.Uapi;
+
+namespace Vfio.Tests.Engine;
+
+/// <summary>A decorator that makes chosen calls of a device fail with a VfioException, and counts resets.</summary>
+internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Errno.EIO) : IVfioMigrationDevice
+{
+    private int _resets;
+
+    public IVfioMigrationDevice Inner { get; } = inner;
+
+    public Errno InjectedErrno { get; } = errno;
+
+    public bool FailCapabilities { get; init; }
+
+    /// <summary>SET to this target fails (the inner device is not asked).</summary>
+    public VfioMigrationState? FailSetStateTo { get; init; }
+
+    /// <summary>Reads fail while the device is in this state (after <see cref="ReadsBeforeFailure"/> successful reads in it).</summary>
+    public VfioMigrationState? FailReadIn { get; init; }
+
+    public int ReadsBeforeFailure { get; init; }
+
+    /// <summary>Writes fail after this many successful writes (null: never).</summary>
+    public int? FailWriteAfter { get; init; }
+
+    public int Resets => Volatile.Read(ref _resets);
+
+    public string Name => Inner.Name;
+
+    private int _readsInState;
+    private int _writes;
+
+    public ValueTask<VfioMigrationFlags> GetCapabilitiesAsync(CancellationToken cancellationToken = default)
+        => FailCapabilities ? throw new VfioException(InjectedErrno, "VFIO_DEVICE_FEATURE_MIGRATION", "injected failure") : Inner.GetCapabilitiesAsync(cancellationToken);
+
+    public ValueTask<VfioMigrationState> GetStateAsync(CancellationToken cancellationToken = default) => Inner.GetStateAsync(cancellationToken);
+
+    public async ValueTask<IMigrationDataStream?> SetStateAsync(VfioMigrationState target, CancellationToken cancellationToken = default)
+    {
+        if (target == FailSetStateTo)
+            throw new VfioException(InjectedErrno, $"SET device_state {MigrationStateMachine.Name(target)}", "injected failure");
+        var stream = await Inner.SetStateAsync(target, cancellationToken);
+        return stream is null ? null : new FaultyStream(this, stream);
+    }
+
+    public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default) => Inner.GetStopCopySizeAsync(cancellationToken);
+
+    public ValueTask ResetAsync(CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _resets);
+        return Inner.ResetAsync(cancellationToken);
+    }
+
+    public ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
+        => Inner.StartDmaLoggingAsync(pageSize, ranges, cancellationToken);
+
+    public ValueTask StopDmaLoggingAsync(CancellationToken cancellationToken = default) => Inner.StopDmaLoggingAsync(cancellationToken);
+
+    public ValueTask ReportDmaLoggingAsync(ulong iova, ulong length, ulong pageSize, Memory<ulong> bitmap, CancellationToken cancellationToken = default)
+        => Inner.ReportDmaLoggingAsync(iova, length, pageSize, bitmap, cancellationToken);
+
+    public ValueTask DisposeAsync() => Inner.DisposeAsync();
+
+    private sealed class FaultyStream(FaultyDevice owner, IMigrationDataStream stream) : IMigrationDataStream
+    {
+        public DataSessionKind Kind => stream.Kind;
+
+        public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (owner.FailReadIn is { } state && await owner.Inner.GetStateAsync(cancellationToken) == state
+                && Interlocked.Increment(ref owner._readsInState) > owner.ReadsBeforeFailure)
+                throw new VfioException(owner.InjectedErrno, "read migration data", "injected failure");
+            return await stream.ReadAsync(buffer, cancellationToken);
+        }
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (owner.FailWriteAfter is { } n && Interlocked.Increment(ref owner._writes) > n)
+                throw new VfioException(owner.InjectedErrno, "write migration data", "injected failure");
+            return stream.WriteAsync(buffer, cancellationToken);
+        }
+
+        public ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default) => stream.GetPrecopyInfoAsync(cancellationToken);
+
+        public ValueTask DisposeAsync() => stream.DisposeAsync();
+    }
+}

@@ -1,0 +1,270 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using CsCheck;
+using Vfio.Migration;
+using Vfio.Stream;
+
+namespace Vfio.Tests.Stream;
+
+public class MigrationStreamTests
+{
+    private const ushort Devices = 3;
+    private const uint MaxPayload = 64 * 1024;
+
+    internal sealed record FrameSpec(MigrationFrameType Type, ushort Device, byte[] Payload);
+
+    // Frames that are valid on the forward stream: the generator respects each type's index and size rules.
+    private static readonly Gen<FrameSpec> s_forwardFrame = Gen.OneOf(
+        Gen.Select(Gen.UShort[0, Devices - 1], Gen.Byte.Array[1, 3000], (d, p) => new FrameSpec(MigrationFrameType.PreCopyData, d, p)),
+        Gen.Select(Gen.UShort[0, Devices - 1], Gen.Byte.Array[1, 3000], (d, p) => new FrameSpec(MigrationFrameType.StopCopyData, d, p)),
+        Gen.UShort[0, Devices - 1].Select(d => new FrameSpec(MigrationFrameType.InitDataSent, d, [])),
+        Gen.Const(new FrameSpec(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, [])),
+        Gen.Const(new FrameSpec(MigrationFrameType.End, MigrationFrame.StreamLevel, [])),
+        Gen.Select(Gen.UShort[0, Devices - 1], Gen.ULong, (d, v) => new FrameSpec(MigrationFrameType.DeviceEnd, d, U64(v))),
+        Gen.Select(Gen.UShort[0, Devices - 1], Gen.ULong, Gen.UInt[0, 3], Gen.String[0, 40], (d, caps, plan, name) =>
+            new FrameSpec(MigrationFrameType.Setup, d, Setup(new MigrationDeviceSetup((VfioMigrationFlags)caps, caps ^ 0x55, (MigrationPlanFlags)plan, name)))),
+        Gen.Select(Gen.Int[0, 4095], Gen.Byte[1, 8], Gen.String[0, 200], (e, ph, m) =>
+            new FrameSpec(MigrationFrameType.Abort, MigrationFrame.StreamLevel, Status(new MigrationStatus((Errno)e, ph, m)))));
+
+    private static byte[] U64(ulong v)
+    {
+        var b = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, v);
+        return b;
+    }
+
+    private static byte[] Setup(MigrationDeviceSetup s)
+    {
+        var b = new byte[MigrationFrameCodec.SetupFixedSize + MigrationFrameCodec.MaxNameBytes];
+        return b[..MigrationFrameCodec.WriteSetup(b, s)];
+    }
+
+    private static byte[] Status(MigrationStatus s)
+    {
+        var b = new byte[MigrationFrameCodec.StatusFixedSize + MigrationFrameCodec.MaxMessageBytes];
+        return b[..MigrationFrameCodec.WriteStatus(b, s)];
+    }
+
+    private static async Task<byte[]> EncodeAsync(IEnumerable<FrameSpec> frames)
+    {
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        var writer = new MigrationStreamWriter(pipe.Writer, MigrationStreamKind.Forward, Devices, MaxPayload);
+        await writer.WritePreambleAsync();
+        foreach (var f in frames)
+            await writer.WriteFrameAsync(f.Type, f.Device, f.Payload);
+        await pipe.Writer.CompleteAsync();
+        var result = await pipe.Reader.ReadAtLeastAsync(int.MaxValue);
+        var bytes = result.Buffer.ToArray();
+        pipe.Reader.AdvanceTo(result.Buffer.End);
+        Assert.Equal(writer.BytesWritten, bytes.Length);
+        return bytes;
+    }
+
+    // Feeds the bytes through a pipe in the given chunk sizes (so frames straddle segments) and decodes to the end.
+    private static async Task<List<FrameSpec>> DecodeAsync(byte[] bytes, int[]? chunks = null)
+    {
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, minimumSegmentSize: 512));
+        int at = 0, k = 0;
+        while (at < bytes.Length)
+        {
+            int n = chunks is { Length: > 0 } ? Math.Max(1, chunks[k++ % chunks.Length]) : bytes.Length;
+            n = Math.Min(n, bytes.Length - at);
+            await pipe.Writer.WriteAsync(bytes.AsMemory(at, n));
+            at += n;
+        }
+        await pipe.Writer.CompleteAsync();
+        var reader = new MigrationStreamReader(pipe.Reader, MigrationStreamKind.Forward, MaxPayload);
+        await reader.ReadPreambleAsync();
+        var frames = new List<FrameSpec>();
+        while (await reader.ReadFrameAsync() is { } f)
+            frames.Add(new FrameSpec(f.Type, f.Device, f.Payload.ToArray()));
+        return frames;
+    }
+
+    [Fact]
+    public void RandomFrameSequences_RoundTripThroughAnyChunking()
+    {
+        Gen.Select(s_forwardFrame.List[0, 12], Gen.Int[1, 5000].Array[1, 6]).Sample((frames, chunks) =>
+        {
+            var bytes = EncodeAsync(frames).GetAwaiter().GetResult();
+            var decoded = DecodeAsync(bytes, chunks).GetAwaiter().GetResult();
+            Assert.Equal(frames.Count, decoded.Count);
+            for (int i = 0; i < frames.Count; i++)
+            {
+                Assert.Equal(frames[i].Type, decoded[i].Type);
+                Assert.Equal(frames[i].Device, decoded[i].Device);
+                Assert.Equal(frames[i].Payload, decoded[i].Payload);
+            }
+        }, iter: 300);
+    }
+
+    [Fact]
+    public void SetupAndStatusPayloads_RoundTrip()
+    {
+        Gen.Select(Gen.ULong, Gen.ULong, Gen.UInt[0, 3], Gen.String[Gen.Char.AlphaNumeric, 0, 300]).Sample((caps, size, plan, name) =>
+        {
+            var s = new MigrationDeviceSetup((VfioMigrationFlags)caps, size, (MigrationPlanFlags)plan, name);
+            var back = MigrationFrameCodec.ReadSetup(new ReadOnlySequence<byte>(Setup(s)));
+            Assert.Equal(s.Capabilities, back.Capabilities);
+            Assert.Equal(s.StopCopySize, back.StopCopySize);
+            Assert.Equal(s.Plan, back.Plan);
+            Assert.Equal(name.Length <= MigrationFrameCodec.MaxNameBytes ? name : name[..MigrationFrameCodec.MaxNameBytes], back.Name);
+        }, iter: 300);
+        Gen.Select(Gen.Int[0, 4095], Gen.Byte, Gen.String[Gen.Char.AlphaNumeric, 0, 100]).Sample((e, ph, m) =>
+        {
+            var back = MigrationFrameCodec.ReadStatus(new ReadOnlySequence<byte>(Status(new MigrationStatus((Errno)e, ph, m))));
+            Assert.Equal((Errno)e, back.Errno);
+            Assert.Equal(ph, back.Phase);
+            Assert.Equal(m, back.Message);
+        }, iter: 300);
+    }
+
+    private static Task<byte[]> SmallStreamAsync() => EncodeAsync(
+    [
+        new(MigrationFrameType.Setup, 0, Setup(new MigrationDeviceSetup(VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy, 4096, MigrationPlanFlags.PreCopy, "sample:0"))),
+        new(MigrationFrameType.PreCopyData, 0, [1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        new(MigrationFrameType.InitDataSent, 0, []),
+        new(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, []),
+        new(MigrationFrameType.StopCopyData, 2, [0xAA, 0xBB]),
+        new(MigrationFrameType.DeviceEnd, 0, U64(11)),
+        new(MigrationFrameType.Abort, MigrationFrame.StreamLevel, Status(new MigrationStatus(Errno.EIO, 2, "boom"))),
+        new(MigrationFrameType.End, MigrationFrame.StreamLevel, []),
+    ]);
+
+    [Fact]
+    public async Task EveryBitFlip_IsACleanVfioException()
+    {
+        var bytes = await SmallStreamAsync();
+        for (int pos = 0; pos < bytes.Length; pos++)
+        {
+            for (int bit = 0; bit < 8; bit++)
+            {
+                var copy = (byte[])bytes.Clone();
+                copy[pos] ^= (byte)(1 << bit);
+                var ex = await Assert.ThrowsAsync<VfioException>(() => DecodeAsync(copy).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+                Assert.Contains(ex.Errno, new[] { Errno.EPROTO, Errno.EBADMSG, Errno.EMSGSIZE, Errno.EPIPE });
+            }
+        }
+    }
+
+    [Fact]
+    public async Task EveryTruncation_IsACleanErrorOrAShorterStream()
+    {
+        var bytes = await SmallStreamAsync();
+        var full = await DecodeAsync(bytes);
+        for (int len = 0; len < bytes.Length; len++)
+        {
+            try
+            {
+                var frames = await DecodeAsync(bytes[..len]).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+                // Cut exactly between frames: the decoder reports a clean end, and the End frame is missing.
+                Assert.True(frames.Count < full.Count);
+                Assert.NotEqual(MigrationFrameType.End, frames.LastOrDefault()?.Type);
+            }
+            catch (VfioException ex)
+            {
+                Assert.Equal(Errno.EPIPE, ex.Errno);
+            }
+        }
+    }
+
+    [Fact]
+    public void RandomGarbage_NeverThrowsAnythingButVfioException()
+    {
+        Gen.Byte.Array[0, 200].Sample(bytes =>
+        {
+            try
+            {
+                DecodeAsync(bytes).WaitAsync(TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
+                Assert.Fail("garbage decoded");
+            }
+            catch (VfioException)
+            {
+            }
+        }, iter: 500);
+    }
+
+    [Fact]
+    public void OversizedLength_IsRejectedFromTheHeaderAlone()
+    {
+        // Only the 16 header bytes are present: the decoder must refuse without waiting for 16 MiB.
+        var header = new byte[MigrationFrameCodec.FrameHeaderSize];
+        header[0] = (byte)MigrationFrameType.StopCopyData;
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), 16u << 20);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(12), Crc32C.Compute(header.AsSpan(0, 12)));
+        var buffer = new ReadOnlySequence<byte>(header);
+        var ex = Assert.Throws<VfioException>(() => MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 0, Devices, out _));
+        Assert.Equal(Errno.EMSGSIZE, ex.Errno);
+    }
+
+    [Theory]
+    [InlineData(MigrationFrameType.PreCopyData, 7, 4, "the stream has 3 devices")]          // device out of range
+    [InlineData(MigrationFrameType.PreCopyData, 0, 0, "at least 1")]                          // empty data
+    [InlineData(MigrationFrameType.End, 0, 0, "it is a stream-level frame")]                  // End must be stream-level
+    [InlineData(MigrationFrameType.InitDataSent, 0xFFFF, 0, "must name a device")]           // marker needs a device
+    [InlineData(MigrationFrameType.DeviceEnd, 0, 4, "8 payload bytes")]                       // wrong size
+    [InlineData((MigrationFrameType)0x30, 0, 0, "unknown type")]                              // unknown
+    public void MalformedFrames_AreRejectedWithEproto(MigrationFrameType type, int device, int length, string words)
+    {
+        var frame = new byte[MigrationFrameCodec.FrameSize(length)];
+        MigrationFrameCodec.SealFrame(frame, type, (ushort)device, 0, length);
+        var buffer = new ReadOnlySequence<byte>(frame);
+        var ex = Assert.Throws<VfioException>(() => MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 0, Devices, out _));
+        Assert.Equal(Errno.EPROTO, ex.Errno);
+        Assert.Contains(words, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SequenceGap_IsRejectedWithEproto()
+    {
+        var frame = new byte[MigrationFrameCodec.FrameSize(0)];
+        MigrationFrameCodec.SealFrame(frame, MigrationFrameType.End, MigrationFrame.StreamLevel, 5, 0);
+        var buffer = new ReadOnlySequence<byte>(frame);
+        var ex = Assert.Throws<VfioException>(() => MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 4, Devices, out _));
+        Assert.Equal(Errno.EPROTO, ex.Errno);
+    }
+
+    [Fact]
+    public async Task ReturnFrameOnTheForwardStream_IsRejected()
+    {
+        var pipe = new Pipe();
+        var writer = new MigrationStreamWriter(pipe.Writer, MigrationStreamKind.Forward, 1);
+        await writer.WritePreambleAsync(TestContext.Current.CancellationToken);
+        await writer.WriteUInt64Async(MigrationFrameType.Ready, 0, 7, TestContext.Current.CancellationToken);
+        await pipe.Writer.CompleteAsync();
+        var reader = new MigrationStreamReader(pipe.Reader, MigrationStreamKind.Forward);
+        await reader.ReadPreambleAsync(TestContext.Current.CancellationToken);
+        var ex = await Assert.ThrowsAsync<VfioException>(async () => await reader.ReadFrameAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(Errno.EPROTO, ex.Errno);
+    }
+
+    [Fact]
+    public void Preamble_HasTheDocumentedLayout()
+    {
+        var p = new byte[MigrationFrameCodec.PreambleSize];
+        MigrationFrameCodec.WritePreamble(p, new MigrationStreamPreamble(MigrationStreamKind.Forward, 1, 2, 1 << 20));
+        Assert.Equal("VFMIGFWD"u8.ToArray(), p[..8]);
+        Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(p.AsSpan(8)));
+        Assert.Equal(2, BinaryPrimitives.ReadUInt16LittleEndian(p.AsSpan(10)));
+        Assert.Equal(1u << 20, BinaryPrimitives.ReadUInt32LittleEndian(p.AsSpan(12)));
+        Assert.Equal(Crc32C.Compute(p.AsSpan(0, 16)), BinaryPrimitives.ReadUInt32LittleEndian(p.AsSpan(16)));
+
+        var f = new byte[MigrationFrameCodec.FrameSize(3)];
+        MigrationFrameCodec.WriteFrame(f, MigrationFrameType.StopCopyData, 1, 9, [7, 8, 9]);
+        Assert.Equal(new byte[] { 0x05, 0x00, 0x01, 0x00, 0x03, 0, 0, 0, 0x09, 0, 0, 0 }, f[..12]);
+        Assert.Equal(Crc32C.Compute(f.AsSpan(0, 12)), BinaryPrimitives.ReadUInt32LittleEndian(f.AsSpan(12)));
+        Assert.Equal(new byte[] { 7, 8, 9 }, f[16..19]);
+        Assert.Equal(Crc32C.Compute(f.AsSpan(0, 19)), BinaryPrimitives.ReadUInt32LittleEndian(f.AsSpan(19)));
+    }
+
+    [Fact]
+    public async Task PreambleDeclaringHugeFrames_IsRejectedWithEmsgsize()
+    {
+        var p = new byte[MigrationFrameCodec.PreambleSize];
+        MigrationFrameCodec.WritePreamble(p, new MigrationStreamPreamble(MigrationStreamKind.Forward, 1, 1, 64u << 20));
+        var reader = new MigrationStreamReader(PipeReader.Create(new ReadOnlySequence<byte>(p)), MigrationStreamKind.Forward);
+        var ex = await Assert.ThrowsAsync<VfioException>(async () => await reader.ReadPreambleAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(Errno.EMSGSIZE, ex.Errno);
+    }
+}
