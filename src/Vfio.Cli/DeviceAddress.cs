@@ -1,6 +1,7 @@
 using System.Globalization;
 using Vfio.Migration;
 using Vfio.Sample;
+using Vfio.User.Client;
 
 namespace Vfio.Cli;
 
@@ -34,10 +35,15 @@ internal sealed record DeviceAddress(string Scheme, string Target)
             case "sample":
                 var device = new SampleDevice(ParseSampleOptions(Target));
                 return ValueTask.FromResult<IVfioMigrationDevice>(new InProcessMigrationDevice(device, ToString(), ownsDevice: true));
+            case "unix":
+                return OpenUnixAsync(Target, cancellationToken);
             default:
                 throw new VfioException(Errno.EOPNOTSUPP, $"open {this}", $"the {Scheme}: transport is not available in this build");
         }
     }
+
+    private static async ValueTask<IVfioMigrationDevice> OpenUnixAsync(string path, CancellationToken cancellationToken)
+        => await VfioUserMigrationDevice.ConnectAsync(path, null, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Parses <c>key=value</c> pairs separated by commas into sample-device options.</summary>
     public static SampleDeviceOptions ParseSampleOptions(string text, SampleDeviceOptions? defaults = null)

@@ -39,12 +39,16 @@ public enum Errno
     EMFILE = 24,
     /// <summary>Inappropriate ioctl (feature not supported).</summary>
     ENOTTY = 25,
+    /// <summary>No space left on device (DMA map too large).</summary>
+    ENOSPC = 28,
     /// <summary>Illegal seek.</summary>
     ESPIPE = 29,
     /// <summary>Broken pipe.</summary>
     EPIPE = 32,
     /// <summary>Result out of range.</summary>
     ERANGE = 34,
+    /// <summary>File name too long.</summary>
+    ENAMETOOLONG = 36,
     /// <summary>Function not implemented.</summary>
     ENOSYS = 38,
     /// <summary>No message of desired type (PRE_COPY temporary end of stream).</summary>
@@ -61,6 +65,8 @@ public enum Errno
     EOPNOTSUPP = 95,
     /// <summary>Connection reset by peer.</summary>
     ECONNRESET = 104,
+    /// <summary>Address already in use.</summary>
+    EADDRINUSE = 98,
     /// <summary>Transport endpoint is not connected.</summary>
     ENOTCONN = 107,
     /// <summary>Connection timed out.</summary>

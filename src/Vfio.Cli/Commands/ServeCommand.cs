@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Vfio.Sample;
+using Vfio.User.Server;
+
+namespace Vfio.Cli.Commands;
+
+/// <summary><c>vfio-mig serve</c>: serves the sample device over vfio-user on a UNIX socket until SIGINT/SIGTERM.</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var socket = new Option<string>("--socket") { Description = "UNIX socket path to listen on (mode 0600; a stale socket is replaced)", Required = true };
+        var size = new Option<string>("--size") { Description = "Device state size (BAR0), e.g. 64MiB", DefaultValueFactory = _ => "64MiB" };
+        var dirtyRate = new Option<string>("--dirty-rate") { Description = "Bytes per second the device workload dirties while running, e.g. 16MiB/s", DefaultValueFactory = _ => "0" };
+        var caps = new Option<string>("--caps") { Description = "Migration capabilities: 0x1, 0x3, 0x5 or 0x7 (0x5 = what libvfio-user offers)", DefaultValueFactory = _ => "0x5" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the initial content and workload", DefaultValueFactory = _ => 1 };
+        var verbose = new Option<bool>("--verbose") { Description = "Log connections and failed commands to stderr" };
+        var command = new Command("serve", "Serve the sample device as a vfio-user server (live migration capable).")
+        {
+            socket, size, dirtyRate, caps, seed, verbose,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            try
+            {
+                var options = new SampleDeviceOptions
+                {
+                    SizeBytes = Units.ParseBytes(parse.GetValue(size)!, "size"),
+                    DirtyRateBytesPerSecond = Units.ParseRate(parse.GetValue(dirtyRate)!, "dirty-rate"),
+                    Capabilities = Units.ParseCaps(parse.GetValue(caps)!),
+                    Seed = parse.GetValue(seed),
+                };
+                using var device = new SampleDevice(options);
+                using var loggerFactory = LoggerFactory.Create(b =>
+                {
+                    b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+                    b.AddFilter(_ => parse.GetValue(verbose));
+                });
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                void OnSignal(PosixSignalContext context)
+                {
+                    context.Cancel = true;
+                    stop.Cancel();
+                }
+                using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+                using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+                await using var server = new VfioUserServer(parse.GetValue(socket)!, VfioUserDeviceDefinition.ForSample(device), new VfioUserServerOptions { LoggerFactory = loggerFactory });
+                server.Start();
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"serving sample device ({Units.FormatBytes(device.SizeBytes)}, caps 0x{(ulong)device.Capabilities:x}) on {server.Path}"));
+                Console.Out.Flush();
+                await server.RunAsync(stop.Token).ConfigureAwait(false);
+                Console.Out.WriteLine($"stopped after {server.ConnectionCount} client(s)");
+                return 0;
+            }
+            catch (VfioException ex)
+            {
+                Console.Error.WriteLine(ex.Message);
+                return 1;
+            }
+        });
+        return command;
+    }
+}

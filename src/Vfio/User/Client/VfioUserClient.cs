@@ -1,0 +1,313 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using Vfio.Interop;
+using Vfio.User.Protocol;
+using Vfio.User.Transport;
+
+namespace Vfio.User.Client;
+
+/// <summary>
+/// A vfio-user client connection: VERSION negotiation, a request table by message id (replies may be pipelined),
+/// and a read loop that also serves the server's DMA_READ/DMA_WRITE on message-mode regions.
+/// </summary>
+public sealed partial class VfioUserClient : IAsyncDisposable
+{
+    private readonly UnixFdSocket _socket;
+    private readonly VfioUserClientOptions _options;
+    private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
+    private readonly List<(ulong Iova, Memory<byte> Memory)> _dmaMemory = [];
+    private readonly Lock _dmaLock = new();
+    private readonly CancellationTokenSource _shutdown = new();
+    private Task? _readLoop;
+    private int _nextId;
+    private Exception? _closedReason;
+
+    private VfioUserClient(UnixFdSocket socket, string name, VfioUserClientOptions options)
+    {
+        _socket = socket;
+        Name = name;
+        _options = options;
+        _socket.MaxMessageSize = VfioUserHeader.Size + 64 + Math.Max(options.MaxDataTransferSize, ProtocolLimits.MaxDataTransferSize);
+    }
+
+    /// <summary>A name for messages (e.g. <c>unix:/run/dev.sock</c>).</summary>
+    public string Name { get; }
+
+    /// <summary>Negotiated minor version.</summary>
+    public ushort ServerMinor { get; private set; }
+
+    /// <summary>The server's max_data_xfer_size (default 1 MiB when absent).</summary>
+    public int ServerMaxDataTransferSize { get; private set; } = ProtocolLimits.DefaultPeerDataTransferSize;
+
+    /// <summary>The server's max_msg_fds (default 1 when absent).</summary>
+    public int ServerMaxMessageFds { get; private set; } = ProtocolLimits.DefaultPeerMessageFds;
+
+    /// <summary>The server's capabilities JSON as received.</summary>
+    public VersionCapabilities ServerCapabilities { get; private set; } = new();
+
+    /// <summary>Largest data count per outgoing write message.</summary>
+    internal int WriteChunk => Math.Max(1, Math.Min(_options.WriteChunkSize, ServerMaxDataTransferSize));
+
+    /// <summary>Largest data count per read request (what both sides accept).</summary>
+    internal int ReadChunk => Math.Max(1, Math.Min(_options.MaxDataTransferSize, ServerMaxDataTransferSize));
+
+    internal VfioUserClientOptions Options => _options;
+
+    /// <summary>Connects to <paramref name="path"/> and negotiates.</summary>
+    /// <exception cref="VfioException">Connection or negotiation failure (errno + reason).</exception>
+    public static async Task<VfioUserClient> ConnectAsync(string path, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= VfioUserClientOptions.Default;
+        var socket = await UnixFdSocket.ConnectAsync(path, cancellationToken).ConfigureAwait(false);
+        var client = new VfioUserClient(socket, "unix:" + path, options);
+        try
+        {
+            client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
+            await client.NegotiateAsync(cancellationToken).ConfigureAwait(false);
+            return client;
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Wraps an already-connected socket (tests: socketpair).</summary>
+    public static async Task<VfioUserClient> ConnectAsync(System.Net.Sockets.Socket connected, string name, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= VfioUserClientOptions.Default;
+        var client = new VfioUserClient(new UnixFdSocket(connected, options.MaxMessageFds), name, options);
+        try
+        {
+            client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
+            await client.NegotiateAsync(cancellationToken).ConfigureAwait(false);
+            return client;
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task NegotiateAsync(CancellationToken cancellationToken)
+    {
+        const string op = "VERSION";
+        var request = new VersionPayload(ProtocolLimits.VersionMajor, ProtocolLimits.VersionMinor, new VersionCapabilities
+        {
+            MaxMessageFds = _options.MaxMessageFds,
+            MaxDataTransferSize = _options.MaxDataTransferSize,
+            Migration = new MigrationCapability { PageSize = ProtocolLimits.MigrationPageSize },
+        });
+        using var reply = await RequestAsync(VfioUserCommand.Version, request.Encode(), null, cancellationToken).ConfigureAwait(false);
+        if (reply.Fds.Count > 0)
+            VfioException.Throw(Errno.EPROTO, op, "the VERSION reply carries fds although we asked for no twin socket");
+        var answer = VersionPayload.Decode(reply.Payload);
+        if (answer.Major != ProtocolLimits.VersionMajor)
+            VfioException.Throw(Errno.EPROTO, op, $"server major version {answer.Major}, ours {ProtocolLimits.VersionMajor}");
+        if (answer.Minor > ProtocolLimits.VersionMinor)
+            VfioException.Throw(Errno.EPROTO, op, $"server minor {answer.Minor} exceeds the {ProtocolLimits.VersionMinor} we proposed");
+        var caps = answer.Capabilities ?? new VersionCapabilities();
+        long fds = caps.MaxMessageFds ?? ProtocolLimits.DefaultPeerMessageFds;
+        long xfer = caps.MaxDataTransferSize ?? ProtocolLimits.DefaultPeerDataTransferSize;
+        if (fds is < 0 or > ProtocolLimits.MaxPeerMessageFds)
+            VfioException.Throw(Errno.EPROTO, op, $"server max_msg_fds {fds} is out of range");
+        if (xfer is <= 0 or > ProtocolLimits.MaxPeerDataTransferSize)
+            VfioException.Throw(Errno.EPROTO, op, $"server max_data_xfer_size {xfer} is out of range (1..64 MiB)");
+        if (caps.Migration?.PageSize is { } pg && pg != ProtocolLimits.MigrationPageSize)
+            VfioException.Throw(Errno.EPROTO, op, $"server migration.pgsize {pg} is not 4096");
+        if (caps.TwinSocket?.Supported == true)
+            VfioException.Throw(Errno.EPROTO, op, "the server enabled twin_socket although we did not ask for it");
+        ServerMinor = answer.Minor;
+        ServerMaxMessageFds = (int)fds;
+        ServerMaxDataTransferSize = (int)xfer;
+        ServerCapabilities = caps;
+    }
+
+    /// <summary>
+    /// Sends a command and awaits its reply (drained by msg_size, payload or not). Error replies throw
+    /// <see cref="VfioException"/> with the peer's errno (clamped to 1..4096, else EINVAL).
+    /// </summary>
+    public async Task<VfioUserMessage> RequestAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds = null, CancellationToken cancellationToken = default)
+    {
+        var reply = await SendCommandAsync(command, payload, fds, cancellationToken).ConfigureAwait(false);
+        return await CompleteAsync(command, reply, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends without awaiting: returns the task of the reply (pipelining).</summary>
+    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken)
+    {
+        if (_closedReason is not null)
+            throw new VfioException(Errno.ENOTCONN, $"{command} to {Name}", "the connection is closed: " + _closedReason.Message);
+        if (fds is { Count: > 0 } && fds.Count > ServerMaxMessageFds)
+            VfioException.Throw(Errno.EINVAL, command.ToString(), $"{fds.Count} fds exceed the server's max_msg_fds {ServerMaxMessageFds}");
+        var tcs = new TaskCompletionSource<VfioUserMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ushort id;
+        do
+        {
+            id = (ushort)Interlocked.Increment(ref _nextId);
+        }
+        while (!_pending.TryAdd(id, tcs));
+        var message = new byte[VfioUserHeader.Size + payload.Length];
+        new VfioUserHeader(id, command, (uint)message.Length, VfioUserMessageFlags.Command, 0).Encode(message);
+        payload.Span.CopyTo(message.AsSpan(VfioUserHeader.Size));
+        try
+        {
+            await _socket.SendAsync(message, fds, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            _pending.TryRemove(id, out _);
+            throw;
+        }
+        var closed = _closedReason;
+        if (closed is not null && _pending.TryRemove(id, out _))
+            tcs.TrySetException(new VfioException(Errno.ECONNRESET, $"{command} to {Name}", "the connection closed: " + closed.Message));
+        return tcs.Task;
+    }
+
+    internal async Task<VfioUserMessage> CompleteAsync(VfioUserCommand command, Task<VfioUserMessage> pending, CancellationToken cancellationToken)
+    {
+        var reply = await pending.WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (reply.Header.Command != command)
+        {
+            reply.Dispose();
+            VfioException.Throw(Errno.EPROTO, command.ToString(), $"the reply names command {(ushort)reply.Header.Command}");
+        }
+        if (reply.Header.IsError)
+        {
+            uint raw = reply.Header.ErrorNo;
+            reply.Dispose();
+            var errno = raw is >= 1 and <= 4096 ? (Errno)raw : Errno.EINVAL;
+            throw new VfioException(errno, $"{command} on {Name}", $"the server answered {VfioException.NameOf(errno)} ({VfioException.Describe(errno)})");
+        }
+        return reply;
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        Exception reason = new VfioException(Errno.ECONNRESET, Name, "the server closed the connection");
+        try
+        {
+            while (true)
+            {
+                var message = await _socket.ReceiveAsync(_shutdown.Token).ConfigureAwait(false);
+                if (message is null)
+                    break;
+                if (message.Header.IsReply)
+                {
+                    if (_pending.TryRemove(message.Header.MessageId, out var tcs))
+                        tcs.TrySetResult(message);
+                    else
+                        message.Dispose(); // a reply to a request the caller abandoned
+                    continue;
+                }
+                using (message)
+                    await ServeServerCommandAsync(message).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            reason = new VfioException(Errno.ECANCELED, Name, "the client was closed");
+        }
+        catch (Exception ex) when (ex is VfioException or VfioUserProtocolException or VfioUserFramingException)
+        {
+            reason = ex;
+        }
+        finally
+        {
+            _closedReason = reason;
+            foreach (var key in _pending.Keys)
+            {
+                if (_pending.TryRemove(key, out var tcs))
+                    tcs.TrySetException(new VfioException(Errno.ECONNRESET, Name, "the connection closed: " + reason.Message, reason));
+            }
+        }
+    }
+
+    // Server→client commands: DMA_READ / DMA_WRITE on message-mode regions (16-byte {addr, count} head).
+    private async Task ServeServerCommandAsync(VfioUserMessage message)
+    {
+        var h = message.Header;
+        byte[] reply;
+        Errno error = Errno.None;
+        try
+        {
+            if (message.Fds.Count > 0)
+                VfioException.Throw(Errno.EINVAL, h.Command.ToString(), "fds on a server command");
+            switch (h.Command)
+            {
+                case VfioUserCommand.DmaRead:
+                {
+                    var r = DmaAccessPayload.Decode(message.Payload, "DMA_READ");
+                    if (r.Count > (ulong)_options.MaxDataTransferSize)
+                        VfioException.Throw(Errno.E2BIG, "DMA_READ", $"count {r.Count} exceeds our max_data_xfer_size");
+                    reply = new byte[VfioUserHeader.Size + DmaAccessPayload.Length + (int)r.Count];
+                    r.Encode(reply.AsSpan(VfioUserHeader.Size));
+                    FindDmaMemory(r.Address, (int)r.Count).Span.CopyTo(reply.AsSpan(VfioUserHeader.Size + DmaAccessPayload.Length));
+                    break;
+                }
+                case VfioUserCommand.DmaWrite:
+                {
+                    var r = DmaAccessPayload.Decode(message.Payload, "DMA_WRITE");
+                    if (r.Count > (ulong)(message.PayloadLength - DmaAccessPayload.Length))
+                        VfioException.Throw(Errno.EINVAL, "DMA_WRITE", $"count {r.Count} but {message.PayloadLength - DmaAccessPayload.Length} data bytes");
+                    message.Payload.Slice(DmaAccessPayload.Length, (int)r.Count).CopyTo(FindDmaMemory(r.Address, (int)r.Count).Span);
+                    reply = new byte[VfioUserHeader.Size + DmaAccessPayload.Length];
+                    r.Encode(reply.AsSpan(VfioUserHeader.Size));
+                    break;
+                }
+                default:
+                    throw new VfioException(Errno.ENOSYS, $"server command {(ushort)h.Command}", "not a server-to-client command");
+            }
+        }
+        catch (VfioException ex)
+        {
+            error = ex.Errno;
+            reply = new byte[VfioUserHeader.Size];
+        }
+        if (h.NoReply)
+            return;
+        var flags = VfioUserMessageFlags.Reply | (error != Errno.None ? VfioUserMessageFlags.Error : 0);
+        new VfioUserHeader(h.MessageId, h.Command, (uint)reply.Length, flags, (uint)error).Encode(reply);
+        await _socket.SendAsync(reply, null, _shutdown.Token).ConfigureAwait(false);
+    }
+
+    private Memory<byte> FindDmaMemory(ulong address, int count)
+    {
+        lock (_dmaLock)
+        {
+            foreach (var (iova, memory) in _dmaMemory)
+            {
+                if (address >= iova && address - iova <= (ulong)memory.Length && (ulong)count <= (ulong)memory.Length - (address - iova))
+                    return memory.Slice((int)(address - iova), count);
+            }
+        }
+        throw new VfioException(Errno.EFAULT, "DMA", $"0x{address:x}+{count} is not in any message-mode region we mapped");
+    }
+
+    /// <summary>Closes the connection; pending requests fail with ECONNRESET/ECANCELED.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_shutdown.IsCancellationRequested)
+            return;
+        _shutdown.Cancel();
+        _socket.Shutdown();
+        if (_readLoop is not null)
+        {
+            try
+            {
+                await _readLoop.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        _socket.Dispose();
+        _shutdown.Dispose();
+    }
+
+    private static uint U32(ReadOnlySpan<byte> p, int at) => BinaryPrimitives.ReadUInt32LittleEndian(p[at..]);
+}

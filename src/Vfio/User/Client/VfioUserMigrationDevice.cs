@@ -1,0 +1,328 @@
+using System.Buffers.Binary;
+using Vfio.Device;
+using Vfio.Migration;
+using Vfio.Uapi;
+using Vfio.User.Protocol;
+
+namespace Vfio.User.Client;
+
+/// <summary>
+/// A remote vfio-user device as <see cref="IVfioMigrationDevice"/>: DEVICE_FEATURE for the FSM and DMA logging,
+/// MIG_DATA_READ/WRITE for the data stream (spec §7.1). No PRECOPY_INFO exists over vfio-user (ENOTTY).
+/// </summary>
+public sealed class VfioUserMigrationDevice : IVfioMigrationDevice
+{
+    private readonly bool _ownsClient;
+    private VfioMigrationFlags? _caps;
+    private volatile uint _lastState = (uint)VfioMigrationState.Running;
+    private RemoteStream? _stream;
+    private bool _dataSizeSupported = true;
+
+    /// <summary>Wraps a connected client.</summary>
+    public VfioUserMigrationDevice(VfioUserClient client, bool ownsClient = true)
+    {
+        Client = client ?? throw new ArgumentNullException(nameof(client));
+        _ownsClient = ownsClient;
+    }
+
+    /// <summary>Connects to a server and wraps the connection.</summary>
+    public static async Task<VfioUserMigrationDevice> ConnectAsync(string path, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
+        => new(await VfioUserClient.ConnectAsync(path, options, cancellationToken).ConfigureAwait(false));
+
+    /// <summary>The connection.</summary>
+    public VfioUserClient Client { get; }
+
+    /// <inheritdoc/>
+    public string Name => Client.Name;
+
+    internal VfioMigrationState LastState => (VfioMigrationState)_lastState;
+
+    /// <inheritdoc/>
+    public async ValueTask<VfioMigrationFlags> GetCapabilitiesAsync(CancellationToken cancellationToken = default)
+    {
+        if (_caps is { } c)
+            return c;
+        var reply = await Client.FeatureAsync(VfioFeatureCall.GetMigration(), cancellationToken).ConfigureAwait(false);
+        if (reply.Length < 16)
+            VfioException.Throw(Errno.EPROTO, "GET MIGRATION", $"reply of {reply.Length} bytes, 16 needed");
+        var caps = (VfioMigrationFlags)BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(8));
+        _caps = caps;
+        return caps;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<VfioMigrationState> GetStateAsync(CancellationToken cancellationToken = default)
+    {
+        var reply = await Client.FeatureAsync(VfioFeatureCall.GetState(), cancellationToken).ConfigureAwait(false);
+        if (reply.Length < 12)
+            VfioException.Throw(Errno.EPROTO, "GET MIG_DEVICE_STATE", $"reply of {reply.Length} bytes, 12 needed");
+        var state = (VfioMigrationState)BinaryPrimitives.ReadUInt32LittleEndian(reply.AsSpan(8));
+        _lastState = (uint)state;
+        return state;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<IMigrationDataStream?> SetStateAsync(VfioMigrationState target, CancellationToken cancellationToken = default)
+    {
+        var caps = await GetCapabilitiesAsync(cancellationToken).ConfigureAwait(false);
+        var from = await GetStateAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Client.FeatureAsync(VfioFeatureCall.SetState(target), cancellationToken).ConfigureAwait(false);
+        }
+        catch (VfioException)
+        {
+            try
+            {
+                await GetStateAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (VfioException)
+            {
+            }
+            throw;
+        }
+        _lastState = (uint)target;
+        var path = MigrationStateMachine.GetPath(from, target, caps);
+        var effect = path.Arcs.Select(MigrationStateMachine.GetSessionEffect).LastOrDefault();
+        switch (effect)
+        {
+            case DataSessionEffect.OpensSaving:
+                _stream?.Terminate();
+                return _stream = new RemoteStream(this, DataSessionKind.Saving);
+            case DataSessionEffect.OpensResuming:
+                _stream?.Terminate();
+                return _stream = new RemoteStream(this, DataSessionKind.Resuming);
+            case DataSessionEffect.EndsSession:
+                _stream?.Terminate();
+                _stream = null;
+                return null;
+            default:
+                return null;
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default)
+    {
+        var reply = await Client.FeatureAsync(VfioFeatureCall.GetMigDataSize(), cancellationToken).ConfigureAwait(false);
+        if (reply.Length < 16)
+            VfioException.Throw(Errno.EPROTO, "GET MIG_DATA_SIZE", $"reply of {reply.Length} bytes, 16 needed");
+        return BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(8));
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask ResetAsync(CancellationToken cancellationToken = default)
+    {
+        await Client.ResetAsync(cancellationToken).ConfigureAwait(false);
+        _stream?.Terminate();
+        _stream = null;
+        _lastState = (uint)VfioMigrationState.Running;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ranges);
+        if (ranges.Count > ProtocolLimits.MaxDmaLoggingRanges)
+            VfioException.Throw(Errno.E2BIG, "DMA_LOGGING_START", $"{ranges.Count} ranges exceed {ProtocolLimits.MaxDmaLoggingRanges}");
+        // vfio-user layout: {argsz, flags, u64 page_size, u32 num_ranges, u32 reserved, ranges inline}.
+        var request = VfioFeatureCall.Create(VfioDeviceFeatureId.DmaLoggingStart, VfioDeviceFeatureFlags.Set, 16 + (ranges.Count * VfioDmaLoggingRange.Size));
+        BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(8), pageSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(request.AsSpan(16), (uint)ranges.Count);
+        for (int i = 0; i < ranges.Count; i++)
+            ranges[i].Encode(request.AsSpan(24 + (i * VfioDmaLoggingRange.Size)));
+        var reply = await Client.FeatureAsync(request, cancellationToken).ConfigureAwait(false);
+        return reply.Length >= 16 ? BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(8)) : pageSize;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask StopDmaLoggingAsync(CancellationToken cancellationToken = default)
+    {
+        var request = VfioFeatureCall.Create(VfioDeviceFeatureId.DmaLoggingStop, VfioDeviceFeatureFlags.Set, 16);
+        await Client.FeatureAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask ReportDmaLoggingAsync(ulong iova, ulong length, ulong pageSize, Memory<ulong> bitmap, CancellationToken cancellationToken = default)
+    {
+        const string op = "DMA_LOGGING_REPORT";
+        if (pageSize == 0 || (pageSize & (pageSize - 1)) != 0)
+            VfioException.Throw(Errno.EINVAL, op, $"page size 0x{pageSize:x} is not a power of two");
+        ulong need = VfioDmaLoggingReport.BitmapWords(length, pageSize);
+        if ((ulong)bitmap.Length < need)
+            VfioException.Throw(Errno.EFAULT, op, $"bitmap holds {bitmap.Length} words, {need} needed");
+        // Report in windows whose bitmap fits comfortably in one reply (64-page aligned, so words line up).
+        ulong maxWords = (ulong)(Client.ReadChunk / 2 / 8);
+        ulong windowPages = maxWords * 64;
+        ulong pages = length == 0 ? 0 : ((length - 1) / pageSize) + 1;
+        for (ulong firstPage = 0; firstPage < pages; firstPage += windowPages)
+        {
+            ulong windowIova = iova + (firstPage * pageSize);
+            ulong windowLength = Math.Min(windowPages * pageSize, length - (firstPage * pageSize));
+            ulong words = VfioDmaLoggingReport.BitmapWords(windowLength, pageSize);
+            var request = VfioFeatureCall.Create(VfioDeviceFeatureId.DmaLoggingReport, VfioDeviceFeatureFlags.Get, 24);
+            new VfioDeviceFeature((uint)(8 + 24 + (words * 8)), (uint)VfioDeviceFeatureId.DmaLoggingReport | (uint)VfioDeviceFeatureFlags.Get).Encode(request);
+            BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(8), windowIova);
+            BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(16), windowLength);
+            BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(24), pageSize);
+            var reply = await Client.FeatureAsync(request, cancellationToken).ConfigureAwait(false);
+            if ((ulong)reply.Length < 32 + (words * 8))
+                VfioException.Throw(Errno.EPROTO, op, $"reply of {reply.Length} bytes, {32 + (words * 8)} needed");
+            int wordOffset = (int)(firstPage / 64);
+            for (int i = 0; i < (int)words; i++)
+                bitmap.Span[wordOffset + i] |= BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(32 + (i * 8)));
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        _stream?.Terminate();
+        if (_ownsClient)
+            await Client.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>The data stream over MIG_DATA_READ/WRITE; STOP_COPY reads are pipelined.</summary>
+    private sealed class RemoteStream(VfioUserMigrationDevice device, DataSessionKind kind) : IMigrationDataStream
+    {
+        private readonly Queue<(Task<Transport.VfioUserMessage> Reply, int Requested)> _inflight = new();
+        private readonly Queue<Task<Transport.VfioUserMessage>> _writes = new();
+        private byte[] _leftover = [];
+        private int _leftoverStart;
+        private int _leftoverCount;
+        private bool _eof;
+        private bool _lastShort;
+        private bool _terminated;
+
+        public DataSessionKind Kind => kind;
+
+        public void Terminate() => _terminated = true;
+
+        public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            const string op = "read migration data";
+            if (kind != DataSessionKind.Saving)
+                VfioException.Throw(Errno.EBADF, op, "the stream is a resuming stream (write only)");
+            if (_terminated)
+                VfioException.Throw(Errno.ENODEV, op, "the stream was terminated by a later state change");
+            if (buffer.IsEmpty)
+                return 0;
+            if (_leftoverCount > 0)
+            {
+                int n = Math.Min(buffer.Length, _leftoverCount);
+                _leftover.AsSpan(_leftoverStart, n).CopyTo(buffer.Span);
+                _leftoverStart += n;
+                _leftoverCount -= n;
+                return n;
+            }
+            if (_eof)
+                return 0;
+            var client = device.Client;
+            bool stopCopy = device.LastState == VfioMigrationState.StopCopy;
+            int chunk = client.ReadChunk;
+            if (stopCopy)
+            {
+                while (_inflight.Count < Math.Max(1, client.Options.PipelineDepth))
+                    _inflight.Enqueue((await client.SendCommandAsync(VfioUserCommand.MigDataRead, VfioUserClient.MigDataReadRequest(chunk), null, cancellationToken).ConfigureAwait(false), chunk));
+            }
+            else if (_inflight.Count == 0)
+            {
+                int size = Math.Min(buffer.Length, chunk);
+                _inflight.Enqueue((await client.SendCommandAsync(VfioUserCommand.MigDataRead, VfioUserClient.MigDataReadRequest(size), null, cancellationToken).ConfigureAwait(false), size));
+            }
+            var (pending, requested) = _inflight.Dequeue();
+            using var reply = await client.CompleteAsync(VfioUserCommand.MigDataRead, pending, cancellationToken).ConfigureAwait(false);
+            int got;
+            if (requested <= buffer.Length)
+            {
+                got = VfioUserClient.TakeMigData(reply, requested, buffer.Span);
+            }
+            else
+            {
+                if (_leftover.Length < requested)
+                    _leftover = new byte[requested];
+                int all = VfioUserClient.TakeMigData(reply, requested, _leftover);
+                got = Math.Min(all, buffer.Length);
+                _leftover.AsSpan(0, got).CopyTo(buffer.Span);
+                _leftoverStart = got;
+                _leftoverCount = all - got;
+            }
+            _lastShort = got + _leftoverCount < requested;
+            if (_lastShort && stopCopy)
+            {
+                // STOP_COPY: a short reply is the end of the stream; drain the requests still in flight.
+                _eof = true;
+                while (_inflight.Count > 0)
+                {
+                    var (rest, _) = _inflight.Dequeue();
+                    try
+                    {
+                        (await client.CompleteAsync(VfioUserCommand.MigDataRead, rest, cancellationToken).ConfigureAwait(false)).Dispose();
+                    }
+                    catch (VfioException)
+                    {
+                    }
+                }
+            }
+            return got;
+        }
+
+        public async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            const string op = "write migration data";
+            if (kind != DataSessionKind.Resuming)
+                VfioException.Throw(Errno.EBADF, op, "the stream is a saving stream (read only)");
+            if (_terminated)
+                VfioException.Throw(Errno.ENODEV, op, "the stream was terminated by a later state change");
+            var client = device.Client;
+            int chunk = client.WriteChunk;
+            int window = Math.Max(1, client.Options.PipelineDepth) * 4;
+            try
+            {
+                for (int done = 0; done < buffer.Length; done += chunk)
+                {
+                    var piece = buffer.Span.Slice(done, Math.Min(chunk, buffer.Length - done));
+                    _writes.Enqueue(await client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteRequest(piece), null, cancellationToken).ConfigureAwait(false));
+                    if (_writes.Count >= window)
+                        (await client.CompleteAsync(VfioUserCommand.MigDataWrite, _writes.Dequeue(), cancellationToken).ConfigureAwait(false)).Dispose();
+                }
+            }
+            finally
+            {
+                // Every write is acknowledged before WriteAsync returns, so errors surface here.
+                while (_writes.Count > 0)
+                    (await client.CompleteAsync(VfioUserCommand.MigDataWrite, _writes.Dequeue(), cancellationToken).ConfigureAwait(false)).Dispose();
+            }
+        }
+
+        // vfio-user has no PRECOPY_INFO (spec §7.1). We emulate it so an engine can plan rounds: initial_bytes is
+        // always 0 (vfio-user has no such notion); dirty_bytes is the MIG_DATA_SIZE estimate when the server
+        // supports feature 9 (ours does; libvfio-user answers EINVAL), else one read chunk while the last read
+        // came back full and 0 once a read came back short ("no more for now").
+        public async ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)
+        {
+            const string op = "VFIO_MIG_GET_PRECOPY_INFO (emulated)";
+            if (kind != DataSessionKind.Saving)
+                VfioException.Throw(Errno.ENOTTY, op, "a resuming stream has no ioctls");
+            if (!MigrationStateMachine.IsPreCopy(device.LastState))
+                VfioException.Throw(Errno.EINVAL, op, $"the device is in {MigrationStateMachine.Name(device.LastState)}, not PRE_COPY");
+            if (_terminated)
+                VfioException.Throw(Errno.ENODEV, op, "the stream was terminated");
+            if (device._dataSizeSupported)
+            {
+                try
+                {
+                    ulong size = await device.GetStopCopySizeAsync(cancellationToken).ConfigureAwait(false);
+                    return new PrecopyEstimate(0, size + (ulong)_leftoverCount);
+                }
+                catch (VfioException ex) when (ex.Errno is Errno.EINVAL or Errno.ENOTTY)
+                {
+                    device._dataSizeSupported = false;
+                }
+            }
+            return new PrecopyEstimate(0, (ulong)_leftoverCount + (_lastShort ? 0UL : (ulong)device.Client.ReadChunk));
+        }
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}

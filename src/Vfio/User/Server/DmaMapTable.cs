@@ -1,0 +1,194 @@
+using Vfio.Interop;
+using Vfio.User.Protocol;
+
+namespace Vfio.User.Server;
+
+/// <summary>One DMA mapping: fd-backed (mmapped here) or message mode (DMA_READ/DMA_WRITE to the client).</summary>
+public sealed class DmaMapping : IDisposable
+{
+    private nint _mapBase;
+    private nuint _mapLength;
+
+    internal DmaMapping(ulong address, ulong size, ulong offset, uint flags, SafeFdHandle? fd)
+    {
+        Address = address;
+        Size = size;
+        Offset = offset;
+        Flags = flags;
+        Fd = fd;
+    }
+
+    /// <summary>IOVA.</summary>
+    public ulong Address { get; }
+
+    /// <summary>Length.</summary>
+    public ulong Size { get; }
+
+    /// <summary>File offset of the backing fd.</summary>
+    public ulong Offset { get; }
+
+    /// <summary>DMA_MAP flags.</summary>
+    public uint Flags { get; }
+
+    /// <summary>The backing fd, or null in message mode.</summary>
+    public SafeFdHandle? Fd { get; }
+
+    /// <summary>True when DMA to this range goes through an mmap of the client's fd.</summary>
+    public bool IsFdBacked => Fd is not null;
+
+    /// <summary>Start of the mapping in our address space (fd-backed only).</summary>
+    public nint BaseAddress { get; private set; }
+
+    internal void Map()
+    {
+        const ulong page = 4096;
+        ulong aligned = Offset & ~(page - 1);
+        ulong delta = Offset - aligned;
+        _mapLength = (nuint)(Size + delta);
+        int prot = ((Flags & DmaMapPayload.FlagRead) != 0 ? Interop.Interop.PROT_READ : 0) | ((Flags & DmaMapPayload.FlagWrite) != 0 ? Interop.Interop.PROT_WRITE : 0);
+        nint at = Interop.Interop.MMap(0, _mapLength, prot, Interop.Interop.MAP_SHARED, Fd!.Fd, (long)aligned);
+        if (at == Interop.Interop.MAP_FAILED)
+            Interop.Interop.ThrowLastError($"mmap DMA region 0x{Address:x}+0x{Size:x} (fd offset 0x{Offset:x})");
+        _mapBase = at;
+        BaseAddress = at + (nint)delta;
+    }
+
+    /// <summary>Whether [addr, addr+len) lies inside this mapping.</summary>
+    public bool Contains(ulong address, ulong length) => address >= Address && length <= Size && address - Address <= Size - length;
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_mapBase != 0)
+        {
+            Interop.Interop.MUnmap(_mapBase, _mapLength);
+            _mapBase = 0;
+            BaseAddress = 0;
+        }
+        Fd?.Dispose();
+    }
+}
+
+/// <summary>The DMA mappings of one connection (spec §6.1, §6.2; libvfio-user's rules).</summary>
+public sealed class DmaMapTable : IDisposable
+{
+    private readonly List<DmaMapping> _maps = [];
+    private readonly Lock _lock = new();
+
+    /// <summary>Number of mappings.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+                return _maps.Count;
+        }
+    }
+
+    /// <summary>Adds a mapping (takes ownership of <paramref name="fd"/>, also on failure).</summary>
+    /// <exception cref="VfioException">EINVAL for bad flags/overlap, ENOSPC for a size above 8 TiB, mmap errors.</exception>
+    public void Map(DmaMapPayload request, SafeFdHandle? fd)
+    {
+        const string op = "DMA_MAP";
+        try
+        {
+            if ((request.Flags & ~DmaMapPayload.KnownFlags) != 0)
+                VfioException.Throw(Errno.EINVAL, op, $"unknown flag bits 0x{request.Flags & ~DmaMapPayload.KnownFlags:x}");
+            if (fd is null && (request.Flags & (DmaMapPayload.FlagMmap | DmaMapPayload.FlagFileIo)) != 0)
+                VfioException.Throw(Errno.EINVAL, op, "MMAP/FILE_IO need a file descriptor");
+            if (request.Size == 0)
+                VfioException.Throw(Errno.EINVAL, op, "size is 0");
+            if (request.Size > ProtocolLimits.MaxDmaMappingSize)
+                VfioException.Throw(Errno.ENOSPC, op, $"size 0x{request.Size:x} exceeds 8 TiB");
+            if (request.Address + request.Size < request.Address)
+                VfioException.Throw(Errno.EINVAL, op, "addr + size overflows 64 bits");
+            if (fd is not null && request.Offset + request.Size < request.Offset)
+                VfioException.Throw(Errno.EINVAL, op, "offset + size overflows 64 bits");
+            lock (_lock)
+            {
+                foreach (var m in _maps)
+                {
+                    if (request.Address < m.Address + m.Size && m.Address < request.Address + request.Size)
+                    {
+                        if (m.Address == request.Address && m.Size == request.Size && m.Offset == request.Offset && m.Flags == request.Flags && (m.Fd is null) == (fd is null))
+                        {
+                            fd?.Dispose();
+                            return; // exact duplicate: success, no-op (libvfio-user)
+                        }
+                        VfioException.Throw(Errno.EINVAL, op, $"0x{request.Address:x}+0x{request.Size:x} overlaps the mapping 0x{m.Address:x}+0x{m.Size:x}");
+                    }
+                }
+                if (_maps.Count >= ProtocolLimits.MaxDmaMappings)
+                    VfioException.Throw(Errno.EINVAL, op, $"already {_maps.Count} mappings, the limit");
+                var mapping = new DmaMapping(request.Address, request.Size, fd is null ? 0 : request.Offset, request.Flags, fd);
+                fd = null;
+                try
+                {
+                    if (mapping.IsFdBacked)
+                        mapping.Map();
+                }
+                catch
+                {
+                    mapping.Dispose();
+                    throw;
+                }
+                _maps.Add(mapping);
+            }
+        }
+        finally
+        {
+            fd?.Dispose();
+        }
+    }
+
+    /// <summary>Removes the mapping that exactly matches, or all (flags ALL, addr = size = 0).</summary>
+    /// <exception cref="VfioException">ENOENT when no mapping matches; EINVAL for bad flags.</exception>
+    public void Unmap(DmaUnmapPayload request)
+    {
+        const string op = "DMA_UNMAP";
+        lock (_lock)
+        {
+            if (request.Flags == DmaUnmapPayload.FlagAll)
+            {
+                if (request.Address != 0 || request.Size != 0)
+                    VfioException.Throw(Errno.EINVAL, op, "UNMAP_ALL needs addr = size = 0");
+                foreach (var m in _maps)
+                    m.Dispose();
+                _maps.Clear();
+                return;
+            }
+            if (request.Flags != 0)
+                VfioException.Throw(Errno.EINVAL, op, $"flags 0x{request.Flags:x} are not supported (0 or ALL; GET_DIRTY_BITMAP is migration v1)");
+            int index = _maps.FindIndex(m => m.Address == request.Address && m.Size == request.Size);
+            if (index < 0)
+                VfioException.Throw(Errno.ENOENT, op, $"no mapping is exactly 0x{request.Address:x}+0x{request.Size:x}");
+            _maps[index].Dispose();
+            _maps.RemoveAt(index);
+        }
+    }
+
+    /// <summary>Finds the mapping containing the whole range.</summary>
+    public DmaMapping? Find(ulong address, ulong length)
+    {
+        lock (_lock)
+            return _maps.Find(m => m.Contains(address, length));
+    }
+
+    /// <summary>Snapshot of all mappings.</summary>
+    public IReadOnlyList<DmaMapping> Snapshot()
+    {
+        lock (_lock)
+            return [.. _maps];
+    }
+
+    /// <summary>Unmaps everything and closes the fds.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var m in _maps)
+                m.Dispose();
+            _maps.Clear();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+using System.Runtime.InteropServices;
+using Vfio.User.Protocol;
+
+namespace Vfio.User.Server;
+
+/// <summary>A reply under construction: payload bytes at offset 16 of <see cref="Buffer"/>, or an errno.</summary>
+internal readonly struct OutgoingReply
+{
+    private OutgoingReply(byte[]? buffer, int length, Errno error, SafeHandle[]? fds, bool closeAfter, bool pooled = false)
+    {
+        Pooled = pooled;
+        Buffer = buffer;
+        Length = length;
+        Error = error;
+        Fds = fds;
+        CloseAfter = closeAfter;
+    }
+
+    /// <summary>Whole message buffer (header space + payload), null for an error reply.</summary>
+    public byte[]? Buffer { get; }
+
+    /// <summary>Message length (16 + payload).</summary>
+    public int Length { get; }
+
+    /// <summary>The errno of an error reply; None on success.</summary>
+    public Errno Error { get; }
+
+    /// <summary>Fds to attach.</summary>
+    public SafeHandle[]? Fds { get; }
+
+    /// <summary>The buffer came from ArrayPool.Shared and goes back after sending.</summary>
+    public bool Pooled { get; }
+
+    /// <summary>Close the connection after sending.</summary>
+    public bool CloseAfter { get; }
+
+    public static OutgoingReply Ok(ReadOnlySpan<byte> payload, SafeHandle[]? fds = null)
+    {
+        var buffer = new byte[VfioUserHeader.Size + payload.Length];
+        payload.CopyTo(buffer.AsSpan(VfioUserHeader.Size));
+        return new OutgoingReply(buffer, buffer.Length, Errno.None, fds, false);
+    }
+
+    /// <summary>A reply whose payload was written in place into <paramref name="buffer"/> (length = 16 + payload).</summary>
+    public static OutgoingReply InPlace(byte[] buffer, int length, bool pooled) => new(buffer, length, Errno.None, null, false, pooled);
+
+    public static OutgoingReply Empty => Ok([]);
+
+    public static OutgoingReply Fail(Errno errno, bool closeAfter = false) => new(null, VfioUserHeader.Size, errno == Errno.None ? Errno.EINVAL : errno, null, closeAfter);
+
+    public OutgoingReply WithClose() => new(Buffer, Length, Error, Fds, true, Pooled);
+}

@@ -1,0 +1,249 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Vfio.Diagnostics;
+using Vfio.Interop;
+using Vfio.Migration;
+using Vfio.User.Protocol;
+using Vfio.User.Transport;
+
+namespace Vfio.User.Server;
+
+/// <summary>
+/// One client of a vfio-user server. A read loop frames messages: replies complete server-initiated DMA
+/// requests, commands go (in order) to one worker that executes them serially and replies in command order.
+/// Commands that arrive while the server awaits a DMA reply are simply queued (spec §10.1 item 6).
+/// On disconnect: DMA maps removed, IRQ eventfds closed, migration state kept.
+/// </summary>
+public sealed partial class VfioUserConnection : IAsyncDisposable
+{
+    private readonly UnixFdSocket? _socket;
+    private readonly VfioUserDeviceDefinition _device;
+    private readonly VfioUserServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly Channel<VfioUserMessage> _commands = Channel.CreateUnbounded<VfioUserMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
+    private readonly SafeFdHandle?[][] _irqFds;
+    private bool _negotiated;
+    private int _peerMaxFds = ProtocolLimits.DefaultPeerMessageFds;
+    private int _peerMaxDataTransfer = ProtocolLimits.DefaultPeerDataTransferSize;
+    private int _nextDmaId;
+    private volatile bool _closing;
+
+    internal VfioUserConnection(UnixFdSocket? socket, VfioUserDeviceDefinition device, VfioUserServerOptions options, int id)
+    {
+        _socket = socket;
+        _device = device;
+        _options = options;
+        Id = id;
+        _logger = options.LoggerFactory.CreateLogger<VfioUserConnection>();
+        _irqFds = new SafeFdHandle?[device.IrqCount][];
+        for (uint i = 0; i < device.IrqCount; i++)
+            _irqFds[i] = new SafeFdHandle?[device.GetIrqCount(i)];
+    }
+
+    /// <summary>Connection number (1, 2, … per server).</summary>
+    public int Id { get; }
+
+    /// <summary>The client's DMA mappings.</summary>
+    public DmaMapTable Dma { get; } = new();
+
+    /// <summary>True once VERSION succeeded.</summary>
+    public bool IsNegotiated => _negotiated;
+
+    /// <summary>The max_data_xfer_size the client advertised.</summary>
+    public int PeerMaxDataTransferSize => _peerMaxDataTransfer;
+
+    /// <summary>Runs the connection until the client goes away, a fatal protocol error, or cancellation.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(_socket);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var worker = Task.Run(() => WorkerAsync(cts.Token), CancellationToken.None);
+        string reason = "end of stream";
+        try
+        {
+            while (!_closing)
+            {
+                VfioUserMessage? message;
+                try
+                {
+                    message = await _socket.ReceiveAsync(cts.Token).ConfigureAwait(false);
+                }
+                catch (VfioUserFramingException ex)
+                {
+                    // The body was not read; answer the command (if it was one) and close: the stream is lost.
+                    reason = ex.Message;
+                    Log.ProtocolError(_logger, Id, ex.Message);
+                    if (ex.Header.IsCommand && !ex.Header.NoReply)
+                        _commands.Writer.TryWrite(VfioUserMessage.FromBytes(ex.Header with { MessageSize = uint.MaxValue }, []));
+                    break;
+                }
+                if (message is null)
+                    break;
+                if (message.Header.IsReply && _pending.TryRemove(message.Header.MessageId, out var tcs))
+                {
+                    tcs.TrySetResult(message);
+                    continue;
+                }
+                await _commands.Writer.WriteAsync(message, cts.Token).ConfigureAwait(false);
+            }
+            if (_closing)
+                reason = "closed by the server after a fatal VERSION error";
+        }
+        catch (VfioUserProtocolException ex)
+        {
+            reason = ex.Message;
+            Log.ProtocolError(_logger, Id, ex.Message);
+        }
+        catch (VfioException ex)
+        {
+            reason = ex.Message;
+        }
+        catch (OperationCanceledException)
+        {
+            reason = "server shutting down";
+        }
+        finally
+        {
+            _commands.Writer.TryComplete();
+            try
+            {
+                await worker.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            FailPending(new VfioException(Errno.ECONNRESET, "vfio-user DMA request", "the client disconnected"));
+            Cleanup();
+            Log.ClientDisconnected(_logger, Id, reason);
+        }
+    }
+
+    private async Task WorkerAsync(CancellationToken cancellationToken)
+    {
+        await foreach (var message in _commands.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            using (message)
+            {
+                if (_closing)
+                    continue;
+                OutgoingReply reply;
+                if (message.Header.MessageSize == uint.MaxValue)
+                    reply = OutgoingReply.Fail(Errno.EINVAL, closeAfter: true); // framing error marker
+                else
+                    reply = Dispatch(message);
+                try
+                {
+                    if (!message.Header.NoReply)
+                        await SendReplyAsync(message.Header, reply, cancellationToken).ConfigureAwait(false);
+                }
+                catch (VfioException)
+                {
+                    reply = reply.WithClose();
+                }
+                finally
+                {
+                    if (reply.Pooled && reply.Buffer is not null)
+                        ArrayPool<byte>.Shared.Return(reply.Buffer);
+                }
+                if (reply.CloseAfter)
+                {
+                    _closing = true;
+                    _socket?.Shutdown();
+                }
+            }
+        }
+    }
+
+    private async ValueTask SendReplyAsync(VfioUserHeader request, OutgoingReply reply, CancellationToken cancellationToken)
+    {
+        var flags = VfioUserMessageFlags.Reply;
+        byte[] buffer;
+        int length;
+        if (reply.Error != Errno.None)
+        {
+            // Header-only error replies (spec §3: libvfio-user's client would desync on a payload).
+            flags |= VfioUserMessageFlags.Error;
+            buffer = new byte[VfioUserHeader.Size];
+            length = VfioUserHeader.Size;
+        }
+        else
+        {
+            buffer = reply.Buffer!;
+            length = reply.Length;
+        }
+        new VfioUserHeader(request.MessageId, request.Command, (uint)length, flags, (uint)reply.Error).Encode(buffer);
+        await _socket!.SendAsync(buffer.AsMemory(0, length), reply.Error == Errno.None ? reply.Fds : null, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void FailPending(Exception reason)
+    {
+        foreach (var key in _pending.Keys)
+        {
+            if (_pending.TryRemove(key, out var tcs))
+                tcs.TrySetException(reason);
+        }
+    }
+
+    private void Cleanup()
+    {
+        Dma.Dispose();
+        foreach (var vectors in _irqFds)
+        {
+            for (int i = 0; i < vectors.Length; i++)
+            {
+                vectors[i]?.Dispose();
+                vectors[i] = null;
+            }
+        }
+    }
+
+    /// <summary>Signals IRQ <paramref name="index"/> vector <paramref name="vector"/> (writes 1 to its eventfd). False when none is assigned.</summary>
+    public unsafe bool TriggerIrq(uint index, uint vector)
+    {
+        if (index >= _irqFds.Length || vector >= _irqFds[index].Length)
+            return false;
+        var fd = _irqFds[index][vector];
+        if (fd is null || fd.IsClosed)
+            return false;
+        ulong one = 1;
+        bool added = false;
+        try
+        {
+            fd.DangerousAddRef(ref added);
+            return Interop.Interop.Write(fd.Fd, (byte*)&one, 8) == 8;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (added)
+                fd.DangerousRelease();
+        }
+    }
+
+    /// <summary>Closes the connection.</summary>
+    public ValueTask DisposeAsync()
+    {
+        _closing = true;
+        _socket?.Shutdown();
+        return ValueTask.CompletedTask;
+    }
+
+    private bool IsAllowedInState(VfioUserCommand command)
+    {
+        var state = _device.Migration.State;
+        // libvfio-user's gating (spec §7.4): STOP and STOP_COPY refuse most commands.
+        return state switch
+        {
+            VfioMigrationState.Stop => command is VfioUserCommand.RegionRead or VfioUserCommand.RegionWrite or VfioUserCommand.DeviceFeature
+                or VfioUserCommand.MigDataRead or VfioUserCommand.MigDataWrite,
+            VfioMigrationState.StopCopy => command is VfioUserCommand.DeviceFeature or VfioUserCommand.MigDataRead or VfioUserCommand.MigDataWrite,
+            _ => true,
+        };
+    }
+}

@@ -1,0 +1,314 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Vfio.Interop;
+using Vfio.User.Protocol;
+using static Vfio.Interop.Interop;
+
+namespace Vfio.User.Transport;
+
+/// <summary>
+/// One vfio-user stream: an AF_UNIX stream socket carrying framed messages, with fds as SCM_RIGHTS on the
+/// <c>sendmsg</c> that carries the message's first byte. Receives: a zero-byte read to wait for data, then
+/// <c>recvmsg(MSG_CMSG_CLOEXEC)</c> for exactly the 16 header bytes (fails on MSG_CTRUNC), then the body with
+/// plain receives until complete. Sends are serialised; header + payload (+ fds) go out in one <c>sendmsg</c>.
+/// </summary>
+public sealed class UnixFdSocket : IDisposable
+{
+    private readonly Socket _socket;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly int _maxReceiveFds;
+    private int _disposed;
+
+    /// <summary>Wraps a connected AF_UNIX stream socket (takes ownership).</summary>
+    public UnixFdSocket(Socket socket, int maxReceiveFds = ProtocolLimits.MaxMessageFds, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    {
+        _socket = socket ?? throw new ArgumentNullException(nameof(socket));
+        _maxReceiveFds = maxReceiveFds;
+        MaxMessageSize = maxMessageSize;
+    }
+
+    /// <summary>The largest message this end accepts; larger headers are framing errors.</summary>
+    public int MaxMessageSize { get; set; }
+
+    /// <summary>The underlying socket.</summary>
+    public Socket Socket => _socket;
+
+    /// <summary>Connects to a vfio-user server at <paramref name="path"/>.</summary>
+    /// <exception cref="VfioException">ENOENT, ECONNREFUSED, EACCES … with the path.</exception>
+    public static async Task<UnixFdSocket> ConnectAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            var errno = ex.SocketErrorCode switch
+            {
+                SocketError.AddressNotAvailable => Errno.ENOENT,
+                SocketError.ConnectionRefused => Errno.ECONNREFUSED,
+                SocketError.AccessDenied => Errno.EACCES,
+                _ => (Errno)(ex.NativeErrorCode > 0 ? ex.NativeErrorCode : (int)Errno.EIO),
+            };
+            throw new VfioException(errno, $"connect to {path}", VfioException.Describe(errno), ex);
+        }
+        return new UnixFdSocket(socket);
+    }
+
+    /// <summary>A connected pair (socketpair(AF_UNIX, SOCK_STREAM)).</summary>
+    public static unsafe (Socket, Socket) CreateSocketPair()
+    {
+        int* fds = stackalloc int[2];
+        CheckIo(SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), "socketpair(AF_UNIX, SOCK_STREAM)");
+        return (new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), new Socket(new SafeSocketHandle(fds[1], ownsHandle: true)));
+    }
+
+    /// <summary>Sends one complete message (header included in <paramref name="message"/>), with optional fds.</summary>
+    public async ValueTask SendAsync(ReadOnlyMemory<byte> message, IReadOnlyList<SafeHandle>? fds = null, CancellationToken cancellationToken = default)
+    {
+        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            int sent = 0;
+            if (fds is { Count: > 0 })
+                sent = await SendWithFdsAsync(message, fds, cancellationToken).ConfigureAwait(false);
+            while (sent < message.Length)
+            {
+                int n;
+                try
+                {
+                    n = await _socket.SendAsync(message[sent..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException ex)
+                {
+                    throw new VfioException(ToErrno(ex), "send vfio-user message", ex.Message, ex);
+                }
+                catch (ObjectDisposedException ex)
+                {
+                    throw new VfioException(Errno.ENOTCONN, "send vfio-user message", "the connection is closed", ex);
+                }
+                sent += n;
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private async ValueTask<int> SendWithFdsAsync(ReadOnlyMemory<byte> message, IReadOnlyList<SafeHandle> fds, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            long r = TrySendMsg(message, fds);
+            if (r >= 0)
+                return (int)r;
+            var errno = (Errno)(int)-r;
+            if (errno == Errno.EINTR)
+                continue;
+            if (errno != Errno.EAGAIN)
+                throw new VfioException(errno, "sendmsg with SCM_RIGHTS", Marshal.GetPInvokeErrorMessage((int)errno));
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private unsafe long TrySendMsg(ReadOnlyMemory<byte> message, IReadOnlyList<SafeHandle> fds)
+    {
+        int controlLength = CMsgSpace(fds.Count * sizeof(int));
+        byte* control = stackalloc byte[controlLength];
+        new Span<byte>(control, controlLength).Clear();
+        var cmsg = (CMsgHdr*)control;
+        cmsg->Len = (nuint)CMsgLen(fds.Count * sizeof(int));
+        cmsg->Level = SOL_SOCKET;
+        cmsg->Type = SCM_RIGHTS;
+        int* data = (int*)(control + CMsgHdrSize);
+        var refs = new bool[fds.Count];
+        bool socketRef = false;
+        try
+        {
+            for (int i = 0; i < fds.Count; i++)
+            {
+                fds[i].DangerousAddRef(ref refs[i]);
+                data[i] = (int)fds[i].DangerousGetHandle();
+            }
+            _socket.SafeHandle.DangerousAddRef(ref socketRef);
+            using var pin = message.Pin();
+            var iov = new IoVec { Base = pin.Pointer, Length = (nuint)message.Length };
+            var hdr = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLength };
+            nint n = SendMsg((int)_socket.SafeHandle.DangerousGetHandle(), &hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
+            return n >= 0 ? n : -Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            if (socketRef)
+                _socket.SafeHandle.DangerousRelease();
+            for (int i = 0; i < fds.Count; i++)
+            {
+                if (refs[i])
+                    fds[i].DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Receives one message. Returns null on a clean end of stream at a message boundary.
+    /// </summary>
+    /// <exception cref="VfioUserFramingException">msg_size out of bounds (body not read; the stream is lost).</exception>
+    /// <exception cref="VfioUserProtocolException">MSG_CTRUNC, or the peer closed in the middle of a message.</exception>
+    /// <exception cref="VfioException">Socket errors.</exception>
+    public async ValueTask<VfioUserMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
+    {
+        var headerBytes = new byte[VfioUserHeader.Size];
+        var fds = new List<SafeFdHandle>();
+        int got = 0;
+        try
+        {
+            while (got < VfioUserHeader.Size)
+            {
+                try
+                {
+                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException ex)
+                {
+                    throw new VfioException(ToErrno(ex), "receive vfio-user message", ex.Message, ex);
+                }
+                catch (ObjectDisposedException ex)
+                {
+                    throw new VfioException(Errno.ENOTCONN, "receive vfio-user message", "the connection is closed", ex);
+                }
+                long n = TryRecvMsg(headerBytes.AsSpan(got), fds);
+                if (n == -(int)Errno.EAGAIN || n == -(int)Errno.EINTR)
+                    continue;
+                if (n < 0)
+                    throw new VfioException((Errno)(int)-n, "recvmsg", Marshal.GetPInvokeErrorMessage((int)-n));
+                if (n == 0)
+                {
+                    if (got == 0 && fds.Count == 0)
+                        return null;
+                    throw new VfioUserProtocolException($"the peer closed the connection after {got} of 16 header bytes");
+                }
+                got += (int)n;
+            }
+
+            var header = VfioUserFrame.ReadHeader(headerBytes, MaxMessageSize);
+            int length = header.PayloadLength;
+            var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+            try
+            {
+                int read = 0;
+                while (read < length)
+                {
+                    int n;
+                    try
+                    {
+                        n = await _socket.ReceiveAsync(buffer.AsMemory(read, length - read), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (SocketException ex)
+                    {
+                        throw new VfioException(ToErrno(ex), "receive vfio-user message body", ex.Message, ex);
+                    }
+                    if (n == 0)
+                        throw new VfioUserProtocolException($"the peer closed the connection after {read} of {length} payload bytes of {header.Command}");
+                    read += n;
+                }
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                throw;
+            }
+            var received = new ReceivedFds([.. fds]);
+            fds.Clear();
+            return new VfioUserMessage(header, buffer, length, received);
+        }
+        finally
+        {
+            foreach (var fd in fds)
+                fd.Dispose();
+        }
+    }
+
+    // Returns bytes read, or −errno. Adds received fds to the list; MSG_CTRUNC is a protocol error.
+    private unsafe long TryRecvMsg(Span<byte> destination, List<SafeFdHandle> fds)
+    {
+        int controlLength = CMsgSpace(Math.Max(_maxReceiveFds, 1) * sizeof(int));
+        byte* control = stackalloc byte[controlLength];
+        bool socketRef = false;
+        try
+        {
+            _socket.SafeHandle.DangerousAddRef(ref socketRef);
+            fixed (byte* p = destination)
+            {
+                var iov = new IoVec { Base = p, Length = (nuint)destination.Length };
+                var hdr = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLength };
+                nint n = RecvMsg((int)_socket.SafeHandle.DangerousGetHandle(), &hdr, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                if (n < 0)
+                    return -Marshal.GetLastPInvokeError();
+                // Collect whatever fds did arrive first, so they are closed even if we then fail.
+                if (hdr.ControlLen >= (nuint)CMsgHdrSize)
+                {
+                    byte* at = control;
+                    byte* end = control + (int)hdr.ControlLen;
+                    while (at + CMsgHdrSize <= end)
+                    {
+                        var c = (CMsgHdr*)at;
+                        if (c->Len < (nuint)CMsgHdrSize || at + (int)c->Len > end)
+                            break;
+                        if (c->Level == SOL_SOCKET && c->Type == SCM_RIGHTS)
+                        {
+                            int count = ((int)c->Len - CMsgHdrSize) / sizeof(int);
+                            int* data = (int*)(at + CMsgHdrSize);
+                            for (int i = 0; i < count; i++)
+                                fds.Add(new SafeFdHandle(data[i]));
+                        }
+                        at += (CMsgHdrSize + (int)c->Len - CMsgHdrSize + 7) & ~7;
+                    }
+                }
+                if ((hdr.Flags & MSG_CTRUNC) != 0)
+                    throw new VfioUserProtocolException($"the peer sent more fds than the {_maxReceiveFds} we accept per message (MSG_CTRUNC)");
+                return n;
+            }
+        }
+        finally
+        {
+            if (socketRef)
+                _socket.SafeHandle.DangerousRelease();
+        }
+    }
+
+    private static Errno ToErrno(SocketException ex) => ex.SocketErrorCode switch
+    {
+        SocketError.ConnectionReset => Errno.ECONNRESET,
+        SocketError.Shutdown or SocketError.NotConnected => Errno.ENOTCONN,
+        SocketError.OperationAborted => Errno.ECANCELED,
+        _ => ex.NativeErrorCode > 0 ? (Errno)ex.NativeErrorCode : Errno.EIO,
+    };
+
+    /// <summary>Shuts the socket down both ways (wakes pending receives) without disposing.</summary>
+    public void Shutdown()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        _socket.Dispose();
+        _sendLock.Dispose();
+    }
+}

@@ -1,0 +1,92 @@
+using System.Net.Sockets;
+
+namespace Vfio.IntegrationTests;
+
+/// <summary>The CLI as separate processes: two servers, a migration between them, signals.</summary>
+public sealed class ProcessTests
+{
+    private static readonly TimeSpan Startup = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Migrate_between_two_served_processes_verifies_equal_state()
+    {
+        string a = TestSupport.TempSocketPath(), b = TestSupport.TempSocketPath();
+        using var src = new TestSupport.CliProcess("serve", "--socket", a, "--size", "16MiB", "--dirty-rate", "4MiB/s", "--seed", "7");
+        using var dst = new TestSupport.CliProcess("serve", "--socket", b, "--size", "16MiB", "--seed", "8");
+        await src.WaitForOutputAsync($"serving sample device (16.0 MiB, caps 0x5) on {a}", Startup);
+        await dst.WaitForOutputAsync($"serving sample device (16.0 MiB, caps 0x5) on {b}", Startup);
+
+        using var migrate = new TestSupport.CliProcess("migrate", "--from", "unix:" + a, "--to", "unix:" + b, "--downtime-limit", "300ms");
+        int rc = await migrate.WaitAsync(TimeSpan.FromMinutes(3));
+        Assert.True(rc == 0, $"migrate exited {rc}; stdout: {migrate.Output} stderr: {migrate.Error}");
+        Assert.Contains("verified: destination matches source (sha256 ", migrate.Output, StringComparison.Ordinal);
+
+        // A second client of the same servers works (sequential clients), with JSON output.
+        using var info = new TestSupport.CliProcess("info", "unix:" + b, "--json");
+        Assert.Equal(0, await info.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.Contains("\"state\": \"RUNNING\"", info.Output, StringComparison.Ordinal);
+        Assert.Contains("\"caps\": \"0x5\"", info.Output, StringComparison.Ordinal);
+
+        // SIGTERM: clean exit, socket removed.
+        src.Signal("TERM");
+        dst.Signal("INT");
+        Assert.Equal(0, await src.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await dst.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.False(PathExists(a));
+        Assert.False(PathExists(b));
+    }
+
+    [Fact]
+    public async Task Serve_replaces_a_stale_socket_but_not_a_live_one_or_a_regular_file()
+    {
+        string path = TestSupport.TempSocketPath();
+        // A stale socket: a server killed with SIGKILL leaves its socket file behind.
+        using (var killed = new TestSupport.CliProcess("serve", "--socket", path, "--size", "1MiB"))
+        {
+            await killed.WaitForOutputAsync("serving sample device", Startup);
+            killed.Signal("KILL");
+            await killed.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        Assert.True(PathExists(path)); // the stale socket file is there
+        using var server = new TestSupport.CliProcess("serve", "--socket", path, "--size", "1MiB");
+        await server.WaitForOutputAsync("serving sample device", Startup);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+
+        using var second = new TestSupport.CliProcess("serve", "--socket", path, "--size", "1MiB");
+        Assert.Equal(1, await second.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("EADDRINUSE", second.Error, StringComparison.Ordinal);
+
+        string file = TestSupport.TempSocketPath();
+        await File.WriteAllTextAsync(file, "not a socket", TestContext.Current.CancellationToken);
+        using var third = new TestSupport.CliProcess("serve", "--socket", file, "--size", "1MiB");
+        Assert.Equal(1, await third.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("EEXIST", third.Error, StringComparison.Ordinal);
+        Assert.Equal("not a socket", await File.ReadAllTextAsync(file, TestContext.Current.CancellationToken));
+        File.Delete(file);
+
+        server.Signal("TERM");
+        Assert.Equal(0, await server.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    private static bool PathExists(string path)
+    {
+        try
+        {
+            File.GetAttributes(path);
+            return true;
+        }
+        catch (FileNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
+    public async Task Info_works_for_sample_devices()
+    {
+        using var info = new TestSupport.CliProcess("info", "sample:size=2MiB,caps=0x5");
+        Assert.Equal(0, await info.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.Contains("0 BAR0   size      2097152", info.Output, StringComparison.Ordinal);
+        Assert.Contains("migration: caps 0x5, state RUNNING", info.Output, StringComparison.Ordinal);
+    }
+}
