@@ -67,7 +67,7 @@ internal static class ReceiveCommand
                 Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
                 var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default,
-                    _ => ValueTask.FromResult(DeviceDigest.Compute(raw)), null, cancellationToken).ConfigureAwait(false);
+                    ct => DeviceDigest.ComputeAsync(raw, ct), null, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));

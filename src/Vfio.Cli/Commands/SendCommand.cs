@@ -60,17 +60,18 @@ internal static class SendCommand
 
                 var address = DeviceAddress.Parse(parse.GetValue(from)!);
                 device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
-                before = DeviceDigest.Compute(device).Digest;
+                before = device is InProcessMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Digest : [];
                 if (!asJson && before.Length > 0)
                     Console.WriteLine($"source {address} sha256 before migration {NetCli.Hex(before)}");
 
+                ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
                 await using var session = await NetSenderSession.ConnectAsync(host, port, n, security, null, cancellationToken).ConfigureAwait(false);
                 string mode = security.UseTls ? (security.Certificate is null ? "TLS" : "mutual TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
                 if (!asJson)
                     Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}");
                 var dev = device;
                 var result = await NetMigration.SendAsync(session, [device], options,
-                    _ => ValueTask.FromResult(DeviceDigest.Compute(dev)), null, cancellationToken).ConfigureAwait(false);
+                    ct => DeviceDigest.ComputeAsync(dev, ct, bar0), null, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
                 double seconds = s.TotalTime.TotalSeconds;
                 if (asJson)
@@ -127,7 +128,7 @@ internal static class SendCommand
         try
         {
             var state = await device.GetStateAsync().ConfigureAwait(false);
-            var after = DeviceDigest.Compute(device).Digest;
+            var after = before.Length == 0 ? [] : (await DeviceDigest.ComputeAsync(device, CancellationToken.None).ConfigureAwait(false)).Digest;
             string digest = after.Length == 0 ? "" : after.AsSpan().SequenceEqual(before) ? $", state unchanged (sha256 {NetCli.Hex(after)})" : $", sha256 now {NetCli.Hex(after)} (was {NetCli.Hex(before)}; a running workload changes it)";
             Console.Error.WriteLine($"vfio-mig send: source device {device.Name} is {MigrationStateMachine.Name(state)}{digest}");
         }

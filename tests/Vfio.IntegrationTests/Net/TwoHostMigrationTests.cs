@@ -56,6 +56,28 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     }
 
     [Fact]
+    public async Task Migrate_VfioUserDevices_EachHostServesOne_VerifiesBar0()
+    {
+        using var hosts = TwoHosts.Create(log);
+        string token = TokenFile();
+        string a = Path.Combine(_dir, "src.sock"), b = Path.Combine(_dir, "dst.sock");
+        using var serveA = CliProcess.Start(hosts.SenderNs, ["serve", "--socket", a, "--size", "8MiB", "--seed", "1", "--dirty-rate", "1MiB/s"], "serve-source", log);
+        using var serveB = CliProcess.Start(hosts.ReceiverNs, ["serve", "--socket", b, "--size", "8MiB", "--seed", "2"], "serve-destination", log);
+        await serveA.WaitForLineAsync("serving", TimeSpan.FromSeconds(30));
+        await serveB.WaitForLineAsync("serving", TimeSpan.FromSeconds(30));
+        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "unix:" + b, "--token-file", token);
+        using var _r = receiver;
+        using var sender = hosts.StartSender(["send", "--from", "unix:" + a, "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--token-file", token, "--channels", "2"]);
+        Assert.Equal(0, await sender.WaitForExitAsync(s_exit));
+        Assert.Equal(0, await receiver.WaitForExitAsync(s_exit));
+        var s = VerifiedRegex().Match(LastLine(sender));
+        var r = VerifiedRegex().Match(LastLine(receiver));
+        Assert.True(s.Success, "sender's last line: " + LastLine(sender));
+        Assert.True(r.Success, "receiver's last line: " + LastLine(receiver));
+        Assert.Equal(s.Groups[1].Value, r.Groups[1].Value);
+    }
+
+    [Fact]
     public async Task Migrate_MutualTls_Verifies()
     {
         using var hosts = TwoHosts.Create(log);
