@@ -64,6 +64,25 @@ public sealed class NetChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>Writes an already encoded frame (see <see cref="NetFrame.EncodeInPlace"/>).</summary>
+    public async ValueTask WriteEncodedAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Stream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+            Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        {
+            throw NetErrors.FromIO(e, $"send on {Name}");
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
     /// <summary>Reads one frame (null at a clean end of stream).</summary>
     public async ValueTask<NetFrame?> ReadFrameAsync(CancellationToken cancellationToken)
     {

@@ -71,6 +71,22 @@ public sealed class NetFrame
         }
     }
 
+    /// <summary>
+    /// Completes a frame whose payload already sits at offset <see cref="NetProtocol.FrameHeaderSize"/> of
+    /// <paramref name="buffer"/>: writes the header and the CRC trailer in place and returns the frame length.
+    /// </summary>
+    public static int EncodeInPlace(Span<byte> buffer, NetFrameType type, ulong sequence, int payloadLength)
+    {
+        buffer[0] = (byte)type;
+        buffer[1] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(buffer[2..], 0);
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[4..], (uint)payloadLength);
+        BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], sequence);
+        int end = NetProtocol.FrameHeaderSize + payloadLength;
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[end..], Crc32C.Compute(buffer[..end]));
+        return end + NetProtocol.FrameTrailerSize;
+    }
+
     /// <summary>Encodes a frame into <paramref name="destination"/> (header + payload + CRC).</summary>
     public static int Encode(Span<byte> destination, NetFrameType type, ulong sequence, ReadOnlySpan<byte> payload)
     {

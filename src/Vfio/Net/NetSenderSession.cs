@@ -218,9 +218,9 @@ public sealed class NetSenderSession : IAsyncDisposable
                 throw new InvalidOperationException("the migration stream is already complete");
             while (data.Length > 0)
             {
-                _segment ??= ArrayPool<byte>.Shared.Rent(_options.SegmentSize);
+                _segment ??= ArrayPool<byte>.Shared.Rent(_options.SegmentSize + NetProtocol.FrameHeaderSize + NetProtocol.FrameTrailerSize);
                 int n = Math.Min(data.Length, _options.SegmentSize - _fill);
-                data.Span[..n].CopyTo(_segment.AsSpan(_fill));
+                data.Span[..n].CopyTo(_segment.AsSpan(NetProtocol.FrameHeaderSize + _fill));
                 _fill += n;
                 data = data[n..];
                 Interlocked.Add(ref _totalBytes, n);
@@ -283,7 +283,8 @@ public sealed class NetSenderSession : IAsyncDisposable
             {
                 try
                 {
-                    await channel.WriteFrameAsync(NetFrameType.Data, seq, buffer.AsMemory(0, length), _cts.Token).ConfigureAwait(false);
+                    int frameLength = NetFrame.EncodeInPlace(buffer, NetFrameType.Data, seq, length);
+                    await channel.WriteEncodedAsync(buffer.AsMemory(0, frameLength), _cts.Token).ConfigureAwait(false);
                 }
                 finally
                 {
