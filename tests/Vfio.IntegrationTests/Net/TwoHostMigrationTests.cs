@@ -78,6 +78,31 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     }
 
     [Fact]
+    public async Task Send_Json_PrintsOneObjectWithTheVerdict()
+    {
+        using var hosts = TwoHosts.Create(log);
+        string token = TokenFile();
+        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=8MiB,seed=2", "--token-file", token);
+        using var _r = receiver;
+        using var sender = hosts.StartSender(["send", "--from", "sample:size=8MiB,seed=1", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--token-file", token, "--json", "--channels", "3"]);
+        Assert.Equal(0, await sender.WaitForExitAsync(s_exit));
+        Assert.Equal(0, await receiver.WaitForExitAsync(s_exit));
+        using var doc = System.Text.Json.JsonDocument.Parse(string.Join('\n', sender.Stdout));
+        Assert.True(doc.RootElement.GetProperty("ok").GetBoolean());
+        Assert.Equal("match", doc.RootElement.GetProperty("verification").GetString());
+        Assert.Equal(3, doc.RootElement.GetProperty("channels").GetInt32());
+    }
+
+    [Fact]
+    public async Task BenchTcp_SmallRun_ReportsRatioAndSpeedup()
+    {
+        using var bench = CliProcess.Start(null, ["bench", "tcp", "--size", "8MiB", "--channels", "2"], "bench", log);
+        Assert.Equal(0, await bench.WaitForExitAsync(s_exit));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio migration/raw: ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("speedup 2 channels over 1: ", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Migrate_MutualTls_Verifies()
     {
         using var hosts = TwoHosts.Create(log);
