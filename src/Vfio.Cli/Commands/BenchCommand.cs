@@ -87,8 +87,8 @@ internal static class BenchCommand
         var accept = listener.AcceptSessionAsync(security, null, cancellationToken);
         await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, channels, security, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
-        var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "checked after the timed run")), null, cancellationToken), cancellationToken);
-        var result = await NetMigration.SendAsync(sender, [source], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "")), null, cancellationToken).ConfigureAwait(false);
+        var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "checked after the timed run")), null, cancellationToken: cancellationToken), cancellationToken);
+        var result = await NetMigration.SendAsync(sender, [source], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "")), null, cancellationToken: cancellationToken).ConfigureAwait(false);
         await receive.ConfigureAwait(false);
         var elapsed = clock.Elapsed;
         var st = result.Statistics;

@@ -29,6 +29,7 @@ internal static class ReceiveCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             IVfioMigrationDevice? device = null;
+            bool committed = false;
             try
             {
                 var (host, port) = NetCli.ParseEndpoint(parse.GetValue(listen)!, "--listen", requireScheme: false);
@@ -67,7 +68,7 @@ internal static class ReceiveCommand
                 Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
                 var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default,
-                    ct => DeviceDigest.ComputeAsync(raw, ct), null, cancellationToken).ConfigureAwait(false);
+                    ct => DeviceDigest.ComputeAsync(raw, ct), null, () => committed = true, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));
@@ -89,7 +90,11 @@ internal static class ReceiveCommand
             catch (Exception e) when (e is VfioException or MigrationException or OperationCanceledException or IOException)
             {
                 int code = NetCli.Fail(e, "receive");
-                if (device is not null)
+                if (committed)
+                {
+                    Console.Error.WriteLine("vfio-mig receive: the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running");
+                }
+                else if (device is not null)
                 {
                     try
                     {

@@ -35,6 +35,7 @@ internal static class SendCommand
             bool asJson = parse.GetValue(json);
             IVfioMigrationDevice? device = null;
             byte[] before = [];
+            bool committed = false;
             try
             {
                 var (host, port) = NetCli.ParseEndpoint(parse.GetValue(to)!, "--to", requireScheme: true);
@@ -71,7 +72,7 @@ internal static class SendCommand
                     Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}");
                 var dev = device;
                 var result = await NetMigration.SendAsync(session, [device], options,
-                    ct => DeviceDigest.ComputeAsync(dev, ct, bar0), null, cancellationToken).ConfigureAwait(false);
+                    ct => DeviceDigest.ComputeAsync(dev, ct, bar0), null, () => committed = true, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
                 double seconds = s.TotalTime.TotalSeconds;
                 if (asJson)
@@ -110,6 +111,8 @@ internal static class SendCommand
                     Console.WriteLine(Json(null, 0, "", (errno, message)));
                 }
                 int code = NetCli.Fail(e, "send");
+                if (committed)
+                    Console.Error.WriteLine("vfio-mig send: the destination reported its devices RUNNING before this failure: the migration completed, so the source stays stopped (not resumed)");
                 if (device is not null)
                     await ReportSourceAsync(device, before).ConfigureAwait(false);
                 return code;

@@ -22,8 +22,12 @@ public static class NetMigration
     /// <summary>Digest of the devices' state (e.g. SHA-256 of a sample device), or empty with a note why none.</summary>
     public delegate ValueTask<(byte[] Digest, string Note)> DigestFunc(CancellationToken cancellationToken);
 
-    /// <summary>The sender's half. <paramref name="sourceDigest"/> runs after the sources stopped.</summary>
-    public static async Task<NetMigrationResult> SendAsync(NetSenderSession session, IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, DigestFunc sourceDigest, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The sender's half. <paramref name="sourceDigest"/> runs after the sources stopped. <paramref name="committed"/>
+    /// is called once the engine finished: from then on the destination runs and the sources must not be resumed,
+    /// even if the final status exchange fails.
+    /// </summary>
+    public static async Task<NetMigrationResult> SendAsync(NetSenderSession session, IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, DigestFunc sourceDigest, IProgress<MigrationProgress>? progress = null, Action? committed = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(sourceDigest);
@@ -31,6 +35,7 @@ public static class NetMigration
         try
         {
             statistics = await new MigrationSource(devices, options).RunAsync(Writer(session.MigrationStream), Reader(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
+            committed?.Invoke();
             await session.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
@@ -49,8 +54,11 @@ public static class NetMigration
         return new NetMigrationResult(statistics, status, verdict, digest);
     }
 
-    /// <summary>The receiver's half. <paramref name="destinationDigest"/> runs once the destinations are RUNNING.</summary>
-    public static async Task<NetMigrationResult> ReceiveAsync(NetReceiverSession session, IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, DigestFunc destinationDigest, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The receiver's half. <paramref name="destinationDigest"/> runs once the destinations are RUNNING.
+    /// <paramref name="committed"/> is called at that point: a later failure of the status exchange must not reset them.
+    /// </summary>
+    public static async Task<NetMigrationResult> ReceiveAsync(NetReceiverSession session, IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, DigestFunc destinationDigest, IProgress<MigrationProgress>? progress = null, Action? committed = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(destinationDigest);
@@ -60,6 +68,7 @@ public static class NetMigration
         try
         {
             statistics = await new MigrationDestination(devices, options).RunAsync(Reader(session.MigrationStream), Writer(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
+            committed?.Invoke();
             (digest, note) = await destinationDigest(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
