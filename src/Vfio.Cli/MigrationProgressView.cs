@@ -75,7 +75,7 @@ internal sealed class MigrationProgressView : IProgress<MigrationProgress>
         var c = CultureInfo.InvariantCulture;
         string line = string.Create(c, $"[{p.Elapsed.TotalSeconds,6:0.00}s] {MigrationException.PhaseName(p.Phase),-10} round {p.Round,3}  moved {Units.FormatBytes(p.TotalBytes),10}  bw {Units.FormatBytes(p.BandwidthBytesPerSecond)}/s");
         if (p.Phase == MigrationPhase.PreCopy)
-            line += string.Create(c, $"  pending {Units.FormatBytes(p.PendingBytes)} (limit {Units.FormatBytes(p.ThresholdBytes)} in {_downtimeLimit.TotalMilliseconds:0} ms)  acks {p.AcksReceived}/{p.AcksExpected}");
+            line += string.Create(c, $"  pending {Units.FormatBytes(p.PendingBytes)} (limit {Units.FormatBytes(p.ThresholdBytes)} in {_downtimeLimit.TotalMilliseconds:0.###} ms)  acks {p.AcksReceived}/{p.AcksExpected}");
         if (p.Message is not null)
             line += "  " + p.Message;
         return line;
@@ -122,7 +122,7 @@ internal sealed class MigrationProgressView : IProgress<MigrationProgress>
         Row("pre-copy bandwidth", Units.FormatBytes(s.PreCopyBandwidthBytesPerSecond) + "/s");
         Row("stop-copy bandwidth", Units.FormatBytes(s.StopCopyBandwidthBytesPerSecond) + "/s");
         Row("pending at switchover", Units.FormatBytes(s.PendingBytesAtSwitchover));
-        Row("downtime", string.Create(c, $"{s.Downtime.TotalMilliseconds:0.0} ms (limit {downtimeLimit.TotalMilliseconds:0} ms{(s.ForcedSwitchover ? ", forced switchover" : "")})"));
+        Row("downtime", string.Create(c, $"{s.Downtime.TotalMilliseconds:0.0} ms (limit {downtimeLimit.TotalMilliseconds:0.###} ms{(s.ForcedSwitchover ? ", forced switchover" : "")})"));
         Row("destination start", string.Create(c, $"{s.DestinationStartTime.TotalMilliseconds:0.0} ms"));
         Row("setup / pre-copy / stop-copy", string.Create(c, $"{s.SetupTime.TotalMilliseconds:0} / {s.PreCopyTime.TotalMilliseconds:0} / {s.StopCopyTime.TotalMilliseconds:0} ms"));
         Row("total time", string.Create(c, $"{s.TotalTime.TotalSeconds:0.00} s"));

@@ -102,7 +102,7 @@ internal static class DemoCommand
             var info = s.Json ? Console.Error : Console.Out;
             bool live = !s.Json && MigrationProgressView.IsTerminal;
             await info.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"demo: {s.Devices} sample device(s) of {Units.FormatBytes(s.Size)}, caps {MigrationStateMachine.FormatCaps(s.Caps)}, dirty rate {Units.FormatBytes(s.DirtyRate)}/s, downtime limit {s.DowntimeLimit.TotalMilliseconds:0} ms")).ConfigureAwait(false);
+                $"demo: {s.Devices} sample device(s) of {Units.FormatBytes(s.Size)}, caps {MigrationStateMachine.FormatCaps(s.Caps)}, dirty rate {Units.FormatBytes(s.DirtyRate)}/s, downtime limit {s.DowntimeLimit.TotalMilliseconds:0.###} ms")).ConfigureAwait(false);
             var view = new MigrationProgressView(live, info, s.DowntimeLimit);
             MigrationStatistics stats;
             try
@@ -114,9 +114,14 @@ internal static class DemoCommand
                 await Console.Error.WriteLineAsync(ex.Message).ConfigureAwait(false);
                 foreach (var r in ex.RecoveryErrors)
                     await Console.Error.WriteLineAsync("recovery: " + r).ConfigureAwait(false);
-                bool intact = sourceDevices.All(d => d.State == VfioMigrationState.Running);
-                await Console.Error.WriteLineAsync(intact ? "the source devices are RUNNING again; nothing was lost" : "WARNING: a source device is not RUNNING").ConfigureAwait(false);
+                await ReportSourcesAsync(sourceDevices).ConfigureAwait(false);
                 return 2;
+            }
+            catch (OperationCanceledException)
+            {
+                await Console.Error.WriteLineAsync("ECANCELED: the migration was canceled").ConfigureAwait(false);
+                await ReportSourcesAsync(sourceDevices).ConfigureAwait(false);
+                return 130;
             }
 
             // Compare by SHA-256; several devices: SHA-256 over the concatenated per-device digests.
@@ -154,6 +159,12 @@ internal static class DemoCommand
             foreach (var d in sourceDevices.Concat(destinationDevices))
                 d.Dispose();
         }
+    }
+
+    private static Task ReportSourcesAsync(List<SampleDevice> sourceDevices)
+    {
+        bool intact = sourceDevices.All(d => d.State == VfioMigrationState.Running);
+        return Console.Error.WriteLineAsync(intact ? "the source devices are RUNNING again; nothing was lost" : "WARNING: a source device is not RUNNING");
     }
 
     /// <summary>One device: its SHA-256. Several: SHA-256 of the per-device digests concatenated in device order.</summary>

@@ -27,6 +27,6 @@ public sealed record ConvergenceReport(int Rounds, TimeSpan Elapsed, long Pendin
         string estimate = BandwidthBytesPerSecond > 0 ? EstimatedDowntime.TotalMilliseconds.ToString("0", c) + " ms" : "unknown";
         string acks = MissingAcks > 0 ? string.Create(c, $"; {MissingAcks} device(s) still wait for the destination's switchover-ack") : "";
         return string.Create(c,
-            $"pre-copy did not converge after {Rounds} rounds in {Elapsed.TotalSeconds:0.0} s: {PendingBytes} bytes pending, bandwidth {BandwidthBytesPerSecond / (1 << 20):0.0} MiB/s, so the downtime would be about {estimate} against a limit of {DowntimeLimit.TotalMilliseconds:0} ms (at most {ThresholdBytes} bytes may be pending){acks}. Raise the downtime limit, lower the device's dirty rate, or allow a forced switchover");
+            $"pre-copy did not converge after {Rounds} rounds in {Elapsed.TotalSeconds:0.0} s: {PendingBytes} bytes pending, bandwidth {BandwidthBytesPerSecond / (1 << 20):0.0} MiB/s, so the downtime would be about {estimate} against a limit of {DowntimeLimit.TotalMilliseconds:0.###} ms (at most {ThresholdBytes} bytes may be pending){acks}. Raise the downtime limit, lower the device's dirty rate, or allow a forced switchover");
     }
 }

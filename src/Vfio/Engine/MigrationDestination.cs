@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.Runtime.ExceptionServices;
 using Vfio.Migration;
 using Vfio.Stream;
 
@@ -125,14 +126,15 @@ public sealed class MigrationDestination
             {
                 var failure = Normalize(ex, token);
                 var recovery = await ResetTouchedAsync().ConfigureAwait(false);
-                if (failure is MigrationException { Side: MigrationSide.Destination } mine || failure is OperationCanceledException)
+                if (failure is MigrationException { Side: MigrationSide.Destination } or OperationCanceledException)
                     await NotifyErrorAsync(failure).ConfigureAwait(false);
                 if (failure is MigrationException me)
                 {
                     me.RecoveryErrors = recovery;
                     me.Statistics = BuildStatistics();
                 }
-                throw failure;
+                ExceptionDispatchInfo.Throw(failure);
+                throw;
             }
             finally
             {

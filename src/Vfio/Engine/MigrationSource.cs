@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.Runtime.ExceptionServices;
 using Vfio.Migration;
 using Vfio.Stream;
 
@@ -73,7 +74,8 @@ public sealed class MigrationSource
         private readonly long[] _preCopyBytes;
         private readonly long[] _stopCopyBytes;
         private readonly bool[] _initSent;
-        private readonly int[] _acked; // 0/1, written by the return loop
+        private readonly int[] _markersSent; // InitDataSent frames written per device (main loop)
+        private readonly int[] _acksReceived; // InitDataAck frames received per device (return loop)
         private readonly VfioMigrationFlags[] _destinationCaps;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -118,9 +120,15 @@ public sealed class MigrationSource
             _preCopyBytes = new long[_count];
             _stopCopyBytes = new long[_count];
             _initSent = new bool[_count];
-            _acked = new int[_count];
+            _markersSent = new int[_count];
+            _acksReceived = new int[_count];
             _destinationCaps = new VfioMigrationFlags[_count];
         }
+
+        // Acked when the latest marker was acknowledged: acks arrive in order, so after a REINIT an ack of
+        // an older marker never counts for the new initial data.
+        private bool IsAcked(int i)
+            => _initSent[i] && Volatile.Read(ref _acksReceived[i]) >= Volatile.Read(ref _markersSent[i]) && _markersSent[i] > 0;
 
         private int AckCount
         {
@@ -128,7 +136,7 @@ public sealed class MigrationSource
             {
                 int n = 0;
                 for (int i = 0; i < _count; i++)
-                    n += Volatile.Read(ref _acked[i]);
+                    n += IsAcked(i) ? 1 : 0;
                 return n;
             }
         }
@@ -176,11 +184,12 @@ public sealed class MigrationSource
                 {
                     me.RecoveryErrors = recovery;
                     me.Statistics = BuildStatistics();
-                    throw me;
+                    ExceptionDispatchInfo.Throw(me);
                 }
                 if (recovery.Count > 0)
                     throw new MigrationException(MigrationSide.Source, _phase, -1, null, Errno.ECANCELED, "canceled, and recovery failed: " + string.Join("; ", recovery), failure) { RecoveryErrors = recovery };
-                throw failure;
+                ExceptionDispatchInfo.Throw(failure);
+                throw;
             }
             finally
             {
@@ -323,14 +332,8 @@ public sealed class MigrationSource
         private async Task<long> PreCopyDeviceAsync(int i, CancellationToken token)
         {
             var stream = _streams[i]!;
-            var info = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+            var info = await QueryPrecopyAsync(i, token).ConfigureAwait(false);
             ulong budget = Math.Max(1, info.InitialBytes + info.DirtyBytes);
-            if (info.Reinit && _initSent[i])
-            {
-                // New initial data appeared (REINIT): a new switchover-ack is needed once it is sent.
-                _initSent[i] = false;
-                Volatile.Write(ref _acked[i], 0);
-            }
             long moved = 0;
             while ((ulong)moved < budget)
             {
@@ -347,14 +350,29 @@ public sealed class MigrationSource
             }
             if (!_initSent[i])
             {
-                var after = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+                var after = await QueryPrecopyAsync(i, token).ConfigureAwait(false);
                 if (after.InitialBytes == 0)
                 {
                     _initSent[i] = true;
+                    Interlocked.Increment(ref _markersSent[i]);
                     await _writer.WriteFrameAsync(MigrationFrameType.InitDataSent, (ushort)i, default, token).ConfigureAwait(false);
                 }
             }
             return moved;
+        }
+
+        // VFIO_MIG_GET_PRECOPY_INFO. REINIT (new initial data appeared) means the initial data must be sent
+        // and acknowledged again before the switchover.
+        private async Task<Device.PrecopyEstimate> QueryPrecopyAsync(int i, CancellationToken token)
+        {
+            var stream = _streams[i]!;
+            var info = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+            if (info.Reinit && _initSent[i])
+            {
+                _initSent[i] = false;
+                Report($"device {i} reported REINIT: its new initial data needs a new switchover-ack", force: true);
+            }
+            return info;
         }
 
         // Bandwidth = pre-copy bytes / time spent reading and sending them (idle waits excluded).
@@ -373,8 +391,7 @@ public sealed class MigrationSource
             ulong total = 0;
             for (int i = 0; i < _count; i++)
             {
-                var stream = _streams[i]!;
-                var info = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
+                var info = await QueryPrecopyAsync(i, token).ConfigureAwait(false);
                 ulong pre = info.InitialBytes + info.DirtyBytes;
                 ulong stop = 0;
                 if (_stopCopySizeKnown[i])
@@ -634,7 +651,8 @@ public sealed class MigrationSource
                         case MigrationFrameType.InitDataAck:
                             if (!_preCopy)
                                 throw new VfioException(Errno.EPROTO, "read return path", $"switchover-ack for device {d}, but nothing is pre-copied");
-                            Volatile.Write(ref _acked[d], 1);
+                            if (Interlocked.Increment(ref _acksReceived[d]) > Volatile.Read(ref _markersSent[d]))
+                                throw new VfioException(Errno.EPROTO, "read return path", $"switchover-ack for device {d} without an init-data-sent marker");
                             break;
                         case MigrationFrameType.LoadResult:
                             var load = MigrationFrameCodec.ReadStatus(frame.Payload);
@@ -732,7 +750,7 @@ public sealed class MigrationSource
             long stop = _stopCopyBytes.Sum();
             var devices = new DeviceMigrationStatistics[_count];
             for (int i = 0; i < _count; i++)
-                devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], Volatile.Read(ref _acked[i]) == 1);
+                devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], IsAcked(i));
             return new MigrationStatistics
             {
                 Side = MigrationSide.Source,

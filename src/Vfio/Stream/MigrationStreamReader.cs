@@ -39,6 +39,8 @@ public sealed class MigrationStreamReader
         while (true)
         {
             var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            if (result.IsCanceled)
+                throw new OperationCanceledException("the pending read of the migration stream was canceled");
             var buffer = result.Buffer;
             if (MigrationFrameCodec.TryReadPreamble(ref buffer, _kind, _maxPayloadLimit, out var preamble))
             {
@@ -46,7 +48,7 @@ public sealed class MigrationStreamReader
                 Preamble = preamble;
                 return preamble;
             }
-            if (result.IsCompleted || result.IsCanceled)
+            if (result.IsCompleted)
             {
                 _reader.AdvanceTo(buffer.End);
                 throw new VfioException(Errno.EPIPE, Operation, buffer.IsEmpty
@@ -74,6 +76,8 @@ public sealed class MigrationStreamReader
         while (true)
         {
             var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            if (result.IsCanceled)
+                throw new OperationCanceledException("the pending read of the migration stream was canceled");
             var buffer = result.Buffer;
             if (MigrationFrameCodec.TryReadFrame(ref buffer, Preamble.MaxPayload, _sequence, Preamble.DeviceCount, out var frame))
             {
@@ -85,11 +89,11 @@ public sealed class MigrationStreamReader
                 _advancePending = true;
                 return frame;
             }
-            if (result.IsCompleted || result.IsCanceled)
+            if (result.IsCompleted)
             {
                 long left = buffer.Length;
                 _reader.AdvanceTo(buffer.End);
-                if (left == 0 && result.IsCompleted)
+                if (left == 0)
                     return null;
                 throw new VfioException(Errno.EPIPE, Operation, $"the {KindName} stream ended inside frame {_sequence} ({left} bytes of it arrived)");
             }

@@ -13,32 +13,7 @@ public class DestinationCorruptionTests
     private static async Task<byte[]> CaptureAsync()
     {
         await using var devices = new EngineTestDevices(1, Caps7, size: 64 << 10);
-        var ct = TestContext.Current.CancellationToken;
-        var a = new Pipe();
-        var b = new Pipe();
-        var back = new Pipe();
-        var recorded = new MemoryStream();
-        var pump = Task.Run(async () =>
-        {
-            while (true)
-            {
-                var r = await a.Reader.ReadAsync(ct);
-                foreach (var seg in r.Buffer)
-                {
-                    recorded.Write(seg.Span);
-                    await b.Writer.WriteAsync(seg, ct);
-                }
-                a.Reader.AdvanceTo(r.Buffer.End);
-                if (r.IsCompleted)
-                    break;
-            }
-            await b.Writer.CompleteAsync();
-        }, ct);
-        var destination = Task.Run(() => new MigrationDestination(devices.Destinations).RunAsync(b.Reader, back.Writer, null, ct), ct);
-        await new MigrationSource(devices.Sources).RunAsync(a.Writer, back.Reader, null, ct);
-        await destination;
-        await pump;
-        return recorded.ToArray();
+        return (await StreamCapture.MigrateAsync(devices.Sources, devices.Destinations)).Bytes;
     }
 
     private static async Task<(Exception? Error, SampleDevice Device)> LoadAsync(byte[] stream)

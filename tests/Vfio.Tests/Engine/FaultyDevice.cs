@@ -26,7 +26,13 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     /// <summary>Writes fail after this many successful writes (null: never).</summary>
     public int? FailWriteAfter { get; init; }
 
+    /// <summary>Reports REINIT once, on the second PRECOPY_INFO that finds no initial bytes left.</summary>
+    public bool ReinitOnce { get; init; }
+
     public int Resets => Volatile.Read(ref _resets);
+
+    private bool _zeroSeen;
+    private bool _reinitDone;
 
     public string Name => Inner.Name;
 
@@ -83,7 +89,20 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
             return stream.WriteAsync(buffer, cancellationToken);
         }
 
-        public ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default) => stream.GetPrecopyInfoAsync(cancellationToken);
+        public async ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)
+        {
+            var estimate = await stream.GetPrecopyInfoAsync(cancellationToken);
+            if (owner.ReinitOnce && estimate.InitialBytes == 0 && !owner._reinitDone)
+            {
+                if (owner._zeroSeen)
+                {
+                    owner._reinitDone = true;
+                    return estimate with { Reinit = true };
+                }
+                owner._zeroSeen = true;
+            }
+            return estimate;
+        }
 
         public ValueTask DisposeAsync() => stream.DisposeAsync();
     }

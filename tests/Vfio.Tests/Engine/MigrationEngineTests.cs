@@ -310,6 +310,63 @@ public class MigrationEngineTests
         Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
     }
 
+    [Fact]
+    public async Task MigrateAsync_SourceRefusesStopAfterSuccess_IsAWarningNotAFailure()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var source = new FaultyDevice(devices.Sources[0]) { FailSetStateTo = VfioMigrationState.Stop };
+        var stats = await MigrationEngine.MigrateAsync([source], devices.Destinations, null, null, TestContext.Current.CancellationToken);
+
+        var warning = Assert.Single(stats.Warnings);
+        Assert.Contains("STOP_COPY>STOP", warning, StringComparison.Ordinal);
+        Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+        // The destination runs the workload now: the source is left stopped (STOP_COPY), never restarted.
+        Assert.Equal(VfioMigrationState.StopCopy, devices.SourceDevices[0].State);
+    }
+
+    [Fact]
+    public async Task MigrateAsync_StopCopyOnlyWithSeveralDevices_AllQuiesceThroughRunningP2P()
+    {
+        await using var devices = new EngineTestDevices(2, Caps3, dirtyRate: 1 << 20);
+        var stats = await MigrationEngine.MigrateAsync(devices.Sources, devices.Destinations, null, null, TestContext.Current.CancellationToken);
+        Assert.False(stats.PreCopyUsed);
+        Assert.True(stats.P2PUsed);
+        Assert.Equal(0, stats.PreCopyBytes);
+        Assert.All(stats.Devices, d => Assert.False(d.InitialDataAcknowledged));
+    }
+
+    [Fact]
+    public async Task PreCopy_DeviceReportsReinit_InitialDataIsAcknowledgedAgainBeforeSwitchover()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var source = new FaultyDevice(devices.Sources[0]) { ReinitOnce = true };
+        var (bytes, stats) = await StreamCapture.MigrateAsync([source], devices.Destinations);
+
+        var frames = await StreamCapture.DecodeAsync(bytes);
+        Assert.Equal(2, frames.Count(f => f.Type == Vfio.Stream.MigrationFrameType.InitDataSent));
+        int switchover = frames.FindIndex(f => f.Type == Vfio.Stream.MigrationFrameType.Switchover);
+        Assert.True(frames.FindLastIndex(f => f.Type == Vfio.Stream.MigrationFrameType.InitDataSent) < switchover);
+        Assert.True(stats.Devices[0].InitialDataAcknowledged);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+    }
+
+    [Fact]
+    public async Task ForwardStream_HasTheDocumentedFrameOrder()
+    {
+        await using var devices = new EngineTestDevices(2, Caps7, dirtyRate: 1 << 20);
+        var (bytes, stats) = await StreamCapture.MigrateAsync(devices.Sources, devices.Destinations);
+        var frames = await StreamCapture.DecodeAsync(bytes);
+        Assert.Equal(stats.StreamBytes, bytes.Length);
+        Assert.Equal([(Vfio.Stream.MigrationFrameType.Setup, (ushort)0), (Vfio.Stream.MigrationFrameType.Setup, (ushort)1)], frames.Take(2).Select(f => (f.Type, f.Device)));
+        Assert.Equal(Vfio.Stream.MigrationFrameType.End, frames[^1].Type);
+        int switchover = frames.FindIndex(f => f.Type == Vfio.Stream.MigrationFrameType.Switchover);
+        Assert.All(frames.Take(switchover), f => Assert.NotEqual(Vfio.Stream.MigrationFrameType.StopCopyData, f.Type));
+        Assert.All(frames.Skip(switchover), f => Assert.NotEqual(Vfio.Stream.MigrationFrameType.PreCopyData, f.Type));
+        Assert.All(frames, f => Assert.True(f.Length <= MigrationOptions.Default.BufferSize));
+        Assert.Equal(stats.TotalBytes, frames.Where(f => f.Type is Vfio.Stream.MigrationFrameType.PreCopyData or Vfio.Stream.MigrationFrameType.StopCopyData).Sum(f => (long)f.Length));
+    }
+
     private sealed class RecordingProgress(Action<MigrationProgress>? onReport = null) : IProgress<MigrationProgress>
     {
         public List<MigrationProgress> Items { get; } = [];

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Vfio.Tests.Cli;
+
+public class DemoCommandTests
+{
+    private static async Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "vfio-mig.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args)
+            psi.ArgumentList.Add(a);
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    [Fact]
+    public async Task Demo_RedirectedOutput_EndsWithTheVerifiedLine()
+    {
+        var (exit, stdout, stderr) = await RunCliAsync("demo", "--size", "2MiB", "--devices", "2", "--dirty-rate", "1MiB/s");
+        Assert.True(exit == 0, stderr);
+        var last = stdout.TrimEnd('\n').Split('\n')[^1];
+        Assert.Matches("^verified: destination matches source \\(sha256 [0-9a-f]{64}\\)$", last);
+        Assert.Contains("migration summary", stdout, StringComparison.Ordinal);
+        Assert.Contains("downtime", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Demo_Json_PrintsAParsableSummary()
+    {
+        var (exit, stdout, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--caps", "0x5", "--json");
+        Assert.True(exit == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.True(doc.RootElement.GetProperty("verified").GetBoolean());
+        Assert.True(doc.RootElement.GetProperty("preCopyUsed").GetBoolean());
+        Assert.False(doc.RootElement.GetProperty("p2pUsed").GetBoolean());
+        Assert.True(doc.RootElement.GetProperty("downtimeMs").GetDouble() > 0);
+        Assert.Contains("verified: destination matches source", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Demo_NotConverging_ExitsWithTwoAndSaysWhy()
+    {
+        var (exit, _, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--dirty-rate", "64MiB/s", "--downtime-limit", "0ms", "--max-rounds", "2");
+        Assert.Equal(2, exit);
+        Assert.Contains("ETIMEDOUT", stderr, StringComparison.Ordinal);
+        Assert.Contains("RUNNING again", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Demo_SeveralDevicesWithoutP2P_IsRefused()
+    {
+        var (exit, _, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--devices", "2", "--caps", "0x5");
+        Assert.Equal(2, exit);
+        Assert.Contains("EOPNOTSUPP", stderr, StringComparison.Ordinal);
+    }
+}
