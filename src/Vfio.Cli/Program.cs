@@ -1,15 +1,17 @@
 using System.CommandLine;
 using Vfio.Cli.Commands;
 
+var bench = BenchCommand.Create();
+bench.Subcommands.Add(TcpBenchCommand.Create());
 var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 — devices, live migration, conformance.")
 {
     PathCommand.Create(),
+    DemoCommand.Create(),
     ServeCommand.Create(),
     InfoCommand.Create(),
     MigrateCommand.Create(),
-    DemoCommand.Create(),
     SendCommand.Create(),
     ReceiveCommand.Create(),
-    BenchCommand.Create(),
+    bench,
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -177,6 +177,26 @@ public sealed class BadInputTests
     }
 
     [Fact]
+    public async Task A_silent_client_is_dropped_after_the_handshake_timeout_so_the_next_one_is_served()
+    {
+        var path = TestSupport.TempSocketPath();
+        using var device = new Vfio.Sample.SampleDevice(new Vfio.Sample.SampleDeviceOptions { SizeBytes = 64 << 10, Capabilities = Migration.VfioMigrationFlags.StopCopy | Migration.VfioMigrationFlags.PreCopy });
+        await using var server = new Vfio.User.Server.VfioUserServer(path, Vfio.User.Server.VfioUserDeviceDefinition.ForSample(device),
+            new Vfio.User.Server.VfioUserServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) });
+        using var cts = new CancellationTokenSource();
+        server.Start();
+        var run = server.RunAsync(cts.Token);
+        using (var silent = new TestSupport.RawPeer(path))
+        {
+            silent.Send(new byte[5]); // part of a header, then nothing
+            Assert.True(silent.IsClosed());
+        }
+        await AssertServerStillServesAsync(path);
+        cts.Cancel();
+        await run.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+    }
+
+    [Fact]
     public async Task Truncated_message_then_eof_does_not_hang_the_server()
     {
         await using var fx = new TestSupport.ServerFixture();

@@ -48,5 +48,11 @@ internal readonly struct OutgoingReply
 
     public static OutgoingReply Fail(Errno errno, bool closeAfter = false) => new(null, VfioUserHeader.Size, errno == Errno.None ? Errno.EINVAL : errno, null, closeAfter);
 
+    /// <summary>No message: only tells the writer loop to close after what was queued before.</summary>
+    public static OutgoingReply CloseMarker => new(null, 0, Errno.None, null, true);
+
+    /// <summary>True for <see cref="CloseMarker"/>.</summary>
+    public bool IsCloseMarker => Buffer is null && Error == Errno.None && CloseAfter;
+
     public OutgoingReply WithClose() => new(Buffer, Length, Error, Fds, true, Pooled);
 }

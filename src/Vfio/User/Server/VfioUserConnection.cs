@@ -23,6 +23,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     private readonly VfioUserServerOptions _options;
     private readonly ILogger _logger;
     private readonly Channel<VfioUserMessage> _commands = Channel.CreateUnbounded<VfioUserMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateUnbounded<(VfioUserHeader, OutgoingReply)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly SafeFdHandle?[][] _irqFds;
     private bool _negotiated;
@@ -62,6 +63,16 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var worker = Task.Run(() => WorkerAsync(cts.Token), CancellationToken.None);
         string reason = "end of stream";
+        var handshakeTimer = _options.HandshakeTimeout > TimeSpan.Zero && _options.HandshakeTimeout != Timeout.InfiniteTimeSpan
+            ? new Timer(_ =>
+            {
+                if (!_negotiated)
+                {
+                    _closing = true;
+                    _socket.Shutdown();
+                }
+            }, null, _options.HandshakeTimeout, Timeout.InfiniteTimeSpan)
+            : null;
         try
         {
             while (!_closing)
@@ -90,7 +101,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 await _commands.Writer.WriteAsync(message, cts.Token).ConfigureAwait(false);
             }
             if (_closing)
-                reason = "closed by the server after a fatal VERSION error";
+                reason = _negotiated ? "closed by the server after a fatal error" : "no valid VERSION (error or handshake timeout)";
         }
         catch (VfioUserProtocolException ex)
         {
@@ -107,6 +118,8 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         }
         finally
         {
+            if (handshakeTimer is not null)
+                await handshakeTimer.DisposeAsync().ConfigureAwait(false);
             _commands.Writer.TryComplete();
             try
             {
@@ -121,27 +134,64 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         }
     }
 
+    // Executes commands in order. Replies go to the writer loop, so the next command (e.g. the next pipelined
+    // MIG_DATA_READ) is produced while the previous reply is still being sent.
     private async Task WorkerAsync(CancellationToken cancellationToken)
     {
-        await foreach (var message in _commands.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        var writer = Task.Run(() => WriterAsync(cancellationToken), CancellationToken.None);
+        try
         {
-            using (message)
+            await foreach (var message in _commands.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                if (_closing)
-                    continue;
-                OutgoingReply reply;
-                if (message.Header.MessageSize == uint.MaxValue)
-                    reply = OutgoingReply.Fail(Errno.EINVAL, closeAfter: true); // framing error marker
-                else
-                    reply = Dispatch(message);
+                using (message)
+                {
+                    if (_closing)
+                        continue;
+                    OutgoingReply reply;
+                    if (message.Header.MessageSize == uint.MaxValue)
+                        reply = OutgoingReply.Fail(Errno.EINVAL, closeAfter: true); // framing error marker
+                    else
+                        reply = Dispatch(message);
+                    if (!message.Header.NoReply)
+                    {
+                        _replies.Writer.TryWrite((message.Header, reply));
+                    }
+                    else
+                    {
+                        if (reply.Pooled && reply.Buffer is not null)
+                            ArrayPool<byte>.Shared.Return(reply.Buffer);
+                        if (reply.CloseAfter)
+                            _replies.Writer.TryWrite((message.Header, OutgoingReply.CloseMarker));
+                    }
+                    if (reply.CloseAfter)
+                        _closing = true;
+                }
+            }
+        }
+        finally
+        {
+            _replies.Writer.TryComplete();
+            await writer.ConfigureAwait(false);
+        }
+    }
+
+    private async Task WriterAsync(CancellationToken cancellationToken)
+    {
+        bool broken = false;
+        try
+        {
+            await foreach (var (request, reply) in _replies.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
                 try
                 {
-                    if (!message.Header.NoReply)
-                        await SendReplyAsync(message.Header, reply, cancellationToken).ConfigureAwait(false);
+                    if (!broken && !reply.IsCloseMarker)
+                        await SendReplyAsync(request, reply, cancellationToken).ConfigureAwait(false);
                 }
                 catch (VfioException)
                 {
-                    reply = reply.WithClose();
+                    broken = true;
+                    _closing = true;
+                    _socket?.Shutdown();
                 }
                 finally
                 {
@@ -153,6 +203,15 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                     _closing = true;
                     _socket?.Shutdown();
                 }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutting down: drop what is left.
+            while (_replies.Reader.TryRead(out var left))
+            {
+                if (left.Reply.Pooled && left.Reply.Buffer is not null)
+                    ArrayPool<byte>.Shared.Return(left.Reply.Buffer);
             }
         }
     }

@@ -141,6 +141,13 @@ public sealed class VfioUserServer : IAsyncDisposable
             {
                 break;
             }
+            catch (SocketException ex)
+            {
+                // EMFILE and friends: keep the listener, try again shortly.
+                Log.ProtocolError(_logger, 0, "accept failed: " + ex.Message);
+                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
             int id = Interlocked.Increment(ref _connections);
             var connection = new VfioUserConnection(new UnixFdSocket(client, _options.MaxMessageFds), Device, _options, id);
             Volatile.Write(ref _current, connection);
@@ -149,6 +156,15 @@ public sealed class VfioUserServer : IAsyncDisposable
             try
             {
                 await connection.RunAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+            }
+#pragma warning disable CA1031 // one client's failure must never take the server down
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.HandlerCrashed(_logger, "connection", id, ex.ToString());
             }
             finally
             {

@@ -16,6 +16,12 @@ public sealed record VfioUserServerOptions
     /// <summary>max_msg_fds we advertise.</summary>
     public int MaxMessageFds { get; init; } = ProtocolLimits.MaxMessageFds;
 
+    /// <summary>
+    /// How long a new client may take to complete VERSION. Clients are served one at a time, so a peer that connects
+    /// and stays silent would otherwise block every later client.
+    /// </summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }
