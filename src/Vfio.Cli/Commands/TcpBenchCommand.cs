@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Vfio.Engine;
 using Vfio.Migration;
 using Vfio.Net;
@@ -17,9 +19,10 @@ internal static class TcpBenchCommand
     {
         var size = new Option<string>("--size") { Description = "Device state size (the sample device)", DefaultValueFactory = _ => "1GiB" };
         var channels = new Option<int>("--channels") { Description = "Channels of the multi-channel run (compared with 1)", DefaultValueFactory = _ => 4 };
+        var tls = new Option<bool>("--tls") { Description = "Run the migrations and the transport-only rows over TLS (a throw-away certificate made in process)" };
         var command = new Command("tcp", "Migrate a sample device over loopback TCP with 1 and N channels and compare with a raw TCP copy of the same bytes in the same run.")
         {
-            size, channels,
+            size, channels, tls,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -31,7 +34,9 @@ internal static class TcpBenchCommand
                     throw new VfioException(Errno.EINVAL, "bench tcp", $"--channels must be 1..{NetProtocol.MaxChannels}");
                 if (bytes < (1 << 20) || bytes > (16L << 30))
                     throw new VfioException(Errno.EINVAL, "bench tcp", "--size must be 1MiB..16GiB");
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench tcp: {Units.FormatBytes(bytes)} sample device, path 127.0.0.1 loopback, sender and receiver in this process, {Environment.ProcessorCount} CPUs"));
+                bool useTls = parse.GetValue(tls);
+                (s_send, s_receive) = useTls ? MakeTls() : (NetSecurityOptions.InsecureDefault, NetSecurityOptions.InsecureDefault);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench tcp: {Units.FormatBytes(bytes)} sample device, path 127.0.0.1 loopback, sender and receiver in this process, {Environment.ProcessorCount} CPUs, {(useTls ? "TLS (raw copy stays plain)" : "no TLS")}"));
 
                 await MigrateAsync(Math.Min(bytes, 16L << 20), 2, cancellationToken, report: false).ConfigureAwait(false); // warm-up (JIT), not reported
                 await RawCopyAsync(16L << 20, cancellationToken).ConfigureAwait(false);
@@ -64,6 +69,24 @@ internal static class TcpBenchCommand
         return command;
     }
 
+    private static NetSecurityOptions s_send = NetSecurityOptions.InsecureDefault;
+    private static NetSecurityOptions s_receive = NetSecurityOptions.InsecureDefault;
+
+    /// <summary>A throw-away self-signed certificate for 127.0.0.1, trusted by the sender as its own CA.</summary>
+    private static (NetSecurityOptions Send, NetSecurityOptions Receive) MakeTls()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=vfio-mig bench", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        using var made = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+        var certificate = X509CertificateLoader.LoadPkcs12(made.Export(X509ContentType.Pkcs12), null);
+        var trusted = new X509Certificate2Collection(X509CertificateLoader.LoadCertificate(made.RawData));
+        return (new NetSecurityOptions { UseTls = true, TrustedCertificates = trusted }, new NetSecurityOptions { UseTls = true, Certificate = certificate });
+    }
+
     private static void Report(string what, long bytes, TimeSpan time)
         => Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{what,-28} {Units.FormatBytes(bytes),10} in {time.TotalSeconds,7:0.000} s = {Units.FormatBytes(bytes / time.TotalSeconds)}/s"));
 
@@ -74,11 +97,10 @@ internal static class TcpBenchCommand
         using var destinationDevice = new SampleDevice(SampleDeviceOptions.Default with { SizeBytes = bytes, Seed = 2 });
         await using var source = new InProcessMigrationDevice(sourceDevice, "sample:source");
         await using var destination = new InProcessMigrationDevice(destinationDevice, "sample:destination");
-        var security = NetSecurityOptions.InsecureDefault;
         await using var listener = NetListener.Bind("127.0.0.1", 0);
         var clock = Stopwatch.StartNew();
-        var accept = listener.AcceptSessionAsync(security, null, cancellationToken);
-        await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, channels, security, null, cancellationToken).ConfigureAwait(false);
+        var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
+        await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
         var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "checked after the timed run")), null, cancellationToken: cancellationToken), cancellationToken);
         var result = await NetMigration.SendAsync(sender, [source], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "")), null, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -107,10 +129,9 @@ internal static class TcpBenchCommand
     /// <summary>The same bytes through the session layer alone (framing, CRC, striping, reassembly), without devices or engine.</summary>
     private static async Task<TimeSpan> TransportOnlyAsync(long bytes, int channels, CancellationToken cancellationToken)
     {
-        var security = NetSecurityOptions.InsecureDefault;
         await using var listener = NetListener.Bind("127.0.0.1", 0);
-        var accept = listener.AcceptSessionAsync(security, null, cancellationToken);
-        await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, channels, security, null, cancellationToken).ConfigureAwait(false);
+        var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
+        await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
         byte[] chunk = new byte[1 << 20];
         new Random(3).NextBytes(chunk);

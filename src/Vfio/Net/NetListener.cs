@@ -77,6 +77,8 @@ public sealed class NetListener : IAsyncDisposable
                     }
                 }
                 socket.NoDelay = true;
+                socket.ReceiveBufferSize = 4 << 20;
+                socket.SendBufferSize = 4 << 20;
                 string peer = socket.RemoteEndPoint?.ToString() ?? "?";
                 var channel = await HandshakeAsync(socket, peer, security, hello =>
                 {
