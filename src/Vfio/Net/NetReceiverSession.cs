@@ -131,7 +131,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
                 var frame = await channel.ReadFrameAsync(_cts.Token).ConfigureAwait(false);
                 if (frame is null)
                 {
-                    if ((channel.Index == 0 && !(_statusSent && _bye.Task.IsCompleted) && !_statusSent) || (channel.Index != 0 && !ended))
+                    if (channel.Index == 0 ? !_statusSent : !ended)
                         Fault(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", "the sender closed the connection before the migration finished"));
                     _bye.TrySetResult();
                     return;
