@@ -137,6 +137,6 @@ public sealed class NetChannel : IAsyncDisposable
         {
         }
         Socket.Dispose();
-        _writeLock.Dispose();
+        // _writeLock is not disposed: a late keepalive may still wait on it, and it holds no kernel handle.
     }
 }

@@ -87,22 +87,8 @@ public sealed class NetReceiverSession : IAsyncDisposable
     }
 
     /// <summary>Tells the sender the migration is abandoned (best effort, bounded), then ends the session.</summary>
-    public async Task AbortAsync(Errno errno, string reason)
-    {
-        if (!IsFaulted)
-        {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            try
-            {
-                await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is VfioException or OperationCanceledException)
-            {
-                // The link may be why we abort.
-            }
-        }
-        Fault(new VfioException(Errno.ECANCELED, "receive", "the migration was abandoned: " + reason));
-    }
+    public Task AbortAsync(Errno errno, string reason)
+        => MarkTellAndCloseAsync(new VfioException(Errno.ECANCELED, "receive", "the migration was abandoned: " + reason), errno, reason);
 
     private CancellationToken Linked(CancellationToken token) => token.CanBeCanceled ? token : _cts.Token;
 
@@ -189,19 +175,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
         }
     }
 
-    private async Task TellAndFaultAsync(VfioException e)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-        try
-        {
-            await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(e.Errno, e.Message), cts.Token).ConfigureAwait(false);
-        }
-        catch (Exception x) when (x is VfioException or OperationCanceledException)
-        {
-            // Best effort: the control channel may be the broken one.
-        }
-        Fault(e);
-    }
+    private Task TellAndFaultAsync(VfioException e) => MarkTellAndCloseAsync(e, e.Errno, e.Message);
 
     private async Task WatchdogLoopAsync()
     {
@@ -217,7 +191,8 @@ public sealed class NetReceiverSession : IAsyncDisposable
                 {
                     if (ch.ExpectingFrames && ch.SinceLastReceived > idle)
                     {
-                        Fault(new VfioException(Errno.ETIMEDOUT, $"receive on {ch.Name}", $"nothing heard from the sender for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down"));
+                        // Tell the sender why (if the control channel still works), then end.
+                        await TellAndFaultAsync(new VfioException(Errno.ETIMEDOUT, $"receive on {ch.Name}", $"nothing heard from the sender for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down")).ConfigureAwait(false);
                         return;
                     }
                 }
@@ -246,14 +221,43 @@ public sealed class NetReceiverSession : IAsyncDisposable
 
     private void Fault(Exception e)
     {
+        if (MarkFault(e))
+            CloseAll();
+    }
+
+    // Records the first fault (later ones are consequences) without closing anything yet, so an Abort can still go out.
+    private bool MarkFault(Exception e)
+    {
         if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
-            return;
+            return false;
         _reorder.Fault(e);
         _bye.TrySetException(e);
         _ = _bye.Task.Exception;
+        return true;
+    }
+
+    private void CloseAll()
+    {
         _cts.Cancel();
         foreach (var c in _channels)
             c.Abort();
+    }
+
+    // Records the fault first, then tells the sender (bounded), then closes: the reason stays the one reported.
+    private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
+    {
+        if (!MarkFault(e))
+            return;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is VfioException or OperationCanceledException)
+        {
+            // Best effort: the control channel may be the broken one.
+        }
+        CloseAll();
     }
 
     /// <inheritdoc/>
@@ -274,6 +278,6 @@ public sealed class NetReceiverSession : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or VfioException or IOException)
         {
         }
-        _cts.Dispose();
+        // _cts is not disposed: late fire-and-forget keepalives may still read its token.
     }
 }

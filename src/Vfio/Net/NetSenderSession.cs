@@ -191,22 +191,8 @@ public sealed class NetSenderSession : IAsyncDisposable
     }
 
     /// <summary>Tells the receiver the migration is abandoned (best effort, bounded), then ends the session.</summary>
-    public async Task AbortAsync(Errno errno, string reason)
-    {
-        if (!IsFaulted)
-        {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            try
-            {
-                await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is VfioException or OperationCanceledException)
-            {
-                // The link may be the reason for the abort.
-            }
-        }
-        Fault(new VfioException(Errno.ECANCELED, "send", "the migration was abandoned: " + reason));
-    }
+    public Task AbortAsync(Errno errno, string reason)
+        => MarkTellAndCloseAsync(new VfioException(Errno.ECANCELED, "send", "the migration was abandoned: " + reason), errno, reason);
 
     private async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
@@ -354,16 +340,7 @@ public sealed class NetSenderSession : IAsyncDisposable
         }
         catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && _fault is null)
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            try
-            {
-                await control.WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(e.Errno, e.Message), cts.Token).ConfigureAwait(false);
-            }
-            catch (Exception x) when (x is VfioException or OperationCanceledException)
-            {
-                // Best effort.
-            }
-            Fault(e);
+            await MarkTellAndCloseAsync(e, e.Errno, e.Message).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -425,13 +402,43 @@ public sealed class NetSenderSession : IAsyncDisposable
 
     private void Fault(Exception e)
     {
+        if (MarkFault(e))
+            CloseAll();
+    }
+
+    // Records the first fault (later ones are consequences) without closing anything yet, so an Abort can still go out.
+    private bool MarkFault(Exception e)
+    {
         if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
-            return;
+            return false;
         _status.TrySetException(e);
+        _ = _status.Task.Exception;
         _return.Fault(e);
+        return true;
+    }
+
+    private void CloseAll()
+    {
         _cts.Cancel();
         foreach (var c in _channels)
             c.Abort();
+    }
+
+    // Records the fault first, then tells the receiver (bounded), then closes.
+    private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
+    {
+        if (!MarkFault(e))
+            return;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is VfioException or OperationCanceledException)
+        {
+            // Best effort: the link may be the reason for the abort.
+        }
+        CloseAll();
     }
 
     /// <inheritdoc/>
@@ -458,6 +465,6 @@ public sealed class NetSenderSession : IAsyncDisposable
                 ArrayPool<byte>.Shared.Return(left.Buffer);
         }
         _segment = null;
-        _cts.Dispose();
+        // _cts is not disposed: late fire-and-forget keepalives may still read its token.
     }
 }

@@ -208,7 +208,8 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
         Assert.Equal(1, await receiver.WaitForExitAsync(s_exit));
         Assert.True(proxy.Triggered);
         Assert.Contains(errno, receiver.StderrText, StringComparison.Ordinal);
-        Assert.Contains(errno, sender.StderrText, StringComparison.Ordinal);
+        // A stall is seen by whichever side's watchdog fires first; the other one sees that side give up (a reset).
+        Assert.Matches(fault == ProxyFault.Stall ? "ETIMEDOUT|ECONNRESET" : errno, sender.StderrText);
         Assert.Contains("is RUNNING, state unchanged", sender.StderrText, StringComparison.Ordinal);
         Assert.Contains("destination device was reset", receiver.StderrText, StringComparison.Ordinal);
     }
