@@ -8,15 +8,17 @@ using Stream = System.IO.Stream;
 /// <summary>
 /// One frame on a channel. Layout (big-endian), see docs/network.md:
 /// <code>
-///  0        1        2        4                 8                                16
-///  +--------+--------+--------+-----------------+--------------------------------+
-///  | type   | flags  | rsvd=0 | length (u32)    | sequence (u64)                 |
-///  +--------+--------+--------+-----------------+--------------------------------+
+///  0        1        2        4                 8                                16               20
+///  +--------+--------+--------+-----------------+--------------------------------+----------------+
+///  | type   | flags  | rsvd=0 | length (u32)    | sequence (u64)                 | crc32c(0..16)  |
+///  +--------+--------+--------+-----------------+--------------------------------+----------------+
 ///  | payload: length bytes (≤ 4 MiB)                                             |
 ///  +-----------------------------------------------------------------------------+
 ///  | crc32c (u32) of header + payload                                            |
 ///  +-----------------------------------------------------------------------------+
 /// </code>
+/// The header has its own CRC so that a damaged length or sequence number is caught before it is acted on
+/// (a damaged length would otherwise make the reader wait for bytes that never come).
 /// </summary>
 /// <remarks>The payload buffer is rented from <see cref="ArrayPool{T}.Shared"/>; call <see cref="Return"/> once done.</remarks>
 public sealed class NetFrame
@@ -82,6 +84,7 @@ public sealed class NetFrame
         BinaryPrimitives.WriteUInt16BigEndian(buffer[2..], 0);
         BinaryPrimitives.WriteUInt32BigEndian(buffer[4..], (uint)payloadLength);
         BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], sequence);
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[16..], Crc32C.Compute(buffer[..16]));
         int end = NetProtocol.FrameHeaderSize + payloadLength;
         BinaryPrimitives.WriteUInt32BigEndian(buffer[end..], Crc32C.Compute(buffer[..end]));
         return end + NetProtocol.FrameTrailerSize;
@@ -95,6 +98,7 @@ public sealed class NetFrame
         BinaryPrimitives.WriteUInt16BigEndian(destination[2..], 0);
         BinaryPrimitives.WriteUInt32BigEndian(destination[4..], (uint)payload.Length);
         BinaryPrimitives.WriteUInt64BigEndian(destination[8..], sequence);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[16..], Crc32C.Compute(destination[..16]));
         payload.CopyTo(destination[NetProtocol.FrameHeaderSize..]);
         int end = NetProtocol.FrameHeaderSize + payload.Length;
         uint crc = Crc32C.Compute(destination[..end]);
@@ -114,6 +118,8 @@ public sealed class NetFrame
             return null;
         if (got < header.Length)
             throw new VfioException(Errno.ECONNRESET, $"read frame on {channel}", "the connection closed in the middle of a frame header");
+        if (Crc32C.Compute(header.AsSpan(0, 16)) != BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)))
+            throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", "CRC32C mismatch in a frame header: the data was damaged in transit");
         byte t = header[0];
         if (t is < (byte)NetFrameType.Data or > (byte)NetFrameType.Bye || header[1] != 0 || header[2] != 0 || header[3] != 0)
             throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"corrupted frame header (type {t}, flags {header[1]}): the data was damaged in transit");

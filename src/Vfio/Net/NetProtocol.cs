@@ -27,8 +27,8 @@ public static class NetProtocol
     /// <summary>Longest refusal reason a peer may send, in bytes of UTF-8.</summary>
     public const int MaxReasonLength = 512;
 
-    /// <summary>Size of a frame header.</summary>
-    public const int FrameHeaderSize = 16;
+    /// <summary>Size of a frame header (16 bytes of fields + a CRC32C of them).</summary>
+    public const int FrameHeaderSize = 20;
 
     /// <summary>Size of the CRC32C trailer of a frame.</summary>
     public const int FrameTrailerSize = 4;

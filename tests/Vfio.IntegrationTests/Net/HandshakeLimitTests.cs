@@ -103,9 +103,26 @@ public sealed class HandshakeLimitTests
         byte[] header = new byte[NetProtocol.FrameHeaderSize];
         header[0] = (byte)NetFrameType.Data;
         BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(4), uint.MaxValue);
+        BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(16), Crc32C.Compute(header.AsSpan(0, 16))); // a well-formed lie
         var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(header), "test", default));
         Assert.Equal(Errno.EBADMSG, e.Errno);
         Assert.Contains("exceeds the limit", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(4)]  // length
+    [InlineData(7)]
+    [InlineData(9)]  // sequence
+    [InlineData(0)]  // type
+    public async Task FrameWithDamagedHeader_FailsAtOnce_WithoutWaitingForABody(int at)
+    {
+        var ms = new MemoryStream();
+        await NetFrame.WriteAsync(ms, NetFrameType.Data, 7, new byte[1000], default);
+        byte[] bytes = ms.ToArray();
+        bytes[at] ^= 0x10;
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(bytes), "test", default));
+        Assert.Equal(Errno.EBADMSG, e.Errno);
+        Assert.Contains("frame header", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
