@@ -139,8 +139,8 @@ public sealed class MigrationDestination
             finally
             {
                 await DisposeStreamsAsync().ConfigureAwait(false);
-                await _returnPath.CompleteAsync().ConfigureAwait(false);
-                await _input.CompleteAsync().ConfigureAwait(false);
+                await PipeCompletion.CompleteQuietlyAsync(_returnPath).ConfigureAwait(false);
+                await PipeCompletion.CompleteQuietlyAsync(_input).ConfigureAwait(false);
             }
         }
 

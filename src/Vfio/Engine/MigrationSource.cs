@@ -82,7 +82,8 @@ public sealed class MigrationSource
         private readonly TaskCompletionSource<ulong> _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly List<string> _warnings = [];
         private CancellationTokenSource? _cts;
-        private MigrationException? _remoteFailure;
+        private MigrationException? _remoteFailure; // reported by the destination (Error or failed LoadResult)
+        private MigrationException? _returnPathFailure; // the return path itself broke (transport or protocol)
         private int _readyCount;
         private bool _preCopy;
         private bool _p2p;
@@ -92,6 +93,7 @@ public sealed class MigrationSource
         private long _pending;
         private long _threshold;
         private bool _forced;
+        private bool _endSent;
         private TimeSpan _setupTime;
         private TimeSpan _preCopyTime;
         private TimeSpan _stopCopyTime;
@@ -144,13 +146,16 @@ public sealed class MigrationSource
         public async Task<MigrationStatistics> ExecuteAsync(CancellationToken cancellationToken)
         {
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            // The return path is read until the end, even after the caller cancels: a Complete that is
+            // already on its way decides whether the sources may restart.
+            using var returnCts = new CancellationTokenSource();
             _cts = cts;
             var token = cts.Token;
             Task? returnLoop = null;
             try
             {
                 await SetupAsync(token).ConfigureAwait(false);
-                returnLoop = Task.Run(() => ReturnLoopAsync(token), CancellationToken.None);
+                returnLoop = Task.Run(() => ReturnLoopAsync(returnCts.Token), CancellationToken.None);
                 await _ready.Task.WaitAsync(token).ConfigureAwait(false);
                 CheckDestinationCaps();
                 _setupTime = _clock.Elapsed;
@@ -177,9 +182,24 @@ public sealed class MigrationSource
             }
             catch (Exception ex)
             {
-                var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
+                if (_endSent && await CompletedAnywayAsync().ConfigureAwait(false))
+                {
+                    // Everything was sent and the destination reports its devices RUNNING: the migration
+                    // succeeded, whatever happened here meanwhile. Restarting the sources now would run the
+                    // workload twice, so finish instead.
+                    _downtime = Stopwatch.GetElapsedTime(_downtimeStart);
+                    _warnings.Add($"the migration completed although the source saw a failure after sending everything: {ex.Message}");
+                    await CleanupAsync().ConfigureAwait(false);
+                    Enter(MigrationPhase.Completed);
+                    Report("migration complete");
+                    return BuildStatistics();
+                }
+
+                // Tell the destination first (so it does not start), then restart the sources; finding
+                // the root cause may wait for the return path.
+                await NotifyAbortAsync(ex).ConfigureAwait(false);
                 var recovery = await RollbackAsync().ConfigureAwait(false);
-                await NotifyAbortAsync(failure).ConfigureAwait(false);
+                var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
                 if (failure is MigrationException me)
                 {
                     me.RecoveryErrors = recovery;
@@ -194,19 +214,21 @@ public sealed class MigrationSource
             finally
             {
                 await DisposeStreamsAsync().ConfigureAwait(false);
-                await _output.CompleteAsync().ConfigureAwait(false);
+                await PipeCompletion.CompleteQuietlyAsync(_output).ConfigureAwait(false);
                 await cts.CancelAsync().ConfigureAwait(false);
+                await returnCts.CancelAsync().ConfigureAwait(false);
                 if (returnLoop is not null)
                 {
                     try
                     {
                         await returnLoop.ConfigureAwait(false);
                     }
-                    catch (OperationCanceledException)
+                    catch (Exception)
                     {
+                        // The loop records what it saw; its own end must not replace the outcome.
                     }
                 }
-                await _returnPath.CompleteAsync().ConfigureAwait(false);
+                await PipeCompletion.CompleteQuietlyAsync(_returnPath).ConfigureAwait(false);
                 _cts = null;
             }
         }
@@ -462,6 +484,7 @@ public sealed class MigrationSource
                 await _writer.WriteUInt64Async(MigrationFrameType.DeviceEnd, (ushort)i, (ulong)(_preCopyBytes[i] + _stopCopyBytes[i]), token).ConfigureAwait(false);
             }
             await _writer.WriteFrameAsync(MigrationFrameType.End, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
+            _endSent = true;
         }
 
         // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
@@ -512,11 +535,12 @@ public sealed class MigrationSource
         {
             if (userToken.IsCancellationRequested && ex is OperationCanceledException)
                 return ex;
-            // A destination failure is the root cause when it surfaces here only as a broken pipe or as the
-            // cancellation of our linked token; give the return path a moment to deliver it.
-            bool secondary = ex is OperationCanceledException
-                || ex is VfioException { Errno: Errno.EPIPE }
-                || ex is MigrationException { Errno: Errno.EPIPE }
+            // A destination failure is the root cause when it surfaces here only as a transport error or as
+            // the cancellation of our linked token; give the return path a moment to deliver it.
+            // Device failures here arrive wrapped (MigrationException, Side = Source); a bare VfioException
+            // or IOException comes from the transport (broken pipe, connection reset, …).
+            bool secondary = ex is OperationCanceledException or IOException
+                || ex is MigrationException { Errno: Errno.EPIPE or Errno.ECONNRESET or Errno.ENOTCONN }
                 || ex is MigrationException { Side: MigrationSide.Destination };
             if (secondary && Volatile.Read(ref _remoteFailure) is null && returnLoop is not null)
             {
@@ -531,6 +555,10 @@ public sealed class MigrationSource
             }
             if (secondary && Volatile.Read(ref _remoteFailure) is { } remote)
                 return remote;
+            // Our own transport error carries what the transport knows (it may relay the peer's reason);
+            // only a bare cancellation of our linked token is explained by a broken return path.
+            if (ex is OperationCanceledException && Volatile.Read(ref _returnPathFailure) is { } broken)
+                return broken;
             return ex switch
             {
                 MigrationException => ex,
@@ -538,6 +566,20 @@ public sealed class MigrationSource
                 VfioException v => new MigrationException(MigrationSide.Source, _phase, -1, null, v.Errno, v.Detail ?? v.Message, v),
                 _ => new MigrationException(MigrationSide.Source, _phase, -1, null, Errno.EIO, ex.Message, ex),
             };
+        }
+
+        // After End was sent the destination may already be starting: wait (bounded) for its verdict.
+        private async Task<bool> CompletedAnywayAsync()
+        {
+            try
+            {
+                await _complete.Task.WaitAsync(_options.FailureNoticeTimeout, CancellationToken.None).ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception)
+            {
+                return false;
+            }
         }
 
         private async Task<IReadOnlyList<string>> RollbackAsync()
@@ -595,6 +637,7 @@ public sealed class MigrationSource
             {
                 MigrationException m => new MigrationStatus(m.Errno, (byte)m.Phase, m.Message),
                 OperationCanceledException => new MigrationStatus(Errno.ECANCELED, (byte)_phase, "the source canceled the migration"),
+                VfioException v => new MigrationStatus(v.Errno, (byte)_phase, v.Message),
                 _ => new MigrationStatus(Errno.EIO, (byte)_phase, failure.Message),
             };
             using var timeout = new CancellationTokenSource(_options.FailureNoticeTimeout);
@@ -657,14 +700,14 @@ public sealed class MigrationSource
                         case MigrationFrameType.LoadResult:
                             var load = MigrationFrameCodec.ReadStatus(frame.Payload);
                             if (!load.IsSuccess)
-                                SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)load.Phase, d, null, load.Errno, load.Message));
+                                SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)load.Phase, d, null, load.Errno, load.Message), reported: true);
                             break;
                         case MigrationFrameType.Complete:
                             _complete.TrySetResult(MigrationFrameCodec.ReadUInt64(frame.Payload));
                             break;
                         case MigrationFrameType.Error:
                             var error = MigrationFrameCodec.ReadStatus(frame.Payload);
-                            SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)error.Phase, frame.IsStreamLevel ? -1 : d, null, error.Errno, error.Message));
+                            SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)error.Phase, frame.IsStreamLevel ? -1 : d, null, error.Errno, error.Message), reported: true);
                             return;
                     }
                 }
@@ -678,13 +721,18 @@ public sealed class MigrationSource
             }
             catch (VfioException ex)
             {
-                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, ex.Errno, "return path: " + (ex.Detail ?? ex.Message), ex));
+                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, ex.Errno, "return path: " + (ex.Detail ?? ex.Message), ex), reported: false);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
+            {
+                SetRemoteFailure(new MigrationException(MigrationSide.Destination, _phase, -1, null, Errno.EIO, "return path: " + ex.Message, ex), reported: false);
             }
         }
 
-        private void SetRemoteFailure(MigrationException failure)
+        private void SetRemoteFailure(MigrationException failure, bool reported)
         {
-            if (Interlocked.CompareExchange(ref _remoteFailure, failure, null) is null)
+            ref MigrationException? slot = ref reported ? ref _remoteFailure : ref _returnPathFailure;
+            if (Interlocked.CompareExchange(ref slot, failure, null) is null)
             {
                 _ready.TrySetException(failure);
                 _complete.TrySetException(failure);

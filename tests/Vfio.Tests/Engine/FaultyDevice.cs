@@ -26,6 +26,11 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     /// <summary>Writes fail after this many successful writes (null: never).</summary>
     public int? FailWriteAfter { get; init; }
 
+    /// <summary>SET to this target first waits <see cref="Delay"/> (a slow device).</summary>
+    public VfioMigrationState? DelaySetStateTo { get; init; }
+
+    public TimeSpan Delay { get; init; }
+
     /// <summary>Reports REINIT once, on the second PRECOPY_INFO that finds no initial bytes left.</summary>
     public bool ReinitOnce { get; init; }
 
@@ -48,6 +53,8 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     {
         if (target == FailSetStateTo)
             throw new VfioException(InjectedErrno, $"SET device_state {MigrationStateMachine.Name(target)}", "injected failure");
+        if (target == DelaySetStateTo)
+            await Task.Delay(Delay, CancellationToken.None);
         var stream = await Inner.SetStateAsync(target, cancellationToken);
         return stream is null ? null : new FaultyStream(this, stream);
     }

@@ -367,6 +367,62 @@ public class MigrationEngineTests
         Assert.Equal(stats.TotalBytes, frames.Where(f => f.Type is Vfio.Stream.MigrationFrameType.PreCopyData or Vfio.Stream.MigrationFrameType.StopCopyData).Sum(f => (long)f.Length));
     }
 
+    [Fact]
+    public async Task Source_DestinationVanishesAfterSetup_FailsAndKeepsRunning()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var ct = TestContext.Current.CancellationToken;
+        var forward = new Pipe();
+        var back = new Pipe();
+        var before = devices.SourceDevices[0].ComputeSha256();
+        // A peer that answers Ready and then disappears without a word.
+        var peer = Task.Run(async () =>
+        {
+            var reader = new Vfio.Stream.MigrationStreamReader(forward.Reader, Vfio.Stream.MigrationStreamKind.Forward);
+            await reader.ReadPreambleAsync(ct);
+            await reader.ReadFrameAsync(ct);
+            var writer = new Vfio.Stream.MigrationStreamWriter(back.Writer, Vfio.Stream.MigrationStreamKind.Return, 1, 4096);
+            await writer.WritePreambleAsync(ct);
+            await writer.WriteUInt64Async(Vfio.Stream.MigrationFrameType.Ready, 0, (ulong)Caps7, ct);
+            await reader.ReadFrameAsync(ct);
+            await forward.Reader.CompleteAsync();
+            await back.Writer.CompleteAsync();
+        }, ct);
+
+        var ex = await Assert.ThrowsAsync<MigrationException>(() => new MigrationSource(devices.Sources).RunAsync(forward.Writer, back.Reader, null, ct));
+        await peer;
+        Assert.True(ex.Errno is Errno.EPIPE, ex.Message);
+        Assert.Equal(VfioMigrationState.Running, devices.SourceDevices[0].State);
+        Assert.Null(devices.SourceDevices[0].CurrentSession);
+        Assert.Equal(before, devices.SourceDevices[0].ComputeSha256());
+    }
+
+    [Fact]
+    public async Task Source_CanceledAfterEverythingWasSent_FinishesWhenTheDestinationStartedAnyway()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        var ct = TestContext.Current.CancellationToken;
+        var forward = new Pipe();
+        var back = new Pipe();
+        using var sourceCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var progress = new RecordingProgress(p =>
+        {
+            if (p.Phase == MigrationPhase.Start)
+                sourceCts.Cancel();
+        });
+        var slowStart = new FaultyDevice(devices.Destinations[0]) { DelaySetStateTo = VfioMigrationState.Running, Delay = TimeSpan.FromMilliseconds(300) };
+        var destination = Task.Run(() => new MigrationDestination([slowStart]).RunAsync(forward.Reader, back.Writer, null, ct), ct);
+
+        var stats = await new MigrationSource(devices.Sources).RunAsync(forward.Writer, back.Reader, progress, sourceCts.Token);
+        await destination;
+
+        // The destination runs the workload: the source must not restart (that would run it twice).
+        Assert.Contains(stats.Warnings, w => w.Contains("completed although", StringComparison.Ordinal));
+        Assert.Equal(VfioMigrationState.Stop, devices.SourceDevices[0].State);
+        Assert.Equal(VfioMigrationState.Running, devices.DestinationDevices[0].State);
+        Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
+    }
+
     private sealed class RecordingProgress(Action<MigrationProgress>? onReport = null) : IProgress<MigrationProgress>
     {
         public List<MigrationProgress> Items { get; } = [];
