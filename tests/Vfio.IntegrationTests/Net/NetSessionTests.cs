@@ -81,6 +81,34 @@ public sealed class NetSessionTests
     }
 
     [Fact]
+    public async Task SlowReceiver_EightChannels_QueueStaysWithinTheCap()
+    {
+        var options = new NetSessionOptions { SegmentSize = 256 << 10, MaxQueuedBytes = 4 << 20, SendQueueDepth = 8 };
+        var (sender, receiver, listener) = await PairAsync(Token(s_token), Token(s_token), 8, options);
+        await using var _l = listener;
+        await using var _s = sender;
+        await using var _r = receiver;
+        byte[] data = RandomNumberGenerator.GetBytes(24 << 20);
+        var read = Task.Run(async () =>
+        {
+            using var ms = new MemoryStream();
+            byte[] buffer = new byte[64 << 10];
+            int n, reads = 0;
+            while ((n = await receiver.MigrationStream.ReadAsync(buffer)) > 0)
+            {
+                ms.Write(buffer, 0, n);
+                if (++reads % 16 == 0)
+                    await Task.Delay(1); // a slow consumer: the channels must wait, not pile up
+            }
+            return ms.ToArray();
+        });
+        await sender.MigrationStream.WriteAsync(data);
+        await sender.CompleteAsync().WaitAsync(s_limit);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
+        Assert.InRange(receiver.Reassembly.PeakQueuedBytes, 1, options.MaxQueuedBytes + options.SegmentSize);
+    }
+
+    [Fact]
     public async Task WrongToken_BothSidesRefuseAndSayWhy()
     {
         var listener = NetListener.Bind("127.0.0.1", 0);
