@@ -94,7 +94,7 @@ internal static class NetCli
 
     public static int Fail(Exception e, string side)
     {
-        string message = e is VfioException v ? v.Message : $"{e.GetType().Name}: {e.Message}";
+        string message = e is VfioException or Vfio.Engine.MigrationException ? e.Message : e is OperationCanceledException ? "ECANCELED: interrupted" : $"{e.GetType().Name}: {e.Message}";
         Console.Error.WriteLine($"vfio-mig {side}: error: {message}");
         return 1;
     }
