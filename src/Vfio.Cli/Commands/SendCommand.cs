@@ -23,12 +23,13 @@ internal static class SendCommand
         var channels = new Option<int>("--channels") { Description = "TCP connections to spread the device data over (1..64)", DefaultValueFactory = _ => 1 };
         var downtime = new Option<string>("--downtime-limit") { Description = "Allowed downtime; pre-copy switches over when the rest fits", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object" };
+        var payloadCrc = new Option<bool>("--payload-crc") { Description = "Also CRC32C every data payload in the transport (the migration stream already checks itself)" };
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
         var connect = new Option<string>("--connect-timeout") { Description = "Longest wait for the TCP connect", DefaultValueFactory = _ => "10s" };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, idle, handshake, connect,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, idle, handshake, connect,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -66,7 +67,7 @@ internal static class SendCommand
                     Console.WriteLine($"source {address} sha256 before migration {NetCli.Hex(before)}");
 
                 ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
-                await using var session = await NetSenderSession.ConnectAsync(host, port, n, security, null, cancellationToken).ConfigureAwait(false);
+                await using var session = await NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken).ConfigureAwait(false);
                 string mode = security.UseTls ? (security.Certificate is null ? "TLS" : "mutual TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
                 if (!asJson)
                     Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}");

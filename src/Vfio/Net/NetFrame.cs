@@ -31,6 +31,13 @@ public sealed class NetFrame
         Length = length;
     }
 
+    /// <summary>
+    /// Header flag (Data frames only): the trailer is zero and the payload is not checksummed here, because the
+    /// payload is a slice of a stream that checks itself (the engine's migration stream has a CRC32C per frame).
+    /// The header is always checked.
+    /// </summary>
+    public const byte FlagNoPayloadCrc = 1;
+
     /// <summary>The frame type.</summary>
     public NetFrameType Type { get; }
 
@@ -77,16 +84,16 @@ public sealed class NetFrame
     /// Completes a frame whose payload already sits at offset <see cref="NetProtocol.FrameHeaderSize"/> of
     /// <paramref name="buffer"/>: writes the header and the CRC trailer in place and returns the frame length.
     /// </summary>
-    public static int EncodeInPlace(Span<byte> buffer, NetFrameType type, ulong sequence, int payloadLength)
+    public static int EncodeInPlace(Span<byte> buffer, NetFrameType type, ulong sequence, int payloadLength, bool payloadCrc = true)
     {
         buffer[0] = (byte)type;
-        buffer[1] = 0;
+        buffer[1] = payloadCrc ? (byte)0 : FlagNoPayloadCrc;
         BinaryPrimitives.WriteUInt16BigEndian(buffer[2..], 0);
         BinaryPrimitives.WriteUInt32BigEndian(buffer[4..], (uint)payloadLength);
         BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], sequence);
         BinaryPrimitives.WriteUInt32BigEndian(buffer[16..], Crc32C.Compute(buffer[..16]));
         int end = NetProtocol.FrameHeaderSize + payloadLength;
-        BinaryPrimitives.WriteUInt32BigEndian(buffer[end..], Crc32C.Compute(buffer[..end]));
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[end..], payloadCrc ? Crc32C.Compute(buffer[..end]) : 0u);
         return end + NetProtocol.FrameTrailerSize;
     }
 
@@ -121,7 +128,8 @@ public sealed class NetFrame
         if (Crc32C.Compute(header.AsSpan(0, 16)) != BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)))
             throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", "CRC32C mismatch in a frame header: the data was damaged in transit");
         byte t = header[0];
-        if (t is < (byte)NetFrameType.Data or > (byte)NetFrameType.Bye || header[1] != 0 || header[2] != 0 || header[3] != 0)
+        bool noPayloadCrc = header[1] == FlagNoPayloadCrc && t == (byte)NetFrameType.Data;
+        if (t is < (byte)NetFrameType.Data or > (byte)NetFrameType.Bye || (header[1] != 0 && !noPayloadCrc) || header[2] != 0 || header[3] != 0)
             throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"corrupted frame header (type {t}, flags {header[1]}): the data was damaged in transit");
         uint length = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(4));
         if (length > NetProtocol.MaxFramePayload)
@@ -135,9 +143,8 @@ public sealed class NetFrame
             got = await ReadAtLeastAsync(stream, body, rest, cancellationToken).ConfigureAwait(false);
             if (got < rest)
                 throw new VfioException(Errno.ECONNRESET, $"read frame on {channel}", "the connection closed in the middle of a frame");
-            uint crc = Crc32C.Append(0xFFFFFFFFu, header);
-            crc = ~Crc32C.Append(crc, body.AsSpan(0, (int)length));
             uint want = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan((int)length));
+            uint crc = noPayloadCrc ? 0u : ~Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, header), body.AsSpan(0, (int)length));
             if (crc != want)
                 throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"CRC32C mismatch in a {(NetFrameType)t} frame (sequence {sequence}): the data was damaged in transit");
             ok = true;

@@ -257,7 +257,23 @@ public sealed class NetReceiverSession : IAsyncDisposable
         {
             // Best effort: the control channel may be the broken one.
         }
+        await LingerAsync().ConfigureAwait(false);
         CloseAll();
+    }
+
+    // A reset would make the peer's kernel drop the Abort still in its receive queue: end our side of the control
+    // channel with a FIN and give the peer a moment (bounded) to read the Abort and close first.
+    private async Task LingerAsync()
+    {
+        try
+        {
+            _channels[0].Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            await _readers[0].WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is System.Net.Sockets.SocketException or ObjectDisposedException or TimeoutException or VfioException or OperationCanceledException or IOException)
+        {
+            // Closing anyway.
+        }
     }
 
     /// <inheritdoc/>

@@ -269,7 +269,7 @@ public sealed class NetSenderSession : IAsyncDisposable
             {
                 try
                 {
-                    int frameLength = NetFrame.EncodeInPlace(buffer, NetFrameType.Data, seq, length);
+                    int frameLength = NetFrame.EncodeInPlace(buffer, NetFrameType.Data, seq, length, _options.PayloadCrc);
                     await channel.WriteEncodedAsync(buffer.AsMemory(0, frameLength), _cts.Token).ConfigureAwait(false);
                 }
                 finally
@@ -438,7 +438,23 @@ public sealed class NetSenderSession : IAsyncDisposable
         {
             // Best effort: the link may be the reason for the abort.
         }
+        await LingerAsync().ConfigureAwait(false);
         CloseAll();
+    }
+
+    // A reset would make the peer's kernel drop the Abort still in its receive queue: end our side of the control
+    // channel with a FIN and give the peer a moment (bounded) to read the Abort and close first.
+    private async Task LingerAsync()
+    {
+        try
+        {
+            _channels[0].Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            await _controlReader.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is System.Net.Sockets.SocketException or ObjectDisposedException or TimeoutException or VfioException or OperationCanceledException or IOException)
+        {
+            // Closing anyway.
+        }
     }
 
     /// <inheritdoc/>

@@ -137,6 +137,25 @@ public sealed class HandshakeLimitTests
     }
 
     [Fact]
+    public async Task NoPayloadCrcFlag_OnlyForDataFrames_HeaderStillChecked()
+    {
+        byte[] frame = new byte[NetProtocol.FrameHeaderSize + 100 + NetProtocol.FrameTrailerSize];
+        int n = NetFrame.EncodeInPlace(frame, NetFrameType.Data, 3, 100, payloadCrc: false);
+        Assert.Equal(NetFrame.FlagNoPayloadCrc, frame[1]);
+        var ok = await NetFrame.ReadAsync(new MemoryStream(frame, 0, n), "test", default);
+        Assert.Equal(3ul, ok!.Sequence);
+
+        byte[] status = (byte[])frame.Clone();
+        NetFrame.EncodeInPlace(status, NetFrameType.Status, 0, 100, payloadCrc: false);
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(status, 0, n), "test", default));
+        Assert.Equal(Errno.EBADMSG, e.Errno);
+
+        frame[5] ^= 0x01; // the length
+        e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(frame, 0, n), "test", default));
+        Assert.Contains("frame header", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void StatusDecode_TruncatedPayload_IsEbadmsg()
     {
         byte[] good = new NetStatus(true, 0, "fine", new byte[32], "").Encode();

@@ -233,7 +233,8 @@ public sealed class NetSessionTests
         await using var _l = listener;
         await using var proxy = new FaultProxy(listener.LocalEndPoint, ProxyFault.Corrupt, connection: 1, offset: 300_000);
         var accept = listener.AcceptSessionAsync(Token(s_token));
-        await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", proxy.Port, 2, Token(s_token)).WaitAsync(s_limit);
+        // Raw bytes do not check themselves, so this transport-level test asks for payload CRCs.
+        await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", proxy.Port, 2, Token(s_token), new NetSessionOptions { PayloadCrc = true }).WaitAsync(s_limit);
         await using var receiver = await accept.WaitAsync(s_limit);
         var read = ReadAllAsync(receiver.MigrationStream);
         await sender.MigrationStream.WriteAsync(RandomNumberGenerator.GetBytes(2 << 20));
