@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
 using System.Runtime.ExceptionServices;
 using Vfio.Migration;
 using Vfio.Stream;
@@ -51,8 +52,8 @@ public sealed class MigrationDestination
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(returnPath);
         return RunAsync(
-            PipeReader.Create(input, new StreamPipeReaderOptions(leaveOpen: true)),
-            PipeWriter.Create(returnPath, new StreamPipeWriterOptions(leaveOpen: true)),
+            PipeReader.Create(input, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true)),
+            PipeWriter.Create(returnPath, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16, leaveOpen: true)),
             progress,
             cancellationToken);
     }
@@ -77,6 +78,7 @@ public sealed class MigrationDestination
         private readonly bool[] _ended;
         private readonly bool[] _acked;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly ILogger _log;
         private MigrationPhase _phase = MigrationPhase.Setup;
         private bool _switchover;
         private TimeSpan _setupTime;
@@ -102,6 +104,7 @@ public sealed class MigrationDestination
             _stopCopyBytes = new long[_count];
             _ended = new bool[_count];
             _acked = new bool[_count];
+            _log = options.LoggerFactory.CreateLogger<MigrationDestination>();
         }
 
         public async Task<MigrationStatistics> ExecuteAsync(CancellationToken token)
@@ -120,12 +123,17 @@ public sealed class MigrationDestination
                 _phase = MigrationPhase.Completed;
                 await _writer.WriteUInt64Async(MigrationFrameType.Complete, MigrationFrame.StreamLevel, (ulong)(_startTime.Ticks / 10), token).ConfigureAwait(false);
                 Report("destination devices running", force: true);
-                return BuildStatistics();
+                var statistics = BuildStatistics();
+                EngineLog.Completed(_log, MigrationSide.Destination, statistics.TotalBytes, statistics.Downtime.TotalMilliseconds, statistics.TotalTime.TotalMilliseconds);
+                return statistics;
             }
             catch (Exception ex)
             {
                 var failure = Normalize(ex, token);
+                EngineLog.Failed(_log, MigrationSide.Destination, failure);
                 var recovery = await ResetTouchedAsync().ConfigureAwait(false);
+                foreach (var problem in recovery)
+                    EngineLog.RecoveryProblem(_log, MigrationSide.Destination, problem);
                 if (failure is MigrationException { Side: MigrationSide.Destination } or OperationCanceledException)
                     await NotifyErrorAsync(failure).ConfigureAwait(false);
                 if (failure is MigrationException me)
@@ -179,6 +187,7 @@ public sealed class MigrationDestination
             for (int i = 0; i < _count; i++)
                 await _writer.WriteUInt64Async(MigrationFrameType.Ready, (ushort)i, (ulong)_caps[i], token).ConfigureAwait(false);
             _phase = (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0 ? MigrationPhase.PreCopy : MigrationPhase.Switchover;
+            EngineLog.Starting(_log, MigrationSide.Destination, _count, (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0, (_setups[0].Plan & MigrationPlanFlags.P2P) != 0);
             Report("destination devices in RESUMING", force: true);
         }
 

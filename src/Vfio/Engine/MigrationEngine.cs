@@ -58,9 +58,10 @@ public static class MigrationEngine
             {
                 await destinationTask.ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is MigrationException or OperationCanceledException or VfioException)
+            catch (Exception)
             {
-                // Same failure seen from the destination; its devices were reset.
+                // The same failure seen from the destination (its devices were reset), or a consequence
+                // of it; the source's exception names the root cause.
             }
             throw;
         }

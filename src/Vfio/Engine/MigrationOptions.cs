@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
 namespace Vfio.Engine;
 
 /// <summary>Settings of a live migration. Immutable; start from <see cref="Default"/> and use <c>with</c>.</summary>
@@ -40,6 +43,9 @@ public sealed record MigrationOptions
 
     /// <summary>How long a failing side waits to deliver its Abort/Error frame to the peer. Default 2 s.</summary>
     public TimeSpan FailureNoticeTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Where the engine logs (phases, rounds, switchover, failures). Default: no logging.</summary>
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 
     /// <summary>Checks the values.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>

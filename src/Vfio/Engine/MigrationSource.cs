@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
 using System.Runtime.ExceptionServices;
 using Vfio.Migration;
 using Vfio.Stream;
@@ -51,8 +52,8 @@ public sealed class MigrationSource
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(returnPath);
         return RunAsync(
-            PipeWriter.Create(output, new StreamPipeWriterOptions(leaveOpen: true)),
-            PipeReader.Create(returnPath, new StreamPipeReaderOptions(leaveOpen: true)),
+            PipeWriter.Create(output, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16, leaveOpen: true)),
+            PipeReader.Create(returnPath, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true)),
             progress,
             cancellationToken);
     }
@@ -81,6 +82,7 @@ public sealed class MigrationSource
         private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource<ulong> _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly List<string> _warnings = [];
+        private readonly ILogger _log;
         private CancellationTokenSource? _cts;
         private MigrationException? _remoteFailure; // reported by the destination (Error or failed LoadResult)
         private MigrationException? _returnPathFailure; // the return path itself broke (transport or protocol)
@@ -125,6 +127,7 @@ public sealed class MigrationSource
             _markersSent = new int[_count];
             _acksReceived = new int[_count];
             _destinationCaps = new VfioMigrationFlags[_count];
+            _log = options.LoggerFactory.CreateLogger<MigrationSource>();
         }
 
         // Acked when the latest marker was acknowledged: acks arrive in order, so after a REINIT an ack of
@@ -178,7 +181,7 @@ public sealed class MigrationSource
                 await CleanupAsync().ConfigureAwait(false);
                 Enter(MigrationPhase.Completed);
                 Report("migration complete");
-                return BuildStatistics();
+                return Finish();
             }
             catch (Exception ex)
             {
@@ -192,13 +195,17 @@ public sealed class MigrationSource
                     await CleanupAsync().ConfigureAwait(false);
                     Enter(MigrationPhase.Completed);
                     Report("migration complete");
-                    return BuildStatistics();
+                    return Finish();
                 }
+
+                EngineLog.Failed(_log, MigrationSide.Source, ex);
 
                 // Tell the destination first (so it does not start), then restart the sources; finding
                 // the root cause may wait for the return path.
                 await NotifyAbortAsync(ex).ConfigureAwait(false);
                 var recovery = await RollbackAsync().ConfigureAwait(false);
+                foreach (var problem in recovery)
+                    EngineLog.RecoveryProblem(_log, MigrationSide.Source, problem);
                 var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
                 if (failure is MigrationException me)
                 {
@@ -268,6 +275,7 @@ public sealed class MigrationSource
             }
             _preCopy = _options.UsePreCopy && allPreCopy;
             _p2p = allP2P;
+            EngineLog.Starting(_log, MigrationSide.Source, _count, _preCopy, _p2p);
 
             await _writer.WritePreambleAsync(token).ConfigureAwait(false);
             var plan = (_preCopy ? MigrationPlanFlags.PreCopy : 0) | (_p2p ? MigrationPlanFlags.P2P : 0);
@@ -316,6 +324,7 @@ public sealed class MigrationSource
                 _pending = await PendingBytesAsync(token).ConfigureAwait(false);
                 _threshold = _bandwidth > 0 ? (long)Math.Min(_bandwidth * _options.DowntimeLimit.TotalSeconds, long.MaxValue / 2) : 0;
                 bool small = _pending == 0 || (_bandwidth > 0 && _pending <= _threshold);
+                EngineLog.Round(_log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _count);
                 Report(null, force: true);
 
                 while (small && _options.RequireSwitchoverAck && AckCount < _count)
@@ -437,6 +446,7 @@ public sealed class MigrationSource
         private async Task SwitchoverAsync(CancellationToken token)
         {
             Enter(MigrationPhase.Switchover);
+            EngineLog.Switchover(_log, _round, _pending, _threshold, _forced);
             Report(_forced ? "switchover (forced)" : "switchover");
             await _writer.WriteFrameAsync(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
             _downtimeStart = Stopwatch.GetTimestamp();
@@ -683,6 +693,7 @@ public sealed class MigrationSource
                     throw new VfioException(Errno.EPROTO, "read return path", $"the destination answers for {preamble.DeviceCount} devices, the source migrates {_count}");
                 while (await reader.ReadFrameAsync(token).ConfigureAwait(false) is { } frame)
                 {
+                    EngineLog.ReturnFrame(_log, frame.Type, frame.Device, frame.Length);
                     int d = frame.Device;
                     switch (frame.Type)
                     {
@@ -766,6 +777,7 @@ public sealed class MigrationSource
         private void Enter(MigrationPhase phase)
         {
             _phase = phase;
+            EngineLog.PhaseEntered(_log, MigrationSide.Source, phase);
         }
 
         private void Report(string? message, bool force = false)
@@ -791,6 +803,13 @@ public sealed class MigrationSource
                 Elapsed = now,
                 Message = message,
             });
+        }
+
+        private MigrationStatistics Finish()
+        {
+            var statistics = BuildStatistics();
+            EngineLog.Completed(_log, MigrationSide.Source, statistics.TotalBytes, statistics.Downtime.TotalMilliseconds, statistics.TotalTime.TotalMilliseconds);
+            return statistics;
         }
 
         private MigrationStatistics BuildStatistics()

@@ -423,6 +423,20 @@ public class MigrationEngineTests
         Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
     }
 
+    [Fact]
+    public async Task MigrateAsync_WithALoggerFactory_LogsStartSwitchoverAndCompletion()
+    {
+        await using var devices = new EngineTestDevices(1, Caps7);
+        using var logs = new RecordingLoggerFactory();
+        await MigrationEngine.MigrateAsync(devices.Sources, devices.Destinations, MigrationOptions.Default with { LoggerFactory = logs }, null, TestContext.Current.CancellationToken);
+        var ids = logs.Entries.Select(e => e.EventId).ToHashSet();
+        Assert.Contains(100, ids);
+        Assert.Contains(102, ids);
+        Assert.Contains(103, ids);
+        Assert.Contains(104, ids);
+        Assert.Contains(logs.Entries, e => e.EventId == 104 && e.Message.Contains("downtime", StringComparison.Ordinal));
+    }
+
     private sealed class RecordingProgress(Action<MigrationProgress>? onReport = null) : IProgress<MigrationProgress>
     {
         public List<MigrationProgress> Items { get; } = [];
