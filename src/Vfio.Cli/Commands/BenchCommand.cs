@@ -16,16 +16,20 @@ namespace Vfio.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
+    private static VfioUserClientOptions BenchClientOptions { get; set; } = VfioUserClientOptions.Default;
+
     public static Command Create()
     {
         var size = new Option<string>("--size") { Description = "Device state size, e.g. 1GiB", DefaultValueFactory = _ => "1GiB" };
         var runs = new Option<int>("--runs") { Description = "Measured runs of each side (best is reported)", DefaultValueFactory = _ => 3 };
-        var vfioUser = new Command("vfio-user", "Stop-copy throughput of the vfio-user client+server vs a raw AF_UNIX socketpair copy") { size, runs };
+        var xfer = new Option<string>("--max-xfer") { Description = "Client max_data_xfer_size = MIG_DATA_READ size (our server accepts up to 64MiB)", DefaultValueFactory = _ => "1MiB" };
+        var vfioUser = new Command("vfio-user", "Stop-copy throughput of the vfio-user client+server vs a raw AF_UNIX socketpair copy") { size, runs, xfer };
         vfioUser.SetAction(async (parse, cancellationToken) =>
         {
             try
             {
                 long bytes = Units.ParseBytes(parse.GetValue(size)!, "size");
+                BenchClientOptions = new VfioUserClientOptions { MaxDataTransferSize = (int)Math.Clamp(Units.ParseBytes(parse.GetValue(xfer)!, "max-xfer"), 4096, 64L << 20) };
                 int n = Math.Max(1, parse.GetValue(runs));
                 var ci = CultureInfo.InvariantCulture;
                 for (int w = 0; w < 3; w++)
@@ -100,7 +104,7 @@ internal static class BenchCommand
         var serving = Task.Run(() => VfioUserServer.ServeConnectedSocketAsync(serverEnd, definition, null, cts.Token), CancellationToken.None);
         long total = 0;
         double seconds;
-        await using (var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "bench", null, cancellationToken).ConfigureAwait(false)))
+        await using (var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "bench", BenchClientOptions, cancellationToken).ConfigureAwait(false)))
         {
             var buffer = new byte[1 << 20];
             Settle();

@@ -16,9 +16,9 @@ internal static partial class Interop
     internal static Errno LastErrno => (Errno)Marshal.GetLastPInvokeError();
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    internal static void ThrowLastError(string operation)
-    {
-        int errno = Marshal.GetLastPInvokeError();
-        throw new VfioException((Errno)errno, operation, Marshal.GetPInvokeErrorMessage(errno));
-    }
+    internal static void ThrowLastError(string operation) => throw ErrnoException((Errno)Marshal.GetLastPInvokeError(), operation);
+
+    /// <summary>The exception for an errno a libc call returned (errno name + the C library's words).</summary>
+    internal static VfioException ErrnoException(Errno errno, string operation)
+        => new(errno, operation, Marshal.GetPInvokeErrorMessage((int)errno));
 }

@@ -151,6 +151,4 @@ public sealed partial class VfioUserClient
         data.CopyTo(request.AsSpan(MigDataPayload.Length));
         return request;
     }
-
-    private static ulong U64(ReadOnlySpan<byte> p, int at) => BinaryPrimitives.ReadUInt64LittleEndian(p[at..]);
 }

@@ -308,6 +308,4 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         _socket.Dispose();
         _shutdown.Dispose();
     }
-
-    private static uint U32(ReadOnlySpan<byte> p, int at) => BinaryPrimitives.ReadUInt32LittleEndian(p[at..]);
 }

@@ -52,10 +52,7 @@ internal sealed class DispatchHarness : IDisposable
             }
             using (var message = VfioUserMessage.FromBytes(header, data.Slice(VfioUserHeader.Size, consumed - VfioUserHeader.Size)))
             {
-                if (header.IsReply && VfioUserFrame.CheckFlags(header) is null)
-                {
-                    // A reply nobody waits for: the live connection treats it as a command (EINVAL); so do we.
-                }
+                // A reply nobody waits for goes to the dispatcher, as on a live connection (EINVAL).
                 var reply = _connection.Dispatch(message);
                 Replies.Add((header, reply.Error, reply.Error == Errno.None ? reply.Length : VfioUserHeader.Size));
                 if (reply.Pooled && reply.Buffer is not null)

@@ -300,9 +300,4 @@ public sealed partial class VfioUserConnection
         _device.Migration.Reset();
         return OutgoingReply.Empty;
     }
-
-    /// <summary>Fds attached to a reply (none of our replies carry any today).</summary>
-    internal static SafeHandle[]? NoFds => null;
-
-    private static ulong ReadU64(ReadOnlySpan<byte> p, int at) => BinaryPrimitives.ReadUInt64LittleEndian(p[at..]);
 }

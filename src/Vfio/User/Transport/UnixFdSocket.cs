@@ -110,7 +110,7 @@ public sealed class UnixFdSocket : IDisposable
             if (errno == Errno.EINTR)
                 continue;
             if (errno != Errno.EAGAIN)
-                throw new VfioException(errno, "sendmsg with SCM_RIGHTS", Marshal.GetPInvokeErrorMessage((int)errno));
+                throw ErrnoException(errno, "sendmsg with SCM_RIGHTS");
             await Task.Delay(1, cancellationToken).ConfigureAwait(false);
         }
     }
@@ -184,7 +184,7 @@ public sealed class UnixFdSocket : IDisposable
                 if (n == -(int)Errno.EAGAIN || n == -(int)Errno.EINTR)
                     continue;
                 if (n < 0)
-                    throw new VfioException((Errno)(int)-n, "recvmsg", Marshal.GetPInvokeErrorMessage((int)-n));
+                    throw ErrnoException((Errno)(int)-n, "recvmsg");
                 if (n == 0)
                 {
                     if (got == 0 && fds.Count == 0)
