@@ -148,6 +148,9 @@ internal sealed class CliProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Kills the process at once (SIGKILL), like a crashed host.</summary>
+    public void Kill() => _process.Kill(entireProcessTree: true);
+
     public void Dispose()
     {
         try

@@ -193,6 +193,22 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
         }
     }
 
+    [Fact]
+    public async Task SenderKilledMidMigration_ReceiverFailsAndResetsItsDevice()
+    {
+        using var hosts = TwoHosts.Create(log);
+        string token = TokenFile();
+        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=256MiB,seed=2", "--token-file", token, "--idle-timeout", "3s");
+        using var _r = receiver;
+        using var sender = hosts.StartSender(["send", "--from", "sample:size=256MiB,seed=1,dirty-rate=32MiB/s", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--token-file", token, "--channels", "3", "--downtime-limit", "1ms"]);
+        await sender.WaitForLineAsync("connected to", TimeSpan.FromSeconds(30));
+        await Task.Delay(200);
+        sender.Kill();
+        Assert.Equal(1, await receiver.WaitForExitAsync(s_exit));
+        Assert.Matches("ECONNRESET|ETIMEDOUT", receiver.StderrText);
+        Assert.Contains("destination device was reset", receiver.StderrText, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(ProxyFault.Corrupt, "EBADMSG")]
     [InlineData(ProxyFault.Stall, "ETIMEDOUT")]
