@@ -35,6 +35,8 @@ public sealed class NetListener : IAsyncDisposable
         try
         {
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            if (address.Equals(IPAddress.IPv6Any))
+                socket.DualMode = true; // [::] also takes IPv4 senders
             socket.Bind(new IPEndPoint(address, port));
             socket.Listen(16);
         }

@@ -156,6 +156,21 @@ public sealed class NetSessionTests
         Assert.Contains("--insecure", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("[::]", "127.0.0.1")]
+    [InlineData("[::]", "::1")]
+    [InlineData("localhost", "127.0.0.1")]
+    public async Task Listen_DualStackAndNames_AcceptSenders(string listen, string connect)
+    {
+        await using var listener = NetListener.Bind(listen, 0);
+        var accept = listener.AcceptSessionAsync(Token(s_token));
+        await using var sender = await NetSenderSession.ConnectAsync(connect, listener.LocalEndPoint.Port, 2, Token(s_token)).WaitAsync(s_limit);
+        await using var receiver = await accept.WaitAsync(s_limit);
+        await sender.MigrationStream.WriteAsync(new byte[10_000]);
+        await sender.CompleteAsync();
+        Assert.Equal(10_000, (await ReadAllAsync(receiver.MigrationStream)).Length);
+    }
+
     [Fact]
     public async Task Insecure_BothSides_Works()
     {
