@@ -23,13 +23,14 @@ internal static class SendCommand
         var channels = new Option<int>("--channels") { Description = "TCP connections to spread the device data over (1..64)", DefaultValueFactory = _ => 1 };
         var downtime = new Option<string>("--downtime-limit") { Description = "Allowed downtime; pre-copy switches over when the rest fits", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object" };
+        var showProgress = new Option<bool>("--progress") { Description = "Print engine progress lines (phase, round, bytes) on stderr" };
         var payloadCrc = new Option<bool>("--payload-crc") { Description = "Also CRC32C every data payload in the transport (the migration stream already checks itself)" };
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
         var connect = new Option<string>("--connect-timeout") { Description = "Longest wait for the TCP connect", DefaultValueFactory = _ => "10s" };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, idle, handshake, connect,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -73,7 +74,7 @@ internal static class SendCommand
                     Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}");
                 var dev = device;
                 var result = await NetMigration.SendAsync(session, [device], options,
-                    ct => DeviceDigest.ComputeAsync(dev, ct, bar0), null, () => committed = true, cancellationToken).ConfigureAwait(false);
+                    ct => DeviceDigest.ComputeAsync(dev, ct, bar0), parse.GetValue(showProgress) ? new MigrationProgressView(false, Console.Error, options.DowntimeLimit) : null, () => committed = true, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
                 double seconds = s.TotalTime.TotalSeconds;
                 if (asJson)
