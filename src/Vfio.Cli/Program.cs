@@ -1,6 +1,8 @@
 using System.CommandLine;
 using Vfio.Cli.Commands;
 
+var bench = BenchCommand.Create();
+bench.Subcommands.Add(TcpBenchCommand.Create());
 var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€” devices, live migration, conformance.")
 {
     PathCommand.Create(),
@@ -8,6 +10,8 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     ServeCommand.Create(),
     InfoCommand.Create(),
     MigrateCommand.Create(),
-    BenchCommand.Create(),
+    SendCommand.Create(),
+    ReceiveCommand.Create(),
+    bench,
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Vfio.Net;
+
+namespace Vfio.Cli;
+
+/// <summary>Options and parsing shared by <c>vfio-mig send</c>, <c>receive</c> and <c>bench tcp</c>.</summary>
+internal static class NetCli
+{
+    public static Option<string?> TokenFile() => new("--token-file") { Description = "Pre-shared token file (1..4096 bytes; trailing newline ignored). Required without TLS unless --insecure" };
+
+    public static Option<bool> Insecure() => new("--insecure") { Description = "Allow plain TCP without TLS or token (nothing is authenticated)" };
+
+    public static Option<string> IdleTimeout() => new("--idle-timeout") { Description = "Fail when the peer sends nothing (not even a keepalive) for this long", DefaultValueFactory = _ => "15s" };
+
+    public static Option<string> HandshakeTimeout() => new("--handshake-timeout") { Description = "Longest wait for TLS + hello on one connection", DefaultValueFactory = _ => "10s" };
+
+    /// <summary>Parses <c>tcp://HOST:PORT</c>, <c>HOST:PORT</c>, <c>[v6]:PORT</c>.</summary>
+    public static (string Host, int Port) ParseEndpoint(string text, string what, bool requireScheme)
+    {
+        string rest = text;
+        if (rest.StartsWith("tcp://", StringComparison.OrdinalIgnoreCase))
+            rest = rest[6..];
+        else if (requireScheme)
+            throw new VfioException(Errno.EINVAL, $"parse {what}", $"'{text}' is not a tcp:// address (write tcp://HOST:PORT)");
+        rest = rest.TrimEnd('/');
+        int colon = rest.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(rest[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 0 or > 65535)
+            throw new VfioException(Errno.EINVAL, $"parse {what}", $"'{text}' has no valid port (write HOST:PORT, e.g. 10.213.0.2:7400)");
+        string host = rest[..colon];
+        if (host.StartsWith('[') && host.EndsWith(']'))
+            host = host[1..^1];
+        return (host, port);
+    }
+
+    /// <summary>Reads a token file with its size bounded before reading.</summary>
+    public static byte[] ReadToken(string path)
+    {
+        FileInfo info;
+        try
+        {
+            info = new FileInfo(path);
+            if (!info.Exists)
+                throw new VfioException(Errno.ENOENT, $"read --token-file {path}", "no such file");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new VfioException(Errno.EACCES, $"read --token-file {path}", e.Message, e);
+        }
+        if (info.Length > NetProtocol.MaxTokenLength + 2)
+            throw new VfioException(Errno.EINVAL, $"read --token-file {path}", $"the token is longer than {NetProtocol.MaxTokenLength} bytes");
+        byte[] bytes = File.ReadAllBytes(path);
+        int end = bytes.Length;
+        while (end > 0 && bytes[end - 1] is (byte)'\n' or (byte)'\r')
+            end--;
+        if (end == 0)
+            throw new VfioException(Errno.EINVAL, $"read --token-file {path}", "the token file is empty");
+        return bytes[..end];
+    }
+
+    public static X509Certificate2 LoadCertificate(string certPath, string? keyPath, string what)
+    {
+        try
+        {
+            return X509Certificate2.CreateFromPemFile(certPath, keyPath);
+        }
+        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            var errno = e is FileNotFoundException or DirectoryNotFoundException ? Errno.ENOENT : Errno.EINVAL;
+            throw new VfioException(errno, $"load {what} {certPath}", "cannot load the PEM certificate/key: " + e.Message, e);
+        }
+    }
+
+    public static X509Certificate2Collection LoadCa(string path, string what)
+    {
+        var collection = new X509Certificate2Collection();
+        try
+        {
+            collection.ImportFromPemFile(path);
+        }
+        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            var errno = e is FileNotFoundException or DirectoryNotFoundException ? Errno.ENOENT : Errno.EINVAL;
+            throw new VfioException(errno, $"load {what} {path}", "cannot load the PEM CA certificate(s): " + e.Message, e);
+        }
+        if (collection.Count == 0)
+            throw new VfioException(Errno.EINVAL, $"load {what} {path}", "the file holds no PEM certificate");
+        return collection;
+    }
+
+    public static TimeSpan Duration(string text, string what) => Units.ParseDuration(text, what);
+
+    public static int Fail(Exception e, string side)
+    {
+        string message = e is VfioException or Vfio.Engine.MigrationException ? e.Message : e is OperationCanceledException ? "ECANCELED: interrupted" : $"{e.GetType().Name}: {e.Message}";
+        Console.Error.WriteLine($"vfio-mig {side}: error: {message}");
+        return 1;
+    }
+
+    public static string Hex(byte[] digest) => Convert.ToHexStringLower(digest);
+}

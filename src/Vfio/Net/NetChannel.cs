@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace Vfio.Net;
+
+using Stream = System.IO.Stream;
+
+/// <summary>One established, authenticated connection of a migration session: frame writes are serialised.</summary>
+public sealed class NetChannel : IAsyncDisposable
+{
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private long _lastReceived = Stopwatch.GetTimestamp();
+    private long _lastSent = Stopwatch.GetTimestamp();
+    private int _disposed;
+
+    internal NetChannel(Socket socket, Stream stream, int index, string name)
+    {
+        Socket = socket;
+        Stream = stream;
+        Index = index;
+        Name = name;
+    }
+
+    /// <summary>The TCP socket.</summary>
+    public Socket Socket { get; }
+
+    /// <summary>The byte stream (a NetworkStream, or an SslStream over it).</summary>
+    public Stream Stream { get; }
+
+    /// <summary>0 for the control channel, 1.. for data channels.</summary>
+    public int Index { get; }
+
+    /// <summary>For messages, e.g. <c>channel 2 (10.213.0.1:7000)</c>.</summary>
+    public string Name { get; }
+
+    /// <summary>True while the idle watchdog should expect frames on this channel.</summary>
+    public bool ExpectingFrames { get; set; } = true;
+
+    /// <summary>Time since the last frame arrived.</summary>
+    public TimeSpan SinceLastReceived => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastReceived));
+
+    /// <summary>Time since the last frame was sent.</summary>
+    public TimeSpan SinceLastSent => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastSent));
+
+    /// <summary>Restarts the stall clock: called when a read begins, so time spent not reading never counts as a stall.</summary>
+    public void NoteReading() => Interlocked.Exchange(ref _lastReceived, Stopwatch.GetTimestamp());
+
+    /// <summary>Writes one frame; frames from concurrent writers never interleave.</summary>
+    public async ValueTask WriteFrameAsync(NetFrameType type, ulong sequence, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await NetFrame.WriteAsync(Stream, type, sequence, payload, cancellationToken).ConfigureAwait(false);
+            Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        {
+            throw NetErrors.FromIO(e, $"send on {Name}");
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Writes an already encoded frame (see <see cref="NetFrame.EncodeInPlace"/>).</summary>
+    public async ValueTask WriteEncodedAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Stream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+            Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        {
+            throw NetErrors.FromIO(e, $"send on {Name}");
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Reads one frame (null at a clean end of stream).</summary>
+    public async ValueTask<NetFrame?> ReadFrameAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var frame = await NetFrame.ReadAsync(Stream, Name, cancellationToken).ConfigureAwait(false);
+            Interlocked.Exchange(ref _lastReceived, Stopwatch.GetTimestamp());
+            return frame;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException && e is not VfioException)
+        {
+            throw NetErrors.FromIO(e, $"receive on {Name}");
+        }
+    }
+
+    /// <summary>Closes the connection at once (unblocks pending reads and writes).</summary>
+    public void Abort()
+    {
+        try
+        {
+            Socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        Socket.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        try
+        {
+            Socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        try
+        {
+            await Stream.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+        }
+        Socket.Dispose();
+        // _writeLock is not disposed: a late keepalive may still wait on it, and it holds no kernel handle.
+    }
+}

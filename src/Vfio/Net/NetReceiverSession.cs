@@ -1,0 +1,299 @@
+using System.Buffers.Binary;
+
+namespace Vfio.Net;
+
+using Stream = System.IO.Stream;
+
+/// <summary>
+/// The receiving end of a migration session (made by <see cref="NetListener.AcceptSessionAsync"/>): the
+/// channels' segments are reassembled in order into <see cref="MigrationStream"/>; <see cref="ReturnStream"/>
+/// and <see cref="SendStatusAsync"/> answer the sender over the control channel.
+/// </summary>
+public sealed class NetReceiverSession : IAsyncDisposable
+{
+    private readonly NetChannel[] _channels;
+    private readonly NetSecurityOptions _security;
+    private readonly CancellationTokenSource _cts = new();
+    private readonly ReorderBuffer _reorder;
+    private readonly Task[] _readers;
+    private readonly Task _watchdog;
+    private readonly TaskCompletionSource _bye = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private byte[] _byePayload = [];
+    private ulong _returnSeq;
+    private bool _statusSent;
+    private Exception? _fault;
+
+    internal NetReceiverSession(NetChannel[] channels, Guid sessionId, NetSecurityOptions security, NetSessionOptions options)
+    {
+        _channels = channels;
+        _security = security;
+        SessionId = sessionId;
+        _reorder = new ReorderBuffer(options.MaxQueuedBytes);
+        _readers = new Task[channels.Length];
+        for (int i = 0; i < channels.Length; i++)
+        {
+            var ch = channels[i];
+            _readers[i] = Task.Run(() => ReaderLoopAsync(ch));
+        }
+        _watchdog = Task.Run(WatchdogLoopAsync);
+        MigrationStream = new DelegatingStream(ReadMigrationAsync, null, null);
+        ReturnStream = new DelegatingStream(null, WriteReturnAsync, null);
+    }
+
+    /// <summary>The sender's session id.</summary>
+    public Guid SessionId { get; }
+
+    /// <summary>Number of connections.</summary>
+    public int ChannelCount => _channels.Length;
+
+    /// <summary>The sender's address (control channel).</summary>
+    public string Peer => _channels[0].Socket.RemoteEndPoint?.ToString() ?? "?";
+
+    /// <summary>The reassembled migration stream (read-only); ends (0) after the sender's last segment.</summary>
+    public Stream MigrationStream { get; }
+
+    /// <summary>The return path to the sender (write-only).</summary>
+    public Stream ReturnStream { get; }
+
+    /// <summary>The reassembly buffer (cap, peak use).</summary>
+    public ReorderBuffer Reassembly => _reorder;
+
+    /// <summary>True once any fault ended the session.</summary>
+    public bool IsFaulted => Volatile.Read(ref _fault) is not null;
+
+    /// <summary>The fault that ended the session, if any.</summary>
+    public Exception? FaultReason => Volatile.Read(ref _fault);
+
+    /// <summary>
+    /// Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye. Returns the
+    /// sender's verdict (0 not verified, 1 digests match, 2 digests differ) and the source digest.
+    /// </summary>
+    public async Task<(byte Verdict, byte[] SourceDigest)> SendStatusAsync(NetStatus status, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        ThrowIfFaulted();
+        await _channels[0].WriteFrameAsync(NetFrameType.Status, 0, status.Encode(), Linked(cancellationToken)).ConfigureAwait(false);
+        _statusSent = true;
+        try
+        {
+            await _bye.Task.WaitAsync(_security.IdleTimeout, cancellationToken).ConfigureAwait(false);
+            byte[] p = _byePayload;
+            return p.Length == 0 ? ((byte)0, []) : (p[0], p[1..]);
+        }
+        catch (TimeoutException)
+        {
+            throw new VfioException(Errno.ETIMEDOUT, "receive", "the sender did not acknowledge the final status");
+        }
+    }
+
+    /// <summary>Tells the sender the migration is abandoned (best effort, bounded), then ends the session.</summary>
+    public Task AbortAsync(Errno errno, string reason)
+        => MarkTellAndCloseAsync(new VfioException(Errno.ECANCELED, "receive", "the migration was abandoned: " + reason), errno, reason);
+
+    private CancellationToken Linked(CancellationToken token) => token.CanBeCanceled ? token : _cts.Token;
+
+    private ValueTask<int> ReadMigrationAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+        => _reorder.ReadAsync(buffer, cancellationToken);
+
+    private async ValueTask WriteReturnAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        ThrowIfFaulted();
+        while (data.Length > 0)
+        {
+            int n = Math.Min(data.Length, 64 << 10);
+            await _channels[0].WriteFrameAsync(NetFrameType.Return, _returnSeq++, data[..n], Linked(cancellationToken)).ConfigureAwait(false);
+            data = data[n..];
+        }
+    }
+
+    private async Task ReaderLoopAsync(NetChannel channel)
+    {
+        bool ended = false;
+        try
+        {
+            while (true)
+            {
+                channel.NoteReading();
+                var frame = await channel.ReadFrameAsync(_cts.Token).ConfigureAwait(false);
+                if (frame is null)
+                {
+                    if (channel.Index == 0 ? !_statusSent : !ended)
+                        Fault(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", "the sender closed the connection before the migration finished"));
+                    _bye.TrySetResult();
+                    return;
+                }
+                bool keep = false;
+                try
+                {
+                    switch (frame.Type)
+                    {
+                        case NetFrameType.Data:
+                            if (ended)
+                                throw new VfioException(Errno.EPROTO, $"receive on {channel.Name}", "data after the end of the stream");
+                            keep = true;
+                            await _reorder.AddAsync(frame, channel.Name, _cts.Token).ConfigureAwait(false);
+                            break;
+                        case NetFrameType.DataEnd:
+                            if (frame.Length != 8)
+                                throw new VfioException(Errno.EBADMSG, $"receive on {channel.Name}", "malformed end-of-stream frame");
+                            _reorder.SetEnd(frame.Sequence, BinaryPrimitives.ReadInt64BigEndian(frame.Payload.Span), channel.Name);
+                            ended = true;
+                            if (channel.Index != 0)
+                                channel.ExpectingFrames = false;
+                            break;
+                        case NetFrameType.Abort:
+                            var (errno, reason) = NetStatus.DecodeAbort(frame.Payload.Span);
+                            Fault(new VfioException(errno, "sender", "the sender abandoned the migration: " + reason));
+                            return;
+                        case NetFrameType.Keepalive:
+                            break;
+                        case NetFrameType.Bye when channel.Index == 0:
+                            channel.ExpectingFrames = false;
+                            if (frame.Length > 65)
+                                throw new VfioException(Errno.EBADMSG, $"receive on {channel.Name}", "malformed goodbye frame");
+                            _byePayload = frame.Payload.ToArray();
+                            _bye.TrySetResult();
+                            break;
+                        default:
+                            throw new VfioException(Errno.EPROTO, $"receive on {channel.Name}", $"unexpected {frame.Type} frame from the sender");
+                    }
+                }
+                finally
+                {
+                    if (!keep)
+                        frame.Return();
+                }
+            }
+        }
+        catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && _fault is null)
+        {
+            await TellAndFaultAsync(e).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Fault(e is OperationCanceledException && _fault is not null ? _fault : NetErrors.FromIO(e, $"receive on {channel.Name}"));
+        }
+    }
+
+    private Task TellAndFaultAsync(VfioException e) => MarkTellAndCloseAsync(e, e.Errno, e.Message);
+
+    private async Task WatchdogLoopAsync()
+    {
+        var idle = _security.IdleTimeout;
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 6, 20, 1000));
+        var control = _channels[0];
+        try
+        {
+            while (!_cts.IsCancellationRequested)
+            {
+                await Task.Delay(tick, _cts.Token).ConfigureAwait(false);
+                foreach (var ch in _channels)
+                {
+                    if (ch.ExpectingFrames && ch.SinceLastReceived > idle)
+                    {
+                        // Tell the sender why (if the control channel still works), then end.
+                        await TellAndFaultAsync(new VfioException(Errno.ETIMEDOUT, $"receive on {ch.Name}", $"nothing heard from the sender for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down")).ConfigureAwait(false);
+                        return;
+                    }
+                }
+                if (control.SinceLastSent > idle / 3)
+                {
+                    try
+                    {
+                        _ = control.WriteFrameAsync(NetFrameType.Keepalive, 0, ReadOnlyMemory<byte>.Empty, _cts.Token).AsTask().ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+                    }
+                    catch (VfioException)
+                    {
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private void ThrowIfFaulted()
+    {
+        if (Volatile.Read(ref _fault) is { } f)
+            throw f;
+    }
+
+    private void Fault(Exception e)
+    {
+        if (MarkFault(e))
+            CloseAll();
+    }
+
+    // Records the first fault (later ones are consequences) without closing anything yet, so an Abort can still go out.
+    private bool MarkFault(Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
+            return false;
+        _reorder.Fault(e);
+        _bye.TrySetException(e);
+        _ = _bye.Task.Exception;
+        return true;
+    }
+
+    private void CloseAll()
+    {
+        _cts.Cancel();
+        foreach (var c in _channels)
+            c.Abort();
+    }
+
+    // Records the fault first, then tells the sender (bounded), then closes: the reason stays the one reported.
+    private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
+    {
+        if (!MarkFault(e))
+            return;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is VfioException or OperationCanceledException)
+        {
+            // Best effort: the control channel may be the broken one.
+        }
+        await LingerAsync().ConfigureAwait(false);
+        CloseAll();
+    }
+
+    // A reset would make the peer's kernel drop the Abort still in its receive queue: end our side of the control
+    // channel with a FIN and give the peer a moment (bounded) to read the Abort and close first.
+    private async Task LingerAsync()
+    {
+        try
+        {
+            _channels[0].Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            await _readers[0].WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is System.Net.Sockets.SocketException or ObjectDisposedException or TimeoutException or VfioException or OperationCanceledException or IOException)
+        {
+            // Closing anyway.
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.CompareExchange(ref _fault, new ObjectDisposedException(nameof(NetReceiverSession)), null) is null)
+        {
+            _reorder.Fault(_fault!);
+            _bye.TrySetResult();
+            await _cts.CancelAsync().ConfigureAwait(false);
+        }
+        foreach (var c in _channels)
+            await c.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll([.. _readers, _watchdog]).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or VfioException or IOException)
+        {
+        }
+        // _cts is not disposed: late fire-and-forget keepalives may still read its token.
+    }
+}

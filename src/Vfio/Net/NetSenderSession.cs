@@ -1,0 +1,486 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Threading.Channels;
+
+namespace Vfio.Net;
+
+using Stream = System.IO.Stream;
+
+/// <summary>
+/// The sending end of a migration session: N authenticated connections to one receiver. The migration
+/// stream written to <see cref="MigrationStream"/> is cut into segments that are numbered and spread over
+/// the channels; <see cref="ReturnStream"/> carries the receiver's return path; <see cref="WaitForStatusAsync"/>
+/// yields its final status. Any fault (cut, stall, corruption, peer abort) fails every pending and later call.
+/// </summary>
+public sealed class NetSenderSession : IAsyncDisposable
+{
+    private readonly NetChannel[] _channels;
+    private readonly NetSecurityOptions _security;
+    private readonly NetSessionOptions _options;
+    private readonly CancellationTokenSource _cts = new();
+    private readonly Channel<(ulong Seq, byte[] Buffer, int Length)>[] _queues;
+    private readonly Task[] _writers;
+    private readonly Task _controlReader;
+    private readonly Task _watchdog;
+    private readonly TaskCompletionSource<NetStatus> _status = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ByteQueue _return = new(16L << 20);
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
+    private byte[]? _segment;
+    private int _fill;
+    private ulong _nextSeq;
+    private long _totalBytes;
+    private bool _completed;
+    private ulong _returnSeq;
+    private Exception? _fault;
+
+    private NetSenderSession(NetChannel[] channels, NetSecurityOptions security, NetSessionOptions options)
+    {
+        _channels = channels;
+        _security = security;
+        _options = options;
+        _queues = new Channel<(ulong, byte[], int)>[channels.Length];
+        _writers = new Task[channels.Length];
+        for (int i = 0; i < channels.Length; i++)
+        {
+            _queues[i] = Channel.CreateBounded<(ulong, byte[], int)>(new BoundedChannelOptions(options.SendQueueDepth) { SingleReader = true, SingleWriter = true });
+            int index = i;
+            _writers[i] = Task.Run(() => WriterLoopAsync(index));
+        }
+        _controlReader = Task.Run(ControlReaderLoopAsync);
+        _watchdog = Task.Run(WatchdogLoopAsync);
+        MigrationStream = new DelegatingStream(null, WriteAsync, FlushAsync);
+        ReturnStream = new DelegatingStream(ReadReturnAsync, null, null);
+    }
+
+    /// <summary>Number of connections.</summary>
+    public int ChannelCount => _channels.Length;
+
+    /// <summary>The session id sent in every hello.</summary>
+    public Guid SessionId { get; private init; }
+
+    /// <summary>Where to write the migration stream (write-only). Flush sends a partly filled segment.</summary>
+    public Stream MigrationStream { get; }
+
+    /// <summary>The receiver's return path (read-only). Reading flushes <see cref="MigrationStream"/> first.</summary>
+    public Stream ReturnStream { get; }
+
+    /// <summary>Migration-stream bytes accepted so far.</summary>
+    public long BytesWritten => Interlocked.Read(ref _totalBytes);
+
+    /// <summary>True once any fault ended the session.</summary>
+    public bool IsFaulted => Volatile.Read(ref _fault) is not null;
+
+    /// <summary>Connects <paramref name="channels"/> connections to <paramref name="host"/>:<paramref name="port"/>, each with TLS (if set) and the handshake.</summary>
+    public static async Task<NetSenderSession> ConnectAsync(string host, int port, int channels, NetSecurityOptions security, NetSessionOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(security);
+        security.Validate("send");
+        options ??= NetSessionOptions.Default;
+        if (channels < 1 || channels > NetProtocol.MaxChannels)
+            throw new VfioException(Errno.EINVAL, "send", $"--channels must be 1..{NetProtocol.MaxChannels}");
+        if (options.SegmentSize < 4096 || options.SegmentSize > NetProtocol.MaxFramePayload)
+            throw new VfioException(Errno.EINVAL, "send", "segment size must be 4 KiB..4 MiB");
+        var id = Guid.NewGuid();
+        var list = new List<NetChannel>();
+        try
+        {
+            for (int i = 0; i < channels; i++)
+                list.Add(await ConnectOneAsync(host, port, i, channels, id, security, cancellationToken).ConfigureAwait(false));
+        }
+        catch
+        {
+            foreach (var c in list)
+                c.Abort();
+            throw;
+        }
+        return new NetSenderSession([.. list], security, options) { SessionId = id };
+    }
+
+    private static async Task<NetChannel> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, CancellationToken cancellationToken)
+    {
+        string name = $"channel {index} to {host}:{port}";
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendBufferSize = 4 << 20, ReceiveBufferSize = 4 << 20 };
+        Stream? stream = null;
+        try
+        {
+            using (var connectCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                connectCts.CancelAfter(security.ConnectTimeout);
+                try
+                {
+                    await socket.ConnectAsync(host, port, connectCts.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new VfioException(Errno.ETIMEDOUT, $"connect {name}", $"no answer within {security.ConnectTimeout.TotalSeconds:0.#} s (--connect-timeout)");
+                }
+                catch (SocketException e)
+                {
+                    throw NetErrors.FromIO(e, $"connect {name}");
+                }
+            }
+            stream = new NetworkStream(socket, ownsSocket: false);
+            using var hsCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            hsCts.CancelAfter(security.HandshakeTimeout);
+            try
+            {
+                if (security.UseTls)
+                    stream = await NetTls.AuthenticateClientAsync(stream, host, security, hsCts.Token).ConfigureAwait(false);
+                byte[] nonce = RandomNumberGenerator.GetBytes(32);
+                var hello = new NetHello(NetProtocol.Version, index == 0 ? (byte)0 : (byte)1, security.Token is null ? (byte)0 : NetHello.FlagHasToken, (ushort)index, (ushort)count, id, nonce);
+                await NetHandshake.RunClientAsync(stream, security, hello, $"{host}:{port}", hsCts.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException || (e is VfioException { Errno: Errno.ECANCELED } && hsCts.IsCancellationRequested)) 
+            {
+                if (cancellationToken.IsCancellationRequested)
+                    throw;
+                throw new VfioException(Errno.ETIMEDOUT, $"handshake on {name}", $"the receiver did not complete the handshake within {security.HandshakeTimeout.TotalSeconds:0.#} s");
+            }
+            return new NetChannel(socket, stream, index, name);
+        }
+        catch
+        {
+            if (stream is not null)
+                await stream.DisposeAsync().ConfigureAwait(false);
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Waits for the receiver's final status; throws the session's fault if it ends first.</summary>
+    public async Task<NetStatus> WaitForStatusAsync(CancellationToken cancellationToken = default)
+    {
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        return await _status.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Flushes and announces the end of the migration stream on every channel.</summary>
+    public async Task CompleteAsync(CancellationToken cancellationToken = default)
+    {
+        await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFaulted();
+            if (_completed)
+                return;
+            await FlushLockedAsync(cancellationToken).ConfigureAwait(false);
+            _completed = true;
+            foreach (var q in _queues)
+                q.Writer.TryComplete();
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+        await Task.WhenAll(_writers).WaitAsync(cancellationToken).ConfigureAwait(false);
+        ThrowIfFaulted();
+    }
+
+    /// <summary>
+    /// Tells the receiver this side saw the status, with the sender's verdict (payload: u8 0 = not verified,
+    /// 1 = digests match, 2 = digests differ; then the source digest), and closes cleanly.
+    /// </summary>
+    public async Task SendByeAsync(byte verdict = 0, byte[]? sourceDigest = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfFaulted();
+        byte[] payload = [verdict, .. sourceDigest ?? []];
+        if (payload.Length > 65)
+            throw new ArgumentException("digest too long", nameof(sourceDigest));
+        await _channels[0].WriteFrameAsync(NetFrameType.Bye, 0, payload, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Tells the receiver the migration is abandoned (best effort, bounded), then ends the session.</summary>
+    public Task AbortAsync(Errno errno, string reason)
+        => MarkTellAndCloseAsync(new VfioException(Errno.ECANCELED, "send", "the migration was abandoned: " + reason), errno, reason);
+
+    private async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFaulted();
+            if (_completed)
+                throw new InvalidOperationException("the migration stream is already complete");
+            while (data.Length > 0)
+            {
+                _segment ??= ArrayPool<byte>.Shared.Rent(_options.SegmentSize + NetProtocol.FrameHeaderSize + NetProtocol.FrameTrailerSize);
+                int n = Math.Min(data.Length, _options.SegmentSize - _fill);
+                data.Span[..n].CopyTo(_segment.AsSpan(NetProtocol.FrameHeaderSize + _fill));
+                _fill += n;
+                data = data[n..];
+                Interlocked.Add(ref _totalBytes, n);
+                if (_fill == _options.SegmentSize)
+                    await EnqueueLockedAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    private async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFaulted();
+            await FlushLockedAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    private async Task FlushLockedAsync(CancellationToken cancellationToken)
+    {
+        if (_fill > 0)
+            await EnqueueLockedAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task EnqueueLockedAsync(CancellationToken cancellationToken)
+    {
+        byte[] segment = _segment!;
+        int length = _fill;
+        _segment = null;
+        _fill = 0;
+        ulong seq = _nextSeq++;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
+        try
+        {
+            await _queues[(int)(seq % (ulong)_queues.Length)].Writer.WriteAsync((seq, segment, length), linked.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+        {
+            ArrayPool<byte>.Shared.Return(segment);
+            ThrowIfFaulted();
+            throw;
+        }
+    }
+
+    private async Task WriterLoopAsync(int index)
+    {
+        var channel = _channels[index];
+        try
+        {
+            await foreach (var (seq, buffer, length) in _queues[index].Reader.ReadAllAsync(_cts.Token).ConfigureAwait(false))
+            {
+                try
+                {
+                    int frameLength = NetFrame.EncodeInPlace(buffer, NetFrameType.Data, seq, length, _options.PayloadCrc);
+                    await channel.WriteEncodedAsync(buffer.AsMemory(0, frameLength), _cts.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
+            byte[] total = new byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(total, Interlocked.Read(ref _totalBytes));
+            await channel.WriteFrameAsync(NetFrameType.DataEnd, _nextSeq, total, _cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Fault(e is OperationCanceledException && _fault is not null ? _fault : NetErrors.FromIO(e, $"send on {channel.Name}"));
+        }
+        finally
+        {
+            while (_queues[index].Reader.TryRead(out var left))
+                ArrayPool<byte>.Shared.Return(left.Buffer);
+        }
+    }
+
+    private async Task ControlReaderLoopAsync()
+    {
+        var control = _channels[0];
+        try
+        {
+            while (true)
+            {
+                control.NoteReading();
+                var frame = await control.ReadFrameAsync(_cts.Token).ConfigureAwait(false);
+                if (frame is null)
+                {
+                    if (!_status.Task.IsCompleted)
+                        Fault(new VfioException(Errno.ECONNRESET, $"receive on {control.Name}", "the receiver closed the connection before reporting a final status"));
+                    _return.Complete();
+                    return;
+                }
+                try
+                {
+                    switch (frame.Type)
+                    {
+                        case NetFrameType.Return:
+                            if (frame.Sequence != _returnSeq++)
+                                throw new VfioException(Errno.EBADMSG, $"receive on {control.Name}", "return-path frames arrived out of order");
+                            _return.Enqueue(frame.Payload.Span);
+                            break;
+                        case NetFrameType.Status:
+                            control.ExpectingFrames = false;
+                            _return.Complete();
+                            _status.TrySetResult(NetStatus.Decode(frame.Payload.Span));
+                            break;
+                        case NetFrameType.Abort:
+                            var (errno, reason) = NetStatus.DecodeAbort(frame.Payload.Span);
+                            Fault(new VfioException(errno, "receiver", "the receiver abandoned the migration: " + reason));
+                            return;
+                        case NetFrameType.Keepalive:
+                            break;
+                        default:
+                            throw new VfioException(Errno.EPROTO, $"receive on {control.Name}", $"unexpected {frame.Type} frame from the receiver");
+                    }
+                }
+                finally
+                {
+                    frame.Return();
+                }
+            }
+        }
+        catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && _fault is null)
+        {
+            await MarkTellAndCloseAsync(e, e.Errno, e.Message).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Fault(e is OperationCanceledException && _fault is not null ? _fault : NetErrors.FromIO(e, $"receive on {control.Name}"));
+        }
+    }
+
+    private async Task WatchdogLoopAsync()
+    {
+        var control = _channels[0];
+        var idle = _security.IdleTimeout;
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 6, 20, 1000));
+        try
+        {
+            while (!_cts.IsCancellationRequested)
+            {
+                await Task.Delay(tick, _cts.Token).ConfigureAwait(false);
+                if (control.ExpectingFrames && control.SinceLastReceived > idle)
+                {
+                    Fault(new VfioException(Errno.ETIMEDOUT, $"receive on {control.Name}", $"nothing heard from the receiver for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down"));
+                    return;
+                }
+                foreach (var ch in _channels)
+                {
+                    if (ch.SinceLastSent > idle / 3)
+                        _ = SendKeepaliveAsync(ch);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task SendKeepaliveAsync(NetChannel control)
+    {
+        try
+        {
+            await control.WriteFrameAsync(NetFrameType.Keepalive, 0, ReadOnlyMemory<byte>.Empty, _cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is VfioException or OperationCanceledException)
+        {
+            // A failing link shows up in the reader or the watchdog.
+        }
+    }
+
+    private async ValueTask<int> ReadReturnAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        if (!IsFaulted)
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        return await _return.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void ThrowIfFaulted()
+    {
+        if (Volatile.Read(ref _fault) is { } f)
+            throw f;
+    }
+
+    private void Fault(Exception e)
+    {
+        if (MarkFault(e))
+            CloseAll();
+    }
+
+    // Records the first fault (later ones are consequences) without closing anything yet, so an Abort can still go out.
+    private bool MarkFault(Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
+            return false;
+        _status.TrySetException(e);
+        _ = _status.Task.Exception;
+        _return.Fault(e);
+        return true;
+    }
+
+    private void CloseAll()
+    {
+        _cts.Cancel();
+        foreach (var c in _channels)
+            c.Abort();
+    }
+
+    // Records the fault first, then tells the receiver (bounded), then closes.
+    private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
+    {
+        if (!MarkFault(e))
+            return;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is VfioException or OperationCanceledException)
+        {
+            // Best effort: the link may be the reason for the abort.
+        }
+        await LingerAsync().ConfigureAwait(false);
+        CloseAll();
+    }
+
+    // A reset would make the peer's kernel drop the Abort still in its receive queue: end our side of the control
+    // channel with a FIN and give the peer a moment (bounded) to read the Abort and close first.
+    private async Task LingerAsync()
+    {
+        try
+        {
+            _channels[0].Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            await _controlReader.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (Exception x) when (x is System.Net.Sockets.SocketException or ObjectDisposedException or TimeoutException or VfioException or OperationCanceledException or IOException)
+        {
+            // Closing anyway.
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.CompareExchange(ref _fault, new ObjectDisposedException(nameof(NetSenderSession)), null) is null)
+        {
+            _status.TrySetException(_fault!);
+            _return.Fault(_fault!);
+            await _cts.CancelAsync().ConfigureAwait(false);
+        }
+        foreach (var c in _channels)
+            await c.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll([.. _writers, _controlReader, _watchdog]).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or VfioException or IOException)
+        {
+        }
+        foreach (var q in _queues)
+        {
+            while (q.Reader.TryRead(out var left))
+                ArrayPool<byte>.Shared.Return(left.Buffer);
+        }
+        _segment = null;
+        // _cts is not disposed: late fire-and-forget keepalives may still read its token.
+    }
+}

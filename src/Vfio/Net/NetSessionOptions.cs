@@ -1,0 +1,24 @@
+namespace Vfio.Net;
+
+/// <summary>Tuning of a migration session's data path.</summary>
+public sealed record NetSessionOptions
+{
+    /// <summary>Defaults: 512 KiB segments, 64 MiB reorder cap, 4 segments queued per channel.</summary>
+    public static NetSessionOptions Default { get; } = new();
+
+    /// <summary>Bytes per data segment (one frame). 4 KiB..4 MiB.</summary>
+    public int SegmentSize { get; init; } = 512 << 10;
+
+    /// <summary>Receiver: most bytes of out-of-order segments held at once (≥ 4 MiB).</summary>
+    public long MaxQueuedBytes { get; init; } = 64L << 20;
+
+    /// <summary>
+    /// Sender: checksum Data payloads too (CRC32C trailer). Off by default: the engine's migration stream carries a
+    /// CRC32C per frame, so a second one over the same bytes only costs time. Frame headers are always checked.
+    /// Turn it on for payloads that do not check themselves.
+    /// </summary>
+    public bool PayloadCrc { get; init; }
+
+    /// <summary>Sender: segments waiting per channel before the writer blocks.</summary>
+    public int SendQueueDepth { get; init; } = 4;
+}
