@@ -1,4 +1,5 @@
 using System.Globalization;
+using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.Sample;
 
@@ -34,6 +35,9 @@ internal sealed record DeviceAddress(string Scheme, string Target)
             case "sample":
                 var device = new SampleDevice(ParseSampleOptions(Target));
                 return ValueTask.FromResult<IVfioMigrationDevice>(new InProcessMigrationDevice(device, ToString(), ownsDevice: true));
+            case "vfio":
+                cancellationToken.ThrowIfCancellationRequested();
+                return ValueTask.FromResult<IVfioMigrationDevice>(KernelMigrationDevice.Open(Target));
             default:
                 throw new VfioException(Errno.EOPNOTSUPP, $"open {this}", $"the {Scheme}: transport is not available in this build");
         }
