@@ -9,8 +9,9 @@ namespace Vfio.KernelTests;
 /// reset (RUNNING), driven to <c>from</c>, then <c>to</c> is requested. Success rows must reach <c>to</c>,
 /// return a data fd exactly when the last arc opens a session, and terminate an open data fd when the path
 /// ends its session; <c>!EINVAL</c> rows must fail with EINVAL and leave the state unchanged.
-/// Rows whose <c>from</c> is ERROR are not reachable (the driver never enters ERROR) and <c>n/a</c> rows
-/// cannot exist; both are excluded from the data, not skipped.
+/// Rows whose <c>from</c> is ERROR are reached by injecting an arc failure with <c>fail_to_error</c>; the
+/// 6.1 core WARNs for ERROR→other, so those calls are bracketed with the rig's expected-WARN markers.
+/// <c>n/a</c> rows cannot exist (the device can never be in that state) and are not part of the data.
 /// </summary>
 public abstract class FsmPathTestsBase
 {
@@ -19,10 +20,38 @@ public abstract class FsmPathTestsBase
         var data = new TheoryData<string, string, string>();
         foreach (var row in KernelRig.FsmRows())
         {
-            if (row.Caps == caps && row.From != "ERROR" && row.Path != "n/a")
+            if (row.Caps == caps && row.Path != "n/a")
                 data.Add(row.From, row.To, row.Path);
         }
         return data;
+    }
+
+    private static async Task CheckErrorRow(KernelMigrationDevice device, uint caps, VfioMigrationState to, string expected, CancellationToken ct)
+    {
+        await ErrorState.EnterAsync(device, caps, ct);
+        try
+        {
+            if (expected == "ERROR")
+            {
+                Assert.Null(await device.SetStateAsync(to, ct)); // ERROR>ERROR: the loop never runs
+            }
+            else
+            {
+                Assert.Equal("!EINVAL(WARN)", expected);
+                await ErrorState.ExpectingKernelWarnAsync(async () =>
+                {
+                    var e = await Assert.ThrowsAsync<VfioException>(async () => await device.SetStateAsync(to, ct));
+                    Assert.Equal(Errno.EINVAL, e.Errno);
+                    Assert.Contains("now in ERROR", e.Message, StringComparison.Ordinal);
+                });
+            }
+            Assert.Equal(VfioMigrationState.Error, await device.GetStateAsync(ct));
+        }
+        finally
+        {
+            await device.ResetAsync(ct);
+        }
+        Assert.Equal(VfioMigrationState.Running, await device.GetStateAsync(ct));
     }
 
     protected static async Task CheckRow(string deviceName, uint caps, string fromName, string toName, string expected)
@@ -38,6 +67,11 @@ public abstract class FsmPathTestsBase
 
         await device.ResetAsync(ct);
         Assert.Equal(VfioMigrationState.Running, await device.GetStateAsync(ct));
+        if (from == VfioMigrationState.Error)
+        {
+            await CheckErrorRow(device, caps, to, expected, ct);
+            return;
+        }
         byte[]? image = from == VfioMigrationState.Resuming ? await MigrationHelpers.SaveAsync(device, ct) : null;
         await using var setupStream = (KernelMigrationDataStream?)await device.SetStateAsync(from, ct);
         Assert.Equal(from, await device.GetStateAsync(ct));
@@ -94,13 +128,51 @@ public abstract class FsmPathTestsBase
     }
 }
 
+/// <summary>Helpers shared by the FSM tests.</summary>
+internal static class ErrorState
+{
+    /// <summary>Drives a RUNNING device into ERROR: the first arc toward STOP fails with fail_to_error set.</summary>
+    public static async Task EnterAsync(KernelMigrationDevice device, uint caps, CancellationToken ct)
+    {
+        KernelRig.WriteParam("fail_errno", "5");
+        KernelRig.WriteParam("fail_to_error", "Y");
+        KernelRig.WriteParam("fail_arc", (caps & 0x2) != 0 ? "RUNNING>RUNNING_P2P" : "RUNNING>STOP");
+        try
+        {
+            var e = await Assert.ThrowsAsync<VfioException>(async () => await device.SetStateAsync(VfioMigrationState.Stop, ct));
+            Assert.Equal(Errno.EIO, e.Errno);
+            Assert.Contains("now in ERROR", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            KernelRig.WriteParam("fail_arc", "\n");
+            KernelRig.WriteParam("fail_to_error", "N");
+        }
+        Assert.Equal(VfioMigrationState.Error, await device.GetStateAsync(ct));
+    }
+
+    /// <summary>Runs <paramref name="action"/> between the rig's expected-kernel-WARN markers.</summary>
+    public static async Task ExpectingKernelWarnAsync(Func<Task> action)
+    {
+        File.WriteAllText("/dev/kmsg", "vmt-expect-warn-begin\n");
+        try
+        {
+            await action();
+        }
+        finally
+        {
+            File.WriteAllText("/dev/kmsg", "vmt-expect-warn-end\n");
+        }
+    }
+}
+
 public sealed class FsmPathCaps1Tests(Caps1Mdev fixture) : FsmPathTestsBase, IClassFixture<Caps1Mdev>
 {
     public static TheoryData<string, string, string> Caps1Rows => Rows("0x1");
 
     [Fact]
-    public void Table_Has32ReachableRowsForCaps1()
-        => Assert.Equal(32, Caps1Rows.Count);
+    public void Table_Has40ReachableRowsForCaps1()
+        => Assert.Equal(40, Caps1Rows.Count); // 64 rows − 24 n/a
 
     [Theory]
     [MemberData(nameof(Caps1Rows))]
@@ -113,8 +185,8 @@ public sealed class FsmPathCaps3Tests(Caps3Mdev fixture) : FsmPathTestsBase, ICl
     public static TheoryData<string, string, string> Caps3Rows => Rows("0x3");
 
     [Fact]
-    public void Table_Has40ReachableRowsForCaps3()
-        => Assert.Equal(40, Caps3Rows.Count);
+    public void Table_Has48ReachableRowsForCaps3()
+        => Assert.Equal(48, Caps3Rows.Count); // 64 rows − 16 n/a
 
     [Theory]
     [MemberData(nameof(Caps3Rows))]

@@ -10,7 +10,9 @@ namespace Vfio.Kernel;
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item>EINTR: the call is retried. EAGAIN (a non-blocking fd with nothing ready): poll, then retry.</item>
+/// <item>The fd is switched to O_NONBLOCK, so a driver that would block in read/write (mlx5) answers EAGAIN
+/// instead of holding a thread; the stream then polls in short slices, honouring cancellation, and retries.</item>
+/// <item>EINTR: the call is retried.</item>
 /// <item>ENOMSG (PRE_COPY temporary end of stream): thrown as <see cref="VfioException"/> ENOMSG; the stream stays usable.</item>
 /// <item>0 from read: end of stream (permanent in STOP_COPY).</item>
 /// <item>Any other error (ENODEV for a terminated fd, EFAULT, ENOMEM, …) is thrown and the stream is poisoned:
@@ -30,6 +32,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
         _fd = fd;
         Kind = kind;
         _name = name;
+        MakeNonBlocking();
     }
 
     /// <inheritdoc/>
@@ -139,6 +142,17 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
         _fd.Dispose();
         return ValueTask.CompletedTask;
     }
+
+    private void MakeNonBlocking()
+    {
+        // Best effort: a descriptor that refuses F_SETFL keeps blocking semantics, which every driver supports.
+        int flags = Interop.Kernel.Fcntl(_fd, Interop.Kernel.F_GETFL, 0);
+        if (flags >= 0 && (flags & Interop.Kernel.O_NONBLOCK) == 0)
+            _ = Interop.Kernel.Fcntl(_fd, Interop.Kernel.F_SETFL, flags | Interop.Kernel.O_NONBLOCK);
+    }
+
+    /// <summary>True when the descriptor is in non-blocking mode (tests).</summary>
+    internal bool IsNonBlocking => (Interop.Kernel.Fcntl(_fd, Interop.Kernel.F_GETFL, 0) & Interop.Kernel.O_NONBLOCK) != 0;
 
     private void CheckUsable(string what)
     {

@@ -109,6 +109,9 @@ public class KernelHeaderCheckTests
         Check("O_RDWR", Interop.Kernel.O_RDWR);
         Check("O_WRONLY", Interop.Kernel.O_WRONLY);
         Check("O_CLOEXEC", Interop.Kernel.O_CLOEXEC);
+        Check("O_NONBLOCK", Interop.Kernel.O_NONBLOCK);
+        Check("F_GETFL", Interop.Kernel.F_GETFL);
+        Check("F_SETFL", Interop.Kernel.F_SETFL);
         return sb.ToString();
     }
 

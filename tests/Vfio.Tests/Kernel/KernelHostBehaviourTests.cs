@@ -127,15 +127,28 @@ public sealed class KernelHostBehaviourTests : IDisposable
         string fifo = Path.Combine(_root, "fifo");
         using (var mk = Process.Start("mkfifo", fifo))
             await mk.WaitForExitAsync(TestContext.Current.CancellationToken);
-        const int ONonBlock = 0x800;
-        // O_RDWR on a FIFO never blocks in open; O_NONBLOCK makes an empty read fail with EAGAIN.
-        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Kernel.O_RDWR | ONonBlock), DataSessionKind.Saving, "fifo");
-        using var writer = OpenRaw(fifo, Interop.Kernel.O_WRONLY | ONonBlock);
+        // O_RDWR on a FIFO never blocks in open. The fd is opened blocking: the stream itself must switch it to
+        // O_NONBLOCK, or the read below would hang the test thread instead of returning a pending task.
+        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Kernel.O_RDWR), DataSessionKind.Saving, "fifo");
+        Assert.True(stream.IsNonBlocking);
+        using var writer = OpenRaw(fifo, Interop.Kernel.O_WRONLY | Interop.Kernel.O_NONBLOCK);
         var read = stream.ReadAsync(new byte[16], TestContext.Current.CancellationToken).AsTask();
         await Task.Delay(150, TestContext.Current.CancellationToken);
         Assert.False(read.IsCompleted);
         WriteBytes(writer, [7, 8]);
         Assert.Equal(2, await read.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+        Assert.False(stream.IsFaulted);
+    }
+
+    [Fact]
+    public async Task Stream_WaitingForData_HonoursCancellation()
+    {
+        string fifo = Path.Combine(_root, "fifo2");
+        using (var mk = Process.Start("mkfifo", fifo))
+            await mk.WaitForExitAsync(TestContext.Current.CancellationToken);
+        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Kernel.O_RDWR), DataSessionKind.Saving, "fifo");
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await stream.ReadAsync(new byte[16], cts.Token));
         Assert.False(stream.IsFaulted);
     }
 
