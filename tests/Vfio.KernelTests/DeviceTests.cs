@@ -86,6 +86,13 @@ public sealed class DeviceTests
     }
 
     [Fact]
+    public async Task PrecopyInfoV2OptIn_IsNotOfferedOnLinux61()
+    {
+        await using var device = KernelRig.Open(KernelRig.Devices[0]);
+        Assert.False(device.TryEnablePrecopyInfoV2());
+    }
+
+    [Fact]
     public async Task DmaLogging_StartReportStop()
     {
         await using var device = KernelRig.Open(KernelRig.Devices[0]);

@@ -171,6 +171,21 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
         }
     }
 
+    /// <summary>
+    /// SET|MIG_PRECOPY_INFOv2 (Linux 7.1): opt in to REINIT reporting for as long as the device stays open.
+    /// True when the kernel accepted it; false when the kernel or device does not offer it (ENOTTY, or EINVAL
+    /// from kernels before 7.1 and from devices without PRE_COPY). Other errnos throw.
+    /// </summary>
+    public bool TryEnablePrecopyInfoV2()
+    {
+        var call = VfioFeatureCall.OptInPrecopyInfoV2();
+        int rc = Device.Feature(call);
+        if (rc == -(int)Errno.ENOTTY || rc == -(int)Errno.EINVAL)
+            return false;
+        Check(rc, "SET MIG_PRECOPY_INFOv2");
+        return true;
+    }
+
     /// <summary>What <c>vfio-mig info</c> prints: sysfs facts, device and region info, migration caps and state.</summary>
     public KernelDeviceReport Describe()
     {
