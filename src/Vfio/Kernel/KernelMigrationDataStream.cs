@@ -59,7 +59,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
                 case Errno.EINTR:
                     continue;
                 case Errno.EAGAIN:
-                    await WaitReadyAsync(Interop.Kernel.POLLIN, cancellationToken).ConfigureAwait(false);
+                    await WaitReadyAsync(Interop.Interop.Kernel.POLLIN, cancellationToken).ConfigureAwait(false);
                     continue;
                 case Errno.ENOMSG:
                     throw new VfioException(Errno.ENOMSG, $"read {_name}",
@@ -91,7 +91,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
                 case Errno.EINTR:
                     continue;
                 case Errno.EAGAIN:
-                    await WaitReadyAsync(Interop.Kernel.POLLOUT, cancellationToken).ConfigureAwait(false);
+                    await WaitReadyAsync(Interop.Interop.Kernel.POLLOUT, cancellationToken).ConfigureAwait(false);
                     continue;
                 default:
                     throw Fault(errno, "write");
@@ -129,7 +129,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
                 _ => null,
             };
             if (errno is Errno.EINVAL or Errno.ENOTTY)
-                Interop.Kernel.ThrowIo(errno, $"VFIO_MIG_GET_PRECOPY_INFO on {_name}", _ => why);
+                Interop.Interop.Kernel.ThrowIo(errno, $"VFIO_MIG_GET_PRECOPY_INFO on {_name}", _ => why);
             throw Fault(errno, "VFIO_MIG_GET_PRECOPY_INFO", why);
         }
         var result = VfioPrecopyInfo.Decode(info);
@@ -146,13 +146,13 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     private void MakeNonBlocking()
     {
         // Best effort: a descriptor that refuses F_SETFL keeps blocking semantics, which every driver supports.
-        int flags = Interop.Kernel.Fcntl(_fd, Interop.Kernel.F_GETFL, 0);
-        if (flags >= 0 && (flags & Interop.Kernel.O_NONBLOCK) == 0)
-            _ = Interop.Kernel.Fcntl(_fd, Interop.Kernel.F_SETFL, flags | Interop.Kernel.O_NONBLOCK);
+        int flags = Interop.Interop.Kernel.Fcntl(_fd, Interop.Interop.Kernel.F_GETFL, 0);
+        if (flags >= 0 && (flags & Interop.Interop.Kernel.O_NONBLOCK) == 0)
+            _ = Interop.Interop.Kernel.Fcntl(_fd, Interop.Interop.Kernel.F_SETFL, flags | Interop.Interop.Kernel.O_NONBLOCK);
     }
 
     /// <summary>True when the descriptor is in non-blocking mode (tests).</summary>
-    internal bool IsNonBlocking => (Interop.Kernel.Fcntl(_fd, Interop.Kernel.F_GETFL, 0) & Interop.Kernel.O_NONBLOCK) != 0;
+    internal bool IsNonBlocking => (Interop.Interop.Kernel.Fcntl(_fd, Interop.Interop.Kernel.F_GETFL, 0) & Interop.Interop.Kernel.O_NONBLOCK) != 0;
 
     private void CheckUsable(string what)
     {
@@ -193,11 +193,11 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
         _fd.DangerousAddRef(ref added);
         try
         {
-            var pfd = new Interop.Kernel.PollFd { Fd = _fd.Fd, Events = events };
-            int rc = Interop.Kernel.Poll(&pfd, 1, timeoutMilliseconds);
+            var pfd = new Interop.Interop.Kernel.PollFd { Fd = _fd.Fd, Events = events };
+            int rc = Interop.Interop.Kernel.Poll(&pfd, 1, timeoutMilliseconds);
             if (rc < 0)
             {
-                var errno = Interop.Kernel.LastErrno();
+                var errno = Interop.Interop.Kernel.LastErrno();
                 if (errno == Errno.EINTR)
                     return false;
                 throw Fault(errno, "poll");
@@ -215,8 +215,8 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     {
         fixed (byte* p = buffer)
         {
-            long n = Interop.Kernel.Read(_fd, p, (nuint)buffer.Length);
-            errno = n < 0 ? Interop.Kernel.LastErrno() : Errno.None;
+            long n = Interop.Interop.Kernel.Read(_fd, p, (nuint)buffer.Length);
+            errno = n < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
             return n;
         }
     }
@@ -225,8 +225,8 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     {
         fixed (byte* p = buffer)
         {
-            long n = Interop.Kernel.Write(_fd, p, (nuint)buffer.Length);
-            errno = n < 0 ? Interop.Kernel.LastErrno() : Errno.None;
+            long n = Interop.Interop.Kernel.Write(_fd, p, (nuint)buffer.Length);
+            errno = n < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
             return n;
         }
     }
@@ -235,8 +235,8 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     {
         fixed (byte* p = info)
         {
-            int rc = Interop.Kernel.Ioctl(_fd, VfioIoctl.VFIO_MIG_GET_PRECOPY_INFO, p);
-            errno = rc < 0 ? Interop.Kernel.LastErrno() : Errno.None;
+            int rc = Interop.Interop.Kernel.Ioctl(_fd, VfioIoctl.VFIO_MIG_GET_PRECOPY_INFO, p);
+            errno = rc < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
             return rc;
         }
     }

@@ -226,7 +226,7 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
     private static void Check(int rc, string operation, Func<Errno, string?>? explain = null)
     {
         if (rc < 0)
-            Interop.Kernel.ThrowIo((Errno)(-rc), operation, explain);
+            Interop.Interop.Kernel.ThrowIo((Errno)(-rc), operation, explain);
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
@@ -249,6 +249,6 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
             Errno.ENOTTY => "the device does not support migration",
             _ => null,
         };
-        Interop.Kernel.ThrowIo(errno, operation, _ => why is null ? now : $"{why}; {now}");
+        Interop.Interop.Kernel.ThrowIo(errno, operation, _ => why is null ? now : $"{why}; {now}");
     }
 }

@@ -85,7 +85,7 @@ public sealed class KernelVfioDevice : IDisposable
                 if (iommuType == VfioIoctl.VFIO_TYPE1v2_IOMMU && v1 && TrySetIommu(container, VfioIoctl.VFIO_TYPE1_IOMMU, out _))
                     iommuType = VfioIoctl.VFIO_TYPE1_IOMMU;
                 else
-                    Interop.Kernel.ThrowIo(errno, $"VFIO_SET_IOMMU({(iommuType == 3 ? "TYPE1v2" : "TYPE1")})");
+                    Interop.Interop.Kernel.ThrowIo(errno, $"VFIO_SET_IOMMU({(iommuType == 3 ? "TYPE1v2" : "TYPE1")})");
             }
 
             device = GetDeviceFd(group, name);
@@ -147,10 +147,10 @@ public sealed class KernelVfioDevice : IDisposable
             long n = PRead(destination[done..], fileOffset + done);
             if (n < 0)
             {
-                var errno = Interop.Kernel.LastErrno();
+                var errno = Interop.Interop.Kernel.LastErrno();
                 if (errno == Errno.EINTR)
                     continue;
-                Interop.Kernel.ThrowIo(errno, $"pread region {index} at 0x{offset + (ulong)done:x}");
+                Interop.Interop.Kernel.ThrowIo(errno, $"pread region {index} at 0x{offset + (ulong)done:x}");
             }
             if (n == 0)
                 throw new VfioException(Errno.EIO, $"pread region {index} at 0x{offset + (ulong)done:x}", "the device returned end of file inside the region");
@@ -169,10 +169,10 @@ public sealed class KernelVfioDevice : IDisposable
             long n = PWrite(source[done..], fileOffset + done);
             if (n < 0)
             {
-                var errno = Interop.Kernel.LastErrno();
+                var errno = Interop.Interop.Kernel.LastErrno();
                 if (errno == Errno.EINTR)
                     continue;
-                Interop.Kernel.ThrowIo(errno, $"pwrite region {index} at 0x{offset + (ulong)done:x}");
+                Interop.Interop.Kernel.ThrowIo(errno, $"pwrite region {index} at 0x{offset + (ulong)done:x}");
             }
             if (n == 0)
                 throw new VfioException(Errno.EIO, $"pwrite region {index} at 0x{offset + (ulong)done:x}", "the device accepted no bytes");
@@ -183,7 +183,7 @@ public sealed class KernelVfioDevice : IDisposable
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset()
     {
-        Interop.Kernel.CheckIo(Interop.Kernel.Ioctl(_device, VfioIoctl.VFIO_DEVICE_RESET, 0), "VFIO_DEVICE_RESET",
+        Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(_device, VfioIoctl.VFIO_DEVICE_RESET, 0), "VFIO_DEVICE_RESET",
             errno => errno == Errno.ENOTTY ? "the device does not support reset" : null);
     }
 
@@ -195,8 +195,8 @@ public sealed class KernelVfioDevice : IDisposable
     {
         fixed (byte* p = call)
         {
-            int rc = Interop.Kernel.Ioctl(_device, VfioIoctl.VFIO_DEVICE_FEATURE, p);
-            return rc < 0 ? -(int)Interop.Kernel.LastErrno() : rc;
+            int rc = Interop.Interop.Kernel.Ioctl(_device, VfioIoctl.VFIO_DEVICE_FEATURE, p);
+            return rc < 0 ? -(int)Interop.Interop.Kernel.LastErrno() : rc;
         }
     }
 
@@ -222,35 +222,35 @@ public sealed class KernelVfioDevice : IDisposable
     private unsafe long PRead(Span<byte> destination, long fileOffset)
     {
         fixed (byte* p = destination)
-            return Interop.Kernel.PRead(_device, p, (nuint)destination.Length, fileOffset);
+            return Interop.Interop.Kernel.PRead(_device, p, (nuint)destination.Length, fileOffset);
     }
 
     private unsafe long PWrite(ReadOnlySpan<byte> source, long fileOffset)
     {
         fixed (byte* p = source)
-            return Interop.Kernel.PWrite(_device, p, (nuint)source.Length, fileOffset);
+            return Interop.Interop.Kernel.PWrite(_device, p, (nuint)source.Length, fileOffset);
     }
 
     private static SafeVfioFdHandle OpenFile(string path, string operation, Func<Errno, string?> explain)
     {
-        var handle = Interop.Kernel.Open(path, Interop.Kernel.O_RDWR | Interop.Kernel.O_CLOEXEC);
+        var handle = Interop.Interop.Kernel.Open(path, Interop.Interop.Kernel.O_RDWR | Interop.Interop.Kernel.O_CLOEXEC);
         if (handle.IsInvalid)
         {
-            var errno = Interop.Kernel.LastErrno();
+            var errno = Interop.Interop.Kernel.LastErrno();
             handle.Dispose();
-            Interop.Kernel.ThrowIo(errno, operation, explain);
+            Interop.Interop.Kernel.ThrowIo(errno, operation, explain);
         }
         return handle;
     }
 
     private static int IoctlValue(SafeVfioFdHandle fd, uint request, nuint arg, string operation)
-        => (int)Interop.Kernel.CheckIo(Interop.Kernel.Ioctl(fd, request, arg), operation);
+        => (int)Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(fd, request, arg), operation);
 
     private static unsafe void IoctlStruct<T>(SafeVfioFdHandle fd, uint request, ref T value, string operation)
         where T : unmanaged
     {
         fixed (T* p = &value)
-            Interop.Kernel.CheckIo(Interop.Kernel.Ioctl(fd, request, p), operation);
+            Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(fd, request, p), operation);
     }
 
     private static VfioGroupStatusAbi GetGroupStatus(SafeVfioFdHandle group)
@@ -267,7 +267,7 @@ public sealed class KernelVfioDevice : IDisposable
         try
         {
             int fd = container.Fd;
-            Interop.Kernel.CheckIo(Interop.Kernel.Ioctl(group, VfioIoctl.VFIO_GROUP_SET_CONTAINER, &fd), "VFIO_GROUP_SET_CONTAINER",
+            Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(group, VfioIoctl.VFIO_GROUP_SET_CONTAINER, &fd), "VFIO_GROUP_SET_CONTAINER",
                 errno => errno == Errno.EBUSY ? "the group already belongs to a container" : null);
         }
         finally
@@ -279,8 +279,8 @@ public sealed class KernelVfioDevice : IDisposable
 
     private static bool TrySetIommu(SafeVfioFdHandle container, int type, out Errno errno)
     {
-        int rc = Interop.Kernel.Ioctl(container, VfioIoctl.VFIO_SET_IOMMU, (nuint)type);
-        errno = rc < 0 ? Interop.Kernel.LastErrno() : Errno.None;
+        int rc = Interop.Interop.Kernel.Ioctl(container, VfioIoctl.VFIO_SET_IOMMU, (nuint)type);
+        errno = rc < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
         return rc >= 0;
     }
 
@@ -292,8 +292,8 @@ public sealed class KernelVfioDevice : IDisposable
         cname[byteCount] = 0;
         int fd;
         fixed (byte* p = cname)
-            fd = Interop.Kernel.Ioctl(group, VfioIoctl.VFIO_GROUP_GET_DEVICE_FD, p);
-        Interop.Kernel.CheckIo(fd, $"VFIO_GROUP_GET_DEVICE_FD({name})", errno => errno switch
+            fd = Interop.Interop.Kernel.Ioctl(group, VfioIoctl.VFIO_GROUP_GET_DEVICE_FD, p);
+        Interop.Interop.Kernel.CheckIo(fd, $"VFIO_GROUP_GET_DEVICE_FD({name})", errno => errno switch
         {
             Errno.EBUSY => "the device is already open (VFIO allows one open per device through a group)",
             Errno.ENODEV => "the group has no device with this name",

@@ -30,5 +30,5 @@ public sealed class SafeVfioFdHandle : SafeHandle
     public int Fd => (int)handle;
 
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() => Interop.Kernel.Close((int)handle) == 0;
+    protected override bool ReleaseHandle() => Interop.Interop.Kernel.Close((int)handle) == 0;
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
-using Vfio;
+
+namespace Vfio.Interop;
 
 internal static partial class Interop
 {

@@ -1,3 +1,5 @@
+namespace Vfio.Interop;
+
 internal static partial class Interop
 {
     internal static partial class Kernel

@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using Vfio.Kernel;
 
+namespace Vfio.Interop;
+
 internal static partial class Interop
 {
     internal static partial class Kernel

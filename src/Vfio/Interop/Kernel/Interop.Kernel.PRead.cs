@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 
+namespace Vfio.Interop;
+
 internal static partial class Interop
 {
     internal static partial class Kernel
