@@ -161,7 +161,9 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
     /// <summary>DMA_LOGGING_REPORT with <paramref name="bitmap"/> pinned and its address in <c>report.bitmap</c>.</summary>
     public unsafe void ReportDmaLogging(ulong iova, ulong length, ulong pageSize, Span<ulong> bitmap)
     {
-        ulong needed = VfioDmaLoggingReport.BitmapWords(length, pageSize == 0 ? 1 : pageSize);
+        // A page size the kernel will reject (0, below 4096, not a power of two) goes through unchecked so the
+        // caller sees the kernel's own EINVAL; otherwise a short bitmap is caught here, before the kernel writes past it.
+        ulong needed = pageSize >= 4096 && ulong.IsPow2(pageSize) ? VfioDmaLoggingReport.BitmapWords(length, pageSize) : 0;
         if ((ulong)bitmap.Length < needed)
             throw new ArgumentException($"the bitmap needs {needed} u64 words for {length} bytes at page size {pageSize}", nameof(bitmap));
         fixed (ulong* p = bitmap)
