@@ -116,6 +116,26 @@ public sealed class DeviceTests
     }
 
     [Fact]
+    public async Task DmaLogging_ReportWithAShortBitmap_IsRefusedBeforeTheKernelCanWritePastIt()
+    {
+        await using var device = KernelRig.Open(KernelRig.Devices[0]);
+        await device.StartDmaLoggingAsync(4096, [new VfioDmaLoggingRange(0, 0x100000)], Ct);
+        try
+        {
+            // 0x100000 / 4096 = 256 pages = 4 words; one word is too short.
+            await Assert.ThrowsAsync<ArgumentException>(async () => await device.ReportDmaLoggingAsync(0, 0x100000, 4096, new ulong[1], Ct));
+            await device.ReportDmaLoggingAsync(0, 0x100000, 4096, new ulong[4], Ct);
+            // A page size the kernel rejects reaches the kernel, which answers EINVAL itself.
+            var e = await Assert.ThrowsAsync<VfioException>(async () => await device.ReportDmaLoggingAsync(0, 0x100000, 0, new ulong[1], Ct));
+            Assert.Equal(Errno.EINVAL, e.Errno);
+        }
+        finally
+        {
+            await device.StopDmaLoggingAsync(Ct);
+        }
+    }
+
+    [Fact]
     public async Task DmaLogging_ZeroRanges_IsEINVAL_FromTheCore()
     {
         await using var device = KernelRig.Open(KernelRig.Devices[0]);
