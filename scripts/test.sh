@@ -31,6 +31,12 @@ if [ -f tests/kernel/run-guest-tests.sh ]; then
   bash tests/kernel/run-guest-tests.sh 2>&1 | tee -a "$log"
   rig=${PIPESTATUS[0]}
   [ "$rig" = 0 ] || status=$rig
+  if [ -x tests/Vfio.KernelTests/run-in-guest.sh ]; then
+    echo "== kernel backend tests in the guest"
+    tests/Vfio.KernelTests/run-in-guest.sh 2>&1 | tee -a "$log"
+    rig=${PIPESTATUS[0]}
+    [ "$rig" = 0 ] || status=$rig
+  fi
 fi
 
 # Sum the per-suite counts: VSTest's "Failed: a, Passed: b, Skipped: c" and plain "N passed, M failed" lines.
@@ -40,6 +46,10 @@ text = open(sys.argv[1], errors="replace").read()
 p = f = s = 0
 for m in re.finditer(r"Failed:\s*(\d+),\s*Passed:\s*(\d+),\s*Skipped:\s*(\d+)", text):
     f += int(m.group(1)); p += int(m.group(2)); s += int(m.group(3))
+# xunit v3 executables (the kernel backend tests in the guest): "Total: t, Errors: e, Failed: f, Skipped: s, Not Run: n"
+for m in re.finditer(r"Total: (\d+), Errors: (\d+), Failed: (\d+), Skipped: (\d+), Not Run: (\d+)", text):
+    t, e, fl, sk, nr = (int(g) for g in m.groups())
+    p += t - fl - sk - nr; f += fl + e; s += sk + nr
 for m in re.finditer(r"^(?:guest: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", text, re.M):
     p += int(m.group(1)); f += int(m.group(2)); s += int(m.group(3) or 0)
 if f == 0 and sys.argv[2] != "0":

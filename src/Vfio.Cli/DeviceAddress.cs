@@ -1,4 +1,5 @@
 using System.Globalization;
+using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
@@ -37,6 +38,9 @@ internal sealed record DeviceAddress(string Scheme, string Target)
                 return ValueTask.FromResult<IVfioMigrationDevice>(new InProcessMigrationDevice(device, ToString(), ownsDevice: true));
             case "unix":
                 return OpenUnixAsync(Target, cancellationToken);
+            case "vfio":
+                cancellationToken.ThrowIfCancellationRequested();
+                return ValueTask.FromResult<IVfioMigrationDevice>(KernelMigrationDevice.Open(Target));
             default:
                 throw new VfioException(Errno.EOPNOTSUPP, $"open {this}", $"the {Scheme}: transport is not available in this build");
         }

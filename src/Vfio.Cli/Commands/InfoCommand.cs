@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
@@ -10,7 +11,10 @@ using Vfio.User.Server;
 
 namespace Vfio.Cli.Commands;
 
-/// <summary><c>vfio-mig info DEVICE</c>: device info, regions, IRQs and migration capabilities over vfio-user.</summary>
+/// <summary>
+/// <c>vfio-mig info DEVICE</c>: device info, regions, IRQs and migration capabilities (vfio-user, kernel, sample);
+/// <c>vfio-mig info --list</c> lists the kernel VFIO devices found in sysfs.
+/// </summary>
 internal static class InfoCommand
 {
     private static readonly string[] RegionNames = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA"];
@@ -18,14 +22,30 @@ internal static class InfoCommand
 
     public static Command Create()
     {
-        var device = new Argument<string>("device") { Description = "unix:PATH (a vfio-user server) or sample:[options] (in-process, served over a socketpair)" };
+        var device = new Argument<string?>("device") { Description = "unix:PATH (a vfio-user server), vfio:NAME (a kernel VFIO device) or sample:[options] (in-process, served over a socketpair)", Arity = ArgumentArity.ZeroOrOne };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
-        var command = new Command("info", "Print a device's info, regions, IRQs and migration capabilities.") { device, json };
+        var list = new Option<bool>("--list") { Description = "List the VFIO devices found in sysfs (mdevs and vfio-bound PCI devices)" };
+        var command = new Command("info", "Print a device's info, regions, IRQs and migration capabilities.") { device, json, list };
         command.SetAction(async (parse, cancellationToken) =>
         {
             try
             {
-                var address = DeviceAddress.Parse(parse.GetValue(device)!);
+                if (parse.GetValue(list))
+                    return ListKernelDevices();
+                string? text = parse.GetValue(device);
+                if (text is null)
+                {
+                    Console.Error.WriteLine("EINVAL: give a device address (unix:PATH, vfio:NAME, sample:[options]) or --list");
+                    return 2;
+                }
+                var address = DeviceAddress.Parse(text);
+                if (address.Scheme == "vfio")
+                {
+                    await using var kernel = KernelMigrationDevice.Open(address.Target);
+                    var described = kernel.Describe();
+                    Console.Out.Write(parse.GetValue(json) ? KernelJson(described) : described.ToString());
+                    return 0;
+                }
                 var report = address.Scheme switch
                 {
                     "unix" => await QueryUnixAsync(address, cancellationToken).ConfigureAwait(false),
@@ -42,6 +62,49 @@ internal static class InfoCommand
             }
         });
         return command;
+    }
+
+    private static int ListKernelDevices()
+    {
+        var found = VfioSysfs.Discover();
+        foreach (var e in found)
+            Console.Out.Write($"vfio:{e.Name}  {e.Bus.ToString().ToLowerInvariant()}  driver {e.Driver ?? "none"}  iommu group {(e.IommuGroup?.ToString(CultureInfo.InvariantCulture) ?? "none")}\n");
+        if (found.Count == 0)
+            Console.Error.WriteLine("no VFIO devices in /sys/bus/mdev/devices or vfio-bound /sys/bus/pci/devices");
+        return 0;
+    }
+
+    private static string KernelJson(KernelDeviceReport r)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString("device", "vfio:" + r.Entry.Name);
+            w.WriteString("bus", r.Entry.Bus.ToString().ToLowerInvariant());
+            w.WriteString("iommu", r.IommuType == 3 ? "type1v2" : "type1");
+            w.WriteNumber("flags", r.Info.Flags);
+            w.WriteStartArray("regions");
+            foreach (var g in r.Regions)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("index", g.Index);
+                w.WriteNumber("size", g.Size);
+                w.WriteNumber("offset", g.Offset);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartObject("migration");
+            if (r.Capabilities is { } caps)
+                w.WriteString("caps", MigrationStateMachine.FormatCaps(caps));
+            if (r.State is { } st)
+                w.WriteString("state", MigrationStateMachine.Name(st));
+            if (r.MigrationError is not null)
+                w.WriteString("error", r.MigrationError);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray()) + "\n";
     }
 
     private static async Task<InfoReport> QueryUnixAsync(DeviceAddress address, CancellationToken cancellationToken)
