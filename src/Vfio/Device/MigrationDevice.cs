@@ -24,6 +24,7 @@ public abstract partial class MigrationDevice : IDisposable
     private bool _errorRequested;
     private bool _precopyInfoV2;
     private bool _disposed;
+    private EngineFaults _faults;
 
     /// <summary>Creates a device with the given migration capabilities, in RUNNING.</summary>
     /// <exception cref="ArgumentException">The caps lack STOP_COPY or are not one of 0x1, 0x3, 0x5, 0x7.</exception>
@@ -65,6 +66,13 @@ public abstract partial class MigrationDevice : IDisposable
     /// <summary>True once the user opted in to precopy-info v2 (feature 12, spec §4.7).</summary>
     public bool PrecopyInfoV2Enabled => Volatile.Read(ref _precopyInfoV2);
 
+    /// <summary>Deliberate deviations from the core rules (conformance-checker tests only); None by default.</summary>
+    internal EngineFaults Faults
+    {
+        get => _faults;
+        init => _faults = value;
+    }
+
     /// <summary>Raised after each committed arc (for tests, tracing and switchover-ordering checks).</summary>
     public event EventHandler<MigrationArc>? ArcCommitted;
 
@@ -82,18 +90,24 @@ public abstract partial class MigrationDevice : IDisposable
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_faults != EngineFaults.None && TryApplySetStateFault(target, out var faulty))
+                return faulty;
             DataSession? opened = null;
             while (_state != target)
             {
                 var current = _state;
                 if (MigrationStateMachine.TryGetNextState(current, target, Capabilities, out var next) != Errno.None)
                 {
+                    if ((_faults & EngineFaults.IgnoreRejectedRequests) != 0 && current != VfioMigrationState.Error)
+                        return null;
                     string why = current == VfioMigrationState.Error
                         ? "the device is in ERROR; only a reset leaves it"
                         : $"no path from {MigrationStateMachine.Name(current)} to {MigrationStateMachine.Name(target)} with caps {MigrationStateMachine.FormatCaps(Capabilities)}";
                     throw new VfioException(Errno.EINVAL, $"SET device_state {MigrationStateMachine.Name(target)}", why);
                 }
 
+                if ((_faults & EngineFaults.WrongPath) != 0)
+                    next = WrongNextState(current, target, next);
                 var arc = new MigrationArc(current, next);
                 opened = Step(arc);
                 _state = next;
@@ -264,13 +278,15 @@ public abstract partial class MigrationDevice : IDisposable
         Lock();
         try
         {
-            if (!session.IsActive)
+            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated; a new session needs a new stream");
             if (destination.IsEmpty)
                 return 0;
             int n = ReadSavingData(destination, _state);
-            if (n == 0 && MigrationStateMachine.IsPreCopy(_state))
+            if (n == 0 && MigrationStateMachine.IsPreCopy(_state) && (_faults & EngineFaults.PreCopyEndReturnsZero) == 0)
                 VfioException.Throw(Errno.ENOMSG, op, "no pre-copy data for now (temporary end of stream)");
+            if (n == 0 && _state == VfioMigrationState.StopCopy && (_faults & EngineFaults.StopCopyEndIsEnomsg) != 0)
+                VfioException.Throw(Errno.ENOMSG, op, "no data for now");
             return n;
         }
         finally
@@ -287,7 +303,7 @@ public abstract partial class MigrationDevice : IDisposable
         Lock();
         try
         {
-            if (!session.IsActive)
+            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated; a new session needs a new stream");
             if (!source.IsEmpty)
                 WriteResumingData(source);
@@ -307,9 +323,9 @@ public abstract partial class MigrationDevice : IDisposable
         try
         {
             // The kernel checks the state before the file (spec §4.4).
-            if (!MigrationStateMachine.IsPreCopy(_state))
+            if (!MigrationStateMachine.IsPreCopy(_state) && (_faults & EngineFaults.PrecopyInfoInAnyState) == 0)
                 VfioException.Throw(Errno.EINVAL, op, $"the device is in {MigrationStateMachine.Name(_state)}, not PRE_COPY or PRE_COPY_P2P");
-            if (!session.IsActive)
+            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated");
             var estimate = GetPrecopyEstimate();
             return _precopyInfoV2 ? estimate : estimate with { Reinit = false };

@@ -122,6 +122,8 @@ public sealed partial class SampleDevice
                 + (_headerSent ? 0UL : RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize)
                 + (ulong)(_memory.PageCount - _initialNext) * (ulong)_pageRecordSize;
             ulong dirty = (ulong)_saveDirty.Count * (ulong)_pageRecordSize;
+            if (Has(SampleDeviceFaults.InitialBytesGrow))
+                initial += 2 * (ulong)_initialNext * (ulong)_pageRecordSize;
             return new PrecopyEstimate(initial, dirty);
         }
     }
@@ -131,6 +133,8 @@ public sealed partial class SampleDevice
     {
         const ulong headerBytes = RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize;
         const ulong endBytes = RecordHeaderSize + EndPayloadSize + RecordTrailerSize;
+        if (Has(SampleDeviceFaults.BadEstimate))
+            return 0;
         lock (_memLock)
         {
             if (!_saveActive)
