@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Vfio.Conformance;
 using Vfio.Migration;
@@ -68,7 +69,7 @@ internal static class CheckCommand
             };
             var report = await ConformanceChecker.RunAsync(device, options, cancellationToken).ConfigureAwait(false);
             if (settings.Json)
-                await stdout.WriteLineAsync(JsonSerializer.Serialize(report, ConformanceJsonContext.Default.ConformanceReport)).ConfigureAwait(false);
+                await stdout.WriteLineAsync(ToJson(report)).ConfigureAwait(false);
             else
                 await stdout.WriteAsync(FormatText(report)).ConfigureAwait(false);
             return report.Failed > 0 ? 1 : 0;
@@ -101,6 +102,14 @@ internal static class CheckCommand
             }
         }
     }
+
+    // Source-generated metadata; the relaxed encoder keeps "§" readable (the output is not embedded in HTML).
+    private static readonly ConformanceJsonContext s_json = new(new JsonSerializerOptions(ConformanceJsonContext.Default.Options)
+    {
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+
+    internal static string ToJson(ConformanceReport report) => JsonSerializer.Serialize(report, s_json.ConformanceReport);
 
     /// <summary>One table per group (rule, spec, verdict, detail) and the summary line.</summary>
     internal static string FormatText(ConformanceReport report)
