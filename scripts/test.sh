@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the project: restore, build (warnings are errors), the .NET test suites, and the
 # kernel guest rig when this machine can run it. Installs what it needs when run as root.
-set -euo pipefail
+# The last line sums every suite: "total: N passed, M failed, K skipped".
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 # Debian packages the integration tests use (network namespaces). Only as root, only when missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -16,13 +19,31 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 echo "== restore and build"
-dotnet restore Vfio.slnx
-dotnet build Vfio.slnx --no-restore -c Release
+dotnet restore Vfio.slnx || exit 1
+dotnet build Vfio.slnx --no-restore -c Release || exit 1
 
 echo "== .NET tests"
-dotnet test Vfio.slnx --no-build -c Release
+dotnet test Vfio.slnx --no-build -c Release 2>&1 | tee -a "$log"
+status=${PIPESTATUS[0]}
 
-if [ -x tests/kernel/run-guest-tests.sh ]; then
+if [ -f tests/kernel/run-guest-tests.sh ]; then
   echo "== kernel guest rig"
-  bash tests/kernel/run-guest-tests.sh
+  bash tests/kernel/run-guest-tests.sh 2>&1 | tee -a "$log"
+  rig=${PIPESTATUS[0]}
+  [ "$rig" = 0 ] || status=$rig
 fi
+
+# Sum the per-suite counts: VSTest's "Failed: a, Passed: b, Skipped: c" and plain "N passed, M failed" lines.
+python3 - "$log" "$status" <<'PY' || awk 'BEGIN{print "total: summary unavailable"}'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+p = f = s = 0
+for m in re.finditer(r"Failed:\s*(\d+),\s*Passed:\s*(\d+),\s*Skipped:\s*(\d+)", text):
+    f += int(m.group(1)); p += int(m.group(2)); s += int(m.group(3))
+for m in re.finditer(r"^(?:guest: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", text, re.M):
+    p += int(m.group(1)); f += int(m.group(2)); s += int(m.group(3) or 0)
+if f == 0 and sys.argv[2] != "0":
+    f = 1  # a suite failed without reporting counts (build or crash): never report a clean run
+print(f"total: {p} passed, {f} failed, {s} skipped")
+PY
+exit "$status"

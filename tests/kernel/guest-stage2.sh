@@ -1,0 +1,68 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs as PID 1 inside the guest, in the host's root (read-only 9p), with
+# tmpfs on /tmp and /run and the rig's read-write share on /run/vmt.
+# Loads vfio + mdev + vfio_mig_test, creates two mdevs, runs GUEST_TEST_CMD,
+# writes its output to /run/vmt/output.txt and its status to /run/vmt/status,
+# then powers the machine off.
+R=/run/vmt
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck disable=SC1091
+. "$R/env.sh"
+
+finish() {
+	echo "$1" >"$R/status.tmp" && mv "$R/status.tmp" "$R/status"
+	sync
+	/bin/busybox poweroff -f
+	sleep 10
+}
+
+setup_failed() {
+	echo "kernel-rig-guest: setup failed: $*" >>"$R/output.txt"
+	dmesg | tail -n 30 >>"$R/output.txt"
+	finish 94
+}
+
+mkdir -p /dev/shm /dev/pts /tmp/home
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t devpts devpts /dev/pts 2>/dev/null
+hostname kernel-rig 2>/dev/null
+# loopback: the dotnet test host talks to vstest over 127.0.0.1
+ip link set lo up 2>/dev/null || /bin/busybox ip link set lo up
+
+export HOME=/tmp/home
+export DOTNET_CLI_HOME=/tmp/home
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+export NUGET_PACKAGES=${NUGET_PACKAGES:-/root/.nuget/packages}
+[ -d /usr/share/dotnet ] && export PATH=$PATH:/usr/share/dotnet DOTNET_ROOT=/usr/share/dotnet
+export KERNEL_RIG=1
+
+: >"$R/output.txt"
+modprobe -a vfio vfio_iommu_type1 mdev || setup_failed "modprobe -a vfio vfio_iommu_type1 mdev"
+# shellcheck disable=SC2086
+insmod "$VMT_KO" $VMT_MODPARAMS || setup_failed "insmod $VMT_KO $VMT_MODPARAMS"
+T=/sys/class/mdev_bus/vfio_mig_test/mdev_supported_types/vfio_mig_test-1
+[ -d "$T" ] || setup_failed "no mdev type directory $T"
+for u in "$VMT_UUID_A" "$VMT_UUID_B"; do
+	echo "$u" >"$T/create" || setup_failed "cannot create mdev $u"
+done
+export VMT_TYPE_DIR=$T
+
+cd "$GUEST_CWD" 2>/dev/null || cd /
+echo "kernel-rig-guest: $(uname -r), mdevs $VMT_UUID_A $VMT_UUID_B, cmd: $GUEST_TEST_CMD" >>"$R/output.txt"
+timeout --kill-after=5 "${GUEST_CMD_TIMEOUT:-555}" bash -c "$GUEST_TEST_CMD" </dev/null >>"$R/output.txt" 2>&1
+rc=$?
+[ "$rc" = 124 ] && echo "kernel-rig-guest: the test command timed out after ${GUEST_CMD_TIMEOUT:-555}s" >>"$R/output.txt"
+# A WARNING/BUG in the kernel log fails the run, except between the markers
+# "vmt-expect-warn-begin"/"vmt-expect-warn-end" that a test writes to
+# /dev/kmsg around a call known to WARN (e.g. a SET while in ERROR).
+dmesg >"$R/dmesg.txt" 2>/dev/null
+awk '/vmt-expect-warn-begin/ { skip = 1 } /vmt-expect-warn-end/ { skip = 0; next } !skip' \
+	"$R/dmesg.txt" >"$R/dmesg-unexpected.txt"
+if grep -qE 'WARNING:|BUG:|Oops|general protection' "$R/dmesg-unexpected.txt"; then
+	echo "kernel-rig-guest: kernel log has an unexpected WARNING/BUG:" >>"$R/output.txt"
+	grep -E -A12 'WARNING:|BUG:|Oops|general protection' "$R/dmesg-unexpected.txt" | head -n 60 >>"$R/output.txt"
+	[ "$rc" = 0 ] && rc=95
+fi
+finish "$rc"
