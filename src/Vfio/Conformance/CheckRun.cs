@@ -51,7 +51,7 @@ internal sealed partial class CheckRun
         else
         {
             foreach (var rule in ConformanceCatalog.Rules.Where(r => r.Group != ConformanceGroups.Probe && Selected(r.Group)))
-                Skip(rule.Id, "the device could not be probed (see probe.capabilities)");
+                Skip(rule.Id, "the probe failed (see probe.capabilities and probe.state)");
             Skip("probe.restore", "the device could not be probed");
         }
         return new ConformanceReport(_device.Name, capsText, Ordered());

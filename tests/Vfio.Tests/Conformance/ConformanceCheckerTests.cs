@@ -226,6 +226,22 @@ public class ConformanceCheckerTests
     }
 
     [Fact]
+    public async Task ResetRefusedInStopCopy_FailsStaleAfterReset_WithAClearReason()
+    {
+        using var sample = NewSample();
+        await using var device = new ResetRefusingDevice(new InProcessMigrationDevice(sample, "sample:lvfu"));
+
+        var report = await ConformanceChecker.RunAsync(device, Options(sample, ConformanceGroups.Sessions), TestContext.Current.CancellationToken);
+
+        var result = report.Find("sessions.stale-after-reset")!;
+        Assert.Equal(ConformanceVerdict.Fail, result.Verdict);
+        Assert.Contains("reset in STOP_COPY failed", result.Detail, StringComparison.Ordinal);
+        Assert.Contains("§11", result.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("instead of ENODEV", result.Detail, StringComparison.Ordinal);
+        Assert.Equal(VfioMigrationState.Running, sample.State);
+    }
+
+    [Fact]
     public async Task Robustness_RunsTheTransportProbe_OrIsSkippedWithAReason()
     {
         using var sample = NewSample();

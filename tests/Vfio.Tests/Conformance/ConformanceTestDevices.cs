@@ -84,3 +84,14 @@ internal sealed class ProbingDevice(IVfioMigrationDevice inner, params Conforman
 // Hides the in-process engine, so no arc trace is available (like a remote transport).
 internal sealed class OpaqueDevice(IVfioMigrationDevice inner) : DelegatingDevice(inner);
 
+
+// Refuses VFIO_DEVICE_RESET outside RUNNING, as libvfio-user does in STOP/STOP_COPY (spec §11).
+internal sealed class ResetRefusingDevice(IVfioMigrationDevice inner) : DelegatingDevice(inner)
+{
+    public override async ValueTask ResetAsync(CancellationToken cancellationToken = default)
+    {
+        if (await GetStateAsync(cancellationToken) is VfioMigrationState.Stop or VfioMigrationState.StopCopy)
+            throw new VfioException(Errno.EINVAL, "DeviceReset", "reset refused in this state");
+        await base.ResetAsync(cancellationToken);
+    }
+}
