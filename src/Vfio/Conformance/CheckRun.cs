@@ -54,6 +54,8 @@ internal sealed partial class CheckRun
                 Skip(rule.Id, "the probe failed (see probe.capabilities and probe.state)");
             Skip("probe.restore", "the device could not be probed");
         }
+        if (capsText.Length == 0 && _caps.TryGetValue(_device, out var probed))
+            capsText = MigrationStateMachine.FormatCaps(probed);
         return new ConformanceReport(_device.Name, capsText, Ordered());
     }
 
