@@ -3,7 +3,7 @@ using Vfio.Cli.Commands;
 
 var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 — devices, live migration, conformance.")
 {
-    PathCommand.Create(),
     CheckCommand.Create(),
+    PathCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

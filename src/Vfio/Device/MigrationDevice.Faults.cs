@@ -6,6 +6,15 @@ namespace Vfio.Device;
 // Faults != None, so a conforming device never runs any of this.
 public abstract partial class MigrationDevice
 {
+    private EngineFaults _faults;
+
+    /// <summary>Deliberate deviations from the core rules (conformance-checker tests only); None by default.</summary>
+    internal EngineFaults Faults
+    {
+        get => _faults;
+        init => _faults = value;
+    }
+
     // Must hold the state lock. True when a fault fully answered the SET request.
     private bool TryApplySetStateFault(VfioMigrationState target, out DataSession? opened)
     {

@@ -24,7 +24,6 @@ public abstract partial class MigrationDevice : IDisposable
     private bool _errorRequested;
     private bool _precopyInfoV2;
     private bool _disposed;
-    private EngineFaults _faults;
 
     /// <summary>Creates a device with the given migration capabilities, in RUNNING.</summary>
     /// <exception cref="ArgumentException">The caps lack STOP_COPY or are not one of 0x1, 0x3, 0x5, 0x7.</exception>
@@ -65,13 +64,6 @@ public abstract partial class MigrationDevice : IDisposable
 
     /// <summary>True once the user opted in to precopy-info v2 (feature 12, spec §4.7).</summary>
     public bool PrecopyInfoV2Enabled => Volatile.Read(ref _precopyInfoV2);
-
-    /// <summary>Deliberate deviations from the core rules (conformance-checker tests only); None by default.</summary>
-    internal EngineFaults Faults
-    {
-        get => _faults;
-        init => _faults = value;
-    }
 
     /// <summary>Raised after each committed arc (for tests, tracing and switchover-ordering checks).</summary>
     public event EventHandler<MigrationArc>? ArcCommitted;
