@@ -25,6 +25,8 @@ internal enum EngineFaults
     SameStateOpensStream = 1 << 6,
     /// <summary>VFIO_MIG_GET_PRECOPY_INFO answers in every state (violates §4.6).</summary>
     PrecopyInfoInAnyState = 1 << 7,
+    /// <summary>Precopy initial_bytes grows with the bytes read instead of counting down (violates §4.6).</summary>
+    InitialBytesGrow = 1 << 9,
     /// <summary>DMA logging START/REPORT skip the core's validation (violates §5.1, §5.3).</summary>
     SkipDmaLoggingValidation = 1 << 8,
 }

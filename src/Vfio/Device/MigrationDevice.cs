@@ -320,6 +320,8 @@ public abstract partial class MigrationDevice : IDisposable
             if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated");
             var estimate = GetPrecopyEstimate();
+            if ((_faults & EngineFaults.InitialBytesGrow) != 0)
+                estimate = estimate with { InitialBytes = estimate.InitialBytes + (2 * (ulong)session.BytesTransferred) };
             return _precopyInfoV2 ? estimate : estimate with { Reinit = false };
         }
         finally

@@ -122,8 +122,6 @@ public sealed partial class SampleDevice
                 + (_headerSent ? 0UL : RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize)
                 + (ulong)(_memory.PageCount - _initialNext) * (ulong)_pageRecordSize;
             ulong dirty = (ulong)_saveDirty.Count * (ulong)_pageRecordSize;
-            if (Has(SampleDeviceFaults.InitialBytesGrow))
-                initial += 2 * (ulong)_initialNext * (ulong)_pageRecordSize;
             return new PrecopyEstimate(initial, dirty);
         }
     }

@@ -210,6 +210,8 @@ public sealed partial class SampleDevice : MigrationDevice
             engine |= Device.EngineFaults.SameStateOpensStream;
         if ((faults & SampleDeviceFaults.InfoAnyState) != 0)
             engine |= Device.EngineFaults.PrecopyInfoInAnyState;
+        if ((faults & SampleDeviceFaults.InitialBytesGrow) != 0)
+            engine |= Device.EngineFaults.InitialBytesGrow;
         if ((faults & SampleDeviceFaults.LoggingNoValidate) != 0)
             engine |= Device.EngineFaults.SkipDmaLoggingValidation;
         return engine;
