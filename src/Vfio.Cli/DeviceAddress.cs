@@ -7,7 +7,7 @@ using Vfio.User.Client;
 namespace Vfio.Cli;
 
 /// <summary>
-/// A device named on the command line: <c>sample:[size=64MiB,caps=0x7,dirty-rate=16MiB/s,seed=1]</c>
+/// A device named on the command line: <c>sample:[size=64MiB,caps=0x7,dirty-rate=16MiB/s,seed=1,fault=NAME+NAME]</c>
 /// (the built-in device, in process), <c>unix:PATH</c> (a vfio-user server), <c>vfio:NAME</c> (a kernel
 /// VFIO device by sysfs name).
 /// </summary>
@@ -63,7 +63,8 @@ internal sealed record DeviceAddress(string Scheme, string Target)
                 "caps" => options with { Capabilities = Units.ParseCaps(value) },
                 "dirty-rate" => options with { DirtyRateBytesPerSecond = Units.ParseRate(value, "dirty-rate") },
                 "seed" => options with { Seed = int.Parse(value, CultureInfo.InvariantCulture) },
-                _ => throw new VfioException(Errno.EINVAL, "parse sample options", $"unknown option '{key}' (size, caps, dirty-rate, seed)"),
+                "fault" => options with { Faults = options.Faults | Units.ParseFaults(value, "fault") },
+                _ => throw new VfioException(Errno.EINVAL, "parse sample options", $"unknown option '{key}' (size, caps, dirty-rate, seed, fault)"),
             };
         }
         return options;

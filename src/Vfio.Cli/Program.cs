@@ -5,6 +5,7 @@ var bench = BenchCommand.Create();
 bench.Subcommands.Add(TcpBenchCommand.Create());
 var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 — devices, live migration, conformance.")
 {
+    CheckCommand.Create(),
     PathCommand.Create(),
     DemoCommand.Create(),
     ServeCommand.Create(),

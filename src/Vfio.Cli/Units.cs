@@ -1,5 +1,6 @@
 using System.Globalization;
 using Vfio.Migration;
+using Vfio.Sample;
 
 namespace Vfio.Cli;
 
@@ -46,6 +47,24 @@ internal static class Units
         => MigrationStateMachine.TryParseCaps(text, out var caps)
             ? caps
             : throw new VfioException(Errno.EINVAL, "parse --caps", $"'{text}' is not a capability mask (write 0x1, 0x3, 0x5 or 0x7)");
+
+    /// <summary>
+    /// Parses sample-device fault names joined by <c>+</c> (e.g. <c>skip-enomsg+reuse-stream</c>); shared by
+    /// <c>sample:fault=…</c> and <c>vfio-mig serve --fault NAME</c>.
+    /// </summary>
+    public static SampleDeviceFaults ParseFaults(string text, string what)
+    {
+        var faults = SampleDeviceFaults.None;
+        foreach (var name in text.Split('+', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!SampleDeviceFaultNames.TryParse(name, out var fault))
+                throw new VfioException(Errno.EINVAL, $"parse --{what}", $"'{name}' is not a fault (one of {string.Join(", ", SampleDeviceFaultNames.All)})");
+            faults |= fault;
+        }
+        if (faults == SampleDeviceFaults.None && !text.Trim().Equals("none", StringComparison.OrdinalIgnoreCase))
+            throw new VfioException(Errno.EINVAL, $"parse --{what}", "no fault named (write e.g. skip-enomsg or skip-enomsg+reuse-stream)");
+        return faults;
+    }
 
     public static string FormatBytes(double bytes) => bytes switch
     {

@@ -14,7 +14,9 @@ public abstract partial class MigrationDevice
     public ulong StartDmaLogging(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges)
     {
         RequireLogging("DMA_LOGGING_START");
-        var sorted = DmaLoggingValidator.ValidateStart(pageSize, ranges);
+        var sorted = (_faults & EngineFaults.SkipDmaLoggingValidation) != 0
+            ? [.. ranges]
+            : DmaLoggingValidator.ValidateStart(pageSize, ranges);
         Lock();
         try
         {
@@ -49,7 +51,8 @@ public abstract partial class MigrationDevice
     public void ReportDmaLogging(ulong iova, ulong length, ulong pageSize, Span<ulong> bitmap)
     {
         RequireLogging("DMA_LOGGING_REPORT");
-        DmaLoggingValidator.ValidateReport(iova, length, pageSize, bitmap.Length);
+        if ((_faults & EngineFaults.SkipDmaLoggingValidation) == 0)
+            DmaLoggingValidator.ValidateReport(iova, length, pageSize, bitmap.Length);
         Lock();
         try
         {

@@ -89,18 +89,24 @@ public abstract partial class MigrationDevice : IDisposable
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_faults != EngineFaults.None && TryApplySetStateFault(target, out var faulty))
+                return faulty;
             DataSession? opened = null;
             while (_state != target)
             {
                 var current = _state;
                 if (MigrationStateMachine.TryGetNextState(current, target, Capabilities, out var next) != Errno.None)
                 {
+                    if ((_faults & EngineFaults.IgnoreRejectedRequests) != 0 && current != VfioMigrationState.Error)
+                        return null;
                     string why = current == VfioMigrationState.Error
                         ? "the device is in ERROR; only a reset leaves it"
                         : $"no path from {MigrationStateMachine.Name(current)} to {MigrationStateMachine.Name(target)} with caps {MigrationStateMachine.FormatCaps(Capabilities)}";
                     throw new VfioException(Errno.EINVAL, $"SET device_state {MigrationStateMachine.Name(target)}", why);
                 }
 
+                if ((_faults & EngineFaults.WrongPath) != 0)
+                    next = WrongNextState(current, target, next);
                 var arc = new MigrationArc(current, next);
                 opened = Step(arc);
                 _state = next;
@@ -277,13 +283,15 @@ public abstract partial class MigrationDevice : IDisposable
         Lock();
         try
         {
-            if (!session.IsActive)
+            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated; a new session needs a new stream");
             if (destination.IsEmpty)
                 return 0;
             int n = ReadSavingData(destination, _state);
-            if (n == 0 && MigrationStateMachine.IsPreCopy(_state))
+            if (n == 0 && MigrationStateMachine.IsPreCopy(_state) && (_faults & EngineFaults.PreCopyEndReturnsZero) == 0)
                 VfioException.Throw(Errno.ENOMSG, op, "no pre-copy data for now (temporary end of stream)");
+            if (n == 0 && _state == VfioMigrationState.StopCopy && (_faults & EngineFaults.StopCopyEndIsEnomsg) != 0)
+                VfioException.Throw(Errno.ENOMSG, op, "no data for now");
             return n;
         }
         finally
@@ -300,7 +308,7 @@ public abstract partial class MigrationDevice : IDisposable
         Lock();
         try
         {
-            if (!session.IsActive)
+            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated; a new session needs a new stream");
             if (!source.IsEmpty)
                 WriteResumingData(source);
@@ -320,11 +328,13 @@ public abstract partial class MigrationDevice : IDisposable
         try
         {
             // The kernel checks the state before the file (spec §4.4).
-            if (!MigrationStateMachine.IsPreCopy(_state))
+            if (!MigrationStateMachine.IsPreCopy(_state) && (_faults & EngineFaults.PrecopyInfoInAnyState) == 0)
                 VfioException.Throw(Errno.EINVAL, op, $"the device is in {MigrationStateMachine.Name(_state)}, not PRE_COPY or PRE_COPY_P2P");
-            if (!session.IsActive)
+            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
                 VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated");
             var estimate = GetPrecopyEstimate();
+            if ((_faults & EngineFaults.InitialBytesGrow) != 0)
+                estimate = estimate with { InitialBytes = estimate.InitialBytes + (2 * (ulong)session.BytesTransferred) };
             return _precopyInfoV2 ? estimate : estimate with { Reinit = false };
         }
         finally

@@ -51,7 +51,8 @@ public sealed partial class SampleDevice
             {
                 if (!_dmaDirty.IsSet((long)page))
                     continue;
-                _dmaDirty.Clear((long)page);
+                if (!Has(SampleDeviceFaults.LoggingNoClear))
+                    _dmaDirty.Clear((long)page);
                 // Set every report bit the dirty device page overlaps.
                 ulong from = Math.Max(page * devicePage, iova);
                 ulong to = Math.Min((page + 1) * devicePage, iova + length);

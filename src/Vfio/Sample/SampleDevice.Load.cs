@@ -17,6 +17,7 @@ public sealed partial class SampleDevice
     private ulong _pagesLoaded;
     private long _bytesLoaded;
     private string? _loadFailure;
+    private bool _loadCorruptIgnored;
 
     private void BeginLoad()
     {
@@ -29,12 +30,36 @@ public sealed partial class SampleDevice
             _pagesLoaded = 0;
             _bytesLoaded = 0;
             _loadFailure = null;
+            _loadCorruptIgnored = false;
             _received.ClearAll();
         }
     }
 
     /// <inheritdoc/>
     protected override void WriteResumingData(ReadOnlySpan<byte> source)
+    {
+        if (!Has(SampleDeviceFaults.AcceptCorrupt))
+        {
+            WriteResumingDataChecked(source);
+            return;
+        }
+        lock (_memLock)
+        {
+            if (_loadCorruptIgnored)
+                return;
+            try
+            {
+                WriteResumingDataChecked(source);
+            }
+            catch (VfioException)
+            {
+                // Fault accept-corrupt: swallow the rejection and drop the rest of the stream.
+                _loadCorruptIgnored = true;
+            }
+        }
+    }
+
+    private void WriteResumingDataChecked(ReadOnlySpan<byte> source)
     {
         lock (_memLock)
         {
@@ -117,6 +142,8 @@ public sealed partial class SampleDevice
                 if (page >= (ulong)_memory.PageCount)
                     Fail($"PAGE record {sequence} names page {page}, beyond the last page {_memory.PageCount - 1}");
                 payload[8..].CopyTo(_memory.Page((long)page));
+                if (page == 0 && Has(SampleDeviceFaults.CorruptLoad))
+                    _memory.Page(0)[0] ^= 0xFF;
                 _received.Set((long)page);
                 _pagesLoaded++;
                 break;
@@ -139,8 +166,12 @@ public sealed partial class SampleDevice
         const string op = "arc RESUMING>STOP";
         lock (_memLock)
         {
+            if (_loadCorruptIgnored)
+                return;
             if (_loadFailure is not null)
                 throw new VfioException(Errno.EINVAL, op, $"the stream was rejected: {_loadFailure}");
+            if (Has(SampleDeviceFaults.AcceptTruncated))
+                return;
             if (!_loadEndSeen)
                 throw new VfioException(Errno.EINVAL, op, $"incomplete stream: no END record after {_bytesLoaded} bytes");
             if (_received.Count != _memory.PageCount)

@@ -138,6 +138,8 @@ public sealed partial class SampleDevice
     {
         const ulong headerBytes = RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize;
         const ulong endBytes = RecordHeaderSize + EndPayloadSize + RecordTrailerSize;
+        if (Has(SampleDeviceFaults.BadEstimate))
+            return 0;
         lock (_memLock)
         {
             if (!_saveActive)

@@ -26,6 +26,7 @@ public sealed partial class SampleDevice : MigrationDevice
         : base((options ?? SampleDeviceOptions.Default).Capabilities)
     {
         Options = options ?? SampleDeviceOptions.Default;
+        Faults = ToEngineFaults(Options.Faults);
         _memory = new SampleMemory(Options.SizeBytes, Options.PageSize, Options.Seed);
         _pageRecordSize = SampleStreamFormat.PageRecordSize(Options.PageSize);
         _saveDirty = new PageBitmap(_memory.PageCount);
@@ -129,7 +130,19 @@ public sealed partial class SampleDevice : MigrationDevice
     protected override void OnRunningP2PToStop() => SetRunning(false);
 
     /// <inheritdoc/>
-    protected override void OnStopToRunning() => SetRunning(true);
+    protected override void OnStopToRunning()
+    {
+        if (Has(SampleDeviceFaults.RefuseArc))
+            throw new VfioException(Errno.EIO, "arc STOP>RUNNING", "deliberate fault refuse-arc");
+        SetRunning(true);
+    }
+
+    /// <inheritdoc/>
+    protected override void OnRunningP2PToRunning()
+    {
+        if (Has(SampleDeviceFaults.RefuseArc))
+            throw new VfioException(Errno.EIO, "arc RUNNING_P2P>RUNNING", "deliberate fault refuse-arc");
+    }
 
     /// <inheritdoc/>
     protected override void OnStopToRunningP2P() => SetRunning(true);
@@ -174,6 +187,34 @@ public sealed partial class SampleDevice : MigrationDevice
                 _loadLength = 0;
             }
         }
+    }
+
+    private bool Has(SampleDeviceFaults fault) => (Options.Faults & fault) != 0;
+
+    private static Device.EngineFaults ToEngineFaults(SampleDeviceFaults faults)
+    {
+        var engine = Device.EngineFaults.None;
+        if ((faults & SampleDeviceFaults.SkipEnomsg) != 0)
+            engine |= Device.EngineFaults.PreCopyEndReturnsZero;
+        if ((faults & SampleDeviceFaults.NoEof) != 0)
+            engine |= Device.EngineFaults.StopCopyEndIsEnomsg;
+        if ((faults & SampleDeviceFaults.ReuseStream) != 0)
+            engine |= Device.EngineFaults.StaleSessionsStayUsable;
+        if ((faults & SampleDeviceFaults.WrongPath) != 0)
+            engine |= Device.EngineFaults.WrongPath;
+        if ((faults & SampleDeviceFaults.IgnoreInvalid) != 0)
+            engine |= Device.EngineFaults.IgnoreRejectedRequests;
+        if ((faults & SampleDeviceFaults.ErrorSettable) != 0)
+            engine |= Device.EngineFaults.ErrorSettable;
+        if ((faults & SampleDeviceFaults.SameStateStream) != 0)
+            engine |= Device.EngineFaults.SameStateOpensStream;
+        if ((faults & SampleDeviceFaults.InfoAnyState) != 0)
+            engine |= Device.EngineFaults.PrecopyInfoInAnyState;
+        if ((faults & SampleDeviceFaults.InitialBytesGrow) != 0)
+            engine |= Device.EngineFaults.InitialBytesGrow;
+        if ((faults & SampleDeviceFaults.LoggingNoValidate) != 0)
+            engine |= Device.EngineFaults.SkipDmaLoggingValidation;
+        return engine;
     }
 
     private void SetRunning(bool running)
