@@ -7,11 +7,21 @@ namespace Vfio;
 /// from the kernel, from a vfio-user peer, from a device model, or from our own validation.
 /// </summary>
 /// <remarks>The message always starts with the errno name, then says in plain words what failed.</remarks>
-public sealed class VfioException : IOException
+public class VfioException : IOException
 {
     /// <summary>Creates an exception for <paramref name="errno"/> raised by <paramref name="operation"/>.</summary>
     public VfioException(Errno errno, string operation, string? detail = null, Exception? inner = null)
         : base(Format(errno, operation, detail), inner)
+    {
+        Errno = errno;
+        Operation = operation;
+        Detail = detail;
+        HResult = (int)errno;
+    }
+
+    /// <summary>For errors that add context of their own (e.g. a failed migration): the message is already formatted.</summary>
+    protected VfioException(Errno errno, string operation, string? detail, string message, Exception? inner)
+        : base(message, inner)
     {
         Errno = errno;
         Operation = operation;

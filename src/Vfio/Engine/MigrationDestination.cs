@@ -348,7 +348,7 @@ public sealed class MigrationDestination
         private async Task NotifyErrorAsync(Exception failure)
         {
             var status = failure is MigrationException m
-                ? new MigrationStatus(m.Errno, (byte)m.Phase, m.Detail)
+                ? new MigrationStatus(m.Errno, (byte)m.Phase, m.Detail ?? m.Message)
                 : new MigrationStatus(Errno.ECANCELED, (byte)_phase, "the destination canceled the migration");
             int device = failure is MigrationException { DeviceIndex: >= 0 } md ? md.DeviceIndex : MigrationFrame.StreamLevel;
             using var timeout = new CancellationTokenSource(_options.FailureNoticeTimeout);

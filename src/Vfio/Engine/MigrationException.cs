@@ -3,25 +3,22 @@ using System.Globalization;
 namespace Vfio.Engine;
 
 /// <summary>
-/// A migration failed. Says where (side, phase, device) and why (errno and words); the inner exception
+/// A migration failed (a <see cref="VfioException"/> with the side, phase and device added). Says where (side, phase, device) and why (errno and words); the inner exception
 /// is the original <see cref="VfioException"/> when there is one. When this is thrown the source devices
 /// are back in RUNNING (or were reset) and the destination devices were reset; <see cref="RecoveryErrors"/>
 /// lists any device that could not be recovered.
 /// </summary>
-public sealed class MigrationException : Exception
+public sealed class MigrationException : VfioException
 {
     /// <summary>Creates the exception.</summary>
     public MigrationException(MigrationSide side, MigrationPhase phase, int deviceIndex, string? deviceName, Errno errno, string detail, Exception? inner = null, ConvergenceReport? convergence = null)
-        : base(Format(side, phase, deviceIndex, deviceName, errno, detail), inner)
+        : base(errno, "migrate", detail, Format(side, phase, deviceIndex, deviceName, errno, detail), inner)
     {
         Side = side;
         Phase = phase;
         DeviceIndex = deviceIndex;
         DeviceName = deviceName;
-        Errno = errno;
-        Detail = detail;
         Convergence = convergence;
-        HResult = (int)errno;
     }
 
     /// <summary>Creates the exception.</summary>
@@ -53,12 +50,6 @@ public sealed class MigrationException : Exception
 
     /// <summary>The device's name, if a device is to blame.</summary>
     public string? DeviceName { get; }
-
-    /// <summary>The errno.</summary>
-    public Errno Errno { get; }
-
-    /// <summary>The plain-words reason.</summary>
-    public string Detail { get; }
 
     /// <summary>The convergence figures when pre-copy did not converge (errno ETIMEDOUT).</summary>
     public ConvergenceReport? Convergence { get; }
