@@ -68,6 +68,32 @@ public sealed class ProcessTests
         Assert.Equal(0, await server.WaitAsync(TimeSpan.FromSeconds(30)));
     }
 
+    [Fact]
+    public async Task Check_over_vfio_user_passes_on_the_sample_and_fails_the_matching_rule_on_a_served_fault()
+    {
+        // spec §4.3 (truncated resume rejected) and §3.4 (reset in any state), observed through a served device.
+        string good = TestSupport.TempSocketPath(), bad = TestSupport.TempSocketPath();
+        using var goodServer = new TestSupport.CliProcess("serve", "--socket", good, "--size", "1MiB", "--caps", "0x7");
+        using var badServer = new TestSupport.CliProcess("serve", "--socket", bad, "--size", "1MiB", "--caps", "0x7", "--fault", "accept-truncated");
+        await goodServer.WaitForOutputAsync($"serving sample device (1.0 MiB, caps 0x7) on {good}", Startup);
+        await badServer.WaitForOutputAsync("faults AcceptTruncated", Startup);
+
+        using var pass = new TestSupport.CliProcess("check", "unix:" + good, "--allow-destructive");
+        int rc = await pass.WaitAsync(TimeSpan.FromMinutes(3));
+        Assert.True(rc == 0, $"check exited {rc}; stdout: {pass.Output} stderr: {pass.Error}");
+        Assert.Matches(@"(?m)^\d+ passed, 0 failed, \d+ skipped$", pass.Output);
+
+        using var fail = new TestSupport.CliProcess("check", "unix:" + bad, "--only", "sessions", "--allow-destructive");
+        Assert.Equal(1, await fail.WaitAsync(TimeSpan.FromMinutes(3)));
+        Assert.Matches(@"sessions\.resume-truncated\s+\S+\s+\S*\s*FAIL", fail.Output);
+        Assert.Matches(@"sessions\.stale-after-reset\s+\S+\s+\S*\s*PASS", fail.Output);
+
+        goodServer.Signal("TERM");
+        badServer.Signal("TERM");
+        Assert.Equal(0, await goodServer.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await badServer.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
     private static bool PathExists(string path)
     {
         try

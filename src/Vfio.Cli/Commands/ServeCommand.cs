@@ -17,10 +17,15 @@ internal static class ServeCommand
         var dirtyRate = new Option<string>("--dirty-rate") { Description = "Bytes per second the device workload dirties while running, e.g. 16MiB/s", DefaultValueFactory = _ => "0" };
         var caps = new Option<string>("--caps") { Description = "Migration capabilities: 0x1, 0x3, 0x5 or 0x7 (0x5 = what libvfio-user offers)", DefaultValueFactory = _ => "0x5" };
         var seed = new Option<int>("--seed") { Description = "Seed of the initial content and workload", DefaultValueFactory = _ => 1 };
+        var fault = new Option<string[]>("--fault")
+        {
+            Description = "Make the device violate the protocol on purpose (for testing `vfio-mig check`): " + string.Join(", ", SampleDeviceFaultNames.All) + "; repeat or join with +",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var verbose = new Option<bool>("--verbose") { Description = "Log connections and failed commands to stderr" };
         var command = new Command("serve", "Serve the sample device as a vfio-user server (live migration capable).")
         {
-            socket, size, dirtyRate, caps, seed, verbose,
+            socket, size, dirtyRate, caps, seed, fault, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -32,6 +37,7 @@ internal static class ServeCommand
                     DirtyRateBytesPerSecond = Units.ParseRate(parse.GetValue(dirtyRate)!, "dirty-rate"),
                     Capabilities = Units.ParseCaps(parse.GetValue(caps)!),
                     Seed = parse.GetValue(seed),
+                    Faults = (parse.GetValue(fault) ?? []).Aggregate(SampleDeviceFaults.None, (all, f) => all | Units.ParseFaults(f, "fault")),
                 };
                 using var device = new SampleDevice(options);
                 using var loggerFactory = LoggerFactory.Create(b =>
@@ -50,7 +56,7 @@ internal static class ServeCommand
                 await using var server = new VfioUserServer(parse.GetValue(socket)!, VfioUserDeviceDefinition.ForSample(device), new VfioUserServerOptions { LoggerFactory = loggerFactory });
                 server.Start();
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"serving sample device ({Units.FormatBytes(device.SizeBytes)}, caps 0x{(ulong)device.Capabilities:x}) on {server.Path}"));
+                    $"serving sample device ({Units.FormatBytes(device.SizeBytes)}, caps 0x{(ulong)device.Capabilities:x}{(options.Faults == SampleDeviceFaults.None ? "" : ", faults " + options.Faults)}) on {server.Path}"));
                 Console.Out.Flush();
                 await server.RunAsync(stop.Token).ConfigureAwait(false);
                 Console.Out.WriteLine($"stopped after {server.ConnectionCount} client(s)");

@@ -18,7 +18,10 @@ internal sealed partial class CheckRun
             return;
         }
 
-        await ExpectStartErrorAsync("dirty.zero-ranges", [], LogPage, Errno.EINVAL, "0 ranges", ct).ConfigureAwait(false);
+        if (_device is ITransportConventions { DmaLoggingZeroRangesMeansAll: true })
+            await ExpectZeroRangesMeanAllAsync(ct).ConfigureAwait(false);
+        else
+            await ExpectStartErrorAsync("dirty.zero-ranges", [], LogPage, Errno.EINVAL, "0 ranges", ct).ConfigureAwait(false);
         var many = Enumerable.Range(0, 257).Select(i => new VfioDmaLoggingRange((ulong)i * 2 * LogPage, LogPage)).ToArray();
         await ExpectStartErrorAsync("dirty.too-many-ranges", many, LogPage, Errno.E2BIG, "257 ranges", ct).ConfigureAwait(false);
         if (await ExpectStartErrorAsync(null, [new(0x800, LogPage)], LogPage, Errno.EINVAL, "iova 0x800 with page size 0x1000", ct).ConfigureAwait(false) is { } badIova)
@@ -65,6 +68,18 @@ internal sealed partial class CheckRun
             await TryAsync(() => _device.StopDmaLoggingAsync(ct)).ConfigureAwait(false);
             await LeaveAsync(_device, ct).ConfigureAwait(false);
         }
+    }
+
+    // vfio-user: libvfio-user's sample client starts logging with 0 ranges and expects success (vfio-user.md §6.12).
+    private async Task ExpectZeroRangesMeanAllAsync(CancellationToken ct)
+    {
+        const string rule = "dirty.zero-ranges";
+        var start = await TryAsync(async () => await _device.StartDmaLoggingAsync(LogPage, [], ct).ConfigureAwait(false)).ConfigureAwait(false);
+        await TryAsync(() => _device.StopDmaLoggingAsync(ct)).ConfigureAwait(false);
+        if (start.Ok)
+            Pass(rule, "0 ranges accepted as \"everything\" (the vfio-user convention, not the kernel's EINVAL)");
+        else
+            Fail(rule, $"0 ranges failed with {start.Describe()}; over vfio-user it means \"log everything\" and must succeed");
     }
 
     private async Task ReadAndClearAsync(CancellationToken ct)

@@ -10,13 +10,16 @@ namespace Vfio.User.Client;
 /// A remote vfio-user device as <see cref="IVfioMigrationDevice"/>: DEVICE_FEATURE for the FSM and DMA logging,
 /// MIG_DATA_READ/WRITE for the data stream (spec §7.1). No PRECOPY_INFO exists over vfio-user (ENOTTY).
 /// </summary>
-public sealed class VfioUserMigrationDevice : IVfioMigrationDevice
+public sealed class VfioUserMigrationDevice : IVfioMigrationDevice, Conformance.ITransportConventions
 {
     private readonly bool _ownsClient;
     private VfioMigrationFlags? _caps;
     private volatile uint _lastState = (uint)VfioMigrationState.Running;
     private RemoteStream? _stream;
     private bool _dataSizeSupported = true;
+
+    /// <summary>Over vfio-user, DMA_LOGGING_START with 0 ranges means "log everything" (libvfio-user's convention).</summary>
+    public bool DmaLoggingZeroRangesMeansAll => true;
 
     /// <summary>Wraps a connected client.</summary>
     public VfioUserMigrationDevice(VfioUserClient client, bool ownsClient = true)

@@ -295,8 +295,13 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
 
     private bool IsAllowedInState(VfioUserCommand command)
     {
+        // DEVICE_RESET is accepted in every state: it is the way out of ERROR and of an abandoned
+        // RESUMING or STOP_COPY (kernel §3.4). libvfio-user refuses it in STOP/STOP_COPY; accepting
+        // more than a peer does cannot break a client.
+        if (command == VfioUserCommand.DeviceReset)
+            return true;
         var state = _device.Migration.State;
-        // libvfio-user's gating (spec §7.4): STOP and STOP_COPY refuse most commands.
+        // Otherwise libvfio-user's gating (spec §7.4): STOP and STOP_COPY refuse most commands.
         return state switch
         {
             VfioMigrationState.Stop => command is VfioUserCommand.RegionRead or VfioUserCommand.RegionWrite or VfioUserCommand.DeviceFeature
