@@ -16,6 +16,12 @@ cli=src/Vfio.Cli/bin/Release/net10.0/vfio-mig;
 echo "== vfio-mig info --list"; $cli info --list;
 echo "== vfio-mig info vfio:$VMT_UUID_A"; $cli info vfio:$VMT_UUID_A;
 echo "== vfio-mig info vfio:no-such-device"; $cli info vfio:no-such-device; echo "exit $?";
+rc=0;
+echo "== vfio-mig migrate --from vfio:A --to vfio:B";
+$cli migrate --from vfio:$VMT_UUID_A --to vfio:$VMT_UUID_B || rc=1;
+echo "== vfio-mig check vfio:A --peer vfio:B";
+$cli check vfio:$VMT_UUID_A --peer vfio:$VMT_UUID_B || rc=1;
 echo "== Vfio.KernelTests";
-tests/Vfio.KernelTests/bin/Release/net10.0/Vfio.KernelTests -noColor'"$extra"
+tests/Vfio.KernelTests/bin/Release/net10.0/Vfio.KernelTests -noColor'"$extra"' || rc=1;
+exit $rc'
 exec bash "$RIG"

@@ -174,12 +174,30 @@ mount -t tmpfs -o mode=755 tmpfs /newroot/run || fail "tmpfs /run"
 mkdir -p /newroot/run/vmt
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none results /newroot/run/vmt ||
 	fail "cannot mount the results share"
+# A checkout under /tmp or /run is hidden by the tmpfs above: mount it again at the same path.
+if [ -f /repo_path ]; then
+	p=$(cat /repo_path)
+	mkdir -p "/newroot$p"
+	mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose repo "/newroot$p" ||
+		fail "cannot mount the checkout share"
+fi
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 mount --move /dev /newroot/dev
 exec switch_root /newroot /bin/bash /run/vmt/stage2.sh
 EOF
 chmod +x "$IRD/init"
+# The checkout's parent (the checkout and shared/ beside it) gets its own share when the guest's tmpfs
+# on /tmp or /run would hide it, as in a CI clone under /tmp.
+REPO_PARENT=$(dirname "$REPO_ROOT")
+REPO_SHARE=()
+case "$REPO_PARENT" in
+/tmp | /tmp/* | /run | /run/*)
+	echo "$REPO_PARENT" >"$IRD/repo_path"
+	REPO_SHARE=(-fsdev "local,id=c,path=$REPO_PARENT,security_model=none,readonly=on,multidevs=remap"
+		-device virtio-9p-pci,fsdev=c,mount_tag=repo)
+	;;
+esac
 (cd "$IRD" && find . | cpio -o -H newc --quiet | gzip -1) >"$WORK/initramfs.cpio.gz" ||
 	die "initramfs build failed"
 
@@ -195,6 +213,7 @@ else
 fi
 if [ -z "${GUEST_CWD:-}" ]; then
 	case "$PWD" in
+	"$REPO_PARENT" | "$REPO_PARENT"/*) GUEST_CWD=$PWD ;;
 	/tmp | /tmp/* | /run | /run/*) GUEST_CWD=$REPO_ROOT ;;
 	*) GUEST_CWD=$PWD ;;
 	esac
@@ -248,6 +267,7 @@ timeout --kill-after=10 "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 \
 	-device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
 	-fsdev local,id=w,path="$SHARE",security_model=none \
 	-device virtio-9p-pci,fsdev=w,mount_tag=results \
+	"${REPO_SHARE[@]}" \
 	</dev/null &
 QEMU_PID=$!
 wait "$QEMU_PID"

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Vfio.Engine;
+using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.User.Client;
 
@@ -11,7 +12,7 @@ namespace Vfio.Cli.Commands;
 
 /// <summary>
 /// <c>vfio-mig migrate --from unix:A --to unix:B</c>: live-migrates one device with the migration engine, then
-/// verifies by reading BAR0 of both through REGION_READ and comparing SHA-256.
+/// verifies by reading BAR0 of both through REGION_READ (vfio-user) or region 0 through the device fd (kernel) and comparing SHA-256.
 /// </summary>
 internal static class MigrateCommand
 {
@@ -22,7 +23,7 @@ internal static class MigrateCommand
         var downtime = new Option<string>("--downtime-limit") { Description = "Target downtime for the switchover, e.g. 300ms", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print one JSON summary instead of progress and text" };
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip the BAR0 SHA-256 comparison" };
-        var command = new Command("migrate", "Live-migrate a device (vfio-user or sample) into another and verify the result.")
+        var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
             from, to, downtime, json, noVerify,
         };
@@ -46,6 +47,8 @@ internal static class MigrateCommand
                 string? verified = null;
                 if (bar0 is { } size && source is VfioUserMigrationDevice s && destination is VfioUserMigrationDevice d)
                     verified = await VerifyAsync(s, d, size, cancellationToken).ConfigureAwait(false);
+                else if (!parse.GetValue(noVerify) && source is KernelMigrationDevice ks && destination is KernelMigrationDevice kd)
+                    verified = await VerifyKernelAsync(ks, kd, cancellationToken).ConfigureAwait(false);
                 var ci = CultureInfo.InvariantCulture;
                 if (asJson)
                 {
@@ -99,6 +102,41 @@ internal static class MigrateCommand
             if (paused)
                 await destination.SetStateAsync(VfioMigrationState.Running, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    // Kernel devices: region 0 holds the device state of the project's test driver (and BAR0 of a PCI
+    // device); both are compared with the destination paused so it cannot change mid-read.
+    private static async Task<string> VerifyKernelAsync(KernelMigrationDevice source, KernelMigrationDevice destination, CancellationToken cancellationToken)
+    {
+        bool paused = await destination.GetStateAsync(cancellationToken).ConfigureAwait(false) == VfioMigrationState.Running;
+        if (paused)
+            await destination.SetStateAsync(VfioMigrationState.Stop, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            string a = HashRegion0(source.Device), b = HashRegion0(destination.Device);
+            if (a != b)
+                throw new VerificationException($"EIO: verify: destination region 0 sha256 {b} differs from source {a}");
+            return a;
+        }
+        finally
+        {
+            if (paused)
+                await destination.SetStateAsync(VfioMigrationState.Running, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static string HashRegion0(KernelVfioDevice device)
+    {
+        var info = device.GetRegionInfo(0);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 20];
+        for (ulong at = 0; at < info.Size; at += (ulong)buffer.Length)
+        {
+            int n = (int)Math.Min((ulong)buffer.Length, info.Size - at);
+            device.ReadRegion(0, at, buffer.AsSpan(0, n));
+            hash.AppendData(buffer, 0, n);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     private static async Task<ulong> Bar0SizeAsync(VfioUserMigrationDevice source, VfioUserMigrationDevice destination, CancellationToken cancellationToken)

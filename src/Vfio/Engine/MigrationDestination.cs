@@ -260,7 +260,7 @@ public sealed class MigrationDestination
                 }
                 catch (VfioException ex)
                 {
-                    await _writer.WriteStatusAsync(MigrationFrameType.LoadResult, (ushort)i, new MigrationStatus(ex.Errno, (byte)_phase, ex.Message), token).ConfigureAwait(false);
+                    await _writer.WriteStatusAsync(MigrationFrameType.LoadResult, (ushort)i, new MigrationStatus(ex.Errno, (byte)_phase, ex.Detail is null ? ex.Message : $"{ex.Operation}: {ex.Detail}"), token).ConfigureAwait(false);
                     throw Fail(i, ex.Errno, $"RESUMING>STOP rejected the loaded state: {ex.Detail ?? ex.Message}", ex);
                 }
                 await _writer.WriteStatusAsync(MigrationFrameType.LoadResult, (ushort)i, new MigrationStatus(Errno.None, (byte)_phase, "loaded and validated"), token).ConfigureAwait(false);
