@@ -52,8 +52,8 @@ public sealed class MigrationDestination
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(returnPath);
         return RunAsync(
-            PipeReader.Create(input, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true)),
-            PipeWriter.Create(returnPath, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16, leaveOpen: true)),
+            StreamPipes.Reader(input),
+            StreamPipes.Writer(returnPath),
             progress,
             cancellationToken);
     }

@@ -52,8 +52,8 @@ public sealed class MigrationSource
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(returnPath);
         return RunAsync(
-            PipeWriter.Create(output, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16, leaveOpen: true)),
-            PipeReader.Create(returnPath, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true)),
+            StreamPipes.Writer(output),
+            StreamPipes.Reader(returnPath),
             progress,
             cancellationToken);
     }

@@ -236,44 +236,14 @@ public sealed class NetReceiverSession : IAsyncDisposable
         return true;
     }
 
-    private void CloseAll()
-    {
-        _cts.Cancel();
-        foreach (var c in _channels)
-            c.Abort();
-    }
+    private void CloseAll() => NetAbort.CloseAll(_channels, _cts);
 
     // Records the fault first, then tells the sender (bounded), then closes: the reason stays the one reported.
     private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
     {
         if (!MarkFault(e))
             return;
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-        try
-        {
-            await _channels[0].WriteFrameAsync(NetFrameType.Abort, 0, NetStatus.EncodeAbort(errno, reason), cts.Token).ConfigureAwait(false);
-        }
-        catch (Exception x) when (x is VfioException or OperationCanceledException)
-        {
-            // Best effort: the control channel may be the broken one.
-        }
-        await LingerAsync().ConfigureAwait(false);
-        CloseAll();
-    }
-
-    // A reset would make the peer's kernel drop the Abort still in its receive queue: end our side of the control
-    // channel with a FIN and give the peer a moment (bounded) to read the Abort and close first.
-    private async Task LingerAsync()
-    {
-        try
-        {
-            _channels[0].Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
-            await _readers[0].WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        }
-        catch (Exception x) when (x is System.Net.Sockets.SocketException or ObjectDisposedException or TimeoutException or VfioException or OperationCanceledException or IOException)
-        {
-            // Closing anyway.
-        }
+        await NetAbort.TellAndCloseAsync(_channels, _readers[0], _cts, errno, reason).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
