@@ -10,7 +10,7 @@ namespace Vfio.User.Client;
 /// A remote vfio-user device as <see cref="IVfioMigrationDevice"/>: DEVICE_FEATURE for the FSM and DMA logging,
 /// MIG_DATA_READ/WRITE for the data stream (spec §7.1). No PRECOPY_INFO exists over vfio-user (ENOTTY).
 /// </summary>
-public sealed class VfioUserMigrationDevice : IVfioMigrationDevice, Conformance.ITransportConventions
+public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conformance.ITransportConventions, Conformance.IRawMessageProbe
 {
     private readonly bool _ownsClient;
     private VfioMigrationFlags? _caps;
