@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
@@ -16,6 +17,8 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private readonly UnixFdSocket _socket;
     private readonly VfioUserClientOptions _options;
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
+    private readonly ConcurrentDictionary<ushort, MigDataTarget> _dataTargets = new();
+    private readonly byte[] _migDataHead = new byte[MigDataPayload.Length];
     private readonly List<(ulong Iova, Memory<byte> Memory)> _dmaMemory = [];
     private readonly Lock _dmaLock = new();
     private readonly CancellationTokenSource _shutdown = new();
@@ -137,7 +140,12 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     }
 
     /// <summary>Sends without awaiting: returns the task of the reply (pipelining).</summary>
-    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken)
+    /// <remarks>
+    /// With <paramref name="dataTarget"/> (MIG_DATA_READ only) the reply's data is received into the buffer the
+    /// reader provides to the target. Any other command first abandons the targets still waiting: its reply queues
+    /// behind theirs, so the read loop must not wait for a reader who is now waiting for that other reply.
+    /// </remarks>
+    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken, MigDataTarget? dataTarget = null)
     {
         if (_closedReason is not null)
             throw new VfioException(Errno.ENOTCONN, $"{command} to {Name}", "the connection is closed: " + _closedReason.Message);
@@ -150,6 +158,10 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             id = (ushort)Interlocked.Increment(ref _nextId);
         }
         while (!_pending.TryAdd(id, tcs));
+        if (dataTarget is null)
+            AbandonDataTargets();
+        else
+            _dataTargets[id] = dataTarget;
         var message = new byte[VfioUserHeader.Size + payload.Length];
         new VfioUserHeader(id, command, (uint)message.Length, VfioUserMessageFlags.Command, 0).Encode(message);
         payload.Span.CopyTo(message.AsSpan(VfioUserHeader.Size));
@@ -160,6 +172,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         catch
         {
             _pending.TryRemove(id, out _);
+            _dataTargets.TryRemove(id, out _);
             throw;
         }
         var closed = _closedReason;
@@ -193,9 +206,24 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         {
             while (true)
             {
-                var message = await _socket.ReceiveAsync(_shutdown.Token).ConfigureAwait(false);
-                if (message is null)
+                if (await _socket.ReceiveHeaderAsync(_shutdown.Token).ConfigureAwait(false) is not var (header, fds))
                     break;
+                VfioUserMessage message;
+                try
+                {
+                    message = header.IsReply && _dataTargets.TryGetValue(header.MessageId, out var target)
+                        ? await ReceiveMigDataAsync(header, fds, target).ConfigureAwait(false)
+                        : await _socket.ReceiveBodyAsync(header, fds, _shutdown.Token).ConfigureAwait(false);
+                }
+                catch
+                {
+                    fds.Dispose();
+                    throw;
+                }
+                finally
+                {
+                    _dataTargets.TryRemove(header.MessageId, out _);
+                }
                 if (message.Header.IsReply)
                 {
                     if (_pending.TryRemove(message.Header.MessageId, out var tcs))
@@ -225,6 +253,59 @@ public sealed partial class VfioUserClient : IAsyncDisposable
                     tcs.TrySetException(new VfioException(Errno.ECONNRESET, Name, "the connection closed: " + reason.Message, reason));
             }
         }
+    }
+
+    // A well-formed MIG_DATA_READ reply: {argsz, size} head, then size data bytes into the reader's buffer (the
+    // rest into the target's overflow), then any padding (libvfio-user pads to the requested size) is drained.
+    // Anything else (error, fds, a size the request did not allow) is received whole for the reader to judge.
+    private async ValueTask<VfioUserMessage> ReceiveMigDataAsync(VfioUserHeader header, ReceivedFds fds, MigDataTarget target)
+    {
+        int length = header.PayloadLength;
+        if (header.IsError || fds.Count > 0 || length < MigDataPayload.Length)
+            return await _socket.ReceiveBodyAsync(header, fds, _shutdown.Token).ConfigureAwait(false);
+        await _socket.ReceivePayloadAsync(header, _migDataHead, _shutdown.Token).ConfigureAwait(false);
+        var head = MigDataPayload.Decode(_migDataHead, "MIG_DATA_READ reply");
+        int data = length - MigDataPayload.Length;
+        if (head.Size > (uint)target.Requested || head.Size > (uint)data)
+        {
+            var whole = ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                _migDataHead.CopyTo(whole, 0);
+                await _socket.ReceivePayloadAsync(header, whole.AsMemory(MigDataPayload.Length, data), _shutdown.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(whole);
+                throw;
+            }
+            return new VfioUserMessage(header, whole, length, fds);
+        }
+        var destination = await target.Destination.WaitAsync(_shutdown.Token).ConfigureAwait(false);
+        int size = (int)head.Size;
+        int direct = Math.Min(size, destination.Length);
+        await _socket.ReceivePayloadAsync(header, destination[..direct], _shutdown.Token).ConfigureAwait(false);
+        var overflow = ArrayPool<byte>.Shared.Rent(Math.Max(1, data - direct)); // overflow data, then the padding
+        try
+        {
+            await _socket.ReceivePayloadAsync(header, overflow.AsMemory(0, size - direct), _shutdown.Token).ConfigureAwait(false);
+            if (data > size)
+                await _socket.ReceivePayloadAsync(header, overflow.AsMemory(size - direct, data - size), _shutdown.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(overflow);
+            throw;
+        }
+        target.SetPlaced(direct, overflow, size - direct);
+        return new VfioUserMessage(header, ArrayPool<byte>.Shared.Rent(1), 0, fds);
+    }
+
+    /// <summary>Every MIG_DATA_READ reply still waiting for its reader's buffer goes to an overflow array instead.</summary>
+    internal void AbandonDataTargets()
+    {
+        foreach (var target in _dataTargets.Values)
+            target.Abandon();
     }
 
     // Server→client commands: DMA_READ / DMA_WRITE on message-mode regions (16-byte {addr, count} head).

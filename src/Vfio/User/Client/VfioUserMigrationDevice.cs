@@ -188,7 +188,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
     /// <summary>The data stream over MIG_DATA_READ/WRITE; STOP_COPY reads are pipelined.</summary>
     private sealed class RemoteStream(VfioUserMigrationDevice device, DataSessionKind kind) : IMigrationDataStream
     {
-        private readonly Queue<(Task<Transport.VfioUserMessage> Reply, int Requested)> _inflight = new();
+        private readonly Queue<(Task<Transport.VfioUserMessage> Reply, MigDataTarget Target)> _inflight = new();
         private readonly Queue<Task<Transport.VfioUserMessage>> _writes = new();
         private byte[] _leftover = [];
         private int _leftoverStart;
@@ -199,7 +199,15 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
 
         public DataSessionKind Kind => kind;
 
-        public void Terminate() => _terminated = true;
+        public void Terminate()
+        {
+            _terminated = true;
+            AbandonInflight();
+        }
+
+        // Replies still in flight go to overflow buffers: no reader will hand them a buffer. (Through the client's
+        // thread-safe table: a dispose may race with a read that is still queueing requests.)
+        private void AbandonInflight() => device.Client.AbandonDataTargets();
 
         public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
@@ -226,17 +234,29 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             if (stopCopy)
             {
                 while (_inflight.Count < Math.Max(1, client.Options.PipelineDepth))
-                    _inflight.Enqueue((await client.SendCommandAsync(VfioUserCommand.MigDataRead, VfioUserClient.MigDataReadRequest(chunk), null, cancellationToken).ConfigureAwait(false), chunk));
+                    await SendReadAsync(client, chunk, cancellationToken).ConfigureAwait(false);
             }
             else if (_inflight.Count == 0)
             {
-                int size = Math.Min(buffer.Length, chunk);
-                _inflight.Enqueue((await client.SendCommandAsync(VfioUserCommand.MigDataRead, VfioUserClient.MigDataReadRequest(size), null, cancellationToken).ConfigureAwait(false), size));
+                await SendReadAsync(client, Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
             }
-            var (pending, requested) = _inflight.Dequeue();
+            var (pending, target) = _inflight.Dequeue();
+            int requested = target.Requested;
+            target.Provide(buffer);
             using var reply = await client.CompleteAsync(VfioUserCommand.MigDataRead, pending, cancellationToken).ConfigureAwait(false);
             int got;
-            if (requested <= buffer.Length)
+            if (target.Placed)
+            {
+                // The data went straight into buffer; only what did not fit (or came after an abandon) is copied.
+                if (_leftover.Length < target.OverflowCount)
+                    _leftover = new byte[target.OverflowCount];
+                int more = target.OverflowCount;
+                int copied = target.TakeOverflow(buffer.Span[target.PlacedCount..], _leftover);
+                got = target.PlacedCount + copied;
+                _leftoverStart = 0;
+                _leftoverCount = more - copied;
+            }
+            else if (requested <= buffer.Length)
             {
                 got = VfioUserClient.TakeMigData(reply, requested, buffer.Span);
             }
@@ -255,6 +275,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             {
                 // STOP_COPY: a short reply is the end of the stream; drain the requests still in flight.
                 _eof = true;
+                AbandonInflight();
                 while (_inflight.Count > 0)
                 {
                     var (rest, _) = _inflight.Dequeue();
@@ -326,6 +347,16 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             return new PrecopyEstimate(0, (ulong)_leftoverCount + (_lastShort ? 0UL : (ulong)device.Client.ReadChunk));
         }
 
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        public ValueTask DisposeAsync()
+        {
+            AbandonInflight();
+            return ValueTask.CompletedTask;
+        }
+
+        private async Task SendReadAsync(VfioUserClient client, int size, CancellationToken cancellationToken)
+        {
+            var target = new MigDataTarget(size);
+            _inflight.Enqueue((await client.SendCommandAsync(VfioUserCommand.MigDataRead, VfioUserClient.MigDataReadRequest(size), null, cancellationToken, target).ConfigureAwait(false), target));
+        }
     }
 }

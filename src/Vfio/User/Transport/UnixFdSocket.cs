@@ -161,6 +161,26 @@ public sealed class UnixFdSocket : IDisposable
     /// <exception cref="VfioException">Socket errors.</exception>
     public async ValueTask<VfioUserMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
     {
+        if (await ReceiveHeaderAsync(cancellationToken).ConfigureAwait(false) is not var (header, fds))
+            return null;
+        try
+        {
+            return await ReceiveBodyAsync(header, fds, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            fds.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Receives and validates the 16-byte header of the next message (and the fds sent with it); the payload is
+    /// left in the socket for <see cref="ReceiveBodyAsync"/> or <see cref="ReceivePayloadAsync"/>. Null on a clean
+    /// end of stream at a message boundary.
+    /// </summary>
+    public async ValueTask<(VfioUserHeader Header, ReceivedFds Fds)?> ReceiveHeaderAsync(CancellationToken cancellationToken = default)
+    {
         var headerBytes = new byte[VfioUserHeader.Size];
         var fds = new List<SafeFdHandle>();
         int got = 0;
@@ -193,42 +213,60 @@ public sealed class UnixFdSocket : IDisposable
                 }
                 got += (int)n;
             }
-
             var header = VfioUserFrame.ReadHeader(headerBytes, MaxMessageSize);
-            int length = header.PayloadLength;
-            var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
-            try
-            {
-                int read = 0;
-                while (read < length)
-                {
-                    int n;
-                    try
-                    {
-                        n = await _socket.ReceiveAsync(buffer.AsMemory(read, length - read), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                    }
-                    catch (SocketException ex)
-                    {
-                        throw new VfioException(ToErrno(ex), "receive vfio-user message body", ex.Message, ex);
-                    }
-                    if (n == 0)
-                        throw new VfioUserProtocolException($"the peer closed the connection after {read} of {length} payload bytes of {header.Command}");
-                    read += n;
-                }
-            }
-            catch
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-                throw;
-            }
             var received = new ReceivedFds([.. fds]);
             fds.Clear();
-            return new VfioUserMessage(header, buffer, length, received);
+            return (header, received);
         }
         finally
         {
             foreach (var fd in fds)
                 fd.Dispose();
+        }
+    }
+
+    /// <summary>Receives the whole payload announced by <paramref name="header"/> into a pooled message.</summary>
+    public async ValueTask<VfioUserMessage> ReceiveBodyAsync(VfioUserHeader header, ReceivedFds fds, CancellationToken cancellationToken = default)
+    {
+        int length = header.PayloadLength;
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        try
+        {
+            await ReceivePayloadAsync(header, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+        return new VfioUserMessage(header, buffer, length, fds);
+    }
+
+    /// <summary>
+    /// Fills <paramref name="destination"/> with the next payload bytes of the message <paramref name="header"/>
+    /// announced (callers split a payload across several destinations; together they must cover it exactly).
+    /// </summary>
+    public async ValueTask ReceivePayloadAsync(VfioUserHeader header, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        int read = 0;
+        while (read < destination.Length)
+        {
+            int n;
+            try
+            {
+                n = await _socket.ReceiveAsync(destination[read..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException ex)
+            {
+                throw new VfioException(ToErrno(ex), "receive vfio-user message body", ex.Message, ex);
+            }
+            catch (ObjectDisposedException ex)
+            {
+                throw new VfioException(Errno.ENOTCONN, "receive vfio-user message body", "the connection is closed", ex);
+            }
+            if (n == 0)
+                throw new VfioUserProtocolException($"the peer closed the connection in the middle of the {header.PayloadLength}-byte payload of {header.Command}");
+            read += n;
         }
     }
 

@@ -1,0 +1,59 @@
+using System.Buffers;
+
+namespace Vfio.User.Client;
+
+/// <summary>
+/// Where the data of one MIG_DATA_READ reply goes. The reader names its own buffer once it is ready for this
+/// reply (<see cref="Provide"/>); the read loop waits for that and receives the data straight into it, so a
+/// stop-copy byte is copied only by the kernel. Whatever does not fit, or arrives after the reader gave up on
+/// the buffer (<see cref="Abandon"/>), lands in a pooled overflow array instead: nothing is ever lost.
+/// </summary>
+internal sealed class MigDataTarget(int requested)
+{
+    private readonly TaskCompletionSource<Memory<byte>> _destination = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The size the request asked for (a reply claiming more is malformed).</summary>
+    public int Requested => requested;
+
+    /// <summary>True once the read loop placed the data (false: the reply came as a whole message, e.g. an error).</summary>
+    public bool Placed { get; private set; }
+
+    /// <summary>Data bytes written to the provided buffer.</summary>
+    public int PlacedCount { get; private set; }
+
+    /// <summary>Data bytes that did not go to the provided buffer (pooled; see <see cref="TakeOverflow"/>).</summary>
+    public int OverflowCount { get; private set; }
+
+    private byte[]? _overflow;
+
+    internal Task<Memory<byte>> Destination => _destination.Task;
+
+    /// <summary>The reader's buffer for this reply's data (first call wins).</summary>
+    public void Provide(Memory<byte> buffer) => _destination.TrySetResult(buffer);
+
+    /// <summary>The reader will not wait for this reply with a buffer: keep the data in the overflow array.</summary>
+    public void Abandon() => _destination.TrySetResult(Memory<byte>.Empty);
+
+    internal void SetPlaced(int placed, byte[]? overflow, int overflowCount)
+    {
+        PlacedCount = placed;
+        _overflow = overflow;
+        OverflowCount = overflowCount;
+        Placed = true;
+    }
+
+    /// <summary>Copies the overflow into <paramref name="first"/> then <paramref name="rest"/> and returns the array to the pool.</summary>
+    /// <returns>Bytes copied into <paramref name="first"/>.</returns>
+    public int TakeOverflow(Span<byte> first, Span<byte> rest)
+    {
+        var overflow = _overflow;
+        if (overflow is null)
+            return 0;
+        int n = Math.Min(first.Length, OverflowCount);
+        overflow.AsSpan(0, n).CopyTo(first);
+        overflow.AsSpan(n, OverflowCount - n).CopyTo(rest);
+        _overflow = null;
+        ArrayPool<byte>.Shared.Return(overflow);
+        return n;
+    }
+}
