@@ -98,15 +98,15 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private async Task NegotiateAsync(CancellationToken cancellationToken)
     {
         const string op = "VERSION";
+        bool askTwin = _options.TwinSocket && _options.MaxMessageFds > 0;
         var request = new VersionPayload(ProtocolLimits.VersionMajor, ProtocolLimits.VersionMinor, new VersionCapabilities
         {
             MaxMessageFds = _options.MaxMessageFds,
             MaxDataTransferSize = _options.MaxDataTransferSize,
             Migration = new MigrationCapability { PageSize = ProtocolLimits.MigrationPageSize },
+            TwinSocket = askTwin ? new TwinSocketCapability { Supported = true } : null,
         });
         using var reply = await RequestAsync(VfioUserCommand.Version, request.Encode(), null, cancellationToken).ConfigureAwait(false);
-        if (reply.Fds.Count > 0)
-            VfioException.Throw(Errno.EPROTO, op, "the VERSION reply carries fds although we asked for no twin socket");
         var answer = VersionPayload.Decode(reply.Payload);
         if (answer.Major != ProtocolLimits.VersionMajor)
             VfioException.Throw(Errno.EPROTO, op, $"server major version {answer.Major}, ours {ProtocolLimits.VersionMajor}");
@@ -121,8 +121,16 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             VfioException.Throw(Errno.EPROTO, op, $"server max_data_xfer_size {xfer} is out of range (1..64 MiB)");
         if (caps.Migration?.PageSize is { } pg && pg != ProtocolLimits.MigrationPageSize)
             VfioException.Throw(Errno.EPROTO, op, $"server migration.pgsize {pg} is not 4096");
-        if (caps.TwinSocket?.Supported == true)
+        // Spec §4.3: supported=false or absent = not enabled; true with a valid fd_index = enabled; else abort.
+        bool twin = caps.TwinSocket?.Supported == true;
+        if (twin && !askTwin)
             VfioException.Throw(Errno.EPROTO, op, "the server enabled twin_socket although we did not ask for it");
+        if (twin && (caps.TwinSocket!.FdIndex is not { } index || index < 0 || index >= reply.Fds.Count))
+            VfioException.Throw(Errno.EPROTO, op, $"twin_socket.fd_index {caps.TwinSocket!.FdIndex?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(missing)"} names none of the {reply.Fds.Count} fds of the reply");
+        if (!twin && reply.Fds.Count > 0)
+            VfioException.Throw(Errno.EPROTO, op, $"the VERSION reply carries {reply.Fds.Count} fds but enables no twin socket");
+        if (twin)
+            StartTwinSocket(reply.Fds.Take((int)caps.TwinSocket!.FdIndex!.Value));
         ServerMinor = answer.Minor;
         ServerMaxMessageFds = (int)fds;
         ServerMaxDataTransferSize = (int)xfer;
@@ -233,7 +241,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
                     continue;
                 }
                 using (message)
-                    await ServeServerCommandAsync(message).ConfigureAwait(false);
+                    await ServeServerCommandAsync(message, _socket).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)
@@ -309,7 +317,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     }
 
     // Server→client commands: DMA_READ / DMA_WRITE on message-mode regions (16-byte {addr, count} head).
-    private async Task ServeServerCommandAsync(VfioUserMessage message)
+    private async Task ServeServerCommandAsync(VfioUserMessage message, UnixFdSocket replyTo)
     {
         var h = message.Header;
         byte[] reply;
@@ -353,7 +361,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             return;
         var flags = VfioUserMessageFlags.Reply | (error != Errno.None ? VfioUserMessageFlags.Error : 0);
         new VfioUserHeader(h.MessageId, h.Command, (uint)reply.Length, flags, (uint)error).Encode(reply);
-        await _socket.SendAsync(reply, null, _shutdown.Token).ConfigureAwait(false);
+        await replyTo.SendAsync(reply, null, _shutdown.Token).ConfigureAwait(false);
     }
 
     private Memory<byte> FindDmaMemory(ulong address, int count)
@@ -376,6 +384,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             return;
         _shutdown.Cancel();
         _socket.Shutdown();
+        await CloseTwinSocketAsync().ConfigureAwait(false);
         if (_readLoop is not null)
         {
             try

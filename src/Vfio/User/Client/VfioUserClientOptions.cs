@@ -25,6 +25,13 @@ public sealed record VfioUserClientOptions
     /// <summary>MIG_DATA_READ / MIG_DATA_WRITE requests kept in flight at once (replies come in command order).</summary>
     public int PipelineDepth { get; init; } = 4;
 
+    /// <summary>
+    /// Ask for a twin socket (spec §4.3) so the server's DMA_READ/DMA_WRITE do not share the socket with our commands
+    /// (libvfio-user cannot take a command while it awaits a DMA reply, spec §10.1 item 6). A server that does not
+    /// enable it is used over the main socket as before. Needs <see cref="MaxMessageFds"/> &gt; 0.
+    /// </summary>
+    public bool TwinSocket { get; init; } = true;
+
     /// <summary>Logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }

@@ -25,7 +25,7 @@ internal readonly struct OutgoingReply
     /// <summary>The errno of an error reply; None on success.</summary>
     public Errno Error { get; }
 
-    /// <summary>Fds to attach.</summary>
+    /// <summary>Fds to attach; the reply owns them and the writer closes them once sent (or dropped).</summary>
     public SafeHandle[]? Fds { get; }
 
     /// <summary>The buffer came from ArrayPool.Shared and goes back after sending.</summary>

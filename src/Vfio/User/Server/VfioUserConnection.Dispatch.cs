@@ -100,14 +100,17 @@ public sealed partial class VfioUserConnection
         _peerMaxFds = (int)maxFds;
         _peerMaxDataTransfer = (int)maxXfer;
         _negotiated = true;
-        // We never volunteer twin_socket (spec §4.2): server→client DMA shares the main socket.
+        // twin_socket only when asked (spec §4.2, §4.3: samples/client crashes on an unasked one) and only when
+        // the client can receive the fd: our DMA_READ/DMA_WRITE then go over a socketpair of their own.
+        var twinPeerEnd = caps.TwinSocket?.Supported == true && maxFds > 0 && _socket is not null ? OpenTwinSocket() : null;
         var reply = new VersionPayload(ProtocolLimits.VersionMajor, Math.Min(request.Minor, ProtocolLimits.VersionMinor), new VersionCapabilities
         {
             MaxMessageFds = _options.MaxMessageFds,
             MaxDataTransferSize = _options.MaxDataTransferSize,
             Migration = new MigrationCapability { PageSize = ProtocolLimits.MigrationPageSize },
+            TwinSocket = twinPeerEnd is null ? null : new TwinSocketCapability { Supported = true, FdIndex = 0 },
         });
-        return OutgoingReply.Ok(reply.Encode());
+        return OutgoingReply.Ok(reply.Encode(), twinPeerEnd is null ? null : [twinPeerEnd]);
     }
 
     private OutgoingReply HandleDmaMap(VfioUserMessage message)

@@ -79,7 +79,8 @@ public sealed partial class VfioUserConnection
 
     private async Task<VfioUserMessage> SendDmaCommandAsync(VfioUserCommand command, byte[] payload, CancellationToken cancellationToken)
     {
-        if (_socket is null)
+        var socket = _twin?.Socket ?? _socket;
+        if (socket is null)
             VfioException.Throw(Errno.ENOTCONN, command.ToString(), "no socket");
         ushort id = (ushort)(Interlocked.Increment(ref _nextDmaId) & 0xFFFF);
         var tcs = new TaskCompletionSource<VfioUserMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -88,7 +89,7 @@ public sealed partial class VfioUserConnection
         try
         {
             var message = VfioUserFrame.Build(id, command, VfioUserMessageFlags.Command, payload);
-            await _socket.SendAsync(message, (IReadOnlyList<SafeHandle>?)null, cancellationToken).ConfigureAwait(false);
+            await socket.SendAsync(message, (IReadOnlyList<SafeHandle>?)null, cancellationToken).ConfigureAwait(false);
             var reply = await tcs.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             if (reply.Header.IsError)
             {

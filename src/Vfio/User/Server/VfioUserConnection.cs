@@ -129,6 +129,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
             {
             }
             FailPending(new VfioException(Errno.ECONNRESET, "vfio-user DMA request", "the client disconnected"));
+            await CloseTwinSocketAsync().ConfigureAwait(false);
             Cleanup();
             Log.ClientDisconnected(_logger, Id, reason);
         }
@@ -160,6 +161,8 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                     {
                         if (reply.Pooled && reply.Buffer is not null)
                             ArrayPool<byte>.Shared.Return(reply.Buffer);
+                        foreach (var fd in reply.Fds ?? [])
+                            fd.Dispose();
                         if (reply.CloseAfter)
                             _replies.Writer.TryWrite((message.Header, OutgoingReply.CloseMarker));
                     }
@@ -197,6 +200,8 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 {
                     if (reply.Pooled && reply.Buffer is not null)
                         ArrayPool<byte>.Shared.Return(reply.Buffer);
+                    foreach (var fd in reply.Fds ?? [])
+                        fd.Dispose(); // sendmsg gave the client its own copy
                 }
                 if (reply.CloseAfter)
                 {
