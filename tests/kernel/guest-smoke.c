@@ -10,6 +10,9 @@
  *
  * Prints one line per check ("ok ..." / "FAIL ...") and ends with exactly
  * "N passed, M failed". Exit status 0 iff M == 0 and N > 0.
+ *
+ * guest-smoke --fill UUID SEED: only writes a seeded pattern over region 0 of
+ * that mdev (test data for the CLI checks of run-in-guest.sh) and exits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -877,6 +880,30 @@ static int reload_caps1(const char *ko, const char *ua, const char *ub)
 	return 0;
 }
 
+/* Writes fill_pattern(seed) over the whole of region 0. */
+static int fill_region(const char *uuid, unsigned int seed)
+{
+	struct vfio_region_info ri = { .argsz = sizeof(ri), .index = 0 };
+	struct dev d;
+	unsigned char *pat;
+	ssize_t n;
+
+	dev_open(&d, uuid);
+	if (ioctl(d.fd, VFIO_DEVICE_GET_REGION_INFO, &ri) || !ri.size)
+		fatal("VFIO_DEVICE_GET_REGION_INFO 0 of %s", uuid);
+	pat = malloc(ri.size);
+	if (!pat)
+		fatal("malloc %llu", (unsigned long long)ri.size);
+	fill_pattern(pat, ri.size, seed);
+	n = pwrite(d.fd, pat, ri.size, ri.offset);
+	free(pat);
+	dev_close(&d);
+	if (n != (ssize_t)ri.size)
+		fatal("pwrite region 0 of %s", uuid);
+	printf("filled region 0 of %s (%llu bytes, seed %u)\n", uuid, (unsigned long long)ri.size, seed);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *ua = getenv("VMT_UUID_A"), *ub = getenv("VMT_UUID_B");
@@ -884,6 +911,8 @@ int main(int argc, char **argv)
 	bool reload = !(argc > 1 && !strcmp(argv[1], "--no-reload"));
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 4 && !strcmp(argv[1], "--fill"))
+		return fill_region(argv[2], (unsigned int)strtoul(argv[3], NULL, 0));
 	if (!ua || !ub)
 		fatal("VMT_UUID_A / VMT_UUID_B not set");
 

@@ -1,18 +1,18 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Vfio.Engine;
-using Vfio.Kernel;
 using Vfio.Migration;
+using Vfio.Net;
 using Vfio.User.Client;
 
 namespace Vfio.Cli.Commands;
 
 /// <summary>
 /// <c>vfio-mig migrate --from unix:A --to unix:B</c>: live-migrates one device with the migration engine, then
-/// verifies by reading BAR0 of both through REGION_READ (vfio-user) or region 0 through the device fd (kernel) and comparing SHA-256.
+/// verifies by comparing the SHA-256 of both devices' state (<see cref="DeviceDigest"/>: BAR0 through REGION_READ
+/// for vfio-user, region 0 through the device fd for kernel devices, the state of a sample device).
 /// </summary>
 internal static class MigrateCommand
 {
@@ -22,7 +22,7 @@ internal static class MigrateCommand
         var to = new Option<string>("--to") { Description = "Destination device (unix:PATH or sample:[options])", Required = true };
         var downtime = new Option<string>("--downtime-limit") { Description = "Target downtime for the switchover, e.g. 300ms", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print one JSON summary instead of progress and text" };
-        var noVerify = new Option<bool>("--no-verify") { Description = "Skip the BAR0 SHA-256 comparison" };
+        var noVerify = new Option<bool>("--no-verify") { Description = "Skip the SHA-256 comparison of the source and destination state" };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
             from, to, downtime, json, noVerify,
@@ -39,20 +39,19 @@ internal static class MigrateCommand
                 await using var destination = await dst.OpenAsync(cancellationToken).ConfigureAwait(false);
                 // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
                 // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
+                bool verify = !parse.GetValue(noVerify);
                 ulong? bar0 = null;
-                if (!parse.GetValue(noVerify) && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
+                if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
                     bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
                 var progress = asJson ? null : new ConsoleProgress();
                 var stats = await MigrationEngine.MigrateAsync([source], [destination], options, progress, cancellationToken).ConfigureAwait(false);
-                string? verified = null;
-                if (bar0 is { } size && source is VfioUserMigrationDevice s && destination is VfioUserMigrationDevice d)
-                    verified = await VerifyAsync(s, d, size, cancellationToken).ConfigureAwait(false);
-                else if (!parse.GetValue(noVerify) && source is KernelMigrationDevice ks && destination is KernelMigrationDevice kd)
-                    verified = await VerifyKernelAsync(ks, kd, cancellationToken).ConfigureAwait(false);
+                string? verified = null, skipped = null;
+                if (verify)
+                    (verified, skipped) = await VerifyAsync(source, destination, bar0, cancellationToken).ConfigureAwait(false);
                 var ci = CultureInfo.InvariantCulture;
                 if (asJson)
                 {
-                    Console.Out.Write(ToJson(src.ToString(), dst.ToString(), stats, verified));
+                    Console.Out.Write(ToJson(src.ToString(), dst.ToString(), stats, verified, skipped));
                 }
                 else
                 {
@@ -62,6 +61,8 @@ internal static class MigrateCommand
                         Console.Out.WriteLine("warning: " + w);
                     if (verified is not null)
                         Console.Out.WriteLine($"verified: destination matches source (sha256 {verified})");
+                    if (skipped is not null)
+                        Console.Out.WriteLine(skipped);
                 }
                 return 0;
             }
@@ -79,64 +80,19 @@ internal static class MigrateCommand
         return command;
     }
 
-    // Pauses the destination (STOP) so its workload cannot change BAR0 mid-read, compares, then resumes it.
-    private static async Task<string> VerifyAsync(VfioUserMigrationDevice source, VfioUserMigrationDevice destination, ulong size, CancellationToken cancellationToken)
+    // The source is stopped; DeviceDigest pauses a running destination so it cannot change mid-read. Returns the
+    // matching digest, or the "verification skipped: …" note; a mismatch throws.
+    private static async Task<(string? Verified, string? Skipped)> VerifyAsync(IVfioMigrationDevice source, IVfioMigrationDevice destination, ulong? bar0, CancellationToken cancellationToken)
     {
-        var state = await destination.GetStateAsync(cancellationToken).ConfigureAwait(false);
-        bool paused = false;
-        if (state == VfioMigrationState.Running)
+        var a = await DeviceDigest.ComputeAsync(source, cancellationToken, bar0).ConfigureAwait(false);
+        var b = await DeviceDigest.ComputeAsync(destination, cancellationToken, bar0).ConfigureAwait(false);
+        var (verdict, note) = NetDigest.Judge(a, b);
+        return verdict switch
         {
-            await destination.SetStateAsync(VfioMigrationState.Stop, cancellationToken).ConfigureAwait(false);
-            paused = true;
-        }
-        try
-        {
-            var a = await HashBar0Async(source.Client, size, cancellationToken).ConfigureAwait(false);
-            var b = await HashBar0Async(destination.Client, size, cancellationToken).ConfigureAwait(false);
-            if (a != b)
-                throw new VerificationException($"EIO: verify: destination BAR0 sha256 {b} differs from source {a}");
-            return a;
-        }
-        finally
-        {
-            if (paused)
-                await destination.SetStateAsync(VfioMigrationState.Running, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    // Kernel devices: region 0 holds the device state of the project's test driver (and BAR0 of a PCI
-    // device); both are compared with the destination paused so it cannot change mid-read.
-    private static async Task<string> VerifyKernelAsync(KernelMigrationDevice source, KernelMigrationDevice destination, CancellationToken cancellationToken)
-    {
-        bool paused = await destination.GetStateAsync(cancellationToken).ConfigureAwait(false) == VfioMigrationState.Running;
-        if (paused)
-            await destination.SetStateAsync(VfioMigrationState.Stop, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            string a = HashRegion0(source.Device), b = HashRegion0(destination.Device);
-            if (a != b)
-                throw new VerificationException($"EIO: verify: destination region 0 sha256 {b} differs from source {a}");
-            return a;
-        }
-        finally
-        {
-            if (paused)
-                await destination.SetStateAsync(VfioMigrationState.Running, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private static string HashRegion0(KernelVfioDevice device)
-    {
-        var info = device.GetRegionInfo(0);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = new byte[1 << 20];
-        for (ulong at = 0; at < info.Size; at += (ulong)buffer.Length)
-        {
-            int n = (int)Math.Min((ulong)buffer.Length, info.Size - at);
-            device.ReadRegion(0, at, buffer.AsSpan(0, n));
-            hash.AppendData(buffer, 0, n);
-        }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
+            1 => (Convert.ToHexStringLower(a.Value), null),
+            2 => throw new VerificationException($"EIO: verify: destination {b.Kind} sha256 {Convert.ToHexStringLower(b.Value)} differs from source {Convert.ToHexStringLower(a.Value)}"),
+            _ => (null, note),
+        };
     }
 
     private static async Task<ulong> Bar0SizeAsync(VfioUserMigrationDevice source, VfioUserMigrationDevice destination, CancellationToken cancellationToken)
@@ -162,20 +118,7 @@ internal static class MigrateCommand
         return a ?? b ?? 0;
     }
 
-    internal static async Task<string> HashBar0Async(VfioUserClient client, ulong size, CancellationToken cancellationToken)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = new byte[1 << 20];
-        for (ulong at = 0; at < size; at += (ulong)buffer.Length)
-        {
-            int n = (int)Math.Min((ulong)buffer.Length, size - at);
-            await client.RegionReadAsync(0, at, buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
-            hash.AppendData(buffer, 0, n);
-        }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
-    }
-
-    private static string ToJson(string from, string to, MigrationStatistics stats, string? verified)
+    private static string ToJson(string from, string to, MigrationStatistics stats, string? verified, string? skipped)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
@@ -194,6 +137,8 @@ internal static class MigrateCommand
             w.WriteBoolean("forced_switchover", stats.ForcedSwitchover);
             if (verified is not null)
                 w.WriteString("verified_sha256", verified);
+            if (skipped is not null)
+                w.WriteString("verification_note", skipped);
             w.WriteStartArray("warnings");
             foreach (var warning in stats.Warnings)
                 w.WriteStringValue(warning);

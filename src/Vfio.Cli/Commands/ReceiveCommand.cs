@@ -83,7 +83,7 @@ internal static class ReceiveCommand
                         Console.Error.WriteLine($"vfio-mig receive: error: EIO: the destination state differs from the source (source sha256 {NetCli.Hex(result.SourceDigest)})");
                         return 1;
                     default:
-                        Console.WriteLine(result.Status.Note.Length > 0 ? result.Status.Note : "verification skipped: the sender could not compute a source digest");
+                        Console.WriteLine(result.Note);
                         return 0;
                 }
             }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Vfio.Engine;
+using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.Net;
 
@@ -63,7 +64,8 @@ internal static class SendCommand
 
                 var address = DeviceAddress.Parse(parse.GetValue(from)!);
                 device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
-                before = device is InProcessMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Digest : [];
+                // Local reads only (sample, kernel): a vfio-user source would cost a full BAR0 transfer and a pause here.
+                before = device is InProcessMigrationDevice or KernelMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
                 if (!asJson && before.Length > 0)
                     Console.WriteLine($"source {address} sha256 before migration {NetCli.Hex(before)}");
 
@@ -101,7 +103,7 @@ internal static class SendCommand
                         return 1;
                     default:
                         if (!asJson)
-                            Console.WriteLine(result.Status.Note.Length > 0 ? result.Status.Note : "verification skipped: this source offers no read-back of its state");
+                            Console.WriteLine(result.Note);
                         return 0;
                 }
             }
@@ -133,7 +135,7 @@ internal static class SendCommand
         try
         {
             var state = await device.GetStateAsync().ConfigureAwait(false);
-            var after = before.Length == 0 ? [] : (await DeviceDigest.ComputeAsync(device, CancellationToken.None).ConfigureAwait(false)).Digest;
+            var after = before.Length == 0 ? [] : (await DeviceDigest.ComputeAsync(device, CancellationToken.None).ConfigureAwait(false)).Value;
             string digest = after.Length == 0 ? "" : after.AsSpan().SequenceEqual(before) ? $", state unchanged (sha256 {NetCli.Hex(after)})" : $", sha256 now {NetCli.Hex(after)} (was {NetCli.Hex(before)}; a running workload changes it)";
             Console.Error.WriteLine($"vfio-mig send: source device {device.Name} is {MigrationStateMachine.Name(state)}{digest}");
         }
@@ -172,8 +174,10 @@ internal static class SendCommand
                 w.WriteString("sourceSha256", NetCli.Hex(result.SourceDigest));
                 w.WriteString("destinationSha256", NetCli.Hex(result.Status.Digest));
                 w.WriteString("verification", result.Verdict switch { 1 => "match", 2 => "mismatch", _ => "skipped" });
-                if (result.Status.Note.Length > 0)
-                    w.WriteString("note", result.Status.Note);
+                if (result.Status.DigestKind.Length > 0)
+                    w.WriteString("digestKind", result.Status.DigestKind);
+                if (result.Note.Length > 0)
+                    w.WriteString("note", result.Note);
             }
             w.WriteEndObject();
         }

@@ -102,8 +102,8 @@ internal static class TcpBenchCommand
         var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
         await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
-        var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "checked after the timed run")), null, cancellationToken: cancellationToken), cancellationToken);
-        var result = await NetMigration.SendAsync(sender, [source], MigrationOptions.Default, _ => ValueTask.FromResult((Array.Empty<byte>(), "")), null, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult(NetDigest.None("checked after the timed run")), null, cancellationToken: cancellationToken), cancellationToken);
+        var result = await NetMigration.SendAsync(sender, [source], MigrationOptions.Default, _ => ValueTask.FromResult(NetDigest.None("")), null, cancellationToken: cancellationToken).ConfigureAwait(false);
         await receive.ConfigureAwait(false);
         var elapsed = clock.Elapsed;
         var st = result.Statistics;

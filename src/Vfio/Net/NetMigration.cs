@@ -7,9 +7,13 @@ namespace Vfio.Net;
 /// <summary>The outcome of a successful host-to-host migration, as seen by one side.</summary>
 /// <param name="Statistics">The engine's figures for this side.</param>
 /// <param name="Status">The receiver's final status (digest or the reason there is none).</param>
-/// <param name="Verdict">0 = not verified, 1 = source and destination digests match, 2 = they differ.</param>
-/// <param name="SourceDigest">The source digest (empty when the source cannot compute one).</param>
-public sealed record NetMigrationResult(MigrationStatistics Statistics, NetStatus Status, byte Verdict, byte[] SourceDigest);
+/// <param name="Verdict">
+/// 0 = not verified (a side has no digest), 1 = source and destination digests match, 2 = they differ,
+/// 3 = not compared (the digests cover different kinds of state).
+/// </param>
+/// <param name="SourceDigest">The source digest (empty when the source cannot compute one or it was not comparable).</param>
+/// <param name="Note">For verdicts 0 and 3: the <c>verification skipped: …</c> line saying why; else empty.</param>
+public sealed record NetMigrationResult(MigrationStatistics Statistics, NetStatus Status, byte Verdict, byte[] SourceDigest, string Note);
 
 /// <summary>
 /// Runs the migration engine over a network session: the source half on the sender (forward stream over the
@@ -19,8 +23,8 @@ public sealed record NetMigrationResult(MigrationStatistics Statistics, NetStatu
 /// </summary>
 public static class NetMigration
 {
-    /// <summary>Digest of the devices' state (e.g. SHA-256 of a sample device), or empty with a note why none.</summary>
-    public delegate ValueTask<(byte[] Digest, string Note)> DigestFunc(CancellationToken cancellationToken);
+    /// <summary>Digest of the devices' state (e.g. SHA-256 of a sample device) and its kind, or none with a note why.</summary>
+    public delegate ValueTask<NetDigest> DigestFunc(CancellationToken cancellationToken);
 
     /// <summary>
     /// The sender's half. <paramref name="sourceDigest"/> runs after the sources stopped. <paramref name="committed"/>
@@ -47,11 +51,12 @@ public static class NetMigration
         NetStatus status = await session.WaitForStatusAsync(cancellationToken).ConfigureAwait(false);
         if (!status.Ok)
             throw new VfioException(status.Errno, "receiver", status.Message);
-        var (digest, _) = await sourceDigest(cancellationToken).ConfigureAwait(false);
-        byte verdict = digest.Length == 0 || status.Digest.Length == 0 ? (byte)0
-            : digest.AsSpan().SequenceEqual(status.Digest) ? (byte)1 : (byte)2;
-        await session.SendByeAsync(verdict, digest, cancellationToken).ConfigureAwait(false);
-        return new NetMigrationResult(statistics, status, verdict, digest);
+        var source = await sourceDigest(cancellationToken).ConfigureAwait(false);
+        var (verdict, note) = NetDigest.Judge(source, new NetDigest(status.Digest, status.DigestKind, status.Note));
+        // Bye: the verdict, then the source digest, or for "not comparable" the source digest's kind.
+        byte[] digest = verdict == 3 ? [] : source.Value;
+        await session.SendByeAsync(verdict, verdict == 3 ? NetDigest.EncodeKind(source.Kind) : digest, cancellationToken).ConfigureAwait(false);
+        return new NetMigrationResult(statistics, status, verdict, digest, note);
     }
 
     /// <summary>
@@ -63,13 +68,12 @@ public static class NetMigration
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(destinationDigest);
         MigrationStatistics statistics;
-        byte[] digest;
-        string note;
+        NetDigest digest;
         try
         {
             statistics = await new MigrationDestination(devices, options).RunAsync(Reader(session.MigrationStream), Writer(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
             committed?.Invoke();
-            (digest, note) = await destinationDigest(cancellationToken).ConfigureAwait(false);
+            digest = await destinationDigest(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -77,9 +81,15 @@ public static class NetMigration
             await session.AbortAsync(errno, message).ConfigureAwait(false);
             throw;
         }
-        var status = new NetStatus(true, 0, "destination devices are RUNNING", digest, note);
-        var (verdict, sourceDigest) = await session.SendStatusAsync(status, cancellationToken).ConfigureAwait(false);
-        return new NetMigrationResult(statistics, status, verdict, sourceDigest);
+        var status = new NetStatus(true, 0, "destination devices are RUNNING", digest.Value, digest.Note, digest.Kind);
+        var (verdict, rest) = await session.SendStatusAsync(status, cancellationToken).ConfigureAwait(false);
+        return verdict switch
+        {
+            1 or 2 => new NetMigrationResult(statistics, status, verdict, rest, ""),
+            3 => new NetMigrationResult(statistics, status, verdict, [], NetDigest.NotComparable(NetDigest.DecodeKind(rest), digest.Kind)),
+            _ => new NetMigrationResult(statistics, status, verdict, rest,
+                digest.Note.Length > 0 ? digest.Note : "verification skipped: the sender could not compute a source digest"),
+        };
     }
 
     // Large pipe buffers: the default 4 KiB reads would cost one reassembly round trip per 4 KiB.

@@ -66,7 +66,8 @@ public sealed class NetReceiverSession : IAsyncDisposable
 
     /// <summary>
     /// Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye. Returns the
-    /// sender's verdict (0 not verified, 1 digests match, 2 digests differ) and the source digest.
+    /// sender's verdict (0 not verified, 1 digests match, 2 digests differ, 3 not comparable) and the rest of the
+    /// Bye payload: the source digest, or for verdict 3 the source digest's kind.
     /// </summary>
     public async Task<(byte Verdict, byte[] SourceDigest)> SendStatusAsync(NetStatus status, CancellationToken cancellationToken = default)
     {

@@ -179,7 +179,8 @@ public sealed class NetSenderSession : IAsyncDisposable
 
     /// <summary>
     /// Tells the receiver this side saw the status, with the sender's verdict (payload: u8 0 = not verified,
-    /// 1 = digests match, 2 = digests differ; then the source digest), and closes cleanly.
+    /// 1 = digests match, 2 = digests differ, then the source digest; or 3 = not comparable, then the source
+    /// digest's kind), and closes cleanly.
     /// </summary>
     public async Task SendByeAsync(byte verdict = 0, byte[]? sourceDigest = null, CancellationToken cancellationToken = default)
     {

@@ -5,22 +5,24 @@ namespace Vfio.Net;
 
 /// <summary>
 /// The receiver's final word, carried in a <see cref="NetFrameType.Status"/> frame:
-/// ok(1) errno(i32) message-length(u16) message digest-length(u8, ≤ 64) digest note-length(u16) note.
+/// ok(1) errno(i32) message-length(u16) message digest-length(u8, ≤ 64) digest note-length(u16) note
+/// [kind-length(u8, ≤ 32) kind]. The kind is optional on decode: a receiver older than it ends after the note.
 /// </summary>
 /// <param name="Ok">True when the destination loaded and runs the state.</param>
 /// <param name="Errno">0, or why it failed.</param>
 /// <param name="Message">Plain words.</param>
 /// <param name="Digest">SHA-256 of the destination state when the receiver could read it, else empty.</param>
 /// <param name="Note">Why there is no digest, if there is none.</param>
-public sealed record NetStatus(bool Ok, Errno Errno, string Message, byte[] Digest, string Note)
+/// <param name="DigestKind">What the digest covers (see <see cref="NetDigest.Kind"/>); empty when unspecified.</param>
+public sealed record NetStatus(bool Ok, Errno Errno, string Message, byte[] Digest, string Note, string DigestKind = "")
 {
     /// <summary>Encodes the payload.</summary>
     public byte[] Encode()
     {
-        byte[] msg = Clip(Message), note = Clip(Note);
+        byte[] msg = Clip(Message), note = Clip(Note), kind = NetDigest.EncodeKind(DigestKind);
         if (Digest.Length > 64)
             throw new ArgumentException("digest too long", nameof(Digest));
-        var b = new byte[1 + 4 + 2 + msg.Length + 1 + Digest.Length + 2 + note.Length];
+        var b = new byte[1 + 4 + 2 + msg.Length + 1 + Digest.Length + 2 + note.Length + 1 + kind.Length];
         int o = 0;
         b[o++] = Ok ? (byte)1 : (byte)0;
         BinaryPrimitives.WriteInt32BigEndian(b.AsSpan(o), (int)Errno);
@@ -35,6 +37,9 @@ public sealed record NetStatus(bool Ok, Errno Errno, string Message, byte[] Dige
         BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(o), (ushort)note.Length);
         o += 2;
         note.CopyTo(b, o);
+        o += note.Length;
+        b[o++] = (byte)kind.Length;
+        kind.CopyTo(b, o);
         return b;
     }
 
@@ -59,7 +64,14 @@ public sealed record NetStatus(bool Ok, Errno Errno, string Message, byte[] Dige
             int nl = BinaryPrimitives.ReadUInt16BigEndian(b[o..]);
             o += 2;
             string note = Encoding.UTF8.GetString(b.Slice(o, Math.Min(nl, NetProtocol.MaxReasonLength)));
-            return new NetStatus(ok, errno, msg, digest, note);
+            o += nl;
+            string kind = "";
+            if (o < b.Length)
+            {
+                int kl = b[o++];
+                kind = NetDigest.DecodeKind(b.Slice(o, kl));
+            }
+            return new NetStatus(ok, errno, msg, digest, note, kind);
         }
         catch (ArgumentOutOfRangeException e)
         {

@@ -40,12 +40,12 @@ public sealed class NetMigrationFaultTests(ITestOutputHelper log)
         var receiveSide = Task.Run(async () =>
         {
             await using var session = await listener.AcceptSessionAsync(security);
-            return await NetMigration.ReceiveAsync(session, [destination], MigrationOptions.Default, _ => ValueTask.FromResult((destinationDevice.ComputeSha256(), "")));
+            return await NetMigration.ReceiveAsync(session, [destination], MigrationOptions.Default, _ => ValueTask.FromResult(new NetDigest(destinationDevice.ComputeSha256(), "bar0", "")));
         });
         var sendSide = Task.Run(async () =>
         {
             await using var session = await NetSenderSession.ConnectAsync("127.0.0.1", proxy.Port, 2, security);
-            return await NetMigration.SendAsync(session, [source], MigrationOptions.Default, _ => ValueTask.FromResult((sourceDevice.ComputeSha256(), "")));
+            return await NetMigration.SendAsync(session, [source], MigrationOptions.Default, _ => ValueTask.FromResult(new NetDigest(sourceDevice.ComputeSha256(), "bar0", "")));
         });
 
         Exception? sendError = await Record(sendSide);
