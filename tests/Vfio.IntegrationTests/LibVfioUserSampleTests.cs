@@ -1,0 +1,51 @@
+using System.Buffers.Binary;
+using Vfio.User.Client;
+using Vfio.User.Protocol;
+
+namespace Vfio.IntegrationTests;
+
+/// <summary>
+/// <c>vfio-mig migrate</c> and <c>vfio-mig info</c> as child processes against <see cref="LibVfioUserSample"/>, the
+/// stand-in for libvfio-user's samples/server (spec §11: a C# client migrating a libvfio-user sample server).
+/// </summary>
+public sealed class LibVfioUserSampleTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
+
+    [Fact]
+    public async Task Info_reads_the_sample_server_without_a_migration_error_spec_1_1()
+    {
+        await using var a = new LibVfioUserSample();
+        using var info = new TestSupport.CliProcess("info", "unix:" + a.Path);
+        int rc = await info.WaitAsync(Timeout);
+        Assert.True(rc == 0, $"info exited {rc}; stdout: {info.Output} stderr: {info.Error}");
+        string text = info.Output;
+        Assert.Contains("protocol: vfio-user 0.2, max_data_xfer_size 1048576, max_msg_fds 8", text, StringComparison.Ordinal);
+        Assert.Contains("flags: 0x3 RESET PCI", text, StringComparison.Ordinal);
+        Assert.Contains("1 BAR1   size        16384 (16.0 KiB) flags 0x7 READ WRITE MMAP", text, StringComparison.Ordinal);
+        Assert.Contains("0 INTx   count 1 flags 0x1 EVENTFD", text, StringComparison.Ordinal);
+        Assert.Contains("migration: caps 0x5, state RUNNING, stop-copy size n/a", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("EINVAL", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Client_takes_a_sparse_mmap_region_info_with_its_fd_and_closes_it_spec_6_4()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var a = new LibVfioUserSample();
+        await using var client = await VfioUserClient.ConnectAsync(a.Path, null, ct);
+        var short32 = await client.GetRegionInfoAsync(1, ct);
+        Assert.Equal(80u, short32.Argsz); // the full size, although only 32 bytes came
+        Assert.Equal((ulong)LibVfioUserSample.Bar1Size, short32.Size);
+
+        using (var full = await client.RequestAsync(VfioUserCommand.DeviceGetRegionInfo, new RegionInfoPayload(80, 0, 1, 0, 0, 0).Encode(), null, ct))
+        {
+            Assert.Equal(80, full.PayloadLength);
+            Assert.Equal(1, full.Fds.Count);
+            Assert.Equal(RegionInfoPayload.FlagCaps | 7u, BinaryPrimitives.ReadUInt32LittleEndian(full.Payload[4..]));
+            Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(full.Payload[40..])); // SPARSE_MMAP nr_areas
+        }
+        // The fd was closed with the message; the connection is still in sync.
+        Assert.Equal(9u, (await client.GetDeviceInfoAsync(ct)).NumRegions);
+    }
+}
