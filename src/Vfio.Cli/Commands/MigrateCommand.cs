@@ -23,9 +23,14 @@ internal static class MigrateCommand
         var downtime = new Option<string>("--downtime-limit") { Description = "Target downtime for the switchover, e.g. 300ms", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print one JSON summary instead of progress and text" };
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip the BAR0 SHA-256 comparison" };
+        var sourceWrite = new Option<string[]>("--source-write")
+        {
+            Description = "REGION_WRITE into the vfio-user source before migrating, REGION:OFFSET:VALUE (VALUE = hex bytes or u64=N little-endian); repeatable",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, json, noVerify,
+            from, to, downtime, json, noVerify, sourceWrite,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -37,6 +42,7 @@ internal static class MigrateCommand
                 var dst = DeviceAddress.Parse(parse.GetValue(to)!);
                 await using var source = await src.OpenAsync(cancellationToken).ConfigureAwait(false);
                 await using var destination = await dst.OpenAsync(cancellationToken).ConfigureAwait(false);
+                await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
                 // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
                 // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
                 ulong? bar0 = null;
@@ -77,6 +83,17 @@ internal static class MigrateCommand
             }
         });
         return command;
+    }
+
+    private static async Task WriteSourceAsync(IVfioMigrationDevice source, string[] values, CancellationToken cancellationToken)
+    {
+        var writes = values.Select(RegionWrite.Parse).ToList();
+        if (writes.Count == 0)
+            return;
+        if (source is not VfioUserMigrationDevice user)
+            throw new VfioException(Errno.EINVAL, "--source-write", $"{source.Name} is not a vfio-user device (unix:PATH)");
+        foreach (var w in writes)
+            await user.Client.RegionWriteAsync(w.Region, w.Offset, w.Data, cancellationToken).ConfigureAwait(false);
     }
 
     // Pauses the destination (STOP) so its workload cannot change BAR0 mid-read, compares, then resumes it.
