@@ -23,6 +23,7 @@ internal static class MigrateCommand
         var downtime = new Option<string>("--downtime-limit") { Description = "Target downtime for the switchover, e.g. 300ms", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print one JSON summary instead of progress and text" };
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip the BAR0 SHA-256 comparison" };
+        var precopy = PreCopyChoice.Create();
         var sourceWrite = new Option<string[]>("--source-write")
         {
             Description = "REGION_WRITE into the vfio-user source before migrating, REGION:OFFSET:VALUE (VALUE = hex bytes or u64=N little-endian); repeatable",
@@ -30,7 +31,7 @@ internal static class MigrateCommand
         };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, json, noVerify, sourceWrite,
+            from, to, downtime, json, noVerify, precopy, sourceWrite,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -48,6 +49,7 @@ internal static class MigrateCommand
                 ulong? bar0 = null;
                 if (!parse.GetValue(noVerify) && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
                     bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
+                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, asJson ? null : Console.Out, cancellationToken).ConfigureAwait(false);
                 var progress = asJson ? null : new ConsoleProgress();
                 var stats = await MigrationEngine.MigrateAsync([source], [destination], options, progress, cancellationToken).ConfigureAwait(false);
                 string? verified = null;
@@ -108,8 +110,14 @@ internal static class MigrateCommand
         }
         try
         {
-            var a = await HashBar0Async(source.Client, size, cancellationToken).ConfigureAwait(false);
-            var b = await HashBar0Async(destination.Client, size, cancellationToken).ConfigureAwait(false);
+            // BAR0 may read back time-dependent bytes (libvfio-user's samples/server returns now − t, spec §7.5):
+            // one re-read absorbs a clock tick that fell between the two reads.
+            string a = "", b = "";
+            for (int attempt = 0; attempt < 2 && (attempt == 0 || a != b); attempt++)
+            {
+                a = await HashBar0Async(source.Client, size, cancellationToken).ConfigureAwait(false);
+                b = await HashBar0Async(destination.Client, size, cancellationToken).ConfigureAwait(false);
+            }
             if (a != b)
                 throw new VerificationException($"EIO: verify: destination BAR0 sha256 {b} differs from source {a}");
             return a;

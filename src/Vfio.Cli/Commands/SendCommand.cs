@@ -28,9 +28,10 @@ internal static class SendCommand
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
         var connect = new Option<string>("--connect-timeout") { Description = "Longest wait for the TCP connect", DefaultValueFactory = _ => "10s" };
+        var precopy = PreCopyChoice.Create();
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect, precopy,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -63,6 +64,7 @@ internal static class SendCommand
 
                 var address = DeviceAddress.Parse(parse.GetValue(from)!);
                 device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
+                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, device, asJson ? null : Console.Out, cancellationToken).ConfigureAwait(false);
                 before = device is InProcessMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Digest : [];
                 if (!asJson && before.Length > 0)
                     Console.WriteLine($"source {address} sha256 before migration {NetCli.Hex(before)}");
