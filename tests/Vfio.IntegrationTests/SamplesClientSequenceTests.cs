@@ -31,12 +31,16 @@ public sealed class SamplesClientSequenceTests
         return reply.Payload.ToArray();
     }
 
-    [Fact]
-    public async Task Version_reply_for_samples_client_has_no_twin_socket_and_a_nul()
+    // samples/client's VERSION at efd091b, and in newer trees, where it asks for twin-socket mode unless run with -S
+    // and falls back to single-socket mode when the reply has no twin_socket (spec §4.2, §4.3).
+    [Theory]
+    [InlineData("{\"capabilities\":{\"max_msg_fds\":32,\"max_data_xfer_size\":1024}}")]
+    [InlineData("{\"capabilities\":{\"max_msg_fds\":32,\"max_data_xfer_size\":1024,\"twin_socket\":{\"supported\":true}}}")]
+    public async Task Version_reply_for_samples_client_has_no_twin_socket_and_a_nul(string clientJson)
     {
         await using var fx = new TestSupport.ServerFixture();
         using var peer = new TestSupport.RawPeer(fx.Path);
-        var json = Encoding.UTF8.GetBytes("{\"capabilities\":{\"max_msg_fds\":32,\"max_data_xfer_size\":1024}}\0");
+        var json = Encoding.UTF8.GetBytes(clientJson + "\0");
         var body = new byte[4 + json.Length];
         BinaryPrimitives.WriteUInt16LittleEndian(body.AsSpan(2), 2);
         json.CopyTo(body, 4);
