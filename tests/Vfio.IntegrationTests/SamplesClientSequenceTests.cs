@@ -31,12 +31,16 @@ public sealed class SamplesClientSequenceTests
         return reply.Payload.ToArray();
     }
 
-    [Fact]
-    public async Task Version_reply_for_samples_client_has_no_twin_socket_and_a_nul()
+    // samples/client's VERSION at efd091b, and in newer trees, where it asks for twin-socket mode unless run with -S
+    // (spec §4.2, §4.3): the key only in the reply to a client that asked (an unasked one crashes efd091b's client).
+    [Theory]
+    [InlineData("{\"capabilities\":{\"max_msg_fds\":32,\"max_data_xfer_size\":1024}}")]
+    [InlineData("{\"capabilities\":{\"max_msg_fds\":32,\"max_data_xfer_size\":1024,\"twin_socket\":{\"supported\":true}}}")]
+    public async Task Version_reply_for_samples_client_has_twin_socket_only_when_asked_and_a_nul(string clientJson)
     {
         await using var fx = new TestSupport.ServerFixture();
         using var peer = new TestSupport.RawPeer(fx.Path);
-        var json = Encoding.UTF8.GetBytes("{\"capabilities\":{\"max_msg_fds\":32,\"max_data_xfer_size\":1024}}\0");
+        var json = Encoding.UTF8.GetBytes(clientJson + "\0");
         var body = new byte[4 + json.Length];
         BinaryPrimitives.WriteUInt16LittleEndian(body.AsSpan(2), 2);
         json.CopyTo(body, 4);
@@ -48,7 +52,10 @@ public sealed class SamplesClientSequenceTests
         Assert.True(BinaryPrimitives.ReadUInt16LittleEndian(r.Value.Payload.AsSpan(2)) <= 2);
         Assert.Equal(0, r.Value.Payload[^1]);
         var text = Encoding.UTF8.GetString(r.Value.Payload.AsSpan(4, r.Value.Payload.Length - 5));
-        Assert.DoesNotContain("twin_socket", text, StringComparison.Ordinal);
+        if (clientJson.Contains("twin_socket", StringComparison.Ordinal))
+            Assert.Contains("\"twin_socket\":{\"supported\":true,\"fd_index\":0}", text, StringComparison.Ordinal);
+        else
+            Assert.DoesNotContain("twin_socket", text, StringComparison.Ordinal);
         Assert.Contains("\"max_data_xfer_size\":1048576", text, StringComparison.Ordinal);
         // MIG_DATA_READ above this client's 1024-byte max_data_xfer_size is refused.
         var read = new byte[8];

@@ -155,6 +155,10 @@ internal static class InfoCommand
             state = MigrationStateMachine.Name(await device.GetStateAsync(cancellationToken).ConfigureAwait(false));
             stopCopy = await device.GetStopCopySizeAsync(cancellationToken).ConfigureAwait(false);
         }
+        catch (VfioException ex) when (state is not null && ex.Errno is Errno.EINVAL or Errno.ENOTTY)
+        {
+            // MIG_DATA_SIZE is optional: libvfio-user answers EINVAL (spec §1.1). The size stays "n/a".
+        }
         catch (VfioException ex)
         {
             migError ??= ex.Message;

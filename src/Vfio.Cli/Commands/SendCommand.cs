@@ -29,9 +29,10 @@ internal static class SendCommand
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
         var connect = new Option<string>("--connect-timeout") { Description = "Longest wait for the TCP connect", DefaultValueFactory = _ => "10s" };
+        var precopy = PreCopyChoice.Create();
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect, precopy,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -64,6 +65,7 @@ internal static class SendCommand
 
                 var address = DeviceAddress.Parse(parse.GetValue(from)!);
                 device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
+                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, device, asJson ? null : Console.Out, cancellationToken).ConfigureAwait(false);
                 // Local reads only (sample, kernel): a vfio-user source would cost a full BAR0 transfer and a pause here.
                 before = device is InProcessMigrationDevice or KernelMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
                 if (!asJson && before.Length > 0)
