@@ -100,7 +100,8 @@ public sealed class NetSenderSession : IAsyncDisposable
     private static async Task<NetChannel> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, CancellationToken cancellationToken)
     {
         string name = $"channel {index} to {host}:{port}";
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendBufferSize = 4 << 20, ReceiveBufferSize = 4 << 20 };
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        NetChannel.Tune(socket);
         Stream? stream = null;
         try
         {
