@@ -249,7 +249,10 @@ internal static class TcpBenchCommand
         return new Run(elapsed, statistics.StreamBytes);
     }
 
-    /// <summary>The same bytes through the session layer alone (framing, striping, reassembly), without devices or engine.</summary>
+    /// <summary>
+    /// The same bytes through the session layer alone (framing, striping, reassembly), without devices or engine:
+    /// through the session pipes the engine uses, filled from <paramref name="from"/> and drained into <paramref name="into"/>.
+    /// </summary>
     private static async Task<Run> TransportOnlyAsync(long bytes, int channels, BenchBuffer from, BenchBuffer into, CancellationToken cancellationToken)
     {
         await using var listener = NetListener.Bind(Path, 0);
@@ -258,8 +261,39 @@ internal static class TcpBenchCommand
         await using var receiver = await accept.ConfigureAwait(false);
         BenchSupport.Settle();
         var clock = Stopwatch.StartNew();
-        var reader = Task.Run(() => ReceiveAllAsync(receiver.MigrationStream, bytes, into, cancellationToken), cancellationToken);
-        await SendAllAsync(sender.MigrationStream, bytes, from, cancellationToken).ConfigureAwait(false);
+        var reader = Task.Run(async () =>
+        {
+            var pipe = receiver.CreateMigrationReader();
+            long got = 0;
+            while (true)
+            {
+                var result = await pipe.ReadAsync(cancellationToken).ConfigureAwait(false);
+                foreach (var piece in result.Buffer)
+                {
+                    for (var left = piece; !left.IsEmpty;)
+                    {
+                        var target = into.At(got, left.Length);
+                        left.Span[..target.Length].CopyTo(target.Span);
+                        left = left[target.Length..];
+                        got += target.Length;
+                    }
+                }
+                pipe.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                    break;
+            }
+            await pipe.CompleteAsync().ConfigureAwait(false);
+        }, cancellationToken);
+        var writer = sender.CreateMigrationWriter();
+        for (long sent = 0; sent < bytes;)
+        {
+            var piece = from.At(sent, Math.Min(1 << 20, bytes - sent));
+            piece.Span.CopyTo(writer.GetSpan(piece.Length));
+            writer.Advance(piece.Length);
+            await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+            sent += piece.Length;
+        }
+        await writer.CompleteAsync().ConfigureAwait(false);
         await sender.CompleteAsync(cancellationToken).ConfigureAwait(false);
         await reader.ConfigureAwait(false);
         return new Run(clock.Elapsed, bytes);
