@@ -58,6 +58,9 @@ public static class Crc32C
         return Serial(crc, ref p, (nuint)data.Length);
     }
 
+    // Fully optimised from the first call: unoptimised tiers would not inline Step and would run several times
+    // slower on the first gigabytes (a migration is often over before tiering would catch up).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint AppendHardware(uint crc, ReadOnlySpan<byte> data)
     {
         ref byte p = ref MemoryMarshal.GetReference(data);
@@ -78,6 +81,7 @@ public static class Crc32C
     }
 
     // Hashes lanes [0, lane), [lane, 2 lane), [2 lane, 3 lane) as three chains and joins them.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint ThreeLanes(uint crc, ref byte p, int lane, uint[] shifts)
     {
         ulong a = crc, b = 0, c = 0;
@@ -92,6 +96,7 @@ public static class Crc32C
         return ApplyShift(shifts, 1024, (uint)a) ^ ApplyShift(shifts, 0, (uint)b) ^ (uint)c;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint Serial(uint crc, ref byte p, nuint length)
     {
         ulong c = crc;
