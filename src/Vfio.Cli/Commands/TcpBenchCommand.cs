@@ -141,7 +141,10 @@ internal static class TcpBenchCommand
         if (image)
             RatioLine("memory-image device", over, n, rawImage, Best(image1, imageN));
         if (useTls)
-            Line($"context: migration vs the raw TLS copy (sample device): {Ratio(rawTls, sampleBest):0.00}");
+        {
+            string imageTls = image ? F($", memory-image device {Ratio(rawTls, Best(image1, imageN)):0.00}") : "";
+            Line($"context: migration vs the raw TLS copy: sample device {Ratio(rawTls, sampleBest):0.00}{imageTls}");
+        }
         Line($"context: migration vs the hot-buffer raw TCP copy (sample device; the reference before 2026-11-23): {Ratio(rawHot, sampleBest):0.00}");
         string imageEngineRatio = image ? F($", memory-image device {Ratio(rawImage, imageEngine):0.00}") : "";
         Line($"context: engine in process without TCP vs the raw TCP copy: sample device {Ratio(rawSample, sampleEngine):0.00}{imageEngineRatio}");
