@@ -110,7 +110,7 @@ internal static class BenchCommand
         await using (var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "bench", BenchClientOptions, cancellationToken).ConfigureAwait(false)))
         {
             var buffer = new byte[1 << 20];
-            Settle();
+            BenchSupport.Settle();
             var clock = Stopwatch.StartNew();
             await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, cancellationToken).ConfigureAwait(false)
                 ?? throw new VfioException(Errno.EPROTO, "bench", "STOP_COPY opened no stream");
@@ -124,13 +124,6 @@ internal static class BenchCommand
         return (total, seconds);
     }
 
-    // A fresh multi-GiB device triggers a background gen2 GC that would otherwise compete for the CPU mid-measurement.
-    private static void Settle()
-    {
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
-        GC.WaitForPendingFinalizers();
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
-    }
 
     // The device's own stop-copy production rate, without any transport (context for the ratio).
     private static async Task<double> MeasureDeviceAloneAsync(long size, CancellationToken cancellationToken)
@@ -138,7 +131,7 @@ internal static class BenchCommand
         using var sample = new SampleDevice(new SampleDeviceOptions { SizeBytes = size, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy });
         await using var device = new InProcessMigrationDevice(sample, "bench");
         var buffer = new byte[1 << 20];
-        Settle();
+        BenchSupport.Settle();
         var clock = Stopwatch.StartNew();
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, cancellationToken).ConfigureAwait(false)
             ?? throw new VfioException(Errno.EPROTO, "bench", "STOP_COPY opened no stream");
@@ -168,7 +161,7 @@ internal static class BenchCommand
         using (a)
         using (b)
         {
-            Settle();
+            BenchSupport.Settle();
             var clock = Stopwatch.StartNew();
             var writer = Task.Run(async () =>
             {

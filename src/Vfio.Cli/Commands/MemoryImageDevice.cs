@@ -13,14 +13,20 @@ internal sealed class MemoryImageDevice : MigrationDevice
     private long _readAt = -1;
     private long _writeAt = -1;
 
-    public MemoryImageDevice(long size)
+    public MemoryImageDevice(long size, int seed = 1)
         : base(VfioMigrationFlags.StopCopy)
     {
         _image = GC.AllocateUninitializedArray<byte>(checked((int)size));
-        new Random(1).NextBytes(_image);
+        Fill(_image, seed);
     }
 
+    /// <summary>The largest image one device can hold (one managed array).</summary>
+    public static long MaxSize => Array.MaxLength;
+
     public long Size => _image.Length;
+
+    /// <summary>The device state, for comparing a destination with its source.</summary>
+    public ReadOnlySpan<byte> Image => _image;
 
     public void Read(long offset, Span<byte> destination) => _image.AsSpan((int)offset, destination.Length).CopyTo(destination);
 
@@ -50,6 +56,22 @@ internal sealed class MemoryImageDevice : MigrationDevice
             throw new VfioException(Errno.ENOMEM, "write migration data", "more data than the image holds");
         source.CopyTo(_image.AsSpan((int)_writeAt));
         _writeAt += source.Length;
+    }
+
+    // Deterministic pseudo-random bytes (SplitMix64): a seeded Random takes seconds per GiB, this a fraction of one.
+    private static void Fill(Span<byte> image, int seed)
+    {
+        ulong state = (ulong)seed * 0x9E3779B97F4A7C15UL;
+        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(image);
+        for (int i = 0; i < words.Length; i++)
+        {
+            ulong z = state += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            words[i] = z ^ (z >> 31);
+        }
+        for (int i = words.Length * sizeof(ulong); i < image.Length; i++)
+            image[i] = (byte)(i * 31 + seed);
     }
 
     protected override ulong EstimateStopCopySize() => (ulong)(_image.Length - Math.Max(0, _readAt));

@@ -78,9 +78,7 @@ public sealed class NetListener : IAsyncDisposable
                         throw new VfioException(Errno.ETIMEDOUT, "receive", $"the sender opened {joined} of {channels!.Length} channels and no more within {security.HandshakeTimeout.TotalSeconds:0.#} s");
                     }
                 }
-                socket.NoDelay = true;
-                socket.ReceiveBufferSize = 4 << 20;
-                socket.SendBufferSize = 4 << 20;
+                NetChannel.Tune(socket);
                 string peer = socket.RemoteEndPoint?.ToString() ?? "?";
                 var channel = await HandshakeAsync(socket, peer, security, hello =>
                 {

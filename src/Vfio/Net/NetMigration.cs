@@ -38,7 +38,7 @@ public static class NetMigration
         MigrationStatistics statistics;
         try
         {
-            statistics = await new MigrationSource(devices, options).RunAsync(Writer(session.MigrationStream), Reader(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
+            statistics = await new MigrationSource(devices, options).RunAsync(session.CreateMigrationWriter(), Reader(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
             committed?.Invoke();
             await session.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -71,7 +71,7 @@ public static class NetMigration
         NetDigest digest;
         try
         {
-            statistics = await new MigrationDestination(devices, options).RunAsync(Reader(session.MigrationStream), Writer(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
+            statistics = await new MigrationDestination(devices, options).RunAsync(session.CreateMigrationReader(), Writer(session.ReturnStream), progress, cancellationToken).ConfigureAwait(false);
             committed?.Invoke();
             digest = await destinationDigest(cancellationToken).ConfigureAwait(false);
         }

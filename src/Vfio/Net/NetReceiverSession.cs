@@ -52,6 +52,12 @@ public sealed class NetReceiverSession : IAsyncDisposable
     /// <summary>The reassembled migration stream (read-only); ends (0) after the sender's last segment.</summary>
     public Stream MigrationStream { get; }
 
+    /// <summary>
+    /// The reassembled migration stream as a pipe whose buffers are the received segments themselves (no copy).
+    /// For the engine (<see cref="NetMigration"/>); use either this or <see cref="MigrationStream"/>, not both.
+    /// </summary>
+    internal System.IO.Pipelines.PipeReader CreateMigrationReader() => new ReorderPipeReader(_reorder);
+
     /// <summary>The return path to the sender (write-only).</summary>
     public Stream ReturnStream { get; }
 

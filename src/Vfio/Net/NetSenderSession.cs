@@ -100,7 +100,8 @@ public sealed class NetSenderSession : IAsyncDisposable
     private static async Task<NetChannel> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, CancellationToken cancellationToken)
     {
         string name = $"channel {index} to {host}:{port}";
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendBufferSize = 4 << 20, ReceiveBufferSize = 4 << 20 };
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        NetChannel.Tune(socket);
         Stream? stream = null;
         try
         {
@@ -241,12 +242,48 @@ public sealed class NetSenderSession : IAsyncDisposable
             await EnqueueLockedAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The migration stream as a pipe whose buffers are the segment frames themselves (no copy into segments).
+    /// For the engine (<see cref="NetMigration"/>); flushing it sends what was written.
+    /// </summary>
+    internal System.IO.Pipelines.PipeWriter CreateMigrationWriter() => new SegmentPipeWriter(this, _options.SegmentSize);
+
+    /// <summary>
+    /// Sends filled segment buffers (payload at <see cref="NetProtocol.FrameHeaderSize"/>) in order, after any
+    /// partial segment of <see cref="MigrationStream"/>. Takes ownership of each buffer it dequeues.
+    /// </summary>
+    internal async Task EnqueueSegmentsAsync(Queue<(byte[] Buffer, int Length)> segments, CancellationToken cancellationToken)
+    {
+        await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFaulted();
+            if (_completed)
+                throw new InvalidOperationException("the migration stream is already complete");
+            await FlushLockedAsync(cancellationToken).ConfigureAwait(false);
+            while (segments.TryDequeue(out var segment))
+            {
+                Interlocked.Add(ref _totalBytes, segment.Length);
+                await EnqueueSegmentLockedAsync(segment.Buffer, segment.Length, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
     private async Task EnqueueLockedAsync(CancellationToken cancellationToken)
     {
         byte[] segment = _segment!;
         int length = _fill;
         _segment = null;
         _fill = 0;
+        await EnqueueSegmentLockedAsync(segment, length, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task EnqueueSegmentLockedAsync(byte[] segment, int length, CancellationToken cancellationToken)
+    {
         ulong seq = _nextSeq++;
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
         try

@@ -6,7 +6,10 @@ public sealed record NetSessionOptions
     /// <summary>Defaults: 512 KiB segments, 64 MiB reorder cap, 4 segments queued per channel.</summary>
     public static NetSessionOptions Default { get; } = new();
 
-    /// <summary>Bytes per data segment (one frame). 4 KiB..4 MiB.</summary>
+    /// <summary>
+    /// Bytes per data segment (one frame). 4 KiB..4 MiB. Through the engine's pipe a segment ends at a flush or
+    /// at this size, and a single engine frame larger than this becomes one segment of its own size.
+    /// </summary>
     public int SegmentSize { get; init; } = 512 << 10;
 
     /// <summary>Receiver: most bytes of out-of-order segments held at once (≥ 4 MiB).</summary>

@@ -167,6 +167,54 @@ public sealed class ReorderBuffer
         }
     }
 
+    /// <summary>
+    /// Takes the next in-order segment for a reader that parses the segment buffers in place
+    /// (<see cref="ReorderPipeReader"/>). The segment stays counted against the cap until <see cref="Release"/>.
+    /// Returns false with <paramref name="ended"/> at the end of the stream, else with a task that completes on
+    /// the next change.
+    /// </summary>
+    internal bool TryTakeNext(out NetFrame? segment, out bool ended, out Task? changed)
+    {
+        segment = null;
+        ended = false;
+        changed = null;
+        lock (_lock)
+        {
+            if (_fault is not null)
+                throw _fault;
+            if (_segments.Remove(_next, out segment))
+            {
+                _next++;
+                _bytesRead += segment.Length;
+                SignalLocked();
+                return true;
+            }
+            if (_total is { } t && _next >= t)
+            {
+                if (_totalBytes >= 0 && _bytesRead != _totalBytes)
+                    throw new VfioException(Errno.EBADMSG, "reassemble", $"the stream carried {_bytesRead} bytes but the sender announced {_totalBytes}");
+                ended = true;
+                return false;
+            }
+            changed = _changed.Task;
+            return false;
+        }
+    }
+
+    /// <summary>Gives back a segment taken with <see cref="TryTakeNext"/> once its bytes were consumed.</summary>
+    internal void Release(NetFrame segment)
+    {
+        lock (_lock)
+        {
+            if (_fault is null)
+            {
+                _queuedBytes -= segment.Length;
+                SignalLocked();
+            }
+        }
+        segment.Return();
+    }
+
     private void SignalLocked()
     {
         var old = _changed;

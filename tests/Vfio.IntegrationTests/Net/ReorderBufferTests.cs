@@ -1,3 +1,4 @@
+using System.Buffers;
 using Vfio.Net;
 
 namespace Vfio.IntegrationTests.Net;
@@ -57,5 +58,72 @@ public sealed class ReorderBufferTests
             n += await buffer.ReadAsync(sink.AsMemory(n), default);
         await blocked.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(buffer.PeakQueuedBytes <= (5L << 20), "the cap plus one next-needed segment bounds what is held");
+    }
+
+    [Fact]
+    public async Task PipeReader_HandsOutOutOfOrderSegmentsInOrder_WithoutCopying_AndEndsOnTheAnnouncedLength()
+    {
+        var buffer = new ReorderBuffer(NetProtocol.MaxFramePayload);
+        var f0 = await FrameAsync(0, 3, 0);
+        byte[] firstBuffer = f0.Buffer;
+        await buffer.AddAsync(await FrameAsync(2, 3, 2), "c", default);
+        await buffer.AddAsync(await FrameAsync(1, 3, 1), "c", default);
+        await buffer.AddAsync(f0, "c", default);
+        buffer.SetEnd(3, 9, "c");
+        var reader = new ReorderPipeReader(buffer);
+        var result = await reader.ReadAsync();
+        Assert.True(result.IsCompleted);
+        Assert.Equal(new byte[] { 0, 0, 0, 1, 1, 1, 2, 2, 2 }, result.Buffer.ToArray());
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(result.Buffer.First, out var first));
+        Assert.Same(firstBuffer, first.Array); // the socket read's buffer itself
+        reader.AdvanceTo(result.Buffer.GetPosition(4), result.Buffer.End);
+        result = await reader.ReadAsync();
+        Assert.Equal(new byte[] { 1, 1, 2, 2, 2 }, result.Buffer.ToArray());
+        reader.AdvanceTo(result.Buffer.End);
+        result = await reader.ReadAsync();
+        Assert.True(result.IsCompleted);
+        Assert.True(result.Buffer.IsEmpty);
+        await reader.CompleteAsync();
+    }
+
+    [Fact]
+    public async Task PipeReader_ShortStream_IsEbadmsg()
+    {
+        var buffer = new ReorderBuffer(NetProtocol.MaxFramePayload);
+        await buffer.AddAsync(await FrameAsync(0, 3, 0), "c", default);
+        buffer.SetEnd(1, 4, "c");
+        var reader = new ReorderPipeReader(buffer);
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await reader.ReadAsync());
+        Assert.Equal(Errno.EBADMSG, e.Errno);
+        await reader.CompleteAsync();
+    }
+
+    [Fact]
+    public async Task PipeReader_HeldSegmentsCountAgainstTheCap_UntilConsumed()
+    {
+        int seg = 1 << 20;
+        var buffer = new ReorderBuffer(4L << 20);
+        var reader = new ReorderPipeReader(buffer);
+        await buffer.AddAsync(await FrameAsync(0, seg, 0), "c", default);
+        var result = await reader.ReadAsync(); // holds segment 0 without consuming it
+        Assert.Equal(seg, result.Buffer.Length);
+        for (ulong s = 2; s <= 4; s++)
+            await buffer.AddAsync(await FrameAsync(s, seg, (byte)s), "c", default);
+        var blocked = buffer.AddAsync(await FrameAsync(5, seg, 5), "c", default).AsTask();
+        await Task.Delay(100);
+        Assert.False(blocked.IsCompleted); // 1 held + 3 queued = the cap
+        reader.AdvanceTo(result.Buffer.End); // consumed: given back
+        await blocked.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(buffer.PeakQueuedBytes <= (5L << 20));
+        var pending = reader.ReadAsync().AsTask();
+        await Task.Delay(50);
+        Assert.False(pending.IsCompleted); // segment 1 is missing
+        await buffer.AddAsync(await FrameAsync(1, seg, 1), "c", default);
+        result = await pending.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(5L * seg, result.Buffer.Length);
+        Assert.Equal((byte)1, result.Buffer.FirstSpan[0]);
+        reader.AdvanceTo(result.Buffer.End);
+        buffer.Fault(new VfioException(Errno.ECANCELED, "test", "done"));
+        await reader.CompleteAsync();
     }
 }

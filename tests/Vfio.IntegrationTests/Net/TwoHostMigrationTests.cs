@@ -98,7 +98,10 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     {
         using var bench = CliProcess.Start(null, ["bench", "tcp", "--size", "8MiB", "--channels", "2"], "bench", log);
         Assert.Equal(0, await bench.WaitForExitAsync(s_exit));
-        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio migration/raw: ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio migration/raw (sample device, best of 1 and 2 channels, over TCP 127.0.0.1, vs a raw TCP copy of the same ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio migration/raw (memory-image device, best of 1 and 2 channels, over TCP 127.0.0.1, ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("raw TCP copy (sample stream), 1 connection ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("context: raw TCP copy, hot 1 MiB buffers ", StringComparison.Ordinal));
         Assert.Contains(bench.Stdout, l => l.StartsWith("speedup 2 channels over 1: ", StringComparison.Ordinal));
     }
 
