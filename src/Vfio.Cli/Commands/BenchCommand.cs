@@ -145,17 +145,12 @@ internal static class BenchCommand
     // The raw reference sends the same number of bytes from memory as large as the device state (touched before
     // any clock starts), as the device reads its state: re-sending one cache-hot 1 MiB buffer would compare a
     // cache-resident copy with a migration that streams a GiB through memory.
-    private static byte[] RawSource(long deviceSize)
-    {
-        var source = GC.AllocateUninitializedArray<byte>((int)Math.Min(deviceSize, Array.MaxLength));
-        new Random(2).NextBytes(source);
-        return source;
-    }
+    private static BenchBuffer RawSource(long deviceSize) => new(deviceSize, random: true);
 
-    private static readonly byte[] s_hotSource = new byte[1 << 20];
+    private static readonly BenchBuffer s_hotSource = new(1 << 20, random: false);
 
-    // The same number of bytes through a bare socketpair: one writer sending 1 MiB slices of source (cycling), one reader, 1 MiB buffer.
-    private static async Task<double> MeasureRawAsync(long bytes, byte[] source, CancellationToken cancellationToken)
+    // The same number of bytes through a bare socketpair: one writer sending ≤ 1 MiB slices of source (cycling), one reader, 1 MiB buffer.
+    private static async Task<double> MeasureRawAsync(long bytes, BenchBuffer source, CancellationToken cancellationToken)
     {
         var (a, b) = UnixFdSocket.CreateSocketPair();
         using (a)
@@ -165,16 +160,8 @@ internal static class BenchCommand
             var clock = Stopwatch.StartNew();
             var writer = Task.Run(async () =>
             {
-                int at = 0;
-                for (long left = bytes; left > 0;)
-                {
-                    if (at == source.Length)
-                        at = 0;
-                    int slice = (int)Math.Min(Math.Min(1 << 20, left), source.Length - at);
-                    int n = await a.SendAsync(source.AsMemory(at, slice), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                    left -= n;
-                    at += n;
-                }
+                for (long sent = 0; sent < bytes;)
+                    sent += await a.SendAsync(source.At(sent, Math.Min(1 << 20, bytes - sent)), SocketFlags.None, cancellationToken).ConfigureAwait(false);
             }, cancellationToken);
             var buffer = new byte[1 << 20];
             for (long got = 0; got < bytes;)
