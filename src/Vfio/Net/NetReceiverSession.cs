@@ -9,11 +9,9 @@ using Stream = System.IO.Stream;
 /// channels' segments are reassembled in order into <see cref="MigrationStream"/>; <see cref="ReturnStream"/>
 /// and <see cref="SendStatusAsync"/> answer the sender over the control channel.
 /// </summary>
-public sealed class NetReceiverSession : IAsyncDisposable
+public sealed class NetReceiverSession : NetSession
 {
-    private readonly NetChannel[] _channels;
     private readonly NetSecurityOptions _security;
-    private readonly CancellationTokenSource _cts = new();
     private readonly ReorderBuffer _reorder;
     private readonly Task[] _readers;
     private readonly Task _watchdog;
@@ -21,11 +19,10 @@ public sealed class NetReceiverSession : IAsyncDisposable
     private byte[] _byePayload = [];
     private ulong _returnSeq;
     private bool _statusSent;
-    private Exception? _fault;
 
     internal NetReceiverSession(NetChannel[] channels, Guid sessionId, NetSecurityOptions security, NetSessionOptions options)
+        : base(channels)
     {
-        _channels = channels;
         _security = security;
         SessionId = sessionId;
         _reorder = new ReorderBuffer(options.MaxQueuedBytes);
@@ -43,11 +40,8 @@ public sealed class NetReceiverSession : IAsyncDisposable
     /// <summary>The sender's session id.</summary>
     public Guid SessionId { get; }
 
-    /// <summary>Number of connections.</summary>
-    public int ChannelCount => _channels.Length;
-
     /// <summary>The sender's address (control channel).</summary>
-    public string Peer => _channels[0].Socket.RemoteEndPoint?.ToString() ?? "?";
+    public string Peer => Channels[0].Socket.RemoteEndPoint?.ToString() ?? "?";
 
     /// <summary>The reassembled migration stream (read-only); ends (0) after the sender's last segment.</summary>
     public Stream MigrationStream { get; }
@@ -64,12 +58,6 @@ public sealed class NetReceiverSession : IAsyncDisposable
     /// <summary>The reassembly buffer (cap, peak use).</summary>
     public ReorderBuffer Reassembly => _reorder;
 
-    /// <summary>True once any fault ended the session.</summary>
-    public bool IsFaulted => Volatile.Read(ref _fault) is not null;
-
-    /// <summary>The fault that ended the session, if any.</summary>
-    public Exception? FaultReason => Volatile.Read(ref _fault);
-
     /// <summary>
     /// Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye. Returns the
     /// sender's verdict (0 not verified, 1 digests match, 2 digests differ, 3 not comparable) and the rest of the
@@ -79,7 +67,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(status);
         ThrowIfFaulted();
-        await _channels[0].WriteFrameAsync(NetFrameType.Status, 0, status.Encode(), Linked(cancellationToken)).ConfigureAwait(false);
+        await Channels[0].WriteFrameAsync(NetFrameType.Status, 0, status.Encode(), Linked(cancellationToken)).ConfigureAwait(false);
         _statusSent = true;
         try
         {
@@ -97,7 +85,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
     public Task AbortAsync(Errno errno, string reason)
         => MarkTellAndCloseAsync(new VfioException(Errno.ECANCELED, "receive", "the migration was abandoned: " + reason), errno, reason);
 
-    private CancellationToken Linked(CancellationToken token) => token.CanBeCanceled ? token : _cts.Token;
+    private CancellationToken Linked(CancellationToken token) => token.CanBeCanceled ? token : Cts.Token;
 
     private ValueTask<int> ReadMigrationAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         => _reorder.ReadAsync(buffer, cancellationToken);
@@ -108,7 +96,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
         while (data.Length > 0)
         {
             int n = Math.Min(data.Length, 64 << 10);
-            await _channels[0].WriteFrameAsync(NetFrameType.Return, _returnSeq++, data[..n], Linked(cancellationToken)).ConfigureAwait(false);
+            await Channels[0].WriteFrameAsync(NetFrameType.Return, _returnSeq++, data[..n], Linked(cancellationToken)).ConfigureAwait(false);
             data = data[n..];
         }
     }
@@ -121,7 +109,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
             while (true)
             {
                 channel.NoteReading();
-                var frame = await channel.ReadFrameAsync(_cts.Token).ConfigureAwait(false);
+                var frame = await channel.ReadFrameAsync(Cts.Token).ConfigureAwait(false);
                 if (frame is null)
                 {
                     if (channel.Index == 0 ? !_statusSent : !ended)
@@ -138,7 +126,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
                             if (ended)
                                 throw new VfioException(Errno.EPROTO, $"receive on {channel.Name}", "data after the end of the stream");
                             keep = true;
-                            await _reorder.AddAsync(frame, channel.Name, _cts.Token).ConfigureAwait(false);
+                            await _reorder.AddAsync(frame, channel.Name, Cts.Token).ConfigureAwait(false);
                             break;
                         case NetFrameType.DataEnd:
                             if (frame.Length != 8)
@@ -172,13 +160,13 @@ public sealed class NetReceiverSession : IAsyncDisposable
                 }
             }
         }
-        catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && _fault is null)
+        catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && FaultReason is null)
         {
             await TellAndFaultAsync(e).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            Fault(e is OperationCanceledException && _fault is not null ? _fault : NetErrors.FromIO(e, $"receive on {channel.Name}"));
+            Fault(e is OperationCanceledException && FaultReason is not null ? FaultReason : NetErrors.FromIO(e, $"receive on {channel.Name}"));
         }
     }
 
@@ -188,13 +176,13 @@ public sealed class NetReceiverSession : IAsyncDisposable
     {
         var idle = _security.IdleTimeout;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 6, 20, 1000));
-        var control = _channels[0];
+        var control = Channels[0];
         try
         {
-            while (!_cts.IsCancellationRequested)
+            while (!Cts.IsCancellationRequested)
             {
-                await Task.Delay(tick, _cts.Token).ConfigureAwait(false);
-                foreach (var ch in _channels)
+                await Task.Delay(tick, Cts.Token).ConfigureAwait(false);
+                foreach (var ch in Channels)
                 {
                     if (ch.ExpectingFrames && ch.SinceLastReceived > idle)
                     {
@@ -207,7 +195,7 @@ public sealed class NetReceiverSession : IAsyncDisposable
                 {
                     try
                     {
-                        _ = control.WriteFrameAsync(NetFrameType.Keepalive, 0, ReadOnlyMemory<byte>.Empty, _cts.Token).AsTask().ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+                        _ = control.WriteFrameAsync(NetFrameType.Keepalive, 0, ReadOnlyMemory<byte>.Empty, Cts.Token).AsTask().ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
                     }
                     catch (VfioException)
                     {
@@ -220,49 +208,25 @@ public sealed class NetReceiverSession : IAsyncDisposable
         }
     }
 
-    private void ThrowIfFaulted()
-    {
-        if (Volatile.Read(ref _fault) is { } f)
-            throw f;
-    }
+    private protected override Task ControlReader => _readers[0];
 
-    private void Fault(Exception e)
+    private protected override void OnFault(Exception e)
     {
-        if (MarkFault(e))
-            CloseAll();
-    }
-
-    // Records the first fault (later ones are consequences) without closing anything yet, so an Abort can still go out.
-    private bool MarkFault(Exception e)
-    {
-        if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
-            return false;
         _reorder.Fault(e);
         _bye.TrySetException(e);
         _ = _bye.Task.Exception;
-        return true;
-    }
-
-    private void CloseAll() => NetAbort.CloseAll(_channels, _cts);
-
-    // Records the fault first, then tells the sender (bounded), then closes: the reason stays the one reported.
-    private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
-    {
-        if (!MarkFault(e))
-            return;
-        await NetAbort.TellAndCloseAsync(_channels, _readers[0], _cts, errno, reason).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        if (Interlocked.CompareExchange(ref _fault, new ObjectDisposedException(nameof(NetReceiverSession)), null) is null)
+        if (MarkDisposed(out var disposed))
         {
-            _reorder.Fault(_fault!);
+            _reorder.Fault(disposed);
             _bye.TrySetResult();
-            await _cts.CancelAsync().ConfigureAwait(false);
+            await Cts.CancelAsync().ConfigureAwait(false);
         }
-        foreach (var c in _channels)
+        foreach (var c in Channels)
             await c.DisposeAsync().ConfigureAwait(false);
         try
         {
@@ -271,6 +235,6 @@ public sealed class NetReceiverSession : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or VfioException or IOException)
         {
         }
-        // _cts is not disposed: late fire-and-forget keepalives may still read its token.
+        // Cts is not disposed: late fire-and-forget keepalives may still read its token.
     }
 }

@@ -13,12 +13,10 @@ using Stream = System.IO.Stream;
 /// the channels; <see cref="ReturnStream"/> carries the receiver's return path; <see cref="WaitForStatusAsync"/>
 /// yields its final status. Any fault (cut, stall, corruption, peer abort) fails every pending and later call.
 /// </summary>
-public sealed class NetSenderSession : IAsyncDisposable
+public sealed class NetSenderSession : NetSession
 {
-    private readonly NetChannel[] _channels;
     private readonly NetSecurityOptions _security;
     private readonly NetSessionOptions _options;
-    private readonly CancellationTokenSource _cts = new();
     private readonly Channel<(ulong Seq, byte[] Buffer, int Length)>[] _queues;
     private readonly Task[] _writers;
     private readonly Task _controlReader;
@@ -32,11 +30,10 @@ public sealed class NetSenderSession : IAsyncDisposable
     private long _totalBytes;
     private bool _completed;
     private ulong _returnSeq;
-    private Exception? _fault;
 
     private NetSenderSession(NetChannel[] channels, NetSecurityOptions security, NetSessionOptions options)
+        : base(channels)
     {
-        _channels = channels;
         _security = security;
         _options = options;
         _queues = new Channel<(ulong, byte[], int)>[channels.Length];
@@ -53,9 +50,6 @@ public sealed class NetSenderSession : IAsyncDisposable
         ReturnStream = new DelegatingStream(ReadReturnAsync, null, null);
     }
 
-    /// <summary>Number of connections.</summary>
-    public int ChannelCount => _channels.Length;
-
     /// <summary>The session id sent in every hello.</summary>
     public Guid SessionId { get; private init; }
 
@@ -67,9 +61,6 @@ public sealed class NetSenderSession : IAsyncDisposable
 
     /// <summary>Migration-stream bytes accepted so far.</summary>
     public long BytesWritten => Interlocked.Read(ref _totalBytes);
-
-    /// <summary>True once any fault ended the session.</summary>
-    public bool IsFaulted => Volatile.Read(ref _fault) is not null;
 
     /// <summary>Connects <paramref name="channels"/> connections to <paramref name="host"/>:<paramref name="port"/>, each with TLS (if set) and the handshake.</summary>
     public static async Task<NetSenderSession> ConnectAsync(string host, int port, int channels, NetSecurityOptions security, NetSessionOptions? options = null, CancellationToken cancellationToken = default)
@@ -189,7 +180,7 @@ public sealed class NetSenderSession : IAsyncDisposable
         byte[] payload = [verdict, .. sourceDigest ?? []];
         if (payload.Length > 65)
             throw new ArgumentException("digest too long", nameof(sourceDigest));
-        await _channels[0].WriteFrameAsync(NetFrameType.Bye, 0, payload, cancellationToken).ConfigureAwait(false);
+        await Channels[0].WriteFrameAsync(NetFrameType.Bye, 0, payload, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Tells the receiver the migration is abandoned (best effort, bounded), then ends the session.</summary>
@@ -285,7 +276,7 @@ public sealed class NetSenderSession : IAsyncDisposable
     private async Task EnqueueSegmentLockedAsync(byte[] segment, int length, CancellationToken cancellationToken)
     {
         ulong seq = _nextSeq++;
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, Cts.Token);
         try
         {
             await _queues[(int)(seq % (ulong)_queues.Length)].Writer.WriteAsync((seq, segment, length), linked.Token).ConfigureAwait(false);
@@ -300,15 +291,15 @@ public sealed class NetSenderSession : IAsyncDisposable
 
     private async Task WriterLoopAsync(int index)
     {
-        var channel = _channels[index];
+        var channel = Channels[index];
         try
         {
-            await foreach (var (seq, buffer, length) in _queues[index].Reader.ReadAllAsync(_cts.Token).ConfigureAwait(false))
+            await foreach (var (seq, buffer, length) in _queues[index].Reader.ReadAllAsync(Cts.Token).ConfigureAwait(false))
             {
                 try
                 {
                     int frameLength = NetFrame.EncodeInPlace(buffer, NetFrameType.Data, seq, length, _options.PayloadCrc);
-                    await channel.WriteEncodedAsync(buffer.AsMemory(0, frameLength), _cts.Token).ConfigureAwait(false);
+                    await channel.WriteEncodedAsync(buffer.AsMemory(0, frameLength), Cts.Token).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -317,11 +308,11 @@ public sealed class NetSenderSession : IAsyncDisposable
             }
             byte[] total = new byte[8];
             System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(total, Interlocked.Read(ref _totalBytes));
-            await channel.WriteFrameAsync(NetFrameType.DataEnd, _nextSeq, total, _cts.Token).ConfigureAwait(false);
+            await channel.WriteFrameAsync(NetFrameType.DataEnd, _nextSeq, total, Cts.Token).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            Fault(e is OperationCanceledException && _fault is not null ? _fault : NetErrors.FromIO(e, $"send on {channel.Name}"));
+            Fault(e is OperationCanceledException && FaultReason is not null ? FaultReason : NetErrors.FromIO(e, $"send on {channel.Name}"));
         }
         finally
         {
@@ -332,13 +323,13 @@ public sealed class NetSenderSession : IAsyncDisposable
 
     private async Task ControlReaderLoopAsync()
     {
-        var control = _channels[0];
+        var control = Channels[0];
         try
         {
             while (true)
             {
                 control.NoteReading();
-                var frame = await control.ReadFrameAsync(_cts.Token).ConfigureAwait(false);
+                var frame = await control.ReadFrameAsync(Cts.Token).ConfigureAwait(false);
                 if (frame is null)
                 {
                     if (!_status.Task.IsCompleted)
@@ -376,32 +367,32 @@ public sealed class NetSenderSession : IAsyncDisposable
                 }
             }
         }
-        catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && _fault is null)
+        catch (VfioException e) when (e.Errno is Errno.EBADMSG or Errno.EPROTO && FaultReason is null)
         {
             await MarkTellAndCloseAsync(e, e.Errno, e.Message).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            Fault(e is OperationCanceledException && _fault is not null ? _fault : NetErrors.FromIO(e, $"receive on {control.Name}"));
+            Fault(e is OperationCanceledException && FaultReason is not null ? FaultReason : NetErrors.FromIO(e, $"receive on {control.Name}"));
         }
     }
 
     private async Task WatchdogLoopAsync()
     {
-        var control = _channels[0];
+        var control = Channels[0];
         var idle = _security.IdleTimeout;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 6, 20, 1000));
         try
         {
-            while (!_cts.IsCancellationRequested)
+            while (!Cts.IsCancellationRequested)
             {
-                await Task.Delay(tick, _cts.Token).ConfigureAwait(false);
+                await Task.Delay(tick, Cts.Token).ConfigureAwait(false);
                 if (control.ExpectingFrames && control.SinceLastReceived > idle)
                 {
                     Fault(new VfioException(Errno.ETIMEDOUT, $"receive on {control.Name}", $"nothing heard from the receiver for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down"));
                     return;
                 }
-                foreach (var ch in _channels)
+                foreach (var ch in Channels)
                 {
                     if (ch.SinceLastSent > idle / 3)
                         _ = SendKeepaliveAsync(ch);
@@ -417,7 +408,7 @@ public sealed class NetSenderSession : IAsyncDisposable
     {
         try
         {
-            await control.WriteFrameAsync(NetFrameType.Keepalive, 0, ReadOnlyMemory<byte>.Empty, _cts.Token).ConfigureAwait(false);
+            await control.WriteFrameAsync(NetFrameType.Keepalive, 0, ReadOnlyMemory<byte>.Empty, Cts.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is VfioException or OperationCanceledException)
         {
@@ -432,49 +423,25 @@ public sealed class NetSenderSession : IAsyncDisposable
         return await _return.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
     }
 
-    private void ThrowIfFaulted()
-    {
-        if (Volatile.Read(ref _fault) is { } f)
-            throw f;
-    }
+    private protected override Task ControlReader => _controlReader;
 
-    private void Fault(Exception e)
+    private protected override void OnFault(Exception e)
     {
-        if (MarkFault(e))
-            CloseAll();
-    }
-
-    // Records the first fault (later ones are consequences) without closing anything yet, so an Abort can still go out.
-    private bool MarkFault(Exception e)
-    {
-        if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
-            return false;
         _status.TrySetException(e);
         _ = _status.Task.Exception;
         _return.Fault(e);
-        return true;
-    }
-
-    private void CloseAll() => NetAbort.CloseAll(_channels, _cts);
-
-    // Records the fault first, then tells the receiver (bounded), then closes.
-    private async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
-    {
-        if (!MarkFault(e))
-            return;
-        await NetAbort.TellAndCloseAsync(_channels, _controlReader, _cts, errno, reason).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        if (Interlocked.CompareExchange(ref _fault, new ObjectDisposedException(nameof(NetSenderSession)), null) is null)
+        if (MarkDisposed(out var disposed))
         {
-            _status.TrySetException(_fault!);
-            _return.Fault(_fault!);
-            await _cts.CancelAsync().ConfigureAwait(false);
+            _status.TrySetException(disposed);
+            _return.Fault(disposed);
+            await Cts.CancelAsync().ConfigureAwait(false);
         }
-        foreach (var c in _channels)
+        foreach (var c in Channels)
             await c.DisposeAsync().ConfigureAwait(false);
         try
         {
@@ -489,6 +456,6 @@ public sealed class NetSenderSession : IAsyncDisposable
                 ArrayPool<byte>.Shared.Return(left.Buffer);
         }
         _segment = null;
-        // _cts is not disposed: late fire-and-forget keepalives may still read its token.
+        // Cts is not disposed: late fire-and-forget keepalives may still read its token.
     }
 }

@@ -1,0 +1,70 @@
+namespace Vfio.Net;
+
+/// <summary>
+/// What both ends of a migration session share: the channels, the session's cancellation, and its first fault
+/// (later faults are its consequences and are not recorded).
+/// </summary>
+public abstract class NetSession : IAsyncDisposable
+{
+    private Exception? _fault;
+
+    private protected NetSession(NetChannel[] channels) => Channels = channels;
+
+    /// <summary>Number of connections.</summary>
+    public int ChannelCount => Channels.Length;
+
+    /// <summary>True once any fault (or disposal) ended the session.</summary>
+    public bool IsFaulted => Volatile.Read(ref _fault) is not null;
+
+    /// <summary>The fault that ended the session, if any.</summary>
+    public Exception? FaultReason => Volatile.Read(ref _fault);
+
+    private protected NetChannel[] Channels { get; }
+
+    private protected CancellationTokenSource Cts { get; } = new();
+
+    /// <summary>The task reading the control channel; an Abort waits (bounded) for the peer to close it.</summary>
+    private protected abstract Task ControlReader { get; }
+
+    /// <inheritdoc/>
+    public abstract ValueTask DisposeAsync();
+
+    /// <summary>Tells this side's waiters about the first fault (the session's own completion sources).</summary>
+    private protected abstract void OnFault(Exception e);
+
+    private protected void ThrowIfFaulted()
+    {
+        if (Volatile.Read(ref _fault) is { } f)
+            throw f;
+    }
+
+    private protected void Fault(Exception e)
+    {
+        if (MarkFault(e))
+            NetAbort.CloseAll(Channels, Cts);
+    }
+
+    // Records the first fault without closing anything yet, so an Abort can still go out.
+    private protected bool MarkFault(Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
+            return false;
+        OnFault(e);
+        return true;
+    }
+
+    // Records the fault first, then tells the peer (bounded), then closes: the reason stays the one reported.
+    private protected async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
+    {
+        if (!MarkFault(e))
+            return;
+        await NetAbort.TellAndCloseAsync(Channels, ControlReader, Cts, errno, reason).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends the session as disposed unless a fault came first; true when this call ended it.</summary>
+    private protected bool MarkDisposed(out Exception reason)
+    {
+        reason = new ObjectDisposedException(GetType().Name);
+        return Interlocked.CompareExchange(ref _fault, reason, null) is null;
+    }
+}
