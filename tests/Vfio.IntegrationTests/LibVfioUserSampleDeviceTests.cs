@@ -74,6 +74,32 @@ public sealed class LibVfioUserSampleDeviceTests
     }
 
     [Fact]
+    public async Task Info_and_migrate_work_between_two_of_our_profile_servers_without_source_write()
+    {
+        string a = TestSupport.TempSocketPath(), b = TestSupport.TempSocketPath();
+        using var src = await ServeAsync(a);
+        using var dst = await ServeAsync(b);
+        await using (var client = await VfioUserClient.ConnectAsync(a, null, Ct))
+            await client.RegionWriteAsync(1, 0, Pattern(7), Ct);
+        using (var info = new TestSupport.CliProcess("info", "unix:" + a))
+        {
+            Assert.Equal(0, await info.WaitAsync(Timeout));
+            Assert.Contains("1 BAR1   size        16384 (16.0 KiB) flags 0x3 READ WRITE", info.Output, StringComparison.Ordinal);
+            Assert.Contains("migration: caps 0x5, state RUNNING, stop-copy size n/a", info.Output, StringComparison.Ordinal);
+        }
+        // BAR0 = 0 (never written) migrates too: our destination does not refuse RUNNING for a past time.
+        using var migrate = new TestSupport.CliProcess("migrate", "--from", "unix:" + a, "--to", "unix:" + b);
+        int rc = await migrate.WaitAsync(Timeout);
+        Assert.True(rc == 0, $"migrate exited {rc}; stdout: {migrate.Output} stderr: {migrate.Error}");
+        Assert.Contains("16.0 KiB stop-copy", migrate.Output, StringComparison.Ordinal);
+        Assert.Contains("verified: destination matches source", migrate.Output, StringComparison.Ordinal);
+        await using var check = await VfioUserClient.ConnectAsync(b, null, Ct);
+        var bar1 = new byte[LibVfioUserSampleDevice.Bar1Size];
+        await check.RegionReadAsync(1, 0, bar1, Ct);
+        Assert.Equal(Pattern(7), bar1);
+    }
+
+    [Fact]
     public async Task An_interrupt_due_before_INTx_is_configured_waits_for_the_eventfd_then_does_message_DMA_spec_12()
     {
         using var device = new LibVfioUserSampleDevice();
