@@ -21,10 +21,7 @@ public sealed partial class VfioUserConnection
         var map = FindMapping(iova, destination.Length, "DMA read");
         if (map.IsFdBacked && mode == DmaAccessMode.Auto)
         {
-            unsafe
-            {
-                new ReadOnlySpan<byte>((byte*)(map.BaseAddress + (nint)(iova - map.Address)), destination.Length).CopyTo(destination.Span);
-            }
+            map.CopyOut(iova, destination.Span);
             return;
         }
         int done = 0;
@@ -55,10 +52,7 @@ public sealed partial class VfioUserConnection
         var map = FindMapping(iova, source.Length, "DMA write");
         if (map.IsFdBacked && mode == DmaAccessMode.Auto)
         {
-            unsafe
-            {
-                source.Span.CopyTo(new Span<byte>((byte*)(map.BaseAddress + (nint)(iova - map.Address)), source.Length));
-            }
+            map.CopyIn(iova, source.Span);
             _device.Migration.MarkDmaWritten(iova, (ulong)source.Length);
             return;
         }
