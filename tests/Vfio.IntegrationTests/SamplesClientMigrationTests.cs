@@ -164,6 +164,7 @@ public sealed class SamplesClientMigrationTests
         await WaitForIrqAsync(dstIrq, "step 25");
         Assert.True(DateTimeOffset.UtcNow.ToUnixTimeSeconds() >= due, "step 25: the destination fired before the migrated time");
         await dst.ServeDmaAsync((ulong)(serverMaxFds * Page), (ulong)(pages * Page), "step 25");
+        Assert.True(TestSupport.ReadMemFd(memfd, (serverMaxFds + 1) * Page, 8).Any(b => b != 0), "step 25: the direct write did not reach the second newly mapped page");
 
         // Step 26: unmap all, 24-byte echo.
         var all = new DmaUnmapPayload(24, DmaUnmapPayload.FlagAll, 0, 0).Encode();
