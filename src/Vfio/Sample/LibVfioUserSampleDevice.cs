@@ -43,7 +43,8 @@ public sealed class LibVfioUserSampleDevice : MigrationDevice
     private readonly Lock _lock = new();
     private readonly byte[] _bar1 = new byte[Bar1Size];
     private readonly byte[] _incoming = new byte[StreamSize];
-    private readonly Timer _timer;
+    private readonly TimeProvider _time;
+    private readonly ITimer _timer;
     private readonly HashSet<ulong> _dirtyPages = [];
     private long _bar0;
     private long? _irqDue;
@@ -56,10 +57,12 @@ public sealed class LibVfioUserSampleDevice : MigrationDevice
     private string? _lastDmaError;
 
     /// <summary>Creates the device in RUNNING with BAR0 = 0 and BAR1 zeroed; caps STOP_COPY | PRE_COPY (0x5).</summary>
-    public LibVfioUserSampleDevice()
+    /// <param name="timeProvider">The clock BAR0 and the INTx timer use (default: the system clock).</param>
+    public LibVfioUserSampleDevice(TimeProvider? timeProvider = null)
         : base(VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy)
     {
-        _timer = new Timer(_ => Fire(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _time = timeProvider ?? TimeProvider.System;
+        _timer = _time.CreateTimer(_ => Fire(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>The time_t last written to BAR0 (or migrated in).</summary>
@@ -96,7 +99,7 @@ public sealed class LibVfioUserSampleDevice : MigrationDevice
     {
         CheckBar0(offset, destination.Length, "REGION_READ BAR0");
         lock (_lock)
-            BinaryPrimitives.WriteInt64LittleEndian(destination, DateTimeOffset.UtcNow.ToUnixTimeSeconds() - _bar0);
+            BinaryPrimitives.WriteInt64LittleEndian(destination, _time.GetUtcNow().ToUnixTimeSeconds() - _bar0);
     }
 
     /// <summary>REGION_WRITE of BAR0: t := the value; the INTx is due at t.</summary>
@@ -159,7 +162,7 @@ public sealed class LibVfioUserSampleDevice : MigrationDevice
             _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             return;
         }
-        long wait = DueMilliseconds(due) - DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        long wait = DueMilliseconds(due) - _time.GetUtcNow().ToUnixTimeMilliseconds();
         _timer.Change(TimeSpan.FromMilliseconds(Math.Clamp(wait, 0, int.MaxValue - 1)), Timeout.InfiniteTimeSpan);
     }
 
@@ -182,7 +185,7 @@ public sealed class LibVfioUserSampleDevice : MigrationDevice
         {
             if (!_running || _irqDue is not { } due || _connection is null)
                 return; // stopped, or waiting for a client (Attach schedules again)
-            if (DueMilliseconds(due) > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())
+            if (DueMilliseconds(due) > _time.GetUtcNow().ToUnixTimeMilliseconds())
             {
                 ScheduleLocked(); // early or re-armed for later
                 return;
