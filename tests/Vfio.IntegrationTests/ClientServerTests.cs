@@ -99,7 +99,9 @@ public sealed class ClientServerTests
         // Outside any mapping: EFAULT; after UNMAP the range is gone.
         var ex = await Assert.ThrowsAsync<VfioException>(async () => await connection.DmaReadAsync(0x9999_0000, new byte[8], Ct));
         Assert.Equal(Errno.EFAULT, ex.Errno);
+        var held = connection.Dma.Find(0x10000, 8)!; // a device that looked the mapping up just before the unmap
         await client.DmaUnmapAsync(0x10000, 2 * 4096, cancellationToken: Ct);
+        Assert.Equal(Errno.EFAULT, Assert.Throws<VfioException>(() => held.CopyIn(0x10000, "late"u8)).Errno); // not a write into unmapped memory
         Assert.Equal(1, connection.Dma.Count);
         var gone = await Assert.ThrowsAsync<VfioException>(() => client.DmaUnmapAsync(0x10000, 2 * 4096, cancellationToken: Ct));
         Assert.Equal(Errno.ENOENT, gone.Errno);

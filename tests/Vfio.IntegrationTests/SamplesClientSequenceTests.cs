@@ -13,7 +13,7 @@ public sealed class SamplesClientSequenceTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static byte[] Feature(uint argsz, uint flags, params ulong[] data64)
+    internal static byte[] Feature(uint argsz, uint flags, params ulong[] data64)
     {
         var b = new byte[8 + (data64.Length * 8)];
         BinaryPrimitives.WriteUInt32LittleEndian(b, argsz);

@@ -7,11 +7,23 @@ using Vfio.User.Server;
 
 namespace Vfio.Cli.Commands;
 
-/// <summary><c>vfio-mig serve</c>: serves the sample device over vfio-user on a UNIX socket until SIGINT/SIGTERM.</summary>
+/// <summary>
+/// <c>vfio-mig serve</c>: serves a built-in device over vfio-user on a UNIX socket until SIGINT/SIGTERM: the sample
+/// device (default) or the libvfio-user sample profile (<c>--device libvfio-user-sample</c>).
+/// </summary>
 internal static class ServeCommand
 {
+    private const string SampleDeviceName = "sample";
+    private const string LibVfioUserSampleName = "libvfio-user-sample";
+
     public static Command Create()
     {
+        var device = new Option<string>("--device")
+        {
+            Description = $"Device to serve: {SampleDeviceName} (the sample device) or {LibVfioUserSampleName} (the device of libvfio-user's samples/server, for its samples/client)",
+            DefaultValueFactory = _ => SampleDeviceName,
+        };
+        device.AcceptOnlyFromAmong(SampleDeviceName, LibVfioUserSampleName);
         var socket = new Option<string>("--socket") { Description = "UNIX socket path to listen on (mode 0600; a stale socket is replaced)", Required = true };
         var size = new Option<string>("--size") { Description = "Device state size (BAR0), e.g. 64MiB", DefaultValueFactory = _ => "64MiB" };
         var dirtyRate = new Option<string>("--dirty-rate") { Description = "Bytes per second the device workload dirties while running, e.g. 16MiB/s", DefaultValueFactory = _ => "0" };
@@ -23,14 +35,24 @@ internal static class ServeCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var verbose = new Option<bool>("--verbose") { Description = "Log connections and failed commands to stderr" };
-        var command = new Command("serve", "Serve the sample device as a vfio-user server (live migration capable).")
+        var command = new Command("serve", "Serve a built-in device (the sample device, or --device libvfio-user-sample) as a vfio-user server (live migration capable).")
         {
-            socket, size, dirtyRate, caps, seed, fault, verbose,
+            socket, device, size, dirtyRate, caps, seed, fault, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             try
             {
+                bool libVfioUser = parse.GetValue(device) == LibVfioUserSampleName;
+                if (libVfioUser)
+                {
+                    // The profile is fixed by libvfio-user's sample (spec §12); sample-device options would be ignored.
+                    foreach (Option option in new Option[] { size, dirtyRate, caps, seed, fault })
+                    {
+                        if (parse.GetResult(option) is { Implicit: false })
+                            VfioException.Throw(Errno.EINVAL, "serve", $"{option.Name} does not apply to --device {LibVfioUserSampleName} (BAR0 time_t, BAR1 16 KiB, caps 0x5 are fixed)");
+                    }
+                }
                 var options = new SampleDeviceOptions
                 {
                     SizeBytes = Units.ParseBytes(parse.GetValue(size)!, "size"),
@@ -39,7 +61,6 @@ internal static class ServeCommand
                     Seed = parse.GetValue(seed),
                     Faults = (parse.GetValue(fault) ?? []).Aggregate(SampleDeviceFaults.None, (all, f) => all | Units.ParseFaults(f, "fault")),
                 };
-                using var device = new SampleDevice(options);
                 using var loggerFactory = LoggerFactory.Create(b =>
                 {
                     b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
@@ -53,10 +74,14 @@ internal static class ServeCommand
                 }
                 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
                 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-                await using var server = new VfioUserServer(parse.GetValue(socket)!, VfioUserDeviceDefinition.ForSample(device), new VfioUserServerOptions { LoggerFactory = loggerFactory });
+                using var served = libVfioUser ? (Vfio.Device.MigrationDevice)new LibVfioUserSampleDevice() : new SampleDevice(options);
+                var definition = served is SampleDevice sample ? VfioUserDeviceDefinition.ForSample(sample) : VfioUserDeviceDefinition.ForLibVfioUserSample((LibVfioUserSampleDevice)served);
+                await using var server = new VfioUserServer(parse.GetValue(socket)!, definition, new VfioUserServerOptions { LoggerFactory = loggerFactory });
                 server.Start();
-                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"serving sample device ({Units.FormatBytes(device.SizeBytes)}, caps 0x{(ulong)device.Capabilities:x}{(options.Faults == SampleDeviceFaults.None ? "" : ", faults " + options.Faults)}) on {server.Path}"));
+                string what = served is SampleDevice s
+                    ? string.Create(CultureInfo.InvariantCulture, $"sample device ({Units.FormatBytes(s.SizeBytes)}, caps 0x{(ulong)s.Capabilities:x}{(options.Faults == SampleDeviceFaults.None ? "" : ", faults " + options.Faults)})")
+                    : string.Create(CultureInfo.InvariantCulture, $"{LibVfioUserSampleName} device (BAR0 time_t, BAR1 {Units.FormatBytes(LibVfioUserSampleDevice.Bar1Size)}, caps 0x{(ulong)served.Capabilities:x})");
+                Console.Out.WriteLine($"serving {what} on {server.Path}");
                 Console.Out.Flush();
                 await server.RunAsync(stop.Token).ConfigureAwait(false);
                 Console.Out.WriteLine($"stopped after {server.ConnectionCount} client(s)");

@@ -64,6 +64,23 @@ public abstract partial class MigrationDevice
         }
     }
 
+    /// <summary>
+    /// Records that guest memory at [<paramref name="iova"/>, +<paramref name="length"/>) was written behind the
+    /// client's back (a vfio-user server writing through its mmap of an fd-backed DMA mapping, spec §7.6). A device
+    /// with DMA logging reports those pages dirty; others ignore it.
+    /// </summary>
+    public void MarkDmaWritten(ulong iova, ulong length)
+    {
+        if (SupportsDmaLogging && length > 0)
+            OnDmaWritten(iova, length);
+    }
+
+    /// <summary>
+    /// A direct write into guest memory happened (see <see cref="MarkDmaWritten"/>); runs without the state lock, on
+    /// the writer's thread. The default ignores it: a device whose DMA target is its own state tracks that itself.
+    /// </summary>
+    protected virtual void OnDmaWritten(ulong iova, ulong length) { }
+
     /// <summary>Starts tracking the validated, sorted ranges; may change <paramref name="pageSize"/>.</summary>
     protected virtual void OnDmaLoggingStart(ref ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges)
         => VfioException.Throw(Errno.ENOTTY, "DMA_LOGGING_START", "the device has no DMA logging");

@@ -6,6 +6,7 @@ namespace Vfio.User.Server;
 /// <summary>One DMA mapping: fd-backed (mmapped here) or message mode (DMA_READ/DMA_WRITE to the client).</summary>
 public sealed class DmaMapping : IDisposable
 {
+    private readonly Lock _useLock = new();
     private nint _mapBase;
     private nuint _mapLength;
 
@@ -53,17 +54,45 @@ public sealed class DmaMapping : IDisposable
         BaseAddress = at + (nint)delta;
     }
 
+    /// <summary>
+    /// Copies client memory at <paramref name="address"/> out of our mmap. Holds the mapping for the copy, so an
+    /// unmap (the client's DMA_UNMAP, its disconnect) waits for it; after the unmap it is EFAULT.
+    /// </summary>
+    internal unsafe void CopyOut(ulong address, Span<byte> destination)
+    {
+        lock (_useLock)
+            new ReadOnlySpan<byte>((byte*)MappedAt(address, destination.Length), destination.Length).CopyTo(destination);
+    }
+
+    /// <summary>Copies into client memory at <paramref name="address"/> through our mmap (see <see cref="CopyOut"/>).</summary>
+    internal unsafe void CopyIn(ulong address, ReadOnlySpan<byte> source)
+    {
+        lock (_useLock)
+            source.CopyTo(new Span<byte>((byte*)MappedAt(address, source.Length), source.Length));
+    }
+
+    // Must hold _useLock.
+    private nint MappedAt(ulong address, int length)
+    {
+        if (BaseAddress == 0 || !Contains(address, (ulong)length))
+            VfioException.Throw(Errno.EFAULT, "DMA", $"0x{address:x}+{length} is no longer mapped");
+        return BaseAddress + (nint)(address - Address);
+    }
+
     /// <summary>Whether [addr, addr+len) lies inside this mapping.</summary>
     public bool Contains(ulong address, ulong length) => address >= Address && length <= Size && address - Address <= Size - length;
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_mapBase != 0)
+        lock (_useLock)
         {
-            Interop.Interop.MUnmap(_mapBase, _mapLength);
-            _mapBase = 0;
-            BaseAddress = 0;
+            if (_mapBase != 0)
+            {
+                Interop.Interop.MUnmap(_mapBase, _mapLength);
+                _mapBase = 0;
+                BaseAddress = 0;
+            }
         }
         Fd?.Dispose();
     }

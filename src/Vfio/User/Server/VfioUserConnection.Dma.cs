@@ -5,20 +5,23 @@ using Vfio.User.Transport;
 namespace Vfio.User.Server;
 
 // Device DMA into client memory: through the mmap of an fd-backed mapping, or DMA_READ/DMA_WRITE messages
-// (16-byte {addr, count} head, libvfio-user layout) chunked to the client's max_data_xfer_size.
+// (16-byte {addr, count} head, libvfio-user layout) chunked to the client's max_data_xfer_size. A write through
+// the mmap is a write the client does not see, so its pages are reported dirty to DMA logging (spec §7.6).
 public sealed partial class VfioUserConnection
 {
-    /// <summary>Reads client memory at <paramref name="iova"/>.</summary>
+    /// <summary>Reads client memory at <paramref name="iova"/> (<see cref="DmaAccessMode.Auto"/>).</summary>
     /// <exception cref="VfioException">EFAULT when the range is not inside one mapping; the client's errno.</exception>
-    public async ValueTask DmaReadAsync(ulong iova, Memory<byte> destination, CancellationToken cancellationToken = default)
+    public ValueTask DmaReadAsync(ulong iova, Memory<byte> destination, CancellationToken cancellationToken = default)
+        => DmaReadAsync(iova, destination, DmaAccessMode.Auto, cancellationToken);
+
+    /// <summary>Reads client memory at <paramref name="iova"/> the way <paramref name="mode"/> says.</summary>
+    /// <exception cref="VfioException">EFAULT when the range is not inside one mapping; the client's errno.</exception>
+    public async ValueTask DmaReadAsync(ulong iova, Memory<byte> destination, DmaAccessMode mode, CancellationToken cancellationToken = default)
     {
         var map = FindMapping(iova, destination.Length, "DMA read");
-        if (map.IsFdBacked)
+        if (map.IsFdBacked && mode == DmaAccessMode.Auto)
         {
-            unsafe
-            {
-                new ReadOnlySpan<byte>((byte*)(map.BaseAddress + (nint)(iova - map.Address)), destination.Length).CopyTo(destination.Span);
-            }
+            map.CopyOut(iova, destination.Span);
             return;
         }
         int done = 0;
@@ -37,17 +40,20 @@ public sealed partial class VfioUserConnection
         }
     }
 
-    /// <summary>Writes client memory at <paramref name="iova"/>.</summary>
+    /// <summary>Writes client memory at <paramref name="iova"/> (<see cref="DmaAccessMode.Auto"/>).</summary>
     /// <exception cref="VfioException">EFAULT when the range is not inside one mapping; the client's errno.</exception>
-    public async ValueTask DmaWriteAsync(ulong iova, ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default)
+    public ValueTask DmaWriteAsync(ulong iova, ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default)
+        => DmaWriteAsync(iova, source, DmaAccessMode.Auto, cancellationToken);
+
+    /// <summary>Writes client memory at <paramref name="iova"/> the way <paramref name="mode"/> says.</summary>
+    /// <exception cref="VfioException">EFAULT when the range is not inside one mapping; the client's errno.</exception>
+    public async ValueTask DmaWriteAsync(ulong iova, ReadOnlyMemory<byte> source, DmaAccessMode mode, CancellationToken cancellationToken = default)
     {
         var map = FindMapping(iova, source.Length, "DMA write");
-        if (map.IsFdBacked)
+        if (map.IsFdBacked && mode == DmaAccessMode.Auto)
         {
-            unsafe
-            {
-                source.Span.CopyTo(new Span<byte>((byte*)(map.BaseAddress + (nint)(iova - map.Address)), source.Length));
-            }
+            map.CopyIn(iova, source.Span);
+            _device.Migration.MarkDmaWritten(iova, (ulong)source.Length);
             return;
         }
         int done = 0;

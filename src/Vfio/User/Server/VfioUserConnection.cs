@@ -61,6 +61,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(_socket);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _device.ConnectionAttached?.Invoke(this);
         var worker = Task.Run(() => WorkerAsync(cts.Token), CancellationToken.None);
         string reason = "end of stream";
         var handshakeTimer = _options.HandshakeTimeout > TimeSpan.Zero && _options.HandshakeTimeout != Timeout.InfiniteTimeSpan
@@ -129,6 +130,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
             {
             }
             FailPending(new VfioException(Errno.ECONNRESET, "vfio-user DMA request", "the client disconnected"));
+            _device.ConnectionDetached?.Invoke(this);
             await CloseTwinSocketAsync().ConfigureAwait(false);
             Cleanup();
             Log.ClientDisconnected(_logger, Id, reason);

@@ -59,6 +59,22 @@ public sealed class VfioUserDeviceDefinition
         return this;
     }
 
+    /// <summary>
+    /// Lets device logic reach its client: <paramref name="attached"/> runs when a client connection starts (before
+    /// VERSION), <paramref name="detached"/> when it has ended (before its DMA maps and IRQ eventfds are closed).
+    /// Through the connection a device triggers IRQs (<see cref="VfioUserConnection.TriggerIrq"/>) and does DMA.
+    /// </summary>
+    public VfioUserDeviceDefinition WithConnectionHandlers(Action<VfioUserConnection> attached, Action<VfioUserConnection> detached)
+    {
+        ConnectionAttached = attached ?? throw new ArgumentNullException(nameof(attached));
+        ConnectionDetached = detached ?? throw new ArgumentNullException(nameof(detached));
+        return this;
+    }
+
+    internal Action<VfioUserConnection>? ConnectionAttached { get; private set; }
+
+    internal Action<VfioUserConnection>? ConnectionDetached { get; private set; }
+
     /// <summary>The region at an index, or null for an absent (zero-size) region.</summary>
     public VfioUserRegion? GetRegion(uint index) => index < PciRegionCount ? _regions[index] : null;
 
@@ -73,6 +89,31 @@ public sealed class VfioUserDeviceDefinition
     public static VfioUserDeviceDefinition ForSample(SampleDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
+        var definition = new VfioUserDeviceDefinition(device, $"sample device ({device.SizeBytes} bytes, caps 0x{(ulong)device.Capabilities:x})");
+        definition.WithRegion(new VfioUserRegion(0, "BAR0 (device state)", (ulong)device.SizeBytes,
+            (offset, dst) => device.ReadState((long)offset, dst),
+            (offset, src) => device.WriteState((long)offset, src)));
+        return definition.WithSamplePciShape();
+    }
+
+    /// <summary>
+    /// libvfio-user's <c>samples/server</c> as a device (spec §12): BAR0 = 8-byte time_t, BAR1 = 0x4000 bytes,
+    /// CONFIG and IRQs as <see cref="ForSample"/>; the device triggers INTx and does DMA through the connection.
+    /// </summary>
+    public static VfioUserDeviceDefinition ForLibVfioUserSample(LibVfioUserSampleDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        var definition = new VfioUserDeviceDefinition(device, $"libvfio-user sample device (BAR0 time_t, BAR1 {LibVfioUserSampleDevice.Bar1Size} bytes, caps 0x{(ulong)device.Capabilities:x})");
+        definition.WithRegion(new VfioUserRegion(0, "BAR0 (time_t)", LibVfioUserSampleDevice.Bar0Size, device.ReadBar0, device.WriteBar0));
+        definition.WithRegion(new VfioUserRegion(1, "BAR1", LibVfioUserSampleDevice.Bar1Size, device.ReadBar1, device.WriteBar1));
+        definition.WithConnectionHandlers(device.Attach, device.Detach);
+        return definition.WithSamplePciShape();
+    }
+
+    // CONFIG = 256 bytes of emulated config space with libvfio-user's sample identity (vendor 0xdead, device
+    // 0xbeef, subsystem 0xcafe/0xbabe); IRQs INTx 1, MSI 0, MSI-X 0, ERR 1, REQ 1.
+    private VfioUserDeviceDefinition WithSamplePciShape()
+    {
         var config = new byte[256];
         config[0] = 0xad; config[1] = 0xde; // vendor 0xdead
         config[2] = 0xef; config[3] = 0xbe; // device 0xbeef
@@ -80,11 +121,7 @@ public sealed class VfioUserDeviceDefinition
         config[0x2c] = 0xfe; config[0x2d] = 0xca; // subsystem vendor 0xcafe
         config[0x2e] = 0xbe; config[0x2f] = 0xba; // subsystem id 0xbabe
         var configLock = new Lock();
-        var definition = new VfioUserDeviceDefinition(device, $"sample device ({device.SizeBytes} bytes, caps 0x{(ulong)device.Capabilities:x})");
-        definition.WithRegion(new VfioUserRegion(0, "BAR0 (device state)", (ulong)device.SizeBytes,
-            (offset, dst) => device.ReadState((long)offset, dst),
-            (offset, src) => device.WriteState((long)offset, src)));
-        definition.WithRegion(new VfioUserRegion(ConfigRegionIndex, "CONFIG", (ulong)config.Length,
+        WithRegion(new VfioUserRegion(ConfigRegionIndex, "CONFIG", (ulong)config.Length,
             (offset, dst) =>
             {
                 lock (configLock)
@@ -103,7 +140,6 @@ public sealed class VfioUserDeviceDefinition
                     }
                 }
             }));
-        definition.WithIrqs(0, 1).WithIrqs(3, 1).WithIrqs(4, 1);
-        return definition;
+        return WithIrqs(0, 1).WithIrqs(3, 1).WithIrqs(4, 1);
     }
 }
