@@ -50,6 +50,15 @@ internal sealed class MemoryImageDevice : MigrationDevice
         return n;
     }
 
+    // The image is the stream and cannot change while the device is stopped: hand it out without a copy.
+    protected override ReadOnlyMemory<byte>? TakeStopCopyData(int maxLength)
+    {
+        int n = (int)Math.Min(maxLength, _image.Length - _readAt);
+        var data = _image.AsMemory((int)_readAt, n);
+        _readAt += n;
+        return data;
+    }
+
     protected override void WriteResumingData(ReadOnlySpan<byte> source)
     {
         if (source.Length > _image.Length - _writeAt)

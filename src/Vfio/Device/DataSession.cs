@@ -40,6 +40,20 @@ public sealed class DataSession
         return n;
     }
 
+    /// <summary>
+    /// STOP_COPY only: the next up to <paramref name="maxLength"/> stream bytes as the device's own memory, without a
+    /// copy, when the device offers that (see <c>MigrationDevice.TakeStopCopyData</c>); null means "use
+    /// <see cref="Read"/>". Empty is the end of the stream. The memory stays unchanged while the session lives.
+    /// </summary>
+    /// <exception cref="VfioException">ENODEV when terminated; EBADF on a resuming session.</exception>
+    public ReadOnlyMemory<byte>? TryTakeStopCopy(int maxLength)
+    {
+        var data = _device.TakeSession(this, maxLength);
+        if (data is { } d)
+            Interlocked.Add(ref _bytes, d.Length);
+        return data;
+    }
+
     /// <summary>Writes the next bytes of a resuming stream, in order.</summary>
     /// <exception cref="VfioException">ENODEV when terminated; EBADF on a saving session; device errors (ENOMEM, EINVAL, …).</exception>
     public void Write(ReadOnlySpan<byte> source)

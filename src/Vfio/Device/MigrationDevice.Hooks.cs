@@ -68,6 +68,15 @@ public abstract partial class MigrationDevice
     /// </summary>
     protected abstract int ReadSavingData(Span<byte> destination, VfioMigrationState state);
 
+    /// <summary>
+    /// Optional zero-copy STOP_COPY saving, for a device whose stream bytes already sit in its own memory: returns
+    /// the next up to <paramref name="maxLength"/> bytes of the stream and consumes them (as a read would), or null
+    /// to be read through <see cref="ReadSavingData"/> instead. Only asked in STOP_COPY, where the device is stopped,
+    /// and the memory must stay unchanged until the session ends: a transport may still be sending it after the call.
+    /// An empty result is the end of the stream.
+    /// </summary>
+    protected virtual ReadOnlyMemory<byte>? TakeStopCopyData(int maxLength) => null;
+
     /// <summary>Consumes the next bytes of the resuming stream, in order; throw to reject them.</summary>
     protected abstract void WriteResumingData(ReadOnlySpan<byte> source);
 

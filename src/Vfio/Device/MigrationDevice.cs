@@ -275,16 +275,26 @@ public abstract partial class MigrationDevice : IDisposable
         OnReset();
     }
 
-    internal int ReadSession(DataSession session, Span<byte> destination)
+    // Takes the device lock for a read of a saving session; the caller unlocks. EBADF/ENODEV as the data fd gives.
+    private void EnterSavingRead(DataSession session)
     {
         const string op = "read migration data";
         if (session.Kind != DataSessionKind.Saving)
             VfioException.Throw(Errno.EBADF, op, "the stream is a resuming stream (write only)");
         Lock();
+        if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
+        {
+            Unlock();
+            VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated; a new session needs a new stream");
+        }
+    }
+
+    internal int ReadSession(DataSession session, Span<byte> destination)
+    {
+        const string op = "read migration data";
+        EnterSavingRead(session);
         try
         {
-            if (!session.IsActive && (_faults & EngineFaults.StaleSessionsStayUsable) == 0)
-                VfioException.Throw(Errno.ENODEV, op, $"stream {session.Id} was terminated; a new session needs a new stream");
             if (destination.IsEmpty)
                 return 0;
             int n = ReadSavingData(destination, _state);
@@ -293,6 +303,21 @@ public abstract partial class MigrationDevice : IDisposable
             if (n == 0 && _state == VfioMigrationState.StopCopy && (_faults & EngineFaults.StopCopyEndIsEnomsg) != 0)
                 VfioException.Throw(Errno.ENOMSG, op, "no data for now");
             return n;
+        }
+        finally
+        {
+            Unlock();
+        }
+    }
+
+    internal ReadOnlyMemory<byte>? TakeSession(DataSession session, int maxLength)
+    {
+        EnterSavingRead(session);
+        try
+        {
+            if (_state != VfioMigrationState.StopCopy || maxLength <= 0 || (_faults & EngineFaults.StopCopyEndIsEnomsg) != 0)
+                return null;
+            return TakeStopCopyData(maxLength) is { } data && data.Length <= maxLength ? data : null;
         }
         finally
         {

@@ -6,8 +6,9 @@ namespace Vfio.User.Server;
 /// <summary>A reply under construction: payload bytes at offset 16 of <see cref="Buffer"/>, or an errno.</summary>
 internal readonly struct OutgoingReply
 {
-    private OutgoingReply(byte[]? buffer, int length, Errno error, SafeHandle[]? fds, bool closeAfter, bool pooled = false)
+    private OutgoingReply(byte[]? buffer, int length, Errno error, SafeHandle[]? fds, bool closeAfter, bool pooled = false, ReadOnlyMemory<byte> tail = default)
     {
+        Tail = tail;
         Pooled = pooled;
         Buffer = buffer;
         Length = length;
@@ -19,8 +20,11 @@ internal readonly struct OutgoingReply
     /// <summary>Whole message buffer (header space + payload), null for an error reply.</summary>
     public byte[]? Buffer { get; }
 
-    /// <summary>Message length (16 + payload).</summary>
+    /// <summary>Bytes of <see cref="Buffer"/> to send (16 + payload, without <see cref="Tail"/>).</summary>
     public int Length { get; }
+
+    /// <summary>Payload bytes sent after <see cref="Buffer"/> straight from memory the device owns (zero-copy data).</summary>
+    public ReadOnlyMemory<byte> Tail { get; }
 
     /// <summary>The errno of an error reply; None on success.</summary>
     public Errno Error { get; }
@@ -41,8 +45,8 @@ internal readonly struct OutgoingReply
         return new OutgoingReply(buffer, buffer.Length, Errno.None, fds, false);
     }
 
-    /// <summary>A reply whose payload was written in place into <paramref name="buffer"/> (length = 16 + payload).</summary>
-    public static OutgoingReply InPlace(byte[] buffer, int length, bool pooled) => new(buffer, length, Errno.None, null, false, pooled);
+    /// <summary>A reply whose payload was written in place into <paramref name="buffer"/> (length = 16 + payload), optionally followed by <paramref name="tail"/>.</summary>
+    public static OutgoingReply InPlace(byte[] buffer, int length, bool pooled, ReadOnlyMemory<byte> tail = default) => new(buffer, length, Errno.None, null, false, pooled, tail);
 
     public static OutgoingReply Empty => Ok([]);
 
@@ -54,5 +58,5 @@ internal readonly struct OutgoingReply
     /// <summary>True for <see cref="CloseMarker"/>.</summary>
     public bool IsCloseMarker => Buffer is null && Error == Errno.None && CloseAfter;
 
-    public OutgoingReply WithClose() => new(Buffer, Length, Error, Fds, true, Pooled);
+    public OutgoingReply WithClose() => new(Buffer, Length, Error, Fds, true, Pooled, Tail);
 }

@@ -173,13 +173,32 @@ public sealed partial class VfioUserConnection
         var session = m.CurrentSession;
         if (session is null || session.Kind != DataSessionKind.Saving || !session.IsActive)
             VfioException.Throw(Errno.EINVAL, op, "no saving session is open");
-        // Reply padded to 8 + requested bytes (libvfio-user; samples/client requires it); size tells the truth.
-        int length = VfioUserHeader.Size + MigDataPayload.Length + (int)r.Size;
+        // A stopped device that holds its stream in memory hands it over: the reply is sent from that memory.
+        if (state == VfioMigrationState.StopCopy && session.TryTakeStopCopy((int)r.Size) is { } taken)
+        {
+            if (taken.Length == (int)r.Size)
+            {
+                var head = new byte[VfioUserHeader.Size + MigDataPayload.Length];
+                new MigDataPayload((uint)(MigDataPayload.Length + taken.Length), (uint)taken.Length).Encode(head.AsSpan(VfioUserHeader.Size));
+                return OutgoingReply.InPlace(head, head.Length, pooled: false, tail: taken);
+            }
+            return PaddedMigDataReply((int)r.Size, taken.Span, session);
+        }
+        return PaddedMigDataReply((int)r.Size, default, session);
+    }
+
+    // Reply padded to 8 + requested bytes (libvfio-user; samples/client requires it); size tells the truth. It starts
+    // with what the device already handed over (first) and fills up by reading until full or the end.
+    private static OutgoingReply PaddedMigDataReply(int size, ReadOnlySpan<byte> first, DataSession session)
+    {
+        int length = VfioUserHeader.Size + MigDataPayload.Length + size;
         var buffer = ArrayPool<byte>.Shared.Rent(length);
         int filled = 0;
         try
         {
-            var dst = buffer.AsSpan(VfioUserHeader.Size + MigDataPayload.Length, (int)r.Size);
+            var dst = buffer.AsSpan(VfioUserHeader.Size + MigDataPayload.Length, size);
+            first.CopyTo(dst);
+            filled = first.Length;
             // Fill completely unless the device is at (temporary) end: a short reply means "no more".
             while (filled < dst.Length)
             {

@@ -239,6 +239,12 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         {
             buffer = reply.Buffer!;
             length = reply.Length;
+            if (!reply.Tail.IsEmpty)
+            {
+                new VfioUserHeader(request.MessageId, request.Command, (uint)(length + reply.Tail.Length), flags, 0).Encode(buffer);
+                await _socket!.SendInTwoPartsAsync(buffer.AsMemory(0, length), reply.Tail, cancellationToken).ConfigureAwait(false);
+                return;
+            }
         }
         new VfioUserHeader(request.MessageId, request.Command, (uint)length, flags, (uint)reply.Error).Encode(buffer);
         await _socket!.SendAsync(buffer.AsMemory(0, length), reply.Error == Errno.None ? reply.Fds : null, cancellationToken).ConfigureAwait(false);

@@ -75,27 +75,49 @@ public sealed class UnixFdSocket : IDisposable
             int sent = 0;
             if (fds is { Count: > 0 })
                 sent = await SendWithFdsAsync(message, fds, cancellationToken).ConfigureAwait(false);
-            while (sent < message.Length)
-            {
-                int n;
-                try
-                {
-                    n = await _socket.SendAsync(message[sent..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                }
-                catch (SocketException ex)
-                {
-                    throw new VfioException(ToErrno(ex), "send vfio-user message", ex.Message, ex);
-                }
-                catch (ObjectDisposedException ex)
-                {
-                    throw new VfioException(Errno.ENOTCONN, "send vfio-user message", "the connection is closed", ex);
-                }
-                sent += n;
-            }
+            await SendAllAsync(message[sent..], cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    /// <summary>Sends one message in two pieces (e.g. header + head, then data from elsewhere) with nothing between them.</summary>
+    public async ValueTask SendInTwoPartsAsync(ReadOnlyMemory<byte> message, ReadOnlyMemory<byte> tail, CancellationToken cancellationToken = default)
+    {
+        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await SendAllAsync(message, cancellationToken).ConfigureAwait(false);
+            await SendAllAsync(tail, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    // Caller holds the send lock.
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
+    {
+        int sent = 0;
+        while (sent < message.Length)
+        {
+            int n;
+            try
+            {
+                n = await _socket.SendAsync(message[sent..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException ex)
+            {
+                throw new VfioException(ToErrno(ex), "send vfio-user message", ex.Message, ex);
+            }
+            catch (ObjectDisposedException ex)
+            {
+                throw new VfioException(Errno.ENOTCONN, "send vfio-user message", "the connection is closed", ex);
+            }
+            sent += n;
         }
     }
 
@@ -188,21 +210,33 @@ public sealed class UnixFdSocket : IDisposable
         {
             while (got < VfioUserHeader.Size)
             {
+                // Try first: while a stream of messages flows the next header is usually there already, and the
+                // zero-byte receive (the readiness wait) would cost a round through the event loop for nothing.
+                long n;
                 try
                 {
-                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                }
-                catch (SocketException ex)
-                {
-                    throw new VfioException(ToErrno(ex), "receive vfio-user message", ex.Message, ex);
+                    n = TryRecvMsg(headerBytes.AsSpan(got), fds);
                 }
                 catch (ObjectDisposedException ex)
                 {
                     throw new VfioException(Errno.ENOTCONN, "receive vfio-user message", "the connection is closed", ex);
                 }
-                long n = TryRecvMsg(headerBytes.AsSpan(got), fds);
                 if (n == -(int)Errno.EAGAIN || n == -(int)Errno.EINTR)
+                {
+                    try
+                    {
+                        await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (SocketException ex)
+                    {
+                        throw new VfioException(ToErrno(ex), "receive vfio-user message", ex.Message, ex);
+                    }
+                    catch (ObjectDisposedException ex)
+                    {
+                        throw new VfioException(Errno.ENOTCONN, "receive vfio-user message", "the connection is closed", ex);
+                    }
                     continue;
+                }
                 if (n < 0)
                     throw ErrnoException((Errno)(int)-n, "recvmsg");
                 if (n == 0)
