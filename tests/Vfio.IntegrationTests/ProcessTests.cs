@@ -117,4 +117,19 @@ public sealed class ProcessTests
         Assert.Contains("0 BAR0   size      2097152", info.Output, StringComparison.Ordinal);
         Assert.Contains("migration: caps 0x5, state RUNNING", info.Output, StringComparison.Ordinal);
     }
+
+    // Smoke only: the lines are printed and parse; timings are never asserted.
+    [Fact]
+    public async Task Bench_vfio_user_prints_paired_runs_and_the_ratios()
+    {
+        using var bench = new TestSupport.CliProcess("bench", "vfio-user", "--size", "8MiB", "--runs", "2");
+        Assert.Equal(0, await bench.WaitAsync(TimeSpan.FromMinutes(3)));
+        var lines = bench.Output.Split('\n');
+        Assert.Equal(4, lines.Count(l => l.StartsWith("run ", StringComparison.Ordinal) && l.Contains(", ratio ", StringComparison.Ordinal)));
+        Assert.Contains(lines, l => l.StartsWith("ratio (sample device): ", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("ratio (memory-image device (transport only)): ", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("context, not the reference: raw socketpair re-sending one cache-hot 1 MiB buffer: ", StringComparison.Ordinal));
+        var headline = Assert.Single(lines, l => l.StartsWith("ratio: ", StringComparison.Ordinal));
+        Assert.Matches(@"^ratio: \d+\.\d\d \(client\+server vs raw socketpair, transport only; target >= 0\.80\)", headline);
+    }
 }
