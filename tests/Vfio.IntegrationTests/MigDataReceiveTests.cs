@@ -90,6 +90,80 @@ public sealed class MigDataReceiveTests
         await script.WaitAsync(TimeSpan.FromSeconds(30), Ct);
     }
 
+    [Theory(Timeout = 60000)]
+    [InlineData(false)] // cancelled before the reply arrives: the data must never reach the buffer
+    [InlineData(true)]  // cancelled while the data is being received into the buffer: wait for that to end
+    public async Task A_cancelled_read_never_writes_into_the_callers_buffer_after_returning(bool midPayload)
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        var (server, clientEnd) = UnixFdSocket.CreateSocketPair();
+        using var serverSocket = server;
+        var release = new TaskCompletionSource();
+        var script = Task.Run(async () =>
+        {
+            // Handshake and the state change through the scripted server, then hold the first MIG_DATA_READ reply.
+            ServeUntil(server, VfioUserCommand.MigDataRead, out var read, out var readBody);
+            uint want = BinaryPrimitives.ReadUInt32LittleEndian(readBody.AsSpan(4));
+            var reply = new byte[8 + want];
+            BinaryPrimitives.WriteUInt32LittleEndian(reply, 8 + want);
+            BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), want);
+            reply.AsSpan(8).Fill(0x5A);
+            var frame = VfioUserFrame.Build(read.MessageId, read.Command, VfioUserMessageFlags.Reply, reply, 0);
+            int split = midPayload ? 16 + 8 + 1000 : 0;
+            server.Send(frame, 0, split, SocketFlags.None);
+            await release.Task;
+            server.Send(frame, split, frame.Length - split, SocketFlags.None);
+        }, Ct);
+
+        var options = new VfioUserClientOptions { MaxDataTransferSize = 4096, PipelineDepth = 1 };
+        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
+        await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
+        var buffer = new byte[4096];
+        buffer.AsSpan().Fill(0xEE);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var reading = stream!.ReadAsync(buffer, cancel.Token).AsTask();
+        if (midPayload)
+        {
+            // The read loop is inside the payload now; the read may not return before the payload is complete.
+            await Task.Delay(600, Ct);
+            Assert.False(reading.IsCompleted);
+            release.SetResult();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => reading);
+            var after = buffer.ToArray();
+            await Task.Delay(200, Ct);
+            Assert.Equal(after, buffer);
+        }
+        else
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => reading);
+            release.SetResult();
+            await script.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            await Task.Delay(300, Ct); // the reply has arrived by now: it went to the overflow
+            Assert.All(buffer, b => Assert.Equal(0xEE, b));
+        }
+        await script.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+    }
+
+    // Answers like ServeStopCopy until the first command of kind stop arrives, which it returns unanswered.
+    private static void ServeUntil(Socket socket, VfioUserCommand stop, out VfioUserHeader header, out byte[] body)
+    {
+        uint state = 2;
+        while (true)
+        {
+            var head = new byte[16];
+            if (!Fill(socket, head))
+                throw new EndOfStreamException();
+            header = VfioUserHeader.Decode(head);
+            body = new byte[header.MessageSize - 16];
+            if (!Fill(socket, body))
+                throw new EndOfStreamException();
+            if (header.Command == stop)
+                return;
+            var reply = ControlReply(header.Command, body, ref state);
+            socket.Send(VfioUserFrame.Build(header.MessageId, header.Command, VfioUserMessageFlags.Reply, reply, 0));
+        }
+    }
+
     private static async Task<byte[]> DigestStreamAsync(IVfioMigrationDevice device, int readSize)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -120,23 +194,6 @@ public sealed class MigDataReceiveTests
             byte[] reply;
             switch (h.Command)
             {
-                case VfioUserCommand.Version:
-                    var json = Encoding.UTF8.GetBytes("{ \"capabilities\": { \"max_msg_fds\": 8, \"max_data_xfer_size\": 1048576, \"migration\": { \"pgsize\": 4096 } } }\0");
-                    reply = new byte[4 + json.Length];
-                    BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(2), 2);
-                    json.CopyTo(reply, 4);
-                    break;
-                case VfioUserCommand.DeviceFeature:
-                    uint flags = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
-                    reply = body.Length >= 16 ? body[..16] : new byte[16];
-                    BinaryPrimitives.WriteUInt32LittleEndian(reply, 16);
-                    if ((flags & 0xffff) == 1)
-                        BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), 1);
-                    else if ((flags & 0x20000) != 0)
-                        state = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(8));
-                    else
-                        BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), state);
-                    break;
                 case VfioUserCommand.MigDataRead:
                     uint want = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
                     int give = (int)Math.Min(want, (uint)(totalBytes - sent));
@@ -149,11 +206,36 @@ public sealed class MigDataReceiveTests
                     oversize = false;
                     break;
                 default:
-                    reply = [];
+                    reply = ControlReply(h.Command, body, ref state);
                     break;
             }
             socket.Send(VfioUserFrame.Build(h.MessageId, h.Command, VfioUserMessageFlags.Reply, reply, 0));
         }
+    }
+
+    // libvfio-user's VERSION reply text (spec §4.2), caps 0x1, GET state, SET echoed; anything else header-only.
+    private static byte[] ControlReply(VfioUserCommand command, byte[] body, ref uint state)
+    {
+        if (command == VfioUserCommand.Version)
+        {
+            var json = Encoding.UTF8.GetBytes("{ \"capabilities\": { \"max_msg_fds\": 8, \"max_data_xfer_size\": 1048576, \"migration\": { \"pgsize\": 4096 } } }\0");
+            var version = new byte[4 + json.Length];
+            BinaryPrimitives.WriteUInt16LittleEndian(version.AsSpan(2), 2);
+            json.CopyTo(version, 4);
+            return version;
+        }
+        if (command != VfioUserCommand.DeviceFeature)
+            return [];
+        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
+        var reply = body.Length >= 16 ? body[..16] : new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(reply, 16);
+        if ((flags & 0xffff) == 1)
+            BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), 1);
+        else if ((flags & 0x20000) != 0)
+            state = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(8));
+        else
+            BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), state);
+        return reply;
     }
 
     private static bool Fill(Socket socket, byte[] buffer)

@@ -26,6 +26,10 @@ internal sealed class MigDataTarget(int requested)
 
     private byte[]? _overflow;
 
+    private readonly Lock _gate = new();
+    private bool _revoked;
+    private TaskCompletionSource? _writing;
+
     internal Task<Memory<byte>> Destination => _destination.Task;
 
     /// <summary>The reader's buffer for this reply's data (first call wins).</summary>
@@ -33,6 +37,44 @@ internal sealed class MigDataTarget(int requested)
 
     /// <summary>The reader will not wait for this reply with a buffer: keep the data in the overflow array.</summary>
     public void Abandon() => _destination.TrySetResult(Memory<byte>.Empty);
+
+    /// <summary>
+    /// The reader gave up on a buffer it provided (its read was cancelled): data not yet written goes to the
+    /// overflow instead. Completes once the read loop no longer writes into that buffer, so the reader may
+    /// hand the memory back to whoever owns it.
+    /// </summary>
+    public Task RevokeAsync()
+    {
+        lock (_gate)
+        {
+            _revoked = true;
+            _destination.TrySetResult(Memory<byte>.Empty);
+            return _writing?.Task ?? Task.CompletedTask;
+        }
+    }
+
+    // Read loop: the memory to receive into now (empty once revoked); EndWrite must follow.
+    internal Memory<byte> BeginWrite(Memory<byte> destination)
+    {
+        lock (_gate)
+        {
+            if (_revoked || destination.IsEmpty)
+                return Memory<byte>.Empty;
+            _writing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return destination;
+        }
+    }
+
+    internal void EndWrite()
+    {
+        TaskCompletionSource? writing;
+        lock (_gate)
+        {
+            writing = _writing;
+            _writing = null;
+        }
+        writing?.TrySetResult();
+    }
 
     internal void SetPlaced(int placed, byte[]? overflow, int overflowCount)
     {

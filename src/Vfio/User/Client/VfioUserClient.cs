@@ -289,10 +289,18 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             }
             return new VfioUserMessage(header, whole, length, fds);
         }
-        var destination = await target.Destination.WaitAsync(_shutdown.Token).ConfigureAwait(false);
         int size = (int)head.Size;
-        int direct = Math.Min(size, destination.Length);
-        await _socket.ReceivePayloadAsync(header, destination[..direct], _shutdown.Token).ConfigureAwait(false);
+        int direct;
+        var destination = target.BeginWrite(await target.Destination.WaitAsync(_shutdown.Token).ConfigureAwait(false));
+        try
+        {
+            direct = Math.Min(size, destination.Length);
+            await _socket.ReceivePayloadAsync(header, destination[..direct], _shutdown.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            target.EndWrite();
+        }
         var overflow = ArrayPool<byte>.Shared.Rent(Math.Max(1, data - direct)); // overflow data, then the padding
         try
         {
@@ -308,6 +316,9 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         target.SetPlaced(direct, overflow, size - direct);
         return new VfioUserMessage(header, ArrayPool<byte>.Shared.Rent(1), 0, fds);
     }
+
+    /// <summary>Shuts the socket down (pending receives fail at once) without disposing the client.</summary>
+    internal void Sever() => _socket.Shutdown();
 
     /// <summary>Every MIG_DATA_READ reply still waiting for its reader's buffer goes to an overflow array instead.</summary>
     internal void AbandonDataTargets()

@@ -243,7 +243,17 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             var (pending, target) = _inflight.Dequeue();
             int requested = target.Requested;
             target.Provide(buffer);
-            using var reply = await client.CompleteAsync(VfioUserCommand.MigDataRead, pending, cancellationToken).ConfigureAwait(false);
+            Transport.VfioUserMessage completed;
+            try
+            {
+                completed = await client.CompleteAsync(VfioUserCommand.MigDataRead, pending, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                await ReleaseBufferAsync(client, target).ConfigureAwait(false);
+                throw;
+            }
+            using var reply = completed;
             int got;
             if (target.Placed)
             {
@@ -351,6 +361,19 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         {
             AbandonInflight();
             return ValueTask.CompletedTask;
+        }
+
+        // A cancelled read returns its buffer to the caller, who may reuse it at once: the read loop must have
+        // stopped writing into it. It finishes within one reply; a server that stalls mid-reply that long has
+        // broken the connection, which is then cut so the write ends.
+        private static async Task ReleaseBufferAsync(VfioUserClient client, MigDataTarget target)
+        {
+            var writing = target.RevokeAsync();
+            if (await Task.WhenAny(writing, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false) != writing)
+            {
+                client.Sever();
+                await writing.ConfigureAwait(false);
+            }
         }
 
         private async Task SendReadAsync(VfioUserClient client, int size, CancellationToken cancellationToken)
