@@ -23,8 +23,11 @@ public sealed class BadInputTests
     private static async Task AssertServerStillServesAsync(string path)
     {
         // GET MIG_DEVICE_STATE works in every state (a corpus file may have left the device in STOP).
-        await using var device = await VfioUserMigrationDevice.ConnectAsync(path, null, Ct);
-        await device.GetStateAsync(Ct);
+        // Bounded: a server stuck on the previous client must fail the test, not hang the run.
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        limit.CancelAfter(TimeSpan.FromSeconds(30));
+        await using var device = await VfioUserMigrationDevice.ConnectAsync(path, null, limit.Token);
+        await device.GetStateAsync(limit.Token);
     }
 
     [Fact]

@@ -11,8 +11,8 @@ public sealed class ProcessTests
     public async Task Migrate_between_two_served_processes_verifies_equal_state()
     {
         string a = TestSupport.TempSocketPath(), b = TestSupport.TempSocketPath();
-        using var src = new TestSupport.CliProcess("serve", "--socket", a, "--size", "16MiB", "--dirty-rate", "4MiB/s", "--seed", "7");
-        using var dst = new TestSupport.CliProcess("serve", "--socket", b, "--size", "16MiB", "--seed", "8");
+        using var src = new TestSupport.CliProcess("serve", "--socket", a, "--size", "16MiB", "--dirty-rate", "4MiB/s", "--seed", "7", "--verbose");
+        using var dst = new TestSupport.CliProcess("serve", "--socket", b, "--size", "16MiB", "--seed", "8", "--verbose");
         await src.WaitForOutputAsync($"serving sample device (16.0 MiB, caps 0x5) on {a}", Startup);
         await dst.WaitForOutputAsync($"serving sample device (16.0 MiB, caps 0x5) on {b}", Startup);
 
@@ -30,8 +30,8 @@ public sealed class ProcessTests
         // SIGTERM: clean exit, socket removed.
         src.Signal("TERM");
         dst.Signal("INT");
-        Assert.Equal(0, await src.WaitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Equal(0, await dst.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await src.WaitOrExplainAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await dst.WaitOrExplainAsync(TimeSpan.FromSeconds(30)));
         Assert.False(PathExists(a));
         Assert.False(PathExists(b));
     }

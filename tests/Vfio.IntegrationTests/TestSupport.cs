@@ -278,6 +278,19 @@ internal static class TestSupport
             return Process.ExitCode;
         }
 
+        /// <summary>Like <see cref="WaitAsync"/>, but a timeout fails with everything the process printed.</summary>
+        public async Task<int> WaitOrExplainAsync(TimeSpan timeout)
+        {
+            try
+            {
+                return await WaitAsync(timeout);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"still running after {timeout.TotalSeconds} s; stdout: {Output} stderr: {Error}");
+            }
+        }
+
         public void Signal(string signal)
         {
             using var kill = Process.Start("kill", ["-" + signal, Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);

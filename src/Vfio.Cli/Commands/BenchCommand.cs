@@ -50,14 +50,15 @@ internal static class BenchCommand
                     long streamBytes = 0;
                     for (int i = 0; i < n; i++)
                     {
-                        var (moved, seconds) = await MeasureVfioUserAsync(bytes, memoryImage, cancellationToken).ConfigureAwait(false);
+                        var (moved, seconds, cpu) = await MeasureVfioUserAsync(bytes, memoryImage, cancellationToken).ConfigureAwait(false);
                         streamBytes = moved;
                         double ours = moved / seconds;
-                        var rawSeconds = await MeasureRawAsync(moved, source, cancellationToken).ConfigureAwait(false);
+                        var (rawSeconds, rawCpu) = await MeasureRawAsync(moved, source, cancellationToken).ConfigureAwait(false);
                         double raw = moved / rawSeconds;
                         ratios.Add(ours / raw);
-                        bestHot = Math.Max(bestHot, moved / await MeasureRawAsync(moved, s_hotSource, cancellationToken).ConfigureAwait(false));
-                        Console.Out.WriteLine(string.Create(ci, $"run {i + 1}: vfio-user {Units.FormatBytes(ours)}/s, raw socketpair {Units.FormatBytes(raw)}/s, ratio {ours / raw:0.00}"));
+                        bestHot = Math.Max(bestHot, moved / (await MeasureRawAsync(moved, s_hotSource, cancellationToken).ConfigureAwait(false)).Seconds);
+                        double gib = moved / (double)(1L << 30);
+                        Console.Out.WriteLine(string.Create(ci, $"run {i + 1}: vfio-user {Units.FormatBytes(ours)}/s (cpu {cpu / gib:0.00} s/GiB), raw socketpair {Units.FormatBytes(raw)}/s (cpu {rawCpu / gib:0.00} s/GiB), ratio {ours / raw:0.00}"));
                         best = Math.Max(best, ours);
                         bestRaw = Math.Max(bestRaw, raw);
                     }
@@ -87,7 +88,7 @@ internal static class BenchCommand
     }
 
     // Serves a fresh sample device on one end of a socketpair, drives RUNNING→STOP_COPY and reads the stream to its end.
-    private static async Task<(long Bytes, double Seconds)> MeasureVfioUserAsync(long size, bool memoryImage, CancellationToken cancellationToken)
+    private static async Task<(long Bytes, double Seconds, double CpuSeconds)> MeasureVfioUserAsync(long size, bool memoryImage, CancellationToken cancellationToken)
     {
         using Vfio.Device.MigrationDevice hosted = memoryImage
             ? new MemoryImageDevice(size)
@@ -106,22 +107,22 @@ internal static class BenchCommand
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var serving = Task.Run(() => VfioUserServer.ServeConnectedSocketAsync(serverEnd, definition, null, cts.Token), CancellationToken.None);
         long total = 0;
-        double seconds;
+        double seconds, cpu;
         await using (var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "bench", BenchClientOptions, cancellationToken).ConfigureAwait(false)))
         {
             var buffer = new byte[1 << 20];
             BenchSupport.Settle();
-            var clock = Stopwatch.StartNew();
+            var clock = BenchSupport.StartClock();
             await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, cancellationToken).ConfigureAwait(false)
                 ?? throw new VfioException(Errno.EPROTO, "bench", "STOP_COPY opened no stream");
             int n;
             while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
                 total += n;
-            seconds = clock.Elapsed.TotalSeconds;
+            (seconds, cpu) = clock.Read();
         }
         await serving.ConfigureAwait(false);
         serverEnd.Dispose();
-        return (total, seconds);
+        return (total, seconds, cpu);
     }
 
 
@@ -150,14 +151,14 @@ internal static class BenchCommand
     private static readonly BenchBuffer s_hotSource = new(1 << 20, random: false);
 
     // The same number of bytes through a bare socketpair: one writer sending ≤ 1 MiB slices of source (cycling), one reader, 1 MiB buffer.
-    private static async Task<double> MeasureRawAsync(long bytes, BenchBuffer source, CancellationToken cancellationToken)
+    private static async Task<(double Seconds, double CpuSeconds)> MeasureRawAsync(long bytes, BenchBuffer source, CancellationToken cancellationToken)
     {
         var (a, b) = UnixFdSocket.CreateSocketPair();
         using (a)
         using (b)
         {
             BenchSupport.Settle();
-            var clock = Stopwatch.StartNew();
+            var clock = BenchSupport.StartClock();
             var writer = Task.Run(async () =>
             {
                 for (long sent = 0; sent < bytes;)
@@ -172,7 +173,7 @@ internal static class BenchCommand
                 got += n;
             }
             await writer.ConfigureAwait(false);
-            return clock.Elapsed.TotalSeconds;
+            return clock.Read();
         }
     }
 }

@@ -113,7 +113,7 @@ public sealed class NetReceiverSession : NetSession
                 if (frame is null)
                 {
                     if (channel.Index == 0 ? !_statusSent : !ended)
-                        Fault(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", "the sender closed the connection before the migration finished"));
+                        await FaultAfterPeerReasonAsync(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", "the sender closed the connection before the migration finished"), channel.Name, waitForControl: channel.Index != 0).ConfigureAwait(false);
                     _bye.TrySetResult();
                     return;
                 }
@@ -166,7 +166,7 @@ public sealed class NetReceiverSession : NetSession
         }
         catch (Exception e)
         {
-            Fault(e is OperationCanceledException && FaultReason is not null ? FaultReason : NetErrors.FromIO(e, $"receive on {channel.Name}"));
+            await FaultAfterPeerReasonAsync(e, $"receive on {channel.Name}", waitForControl: channel.Index != 0).ConfigureAwait(false);
         }
     }
 

@@ -312,7 +312,7 @@ public sealed class NetSenderSession : NetSession
         }
         catch (Exception e)
         {
-            Fault(e is OperationCanceledException && FaultReason is not null ? FaultReason : NetErrors.FromIO(e, $"send on {channel.Name}"));
+            await FaultAfterPeerReasonAsync(e, $"send on {channel.Name}", waitForControl: true).ConfigureAwait(false);
         }
         finally
         {

@@ -53,6 +53,19 @@ public abstract class NetSession : IAsyncDisposable
         return true;
     }
 
+    private static readonly TimeSpan PeerReasonGrace = TimeSpan.FromSeconds(1);
+
+    // A data channel that breaks is often the consequence of the peer's Abort, which travels on channel 0 and may
+    // still be unread there (a loaded machine schedules the control reader late): wait, bounded, for the control
+    // reader to record the peer's reason before recording our own "connection reset". Not from the control
+    // reader itself (waitForControl false), which would wait for itself.
+    private protected async Task FaultAfterPeerReasonAsync(Exception e, string what, bool waitForControl)
+    {
+        if (waitForControl && FaultReason is null && e is not OperationCanceledException)
+            await Task.WhenAny(ControlReader, Task.Delay(PeerReasonGrace)).ConfigureAwait(false);
+        Fault(e is OperationCanceledException && FaultReason is not null ? FaultReason : NetErrors.FromIO(e, what));
+    }
+
     // Records the fault first, then tells the peer (bounded), then closes: the reason stays the one reported.
     private protected async Task MarkTellAndCloseAsync(Exception e, Errno errno, string reason)
     {

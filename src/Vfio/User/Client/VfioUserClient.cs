@@ -19,6 +19,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly ConcurrentDictionary<ushort, MigDataTarget> _dataTargets = new();
     private readonly byte[] _migDataHead = new byte[MigDataPayload.Length];
+    private static readonly TimeSpan ReaderWait = TimeSpan.FromMilliseconds(200);
     private readonly List<(ulong Iova, Memory<byte> Memory)> _dmaMemory = [];
     private readonly Lock _dmaLock = new();
     private readonly CancellationTokenSource _shutdown = new();
@@ -291,7 +292,21 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         }
         int size = (int)head.Size;
         int direct;
-        var destination = target.BeginWrite(await target.Destination.WaitAsync(_shutdown.Token).ConfigureAwait(false));
+        var provided = target.Destination;
+        if (!provided.IsCompleted)
+        {
+            // The reader is expected within microseconds while it streams. One that does not come (busy elsewhere,
+            // or gone) must not hold up the connection: after a short wait the data goes to the overflow.
+            try
+            {
+                await provided.WaitAsync(ReaderWait, _shutdown.Token).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                target.Abandon();
+            }
+        }
+        var destination = target.BeginWrite(await provided.WaitAsync(_shutdown.Token).ConfigureAwait(false));
         try
         {
             direct = Math.Min(size, destination.Length);

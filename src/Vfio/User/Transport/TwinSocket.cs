@@ -16,9 +16,13 @@ internal sealed class TwinSocket
 
     public UnixFdSocket Socket { get; }
 
+    // Shutdown wakes the loop's pending receive; should it not end promptly anyway, disposing the socket aborts the
+    // receive, so closing never waits on the peer.
     public async Task CloseAsync()
     {
         Socket.Shutdown();
+        if (await Task.WhenAny(_loop, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false) != _loop)
+            Socket.Dispose();
         await _loop.ConfigureAwait(false);
         Socket.Dispose();
     }
