@@ -13,6 +13,8 @@ namespace Vfio.Cli.Commands;
 /// </summary>
 internal static class ServeCommand
 {
+    private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(10);
+
     private const string SampleDeviceName = "sample";
     private const string LibVfioUserSampleName = "libvfio-user-sample";
 
@@ -70,7 +72,15 @@ internal static class ServeCommand
                 void OnSignal(PosixSignalContext context)
                 {
                     context.Cancel = true;
-                    stop.Cancel();
+                    Console.Error.WriteLine($"vfio-mig serve: {context.Signal}: stopping");
+                    // Cancel off the signal thread (cancellation callbacks and the awaits they resume run inline), and
+                    // bound the shutdown: a client that never lets go must not keep the process alive.
+                    _ = Task.Run(() => stop.Cancel(), CancellationToken.None);
+                    _ = Task.Delay(ShutdownGrace, CancellationToken.None).ContinueWith(_ =>
+                    {
+                        Console.Error.WriteLine($"vfio-mig serve: shutdown did not finish within {ShutdownGrace.TotalSeconds:0} s; exiting");
+                        Environment.Exit(1);
+                    }, TaskScheduler.Default);
                 }
                 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
                 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
