@@ -28,10 +28,8 @@ public sealed class ProcessTests
         Assert.Contains("\"caps\": \"0x5\"", info.Output, StringComparison.Ordinal);
 
         // SIGTERM: clean exit, socket removed.
-        src.Signal("TERM");
-        dst.Signal("INT");
-        Assert.Equal(0, await src.WaitOrExplainAsync(TimeSpan.FromSeconds(30)));
-        Assert.Equal(0, await dst.WaitOrExplainAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await src.SignalAndWaitAsync("TERM", TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await dst.SignalAndWaitAsync("INT", TimeSpan.FromSeconds(30)));
         Assert.False(PathExists(a));
         Assert.False(PathExists(b));
     }
@@ -64,8 +62,7 @@ public sealed class ProcessTests
         Assert.Equal("not a socket", await File.ReadAllTextAsync(file, TestContext.Current.CancellationToken));
         File.Delete(file);
 
-        server.Signal("TERM");
-        Assert.Equal(0, await server.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await server.SignalAndWaitAsync("TERM", TimeSpan.FromSeconds(30)));
     }
 
     [Fact]
@@ -90,10 +87,8 @@ public sealed class ProcessTests
         Assert.Matches(@"sessions\.resume-truncated\s+\S+\s+\S*\s*FAIL", fail.Output);
         Assert.Matches(@"sessions\.stale-after-reset\s+\S+\s+\S*\s*PASS", fail.Output);
 
-        goodServer.Signal("TERM");
-        badServer.Signal("TERM");
-        Assert.Equal(0, await goodServer.WaitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Equal(0, await badServer.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await goodServer.SignalAndWaitAsync("TERM", TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await badServer.SignalAndWaitAsync("TERM", TimeSpan.FromSeconds(30)));
     }
 
     private static bool PathExists(string path)
