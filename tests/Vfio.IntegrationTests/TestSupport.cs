@@ -287,7 +287,20 @@ internal static class TestSupport
             }
             catch (OperationCanceledException)
             {
-                throw new TimeoutException($"still running after {timeout.TotalSeconds} s; stdout: {Output} stderr: {Error}");
+                throw new TimeoutException($"still running after {timeout.TotalSeconds} s; {SignalState()}; stdout: {Output} stderr: {Error}");
+            }
+        }
+
+        // The signal masks of the process (blocked, pending, caught), for a process that ignores a signal.
+        private string SignalState()
+        {
+            try
+            {
+                return string.Join(", ", File.ReadLines($"/proc/{Process.Id}/status").Where(l => l.StartsWith("Sig", StringComparison.Ordinal) || l.StartsWith("ShdPnd", StringComparison.Ordinal)));
+            }
+            catch (IOException)
+            {
+                return "no /proc status";
             }
         }
 
