@@ -301,8 +301,15 @@ public sealed class NetSessionTests
         await using var sender = await NetSenderSession.ConnectAsync("127.0.0.1", proxy.Port, 2, Token(s_token), new NetSessionOptions { PayloadCrc = true }).WaitAsync(s_limit);
         await using var receiver = await accept.WaitAsync(s_limit);
         var read = ReadAllAsync(receiver.MigrationStream);
-        await sender.MigrationStream.WriteAsync(RandomNumberGenerator.GetBytes(2 << 20));
-        await Task.WhenAny(sender.CompleteAsync(), Task.Delay(s_limit));
+        try
+        {
+            await sender.MigrationStream.WriteAsync(RandomNumberGenerator.GetBytes(2 << 20));
+            await Task.WhenAny(sender.CompleteAsync(), Task.Delay(s_limit));
+        }
+        catch (VfioException early) when (early.Errno == Errno.EBADMSG)
+        {
+            // The damage is 300 KB in: on a slow run the receiver's Abort reaches the sender before it wrote it all.
+        }
         var e = await Assert.ThrowsAsync<VfioException>(() => read);
         Assert.Equal(Errno.EBADMSG, e.Errno);
         Assert.Contains("damaged in transit", e.Message, StringComparison.Ordinal);
