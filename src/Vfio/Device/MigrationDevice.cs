@@ -264,7 +264,20 @@ public abstract partial class MigrationDevice : IDisposable
                 }
                 _deferredReset = false;
             }
-            ApplyReset();
+            try
+            {
+                ApplyReset();
+            }
+            catch
+            {
+                // A device hook that throws during a reset must not leave the state lock held for ever.
+                lock (_resetLock)
+                {
+                    Volatile.Write(ref _lockOwner, 0);
+                    _stateLock.Release();
+                }
+                throw;
+            }
         }
     }
 

@@ -40,6 +40,19 @@ public class DataSessionTests
     }
 
     [Fact]
+    public async Task A_reset_hook_that_throws_does_not_leave_the_device_locked_spec_3_4()
+    {
+        using var d = SetStateEngineTests.DeviceIn(All, VfioMigrationState.Stop);
+        d.ResetThrows = new InvalidOperationException("faulty device");
+        Assert.Throws<InvalidOperationException>(d.Reset);
+        d.ResetThrows = null;
+        // The state lock was released: the next call does not block.
+        var next = Task.Run(() => d.SetState(VfioMigrationState.Running), TestContext.Current.CancellationToken);
+        await next.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        Assert.Equal(VfioMigrationState.Running, d.State);
+    }
+
+    [Fact]
     public void Reset_WithNoSession_StillGoesToRunning_spec_3_4()
     {
         using var d = SetStateEngineTests.DeviceIn(All, VfioMigrationState.Stop);

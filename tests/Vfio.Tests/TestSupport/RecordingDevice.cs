@@ -131,7 +131,15 @@ internal sealed class RecordingDevice : MigrationDevice
 
     protected override ulong EstimateStopCopySize() => StopCopySize;
 
-    protected override void OnReset() => ResetCount++;
+    /// <summary>OnReset throws this (a faulty device), after counting.</summary>
+    public Exception? ResetThrows { get; set; }
+
+    protected override void OnReset()
+    {
+        ResetCount++;
+        if (ResetThrows is { } e)
+            throw e;
+    }
 
     protected override void OnSessionEnded(DataSessionKind kind) => EndedSessions.Add(kind);
 }
