@@ -1,7 +1,8 @@
 using System.CommandLine;
 using Vfio.Cli.Commands;
 
-// Whoever started us may have passed on a mask that blocks SIGINT/SIGTERM; serve, send and receive stop on them.
+// A signal mask survives exec, so a parent may pass on SIGINT/SIGTERM blocked; serve, send and receive stop on
+// them. A precaution: the unanswered SIGTERM seen in tests came from a nohup'ed background run, not from a mask.
 _ = Vfio.Interop.Interop.UnblockTerminationSignals();
 
 var bench = BenchCommand.Create();
