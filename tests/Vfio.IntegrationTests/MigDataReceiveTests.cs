@@ -28,7 +28,29 @@ public sealed class MigDataReceiveTests
     public async Task Stop_copy_stream_over_vfio_user_equals_the_in_process_stream(int readSize)
     {
         TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
-        var options = new SampleDeviceOptions { SizeBytes = 8L << 20, Capabilities = VfioMigrationFlags.StopCopy, Seed = 7 };
+        await AssertServedStreamEqualsLocalAsync(new SampleDeviceOptions { SizeBytes = 8L << 20, Capabilities = VfioMigrationFlags.StopCopy, Seed = 7 }, readSize, null);
+    }
+
+    // The data reader resumes on the client's read loop (no thread hand-over per reply). A reader that then sends
+    // another command and waits for its reply must not stall the loop that has to receive that reply.
+    [Theory(Timeout = 60000)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_reader_that_waits_on_another_command_after_every_read_neither_deadlocks_nor_loses_data(bool slowReader)
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        await AssertServedStreamEqualsLocalAsync(new SampleDeviceOptions { SizeBytes = 6L << 20, Capabilities = VfioMigrationFlags.StopCopy, Seed = 11 }, 1 << 20, async remote =>
+        {
+            Assert.Equal(VfioMigrationState.StopCopy, await remote.GetStateAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(20), Ct));
+            if (slowReader)
+                await Task.Delay(5, Ct);
+        });
+    }
+
+    // The stream of a sample device served over a socketpair, read in readSize pieces (afterRead runs after each
+    // read), must equal the stream of the same device in process.
+    private static async Task AssertServedStreamEqualsLocalAsync(SampleDeviceOptions options, int readSize, Func<IVfioMigrationDevice, Task>? afterRead)
+    {
         byte[] expected;
         using (var local = new SampleDevice(options))
         {
@@ -41,7 +63,7 @@ public sealed class MigDataReceiveTests
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var serving = Task.Run(() => VfioUserServer.ServeConnectedSocketAsync(serverEnd, VfioUserDeviceDefinition.ForSample(hosted), null, cts.Token), Ct);
         await using (var remote = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "pair", null, Ct)))
-            Assert.Equal(expected, await DigestStreamAsync(remote, readSize));
+            Assert.Equal(expected, await DigestStreamAsync(remote, readSize, afterRead));
         await serving.WaitAsync(TimeSpan.FromSeconds(30), Ct);
         serverEnd.Dispose();
     }
@@ -164,14 +186,18 @@ public sealed class MigDataReceiveTests
         }
     }
 
-    private static async Task<byte[]> DigestStreamAsync(IVfioMigrationDevice device, int readSize)
+    private static async Task<byte[]> DigestStreamAsync(IVfioMigrationDevice device, int readSize, Func<IVfioMigrationDevice, Task>? afterRead = null)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct) ?? throw new InvalidOperationException("no stream");
         var buffer = new byte[readSize];
         int n;
         while ((n = await stream.ReadAsync(buffer, Ct)) > 0)
+        {
             sha.AppendData(buffer, 0, n);
+            if (afterRead is not null)
+                await afterRead(device);
+        }
         return sha.GetHashAndReset();
     }
 

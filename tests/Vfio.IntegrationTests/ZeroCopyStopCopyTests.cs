@@ -17,7 +17,7 @@ public sealed class ZeroCopyStopCopyTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     // Stream = its image; STOP_COPY hands the image out in pieces of at most Piece bytes (a device may give less).
-    private sealed class ImageDevice(byte[] image, int piece, bool zeroCopy) : MigrationDevice(VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy)
+    internal sealed class ImageDevice(byte[] image, int piece, bool zeroCopy) : MigrationDevice(VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy)
     {
         private int _at;
 

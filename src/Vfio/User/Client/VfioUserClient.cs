@@ -160,7 +160,9 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             throw new VfioException(Errno.ENOTCONN, $"{command} to {Name}", "the connection is closed: " + _closedReason.Message);
         if (fds is { Count: > 0 } && fds.Count > ServerMaxMessageFds)
             VfioException.Throw(Errno.EINVAL, command.ToString(), $"{fds.Count} fds exceed the server's max_msg_fds {ServerMaxMessageFds}");
-        var tcs = new TaskCompletionSource<VfioUserMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // A data reader resumes on the read loop itself: it hands over its next buffer before the loop reaches the
+        // next reply, so streaming costs no thread hand-over per message. Every other caller resumes elsewhere.
+        var tcs = new TaskCompletionSource<VfioUserMessage>(dataTarget is null ? TaskCreationOptions.RunContinuationsAsynchronously : TaskCreationOptions.None);
         ushort id;
         do
         {

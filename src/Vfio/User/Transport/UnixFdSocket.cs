@@ -89,8 +89,17 @@ public sealed class UnixFdSocket : IDisposable
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await SendAllAsync(message, cancellationToken).ConfigureAwait(false);
-            await SendAllAsync(tail, cancellationToken).ConfigureAwait(false);
+            // Both pieces in one sendmsg first: the head rides with the first data bytes, one syscall fewer.
+            long sent = TrySendTwo(message, tail);
+            if (sent < 0 && sent != -(int)Errno.EAGAIN && sent != -(int)Errno.EINTR)
+                throw ErrnoException((Errno)(int)-sent, "send vfio-user message");
+            sent = Math.Max(sent, 0);
+            if (sent < message.Length)
+            {
+                await SendAllAsync(message[(int)sent..], cancellationToken).ConfigureAwait(false);
+                sent = message.Length;
+            }
+            await SendAllAsync(tail[(int)(sent - message.Length)..], cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -118,6 +127,33 @@ public sealed class UnixFdSocket : IDisposable
                 throw new VfioException(Errno.ENOTCONN, "send vfio-user message", "the connection is closed", ex);
             }
             sent += n;
+        }
+    }
+
+    // Returns bytes sent, or −errno (EAGAIN when the socket buffer is full).
+    private unsafe long TrySendTwo(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second)
+    {
+        bool socketRef = false;
+        try
+        {
+            _socket.SafeHandle.DangerousAddRef(ref socketRef);
+            using var pinFirst = first.Pin();
+            using var pinSecond = second.Pin();
+            IoVec* iov = stackalloc IoVec[2];
+            iov[0] = new IoVec { Base = pinFirst.Pointer, Length = (nuint)first.Length };
+            iov[1] = new IoVec { Base = pinSecond.Pointer, Length = (nuint)second.Length };
+            var hdr = new MsgHdr { Iov = iov, IovLen = 2 };
+            nint n = SendMsg((int)_socket.SafeHandle.DangerousGetHandle(), &hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
+            return n >= 0 ? n : -Marshal.GetLastPInvokeError();
+        }
+        catch (ObjectDisposedException ex)
+        {
+            throw new VfioException(Errno.ENOTCONN, "send vfio-user message", "the connection is closed", ex);
+        }
+        finally
+        {
+            if (socketRef)
+                _socket.SafeHandle.DangerousRelease();
         }
     }
 
