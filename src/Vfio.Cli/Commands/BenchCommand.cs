@@ -21,7 +21,7 @@ internal static class BenchCommand
     public static Command Create()
     {
         var size = new Option<string>("--size") { Description = "Device state size, e.g. 1GiB", DefaultValueFactory = _ => "1GiB" };
-        var runs = new Option<int>("--runs") { Description = "Measured runs of each side (best is reported)", DefaultValueFactory = _ => 3 };
+        var runs = new Option<int>("--runs") { Description = "Measured pairs of runs (vfio-user and raw copy, alternating which goes first); the ratio is their median", DefaultValueFactory = _ => 5 };
         var xfer = new Option<string>("--max-xfer") { Description = "Client max_data_xfer_size = MIG_DATA_READ size (our server accepts up to 64MiB)", DefaultValueFactory = _ => "1MiB" };
         var vfioUser = new Command("vfio-user", "Stop-copy throughput of the vfio-user client+server vs a raw AF_UNIX socketpair copy") { size, runs, xfer };
         vfioUser.SetAction(async (parse, cancellationToken) =>
@@ -34,11 +34,15 @@ internal static class BenchCommand
                 var ci = CultureInfo.InvariantCulture;
                 var source = RawSource(bytes);
                 long warmUp = Math.Min(bytes, 64L << 20); // enough to get the hot paths optimised, never more than measured
-                for (int w = 0; w < 3; w++)
+                using (var warmSample = BenchDevice.Create(warmUp, memoryImage: false))
+                using (var warmImage = BenchDevice.Create(warmUp, memoryImage: true))
                 {
-                    await MeasureVfioUserAsync(warmUp, false, cancellationToken).ConfigureAwait(false);
-                    await MeasureVfioUserAsync(warmUp, true, cancellationToken).ConfigureAwait(false);
-                    await MeasureRawAsync(warmUp, source, cancellationToken).ConfigureAwait(false);
+                    for (int w = 0; w < 3; w++)
+                    {
+                        await MeasureVfioUserAsync(warmSample, cancellationToken).ConfigureAwait(false);
+                        await MeasureVfioUserAsync(warmImage, cancellationToken).ConfigureAwait(false);
+                        await MeasureRawAsync(warmUp, source, cancellationToken).ConfigureAwait(false);
+                    }
                 }
                 double transportRatio = 0;
                 for (int pass = 0; pass < 2; pass++)
@@ -49,12 +53,19 @@ internal static class BenchCommand
                     double best = 0, bestRaw = 0, bestHot = 0;
                     var ratios = new List<double>();
                     long streamBytes = 0;
+                    // One device for all runs, like the raw reference's one source buffer: a fresh GiB per run would
+                    // put its page faults and the release of the previous one next to the clock.
+                    using var hosted = BenchDevice.Create(bytes, memoryImage);
                     for (int i = 0; i < n; i++)
                     {
-                        var (moved, seconds, cpu) = await MeasureVfioUserAsync(bytes, memoryImage, cancellationToken).ConfigureAwait(false);
+                        // Pairs alternate which side runs first, so neither always inherits the other's aftermath.
+                        (double Seconds, double CpuSeconds)? rawFirst = i % 2 == 1 && streamBytes > 0
+                            ? await MeasureRawAsync(streamBytes, source, cancellationToken).ConfigureAwait(false)
+                            : null;
+                        var (moved, seconds, cpu) = await MeasureVfioUserAsync(hosted, cancellationToken).ConfigureAwait(false);
                         streamBytes = moved;
                         double ours = moved / seconds;
-                        var (rawSeconds, rawCpu) = await MeasureRawAsync(moved, source, cancellationToken).ConfigureAwait(false);
+                        var (rawSeconds, rawCpu) = rawFirst ?? await MeasureRawAsync(moved, source, cancellationToken).ConfigureAwait(false);
                         double raw = moved / rawSeconds;
                         ratios.Add(ours / raw);
                         bestHot = Math.Max(bestHot, moved / (await MeasureRawAsync(moved, s_hotSource, cancellationToken).ConfigureAwait(false)).Seconds);
@@ -88,25 +99,13 @@ internal static class BenchCommand
         return new Command("bench", "Benchmarks.") { vfioUser };
     }
 
-    // Serves a fresh sample device on one end of a socketpair, drives RUNNING→STOP_COPY and reads the stream to its end.
-    private static async Task<(long Bytes, double Seconds, double CpuSeconds)> MeasureVfioUserAsync(long size, bool memoryImage, CancellationToken cancellationToken)
+    // Serves the device on one end of a socketpair, drives RUNNING→STOP_COPY, reads the stream to its end (timed),
+    // then returns the device to RUNNING for the next run.
+    private static async Task<(long Bytes, double Seconds, double CpuSeconds)> MeasureVfioUserAsync(BenchDevice hosted, CancellationToken cancellationToken)
     {
-        using Vfio.Device.MigrationDevice hosted = memoryImage
-            ? new MemoryImageDevice(size)
-            : new SampleDevice(new SampleDeviceOptions { SizeBytes = size, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy });
-        VfioUserDeviceDefinition definition;
-        if (hosted is MemoryImageDevice image)
-        {
-            definition = new VfioUserDeviceDefinition(image, "memory image")
-                .WithRegion(new VfioUserRegion(0, "BAR0", (ulong)image.Size, (o, d) => image.Read((long)o, d), (o, s) => image.Write((long)o, s)));
-        }
-        else
-        {
-            definition = VfioUserDeviceDefinition.ForSample((SampleDevice)hosted);
-        }
         var (serverEnd, clientEnd) = UnixFdSocket.CreateSocketPair();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var serving = Task.Run(() => VfioUserServer.ServeConnectedSocketAsync(serverEnd, definition, null, cts.Token), CancellationToken.None);
+        var serving = Task.Run(() => VfioUserServer.ServeConnectedSocketAsync(serverEnd, hosted.Definition, null, cts.Token), CancellationToken.None);
         long total = 0;
         double seconds, cpu;
         await using (var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "bench", BenchClientOptions, cancellationToken).ConfigureAwait(false)))
@@ -114,12 +113,15 @@ internal static class BenchCommand
             var buffer = new byte[1 << 20];
             BenchSupport.Settle();
             var clock = BenchSupport.StartClock();
-            await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, cancellationToken).ConfigureAwait(false)
-                ?? throw new VfioException(Errno.EPROTO, "bench", "STOP_COPY opened no stream");
-            int n;
-            while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
-                total += n;
-            (seconds, cpu) = clock.Read();
+            await using (var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, cancellationToken).ConfigureAwait(false)
+                ?? throw new VfioException(Errno.EPROTO, "bench", "STOP_COPY opened no stream"))
+            {
+                int n;
+                while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                    total += n;
+                (seconds, cpu) = clock.Read();
+            }
+            await device.SetStateAsync(VfioMigrationState.Running, cancellationToken).ConfigureAwait(false);
         }
         await serving.ConfigureAwait(false);
         serverEnd.Dispose();
@@ -176,5 +178,25 @@ internal static class BenchCommand
             await writer.ConfigureAwait(false);
             return clock.Read();
         }
+    }
+
+    // A device the vfio-user runs serve, made once per pass.
+    private sealed class BenchDevice(Vfio.Device.MigrationDevice device, VfioUserDeviceDefinition definition) : IDisposable
+    {
+        public VfioUserDeviceDefinition Definition => definition;
+
+        public static BenchDevice Create(long size, bool memoryImage)
+        {
+            if (memoryImage)
+            {
+                var image = new MemoryImageDevice(size);
+                return new BenchDevice(image, new VfioUserDeviceDefinition(image, "memory image")
+                    .WithRegion(new VfioUserRegion(0, "BAR0", (ulong)image.Size, (o, d) => image.Read((long)o, d), (o, s) => image.Write((long)o, s))));
+            }
+            var sample = new SampleDevice(new SampleDeviceOptions { SizeBytes = size, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy });
+            return new BenchDevice(sample, VfioUserDeviceDefinition.ForSample(sample));
+        }
+
+        public void Dispose() => device.Dispose();
     }
 }
