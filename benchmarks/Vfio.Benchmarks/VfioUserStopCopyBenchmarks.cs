@@ -4,6 +4,7 @@ using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
 using Vfio.User.Server;
+using Vfio.User.Protocol;
 using Vfio.User.Transport;
 
 namespace Vfio.Benchmarks;
@@ -73,6 +74,9 @@ public class VfioUserStopCopyBenchmarks
     public async Task<long> RawSocketpair()
     {
         var (a, b) = UnixFdSocket.CreateSocketPair();
+        // The buffers every vfio-user socket asks for, so both sides run with the same socket settings.
+        UnixFdSocket.EnlargeBuffers(a, ProtocolLimits.SocketBufferSize);
+        UnixFdSocket.EnlargeBuffers(b, ProtocolLimits.SocketBufferSize);
         using (a)
         using (b)
         {

