@@ -1,4 +1,5 @@
 using System.Globalization;
+using Vfio.User.Client;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 
@@ -32,6 +33,20 @@ public sealed class SocketBufferTests
         int before = c.SendBufferSize;
         using var socket2 = new UnixFdSocket(c);
         Assert.Equal(before, c.SendBufferSize);
+    }
+
+    [Fact]
+    public async Task A_client_connected_by_path_reports_the_buffers_it_got()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (probeA, probeB) = UnixFdSocket.CreateSocketPair();
+        int defaultSend = probeA.SendBufferSize;
+        probeA.Dispose();
+        probeB.Dispose();
+        await using var fx = new TestSupport.ServerFixture();
+        await using var client = await VfioUserClient.ConnectAsync(fx.Path, null, ct);
+        long wmemMax = ReadSysctl("/proc/sys/net/core/wmem_max");
+        Assert.Equal(Math.Max(defaultSend, 2 * Math.Min(ProtocolLimits.SocketBufferSize, wmemMax)), client.SocketBuffers.Send);
     }
 
     private static long ReadSysctl(string path) => long.Parse(File.ReadAllText(path).Trim(), CultureInfo.InvariantCulture);

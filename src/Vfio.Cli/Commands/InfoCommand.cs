@@ -164,14 +164,14 @@ internal static class InfoCommand
             migError ??= ex.Message;
         }
         return new InfoReport(name, $"{ProtocolLimits.VersionMajor}.{client.ServerMinor}", client.ServerMaxDataTransferSize, client.ServerMaxMessageFds,
-            client.TwinSocketEnabled, info.Flags, regions, irqs, caps, state, stopCopy, migError);
+            client.TwinSocketEnabled, client.SocketBuffers.Send, client.SocketBuffers.Receive, info.Flags, regions, irqs, caps, state, stopCopy, migError);
     }
 
     private sealed record RegionRow(uint Index, string Name, ulong Size, uint Flags);
 
     private sealed record IrqRow(uint Index, string Name, uint Count, uint Flags);
 
-    private sealed record InfoReport(string Device, string Version, int MaxDataTransferSize, int MaxMessageFds, bool TwinSocket, uint Flags,
+    private sealed record InfoReport(string Device, string Version, int MaxDataTransferSize, int MaxMessageFds, bool TwinSocket, int SocketSendBuffer, int SocketReceiveBuffer, uint Flags,
         List<RegionRow> Regions, List<IrqRow> Irqs, string? MigrationCaps, string? MigrationState, ulong? StopCopySize, string? MigrationError)
     {
         public string ToText()
@@ -180,6 +180,7 @@ internal static class InfoCommand
             var ci = CultureInfo.InvariantCulture;
             sb.Append(ci, $"device: {Device}\n");
             sb.Append(ci, $"protocol: vfio-user {Version}, max_data_xfer_size {MaxDataTransferSize}, max_msg_fds {MaxMessageFds}, twin socket {(TwinSocket ? "yes" : "no")}\n");
+            sb.Append(ci, $"our socket buffers: send {Units.FormatBytes(SocketSendBuffer)}, receive {Units.FormatBytes(SocketReceiveBuffer)} (as the kernel reports them)\n");
             sb.Append(ci, $"flags: 0x{Flags:x}{((Flags & 1) != 0 ? " RESET" : "")}{((Flags & 2) != 0 ? " PCI" : "")}\n");
             sb.Append(ci, $"regions: {Regions.Count}\n");
             foreach (var r in Regions)
@@ -205,6 +206,8 @@ internal static class InfoCommand
                 w.WriteNumber("max_data_xfer_size", MaxDataTransferSize);
                 w.WriteNumber("max_msg_fds", MaxMessageFds);
                 w.WriteBoolean("twin_socket", TwinSocket);
+                w.WriteNumber("socket_send_buffer", SocketSendBuffer);
+                w.WriteNumber("socket_receive_buffer", SocketReceiveBuffer);
                 w.WriteNumber("flags", Flags);
                 w.WriteStartArray("regions");
                 foreach (var r in Regions)

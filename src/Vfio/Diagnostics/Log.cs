@@ -8,8 +8,8 @@ internal static partial class Log
     [LoggerMessage(100, LogLevel.Information, "vfio-user server listening on {Path}")]
     public static partial void Listening(ILogger logger, string path);
 
-    [LoggerMessage(101, LogLevel.Information, "vfio-user client {Client} connected")]
-    public static partial void ClientConnected(ILogger logger, int client);
+    [LoggerMessage(101, LogLevel.Information, "vfio-user client {Client} connected (socket buffers: send {SendBuffer} B, receive {ReceiveBuffer} B)")]
+    public static partial void ClientConnected(ILogger logger, int client, int sendBuffer, int receiveBuffer);
 
     [LoggerMessage(102, LogLevel.Information, "vfio-user client {Client} disconnected: {Reason}")]
     public static partial void ClientDisconnected(ILogger logger, int client, string reason);

@@ -47,6 +47,9 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     /// <summary>The server's max_msg_fds (default 1 when absent).</summary>
     public int ServerMaxMessageFds { get; private set; } = ProtocolLimits.DefaultPeerMessageFds;
 
+    /// <summary>Our socket's (send, receive) buffer sizes as the kernel reports them.</summary>
+    public (int Send, int Receive) SocketBuffers => (_socket.SendBufferSize, _socket.ReceiveBufferSize);
+
     /// <summary>The server's capabilities JSON as received.</summary>
     public VersionCapabilities ServerCapabilities { get; private set; } = new();
 

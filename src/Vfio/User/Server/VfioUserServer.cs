@@ -149,9 +149,10 @@ public sealed class VfioUserServer : IAsyncDisposable
                 continue;
             }
             int id = Interlocked.Increment(ref _connections);
-            var connection = new VfioUserConnection(new UnixFdSocket(client, _options.MaxMessageFds), Device, _options, id);
+            var socket = new UnixFdSocket(client, _options.MaxMessageFds);
+            var connection = new VfioUserConnection(socket, Device, _options, id);
             Volatile.Write(ref _current, connection);
-            Log.ClientConnected(_logger, id);
+            Log.ClientConnected(_logger, id, socket.SendBufferSize, socket.ReceiveBufferSize);
             ClientConnected?.Invoke(this, connection);
             try
             {

@@ -60,6 +60,28 @@ public sealed class UnixFdSocket : IDisposable
     /// <summary>The largest message this end accepts; larger headers are framing errors.</summary>
     public int MaxMessageSize { get; set; }
 
+    /// <summary>SO_SNDBUF as the kernel reports it (0 once closed).</summary>
+    public int SendBufferSize => ReadOption(static s => s.SendBufferSize);
+
+    /// <summary>SO_RCVBUF as the kernel reports it (0 once closed).</summary>
+    public int ReceiveBufferSize => ReadOption(static s => s.ReceiveBufferSize);
+
+    private int ReadOption(Func<Socket, int> read)
+    {
+        try
+        {
+            return read(_socket);
+        }
+        catch (SocketException)
+        {
+            return 0;
+        }
+        catch (ObjectDisposedException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>The underlying socket.</summary>
     public Socket Socket => _socket;
 
