@@ -68,6 +68,17 @@ public sealed class MigDataReceiveTests
         serverEnd.Dispose();
     }
 
+    // Each read in flight may hold a chunk in an overflow array, so the depth is what bounds that memory.
+    [Theory]
+    [InlineData(0)]
+    [InlineData(VfioUserClientOptions.MaxPipelineDepth + 1)]
+    public async Task A_pipeline_depth_outside_1_to_64_is_refused_before_connecting(int depth)
+    {
+        var path = TestSupport.TempSocketPath(); // nothing listens there: a connect attempt would fail with ENOENT
+        var ex = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => VfioUserClient.ConnectAsync(path, new VfioUserClientOptions { PipelineDepth = depth }, Ct));
+        Assert.Contains("PipelineDepth must be 1..64", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact(Timeout = 60000)]
     public async Task A_command_sent_while_reads_are_in_flight_neither_deadlocks_nor_loses_data()
     {

@@ -66,6 +66,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     public static async Task<VfioUserClient> ConnectAsync(string path, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= VfioUserClientOptions.Default;
+        Validate(options);
         var socket = await UnixFdSocket.ConnectAsync(path, cancellationToken).ConfigureAwait(false);
         var client = new VfioUserClient(socket, "unix:" + path, options);
         try
@@ -85,6 +86,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     public static async Task<VfioUserClient> ConnectAsync(System.Net.Sockets.Socket connected, string name, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= VfioUserClientOptions.Default;
+        Validate(options);
         var client = new VfioUserClient(new UnixFdSocket(connected, options.MaxMessageFds), name, options);
         try
         {
@@ -97,6 +99,12 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             await client.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    private static void Validate(VfioUserClientOptions options)
+    {
+        if (options.PipelineDepth is < 1 or > VfioUserClientOptions.MaxPipelineDepth)
+            throw new ArgumentOutOfRangeException(nameof(options), options.PipelineDepth, $"PipelineDepth must be 1..{VfioUserClientOptions.MaxPipelineDepth}");
     }
 
     private async Task NegotiateAsync(CancellationToken cancellationToken)

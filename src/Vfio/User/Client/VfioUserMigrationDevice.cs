@@ -233,7 +233,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             int chunk = client.ReadChunk;
             if (stopCopy)
             {
-                while (_inflight.Count < Math.Max(1, client.Options.PipelineDepth))
+                while (_inflight.Count < client.Options.PipelineDepth)
                     await SendReadAsync(client, chunk, cancellationToken).ConfigureAwait(false);
             }
             else if (_inflight.Count == 0)
@@ -310,7 +310,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 VfioException.Throw(Errno.ENODEV, op, "the stream was terminated by a later state change");
             var client = device.Client;
             int chunk = client.WriteChunk;
-            int window = Math.Max(1, client.Options.PipelineDepth) * 4;
+            int window = client.Options.PipelineDepth * 4;
             try
             {
                 for (int done = 0; done < buffer.Length; done += chunk)
