@@ -22,8 +22,10 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     private readonly VfioUserDeviceDefinition _device;
     private readonly VfioUserServerOptions _options;
     private readonly ILogger _logger;
-    private readonly Channel<VfioUserMessage> _commands = Channel.CreateUnbounded<VfioUserMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateUnbounded<(VfioUserHeader, OutgoingReply)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    // Both queues are bounded: a client that keeps sending without reading replies stalls its own connection (the
+    // read loop stops reading, the socket fills) and never grows the server's memory past a few replies.
+    private readonly Channel<VfioUserMessage> _commands = Channel.CreateBounded<VfioUserMessage>(new BoundedChannelOptions(ProtocolLimits.MaxQueuedCommands) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateBounded<(VfioUserHeader, OutgoingReply)>(new BoundedChannelOptions(ProtocolLimits.MaxQueuedReplies) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly SafeFdHandle?[][] _irqFds;
     private bool _negotiated;
@@ -85,7 +87,8 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 }
                 catch (VfioUserFramingException ex)
                 {
-                    // The body was not read; answer the command (if it was one) and close: the stream is lost.
+                    // The body was not read; answer the command (if it was one, and if the queue has room: a client
+                    // that reads nothing does not get to hold the connection open) and close: the stream is lost.
                     reason = ex.Message;
                     Log.ProtocolError(_logger, Id, ex.Message);
                     if (ex.Header.IsCommand && !ex.Header.NoReply)
@@ -157,16 +160,13 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                         reply = Dispatch(message);
                     if (!message.Header.NoReply)
                     {
-                        _replies.Writer.TryWrite((message.Header, reply));
+                        await QueueReplyAsync(message.Header, reply, cancellationToken).ConfigureAwait(false);
                     }
                     else
                     {
-                        if (reply.Pooled && reply.Buffer is not null)
-                            ArrayPool<byte>.Shared.Return(reply.Buffer);
-                        foreach (var fd in reply.Fds ?? [])
-                            fd.Dispose();
+                        Release(reply);
                         if (reply.CloseAfter)
-                            _replies.Writer.TryWrite((message.Header, OutgoingReply.CloseMarker));
+                            await QueueReplyAsync(message.Header, OutgoingReply.CloseMarker, cancellationToken).ConfigureAwait(false);
                     }
                     if (reply.CloseAfter)
                         _closing = true;
@@ -178,6 +178,29 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
             _replies.Writer.TryComplete();
             await writer.ConfigureAwait(false);
         }
+    }
+
+    // Waits while MaxQueuedReplies are still unsent (the client is not reading). A reply that never gets queued
+    // (shutdown) gives back its buffer and fds here.
+    private async ValueTask QueueReplyAsync(VfioUserHeader request, OutgoingReply reply, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _replies.Writer.WriteAsync((request, reply), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Release(reply);
+            throw;
+        }
+    }
+
+    private static void Release(OutgoingReply reply)
+    {
+        if (reply.Pooled && reply.Buffer is not null)
+            ArrayPool<byte>.Shared.Return(reply.Buffer);
+        foreach (var fd in reply.Fds ?? [])
+            fd.Dispose();
     }
 
     private async Task WriterAsync(CancellationToken cancellationToken)
@@ -200,10 +223,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 }
                 finally
                 {
-                    if (reply.Pooled && reply.Buffer is not null)
-                        ArrayPool<byte>.Shared.Return(reply.Buffer);
-                    foreach (var fd in reply.Fds ?? [])
-                        fd.Dispose(); // sendmsg gave the client its own copy
+                    Release(reply); // sendmsg gave the client its own copies of the fds
                 }
                 if (reply.CloseAfter)
                 {
@@ -216,10 +236,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         {
             // Shutting down: drop what is left.
             while (_replies.Reader.TryRead(out var left))
-            {
-                if (left.Reply.Pooled && left.Reply.Buffer is not null)
-                    ArrayPool<byte>.Shared.Return(left.Reply.Buffer);
-            }
+                Release(left.Reply);
         }
     }
 
