@@ -119,6 +119,33 @@ public sealed class ServerQueueTests
         }
     }
 
+    [Fact(Timeout = 60000)]
+    public async Task Stopping_the_server_ends_a_connection_whose_client_reads_nothing()
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        await using var fx = new ImageServer(64 * BigChunk, seed: 5, BigChunk, zeroCopy: false);
+        using var peer = new TestSupport.RawPeer(fx.Path);
+        peer.Negotiate();
+        peer.Send(2, VfioUserCommand.DeviceFeature, Feature(set: true, VfioMigrationState.StopCopy));
+        Assert.False(peer.Receive()!.Value.Header.IsError);
+        var read = new byte[MigDataPayload.Length];
+        new MigDataPayload(MigDataPayload.Length + BigChunk, BigChunk).Encode(read);
+        var burst = new List<byte>();
+        for (int i = 0; i < 200; i++)
+            burst.AddRange(VfioUserFrame.Build((ushort)(100 + i), VfioUserCommand.MigDataRead, VfioUserMessageFlags.Command, read));
+        peer.Send([.. burst]);
+        await WhenSettledAsync(() => fx.Device.CurrentSession!.BytesTransferred); // every queue is full now
+
+        // The read loop waits for room, the worker for the writer, the writer for the socket: all must give up.
+        try
+        {
+            await fx.StopAsync().WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        }
+        catch (OperationCanceledException) when (!Ct.IsCancellationRequested)
+        {
+        }
+    }
+
     // An ImageDevice served on a temp path until disposed.
     private sealed class ImageServer : IAsyncDisposable
     {
@@ -142,6 +169,13 @@ public sealed class ServerQueueTests
         public ZeroCopyStopCopyTests.ImageDevice Device { get; }
 
         public string Path { get; }
+
+        /// <summary>Cancels the server; the task ends when it has stopped.</summary>
+        public Task StopAsync()
+        {
+            _cts.Cancel();
+            return _run;
+        }
 
         public async ValueTask DisposeAsync()
         {
