@@ -184,17 +184,23 @@ public sealed class UnixFdSocket : IDisposable
     // Returns bytes sent, or −errno (EAGAIN when the socket buffer is full).
     private unsafe long TrySendTwo(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second)
     {
+        using var pinFirst = first.Pin();
+        using var pinSecond = second.Pin();
+        IoVec* iov = stackalloc IoVec[2];
+        iov[0] = new IoVec { Base = pinFirst.Pointer, Length = (nuint)first.Length };
+        iov[1] = new IoVec { Base = pinSecond.Pointer, Length = (nuint)second.Length };
+        var hdr = new MsgHdr { Iov = iov, IovLen = 2 };
+        return SendMsgNow(&hdr);
+    }
+
+    // One non-blocking sendmsg on our socket, kept alive for the call. Returns bytes sent, or −errno.
+    private unsafe long SendMsgNow(MsgHdr* hdr)
+    {
         bool socketRef = false;
         try
         {
             _socket.SafeHandle.DangerousAddRef(ref socketRef);
-            using var pinFirst = first.Pin();
-            using var pinSecond = second.Pin();
-            IoVec* iov = stackalloc IoVec[2];
-            iov[0] = new IoVec { Base = pinFirst.Pointer, Length = (nuint)first.Length };
-            iov[1] = new IoVec { Base = pinSecond.Pointer, Length = (nuint)second.Length };
-            var hdr = new MsgHdr { Iov = iov, IovLen = 2 };
-            nint n = SendMsg((int)_socket.SafeHandle.DangerousGetHandle(), &hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
+            nint n = SendMsg((int)_socket.SafeHandle.DangerousGetHandle(), hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
             return n >= 0 ? n : -Marshal.GetLastPInvokeError();
         }
         catch (ObjectDisposedException ex)
@@ -235,7 +241,6 @@ public sealed class UnixFdSocket : IDisposable
         cmsg->Type = SCM_RIGHTS;
         int* data = (int*)(control + CMsgHdrSize);
         var refs = new bool[fds.Count];
-        bool socketRef = false;
         try
         {
             for (int i = 0; i < fds.Count; i++)
@@ -243,17 +248,13 @@ public sealed class UnixFdSocket : IDisposable
                 fds[i].DangerousAddRef(ref refs[i]);
                 data[i] = (int)fds[i].DangerousGetHandle();
             }
-            _socket.SafeHandle.DangerousAddRef(ref socketRef);
             using var pin = message.Pin();
             var iov = new IoVec { Base = pin.Pointer, Length = (nuint)message.Length };
             var hdr = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLength };
-            nint n = SendMsg((int)_socket.SafeHandle.DangerousGetHandle(), &hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
-            return n >= 0 ? n : -Marshal.GetLastPInvokeError();
+            return SendMsgNow(&hdr);
         }
         finally
         {
-            if (socketRef)
-                _socket.SafeHandle.DangerousRelease();
             for (int i = 0; i < fds.Count; i++)
             {
                 if (refs[i])
