@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using Vfio.Engine;
 using Vfio.Migration;
 using Vfio.Net;
@@ -18,83 +16,99 @@ internal static class MigrateCommand
 {
     public static Command Create()
     {
-        var from = new Option<string>("--from") { Description = "Source device (unix:PATH or sample:[options])", Required = true };
-        var to = new Option<string>("--to") { Description = "Destination device (unix:PATH or sample:[options])", Required = true };
-        var downtime = new Option<string>("--downtime-limit") { Description = "Target downtime for the switchover, e.g. 300ms", DefaultValueFactory = _ => "300ms" };
-        var json = new Option<bool>("--json") { Description = "Print one JSON summary instead of progress and text" };
-        var noVerify = new Option<bool>("--no-verify") { Description = "Skip the SHA-256 comparison of the source and destination state" };
+        var from = CliOptions.Device("--from", "Source device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
+        var to = CliOptions.Device("--to", "Destination device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
+        var downtime = CliOptions.DowntimeLimit();
+        var force = CliOptions.ForceSwitchover();
+        var json = CliOptions.Json();
+        var noVerify = new Option<bool>("--no-verify") { Description = "Skip the SHA-256 comparison of the source and destination state (for a destination that changes its own state once running)" };
         var precopy = PreCopyChoice.Create();
-        var sourceWrite = new Option<string[]>("--source-write")
+        var connectTimeout = CliOptions.ConnectTimeout();
+        var sourceWrite = new Option<RegionWrite[]>("--source-write")
         {
             Description = "REGION_WRITE into the vfio-user source before migrating, REGION:OFFSET:VALUE (VALUE = hex bytes or u64=N little-endian); repeatable",
             AllowMultipleArgumentsPerToken = false,
+            CustomParser = r =>
+            {
+                try
+                {
+                    return [.. r.Tokens.Select(t => RegionWrite.Parse(t.Value))];
+                }
+                catch (VfioException e)
+                {
+                    r.AddError(e.Message);
+                    return [];
+                }
+            },
         };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, json, noVerify, precopy, sourceWrite,
+            from, to, downtime, force, json, noVerify, precopy, connectTimeout, sourceWrite,
         };
+        command.WithHelp(addresses: true,
+            "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --downtime-limit 300ms",
+            "vfio-mig migrate --from unix:./a.sock --to sample:size=64MiB,caps=0x5 --json",
+            "vfio-mig migrate --from vfio:A --to vfio:B                 # kernel devices (vfio-mig info --list)");
+        command.Validators.Add(r =>
+        {
+            if (r.ReferenceOrNull(from) is { } a && r.ReferenceOrNull(to) is { } b && a.SameDeviceAs(b))
+                r.AddError($"--from and --to name the same device ({a}); a device cannot be migrated into itself");
+        });
         command.SetAction(async (parse, cancellationToken) =>
         {
             bool asJson = parse.GetValue(json);
-            try
+            var options = MigrationOptions.Default with
             {
-                var options = MigrationOptions.Default with { DowntimeLimit = Units.ParseDuration(parse.GetValue(downtime)!, "downtime-limit") };
-                var src = DeviceAddress.Parse(parse.GetValue(from)!);
-                var dst = DeviceAddress.Parse(parse.GetValue(to)!);
-                await using var source = await src.OpenAsync(cancellationToken).ConfigureAwait(false);
-                await using var destination = await dst.OpenAsync(cancellationToken).ConfigureAwait(false);
-                await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
-                // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
-                // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
-                bool verify = !parse.GetValue(noVerify);
-                ulong? bar0 = null;
-                if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
-                    bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
-                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, asJson ? null : Console.Out, cancellationToken).ConfigureAwait(false);
-                var progress = asJson ? null : new ConsoleProgress();
-                var stats = await MigrationEngine.MigrateAsync([source], [destination], options, progress, cancellationToken).ConfigureAwait(false);
-                string? verified = null, skipped = null;
-                if (verify)
-                    (verified, skipped) = await VerifyAsync(source, destination, bar0, cancellationToken).ConfigureAwait(false);
-                var ci = CultureInfo.InvariantCulture;
-                if (asJson)
-                {
-                    Console.Out.Write(ToJson(src.ToString(), dst.ToString(), stats, verified, skipped));
-                }
-                else
-                {
-                    Console.Out.WriteLine(string.Create(ci, $"migrated {src} -> {dst}: {Units.FormatBytes(stats.TotalBytes)} ({Units.FormatBytes(stats.PreCopyBytes)} pre-copy in {stats.Rounds} round(s), {Units.FormatBytes(stats.StopCopyBytes)} stop-copy)"));
-                    Console.Out.WriteLine(string.Create(ci, $"downtime {stats.Downtime.TotalMilliseconds:0.0} ms (limit {options.DowntimeLimit.TotalMilliseconds:0} ms), total {stats.TotalTime.TotalMilliseconds:0} ms, stop-copy {Units.FormatBytes(stats.StopCopyBandwidthBytesPerSecond)}/s"));
-                    foreach (var w in stats.Warnings)
-                        Console.Out.WriteLine("warning: " + w);
-                    if (verified is not null)
-                        Console.Out.WriteLine($"verified: destination matches source (sha256 {verified})");
-                    if (skipped is not null)
-                        Console.Out.WriteLine(skipped);
-                }
-                return 0;
-            }
-            catch (VerificationException ex)
+                DowntimeLimit = parse.GetValue(downtime).Value,
+                NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
+            };
+            var src = parse.GetValue(from)!;
+            var dst = parse.GetValue(to)!;
+            var timeout = parse.GetValue(connectTimeout).Value;
+            var progress = CliProgress.For(asJson);
+            await using var source = await progress.StepAsync($"connecting to {src}", () => src.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
+            await using var destination = await progress.StepAsync($"connecting to {dst}", () => dst.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
+            await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
+            // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
+            // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
+            bool verify = !parse.GetValue(noVerify);
+            ulong? bar0 = null;
+            if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
+                bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
+            options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, progress.Out, cancellationToken).ConfigureAwait(false);
+            var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));
+            var stats = await view.RunAsync(p => MigrationEngine.MigrateAsync([source], [destination], options, p, cancellationToken)).ConfigureAwait(false);
+            string? verified = null, skipped = null;
+            if (verify)
+                (verified, skipped) = await progress.StepAsync("verifying (SHA-256 of both devices)", () => VerifyAsync(source, destination, bar0, cancellationToken)).ConfigureAwait(false);
+            var ci = CultureInfo.InvariantCulture;
+            if (asJson)
             {
-                Console.Error.WriteLine(ex.Message);
-                return 3;
+                CliJsonContext.Write(Console.Out, new MigrateJson(true, src.ToString(), dst.ToString(), options.DowntimeLimit.TotalMilliseconds, MigrationJson.From(stats),
+                    verified is not null ? "match" : "skipped", verified, skipped), CliJsonContext.Default.MigrateJson);
             }
-            catch (Exception ex) when (ex is VfioException or MigrationException)
+            else
             {
-                Console.Error.WriteLine(ex.Message);
-                return 1;
+                Console.Out.WriteLine(string.Create(ci, $"migrated {src} -> {dst}: {Units.FormatBytes(stats.TotalBytes)} ({Units.FormatBytes(stats.PreCopyBytes)} pre-copy in {stats.Rounds} round(s), {Units.FormatBytes(stats.StopCopyBytes)} stop-copy)"));
+                Console.Out.WriteLine(string.Create(ci, $"downtime {stats.Downtime.TotalMilliseconds:0.0} ms (limit {options.DowntimeLimit.TotalMilliseconds:0} ms), total {stats.TotalTime.TotalMilliseconds:0} ms, stop-copy {Units.FormatBytes(stats.StopCopyBandwidthBytesPerSecond)}/s"));
+                foreach (var w in stats.Warnings)
+                    Console.Out.WriteLine("warning: " + w);
+                if (verified is not null)
+                    Console.Out.WriteLine($"verified: destination matches source (sha256 {verified})");
+                if (skipped is not null)
+                    Console.Out.WriteLine(skipped);
             }
+            return ExitCodes.Success;
         });
         return command;
     }
 
-    private static async Task WriteSourceAsync(IVfioMigrationDevice source, string[] values, CancellationToken cancellationToken)
+    private static async Task WriteSourceAsync(IVfioMigrationDevice source, RegionWrite[] writes, CancellationToken cancellationToken)
     {
-        var writes = values.Select(RegionWrite.Parse).ToList();
-        if (writes.Count == 0)
+        if (writes.Length == 0)
             return;
         if (source is not VfioUserMigrationDevice user)
-            throw new VfioException(Errno.EINVAL, "--source-write", $"{source.Name} is not a vfio-user device (unix:PATH)");
+            throw CliException.Usage("--source-write", $"{source.Name} is not a vfio-user device (unix:PATH)");
         foreach (var w in writes)
             await user.Client.RegionWriteAsync(w.Region, w.Offset, w.Data, cancellationToken).ConfigureAwait(false);
     }
@@ -118,7 +132,10 @@ internal static class MigrateCommand
         return verdict switch
         {
             1 => (Convert.ToHexStringLower(a.Value), null),
-            2 => throw new VerificationException($"EIO: verify: destination {b.Kind} sha256 {Convert.ToHexStringLower(b.Value)} differs from source {Convert.ToHexStringLower(a.Value)}"),
+            2 => throw new CliException(ExitCodes.VerificationMismatch, Errno.EIO, "verify",
+                $"destination {b.Kind} sha256 {Convert.ToHexStringLower(b.Value)} differs from source {Convert.ToHexStringLower(a.Value)}",
+                ["a destination that changes its own state once RUNNING (e.g. vfio-mig serve --dirty-rate) moves away from the source at once: --no-verify skips this check",
+                 "the destination is RUNNING with the migrated state; the source is stopped"]),
             _ => (null, note),
         };
     }
@@ -145,46 +162,4 @@ internal static class MigrateCommand
             throw new VfioException(Errno.EINVAL, "migrate", $"source BAR0 is {a} bytes but destination BAR0 is {b} bytes; the devices are not compatible");
         return a ?? b ?? 0;
     }
-
-    private static string ToJson(string from, string to, MigrationStatistics stats, string? verified, string? skipped)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            w.WriteString("from", from);
-            w.WriteString("to", to);
-            w.WriteBoolean("success", true);
-            w.WriteNumber("rounds", stats.Rounds);
-            w.WriteNumber("pre_copy_bytes", stats.PreCopyBytes);
-            w.WriteNumber("stop_copy_bytes", stats.StopCopyBytes);
-            w.WriteNumber("total_bytes", stats.TotalBytes);
-            w.WriteNumber("downtime_ms", stats.Downtime.TotalMilliseconds);
-            w.WriteNumber("total_ms", stats.TotalTime.TotalMilliseconds);
-            w.WriteNumber("stop_copy_bytes_per_second", stats.StopCopyBandwidthBytesPerSecond);
-            w.WriteBoolean("forced_switchover", stats.ForcedSwitchover);
-            if (verified is not null)
-                w.WriteString("verified_sha256", verified);
-            if (skipped is not null)
-                w.WriteString("verification_note", skipped);
-            w.WriteStartArray("warnings");
-            foreach (var warning in stats.Warnings)
-                w.WriteStringValue(warning);
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(ms.ToArray()) + "\n";
-    }
-
-    private sealed class ConsoleProgress : IProgress<MigrationProgress>
-    {
-        public void Report(MigrationProgress value)
-        {
-            var ci = CultureInfo.InvariantCulture;
-            Console.Out.WriteLine(string.Create(ci,
-                $"[{value.Elapsed.TotalSeconds,6:0.00}s] {value.Phase,-10} round {value.Round,3}  sent {Units.FormatBytes(value.TotalBytes),10}  pending {Units.FormatBytes(value.PendingBytes),10}  {Units.FormatBytes(value.BandwidthBytesPerSecond)}/s{(value.Message is null ? "" : "  " + value.Message)}"));
-        }
-    }
-
-    private sealed class VerificationException(string message) : Exception(message);
 }

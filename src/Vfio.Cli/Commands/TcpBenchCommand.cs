@@ -24,6 +24,7 @@ internal static class TcpBenchCommand
     private static NetSecurityOptions s_send = NetSecurityOptions.InsecureDefault;
     private static NetSecurityOptions s_receive = NetSecurityOptions.InsecureDefault;
     private static int s_runs = 1;
+    private static readonly CliProgress s_progress = CliProgress.For(json: false);
 
     private enum DeviceKind
     {
@@ -36,36 +37,26 @@ internal static class TcpBenchCommand
 
     public static Command Create()
     {
-        var size = new Option<string>("--size") { Description = "Device state size (both devices)", DefaultValueFactory = _ => "1GiB" };
-        var channels = new Option<int>("--channels") { Description = "Channels of the multi-channel runs (compared with 1)", DefaultValueFactory = _ => 4 };
-        var runs = new Option<int>("--runs") { Description = "Timed runs of every row; the fastest is reported (the machine may be shared)", DefaultValueFactory = _ => 1 };
+        var size = CliOptions.Size("--size", "Device state size (both devices; 1MiB..16GiB, a multiple of 4KiB)", "1GiB", 1 << 20, 16L << 30, multipleOf: 4096);
+        var channels = CliOptions.Int("--channels", $"Channels of the multi-channel runs (compared with 1; 1..{NetProtocol.MaxChannels})", 4, 1, NetProtocol.MaxChannels);
+        var runs = CliOptions.Int("--runs", "Timed runs of every row (1..20); the fastest is reported (the machine may be shared)", 1, 1, 20);
         var tls = new Option<bool>("--tls") { Description = "Run the migrations and the transport-only rows over TLS (a throw-away certificate made in process), and add a raw TLS copy" };
         var command = new Command("tcp", "Migrate a sample device and a memory-image device over loopback TCP with 1 and N channels and compare with a raw TCP copy of the same bytes in the same run.")
         {
             size, channels, runs, tls,
         };
+        command.WithHelp(addresses: false,
+            "vfio-mig bench tcp --size 1GiB --channels 4",
+            "vfio-mig bench tcp --size 256MiB --runs 3 --tls");
         command.SetAction(async (parse, cancellationToken) =>
         {
-            try
-            {
-                long bytes = Units.ParseBytes(parse.GetValue(size)!, "size");
-                int n = parse.GetValue(channels);
-                if (n is < 1 or > NetProtocol.MaxChannels)
-                    throw new VfioException(Errno.EINVAL, "bench tcp", $"--channels must be 1..{NetProtocol.MaxChannels}");
-                if (bytes < (1 << 20) || bytes > (16L << 30))
-                    throw new VfioException(Errno.EINVAL, "bench tcp", "--size must be 1MiB..16GiB");
-                bool useTls = parse.GetValue(tls);
-                s_runs = parse.GetValue(runs);
-                if (s_runs is < 1 or > 20)
-                    throw new VfioException(Errno.EINVAL, "bench tcp", "--runs must be 1..20");
-                (s_send, s_receive) = useTls ? MakeTls() : (NetSecurityOptions.InsecureDefault, NetSecurityOptions.InsecureDefault);
-                await RunAsync(bytes, n, useTls, cancellationToken).ConfigureAwait(false);
-                return 0;
-            }
-            catch (Exception e) when (e is VfioException or MigrationException or IOException)
-            {
-                return NetCli.Fail(e, "bench tcp");
-            }
+            long bytes = parse.GetValue(size).Bytes;
+            int n = parse.GetValue(channels);
+            bool useTls = parse.GetValue(tls);
+            s_runs = parse.GetValue(runs);
+            (s_send, s_receive) = useTls ? MakeTls() : (NetSecurityOptions.InsecureDefault, NetSecurityOptions.InsecureDefault);
+            await RunAsync(bytes, n, useTls, cancellationToken).ConfigureAwait(false);
+            return ExitCodes.Success;
         });
         return command;
     }
@@ -81,14 +72,17 @@ internal static class TcpBenchCommand
         // calls, then compiles in the background) before any clock starts, and that compiling does not share
         // the cores with a timed run.
         var warm = new BenchBuffer(32 << 20, random: true);
-        for (int round = 0; round < 3; round++)
+        await s_progress.StepAsync("warming up (3 untimed rounds)", async () =>
         {
+            for (int round = 0; round < 3; round++)
+            {
             await MigrateAsync(DeviceKind.Sample, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
             if (image)
                 await MigrateAsync(DeviceKind.MemoryImage, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
             await RawCopyAsync(32 << 20, warm, warm, useTls, cancellationToken).ConfigureAwait(false);
             await TransportOnlyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
-        }
+            }
+        }).ConfigureAwait(false);
         await Task.Delay(200, cancellationToken).ConfigureAwait(false);
 
         var sample1 = await FastestAsync(() => MigrateAsync(DeviceKind.Sample, bytes, 1, cancellationToken)).ConfigureAwait(false);
@@ -162,9 +156,12 @@ internal static class TcpBenchCommand
 
     private static async Task<Run> FastestAsync(Func<Task<Run>> measure)
     {
-        var best = await measure().ConfigureAwait(false);
-        for (int i = 1; i < s_runs; i++)
-            best = Best(best, await measure().ConfigureAwait(false));
+        Run best = default;
+        for (int i = 0; i < s_runs; i++)
+        {
+            var run = await s_progress.StepAsync(F($"timed run {i + 1} of {s_runs}"), measure).ConfigureAwait(false);
+            best = i == 0 ? run : Best(best, run);
+        }
         return best;
     }
 
