@@ -218,13 +218,7 @@ if [ -z "${GUEST_CWD:-}" ]; then
 	*) GUEST_CWD=$PWD ;;
 	esac
 fi
-FSM_CSV=${VMT_FSM_CSV:-}
-if [ -z "$FSM_CSV" ]; then
-	for c in "$REPO_ROOT/../shared/spec/fsm-paths.csv" "$REPO_ROOT/shared/spec/fsm-paths.csv" \
-		/work/shared/spec/fsm-paths.csv; do
-		[ -f "$c" ] && { FSM_CSV=$(cd "$(dirname "$c")" && pwd)/fsm-paths.csv; break; }
-	done
-fi
+FSM_CSV=${VMT_FSM_CSV:-$REPO_ROOT/tests/fixtures/fsm-paths.csv}
 case "$FSM_CSV" in /tmp/*) cp "$FSM_CSV" "$SHARE/fsm-paths.csv"; FSM_CSV=/run/vmt/fsm-paths.csv ;; esac
 
 {
