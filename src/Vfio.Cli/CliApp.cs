@@ -25,6 +25,7 @@ internal static class CliApp
             MigrateCommand.Create(),
             SendCommand.Create(),
             ReceiveCommand.Create(),
+            TokenCommand.Create(),
             bench,
         };
         root.WithHelp(addresses: true,
