@@ -61,7 +61,7 @@ internal static class CliApp
             return CliErrors.ReportUsage("", CliErrors.Describe(e).Line, stderr);
         }
         string name = CommandName(parse);
-        if (parse.Errors.Count > 0)
+        if (parse.Errors.Count > 0 && !CliHelp.IsHelp(parse.Action))
         {
             // "Required command was not provided" says less than the unknown word that caused it.
             var error = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];

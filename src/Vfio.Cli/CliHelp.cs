@@ -10,13 +10,15 @@ namespace Vfio.Cli;
 /// </summary>
 internal static class CliHelp
 {
-    private static readonly Dictionary<Command, (string[] Examples, bool Addresses)> s_extras = [];
+    private sealed record Extras(string[] Examples, bool Addresses);
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Command, Extras> s_extras = [];
 
     /// <summary>Registers <paramref name="examples"/> for <paramref name="command"/>'s help; <paramref name="addresses"/> adds the address forms.</summary>
     public static T WithHelp<T>(this T command, bool addresses, params string[] examples)
         where T : Command
     {
-        s_extras[command] = (examples, addresses);
+        s_extras.AddOrUpdate(command, new Extras(examples, addresses));
         return command;
     }
 
@@ -29,6 +31,12 @@ internal static class CliHelp
                 help.Action = new ExtendedHelpAction(standard);
         }
     }
+
+    /// <summary>The examples registered for <paramref name="command"/> (none: empty).</summary>
+    public static IReadOnlyList<string> ExamplesOf(Command command) => s_extras.TryGetValue(command, out var extras) ? extras.Examples : [];
+
+    /// <summary>True when <paramref name="action"/> prints help (it runs even when the rest of the line has errors).</summary>
+    public static bool IsHelp(CommandLineAction? action) => action is ExtendedHelpAction or HelpAction;
 
     private sealed class ExtendedHelpAction(HelpAction standard) : SynchronousCommandLineAction
     {

@@ -43,7 +43,7 @@ internal static class CliOptions
     public static Option<bool> Json() => new("--json") { Description = "Print one JSON document on stdout (snake_case keys; docs/cli/conventions.md); progress and errors go to stderr" };
 
     public static Option<ByteSize> DeviceSize(string defaultText, string description = "Device state size (a multiple of 4KiB; binary suffixes as in QEMU: 64M = 64MiB)")
-        => Parsed("--size", description, t => new ByteSize(Units.ParseDeviceSize(t, "size")), defaultText);
+        => Parsed("--size", description, t => new ByteSize(Units.ParseDeviceSize(t, "size")), defaultText, "SIZE");
 
     public static Option<ByteSize> Size(string name, string description, string defaultText, long min, long max, long multipleOf = 1)
         => Parsed(name, description, t =>
@@ -54,16 +54,16 @@ internal static class CliOptions
             return bytes % multipleOf == 0
                 ? new ByteSize(bytes)
                 : throw new VfioException(Errno.EINVAL, name, $"'{t}' is not a multiple of {Units.FormatExact(multipleOf)}");
-        }, defaultText);
+        }, defaultText, "SIZE");
 
     public static Option<ByteRate> DirtyRate(string defaultText)
-        => Parsed("--dirty-rate", "Bytes per second the device's workload dirties while it runs (e.g. 16MiB/s; 0 = idle)", t => new ByteRate(Units.ParseRate(t, "dirty-rate")), defaultText);
+        => Parsed("--dirty-rate", "Bytes per second the device's workload dirties while it runs (e.g. 16MiB/s; 0 = idle)", t => new ByteRate(Units.ParseRate(t, "dirty-rate")), defaultText, "RATE");
 
     public static Option<Caps> Caps(string defaultText, string description = "Migration capabilities: 0x1 STOP_COPY, 0x3 +P2P, 0x5 +PRE_COPY, 0x7 all")
-        => Parsed("--caps", description, t => new Caps(Units.ParseCaps(t)), defaultText);
+        => Parsed("--caps", description, t => new Caps(Units.ParseCaps(t)), defaultText, "CAPS");
 
     public static Option<Duration> Duration(string name, string description, string defaultText)
-        => Parsed(name, description, t => new Duration(Units.ParseDuration(t, name[2..])), defaultText);
+        => Parsed(name, description, t => new Duration(Units.ParseDuration(t, name[2..])), defaultText, "DURATION");
 
     public static Option<Duration> DowntimeLimit() => Duration("--downtime-limit", "Allowed downtime; pre-copy switches over when what is pending fits in it", "300ms");
 
@@ -74,7 +74,7 @@ internal static class CliOptions
         => Duration("--connect-timeout", "Longest wait for connecting to a device or peer and its handshake (a busy vfio-user server is reported after it)", "10s");
 
     public static Option<int> Int(string name, string description, int defaultValue, int min, int max)
-        => Parsed(name, description, t => Units.ParseInt(t, name[2..], min, max), defaultValue.ToString(CultureInfo.InvariantCulture));
+        => Parsed(name, description, t => Units.ParseInt(t, name[2..], min, max), defaultValue.ToString(CultureInfo.InvariantCulture), "N");
 
     /// <summary>A device address option (<c>sample:…</c>, <c>unix:PATH</c>, <c>vfio:NAME</c>), checked while parsing.</summary>
     public static Option<DeviceAddress> Device(string name, string description)
@@ -123,9 +123,9 @@ internal static class CliOptions
         }
     }
 
-    private static Option<T> Parsed<T>(string name, string description, Func<string, T> parse, string? defaultText)
+    private static Option<T> Parsed<T>(string name, string description, Func<string, T> parse, string? defaultText, string helpName)
     {
-        var option = new Option<T>(name) { Description = description, CustomParser = r => Parse(r, parse, defaultText) };
+        var option = new Option<T>(name) { Description = description, HelpName = helpName, CustomParser = r => Parse(r, parse, defaultText) };
         if (defaultText is not null)
             option.DefaultValueFactory = _ => parse(defaultText);
         return option;

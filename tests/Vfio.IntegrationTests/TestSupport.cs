@@ -213,8 +213,14 @@ internal static class TestSupport
         private readonly Lock _lock = new();
 
         public CliProcess(params string[] args)
+            : this(null, args)
         {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        }
+
+        /// <summary>Starts the CLI in <paramref name="workingDirectory"/> (null: this process's).</summary>
+        public CliProcess(string? workingDirectory, string[] args)
+        {
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory ?? "" };
             psi.ArgumentList.Add(CliDll());
             foreach (var a in args)
                 psi.ArgumentList.Add(a);

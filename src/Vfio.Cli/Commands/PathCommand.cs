@@ -12,16 +12,16 @@ internal static class PathCommand
     {
         var from = State("from", "Current state (e.g. RUNNING)");
         var to = State("to", "Requested state (e.g. STOP_COPY)");
-        var caps = new Option<VfioMigrationFlags[]>("--caps")
+        var caps = new Option<Caps[]>("--caps")
         {
             Description = "Capabilities: 0x1, 0x3, 0x5 or 0x7; with --all a comma-separated list",
             HelpName = "CAPS",
-            DefaultValueFactory = _ => [VfioMigrationFlags.StopCopy | VfioMigrationFlags.P2P | VfioMigrationFlags.PreCopy],
+            DefaultValueFactory = _ => [new Caps(VfioMigrationFlags.StopCopy | VfioMigrationFlags.P2P | VfioMigrationFlags.PreCopy)],
             CustomParser = r =>
             {
                 try
                 {
-                    return [.. r.Tokens[^1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Units.ParseCaps)];
+                    return [.. r.Tokens[^1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(t => new Caps(Units.ParseCaps(t)))];
                 }
                 catch (VfioException e)
                 {
@@ -53,7 +53,7 @@ internal static class PathCommand
         });
         command.SetAction(parse =>
         {
-            var capsList = parse.GetValue(caps)!;
+            var capsList = parse.GetValue(caps)!.Select(c => c.Flags).ToList();
             bool listAll = parse.GetValue(all);
             var requests = listAll
                 ? [.. from c in capsList
@@ -88,7 +88,8 @@ internal static class PathCommand
 
     private static Argument<VfioMigrationState> State(string name, string description) => new(name)
     {
-        Description = description,
+        Description = description + "; one of " + StateNames,
+        HelpName = name.ToUpperInvariant(),
         Arity = ArgumentArity.ZeroOrOne,
         CustomParser = r =>
         {
