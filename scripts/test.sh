@@ -26,6 +26,11 @@ echo "== .NET tests"
 dotnet test Vfio.slnx --no-build -c Release 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 
+echo "== the shipped NativeAOT binary"
+bash scripts/aot-smoke.sh 2>&1 | tee -a "$log"
+aot=${PIPESTATUS[0]}
+[ "$aot" = 0 ] || status=$aot
+
 if [ -f tests/kernel/run-guest-tests.sh ]; then
   echo "== kernel guest rig"
   bash tests/kernel/run-guest-tests.sh 2>&1 | tee -a "$log"
