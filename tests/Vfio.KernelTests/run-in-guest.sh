@@ -30,7 +30,7 @@ $cli check $A --peer $B; result $? "check vfio:A --peer vfio:B"
 
 # send/receive over loopback TCP between the two mdevs, each holding its own pattern first.
 # net NAME "RECEIVE-ARGS" "SEND-ARGS": output in /tmp/NAME.rx and /tmp/NAME.tx, exit codes in rx_rc, tx_rc.
-printf 'kverify-token\n' >/tmp/token
+rm -f /tmp/token; $cli token new --output /tmp/token
 net() {
 	$cli receive --listen 127.0.0.1:7411 --into $B --token-file /tmp/token $2 >/tmp/$1.rx 2>&1 &
 	local rx=$!

@@ -44,7 +44,7 @@ internal static class ReceiveCommand
                     UseTls = certPath is not null,
                     Certificate = certPath is null ? null : NetCli.LoadCertificate(certPath, keyPath, "--tls-cert"),
                     TrustedCertificates = caPath is null ? null : NetCli.LoadCa(caPath, "--client-ca"),
-                    Token = tokenPath is null ? null : (ReadOnlyMemory<byte>?)NetCli.ReadToken(tokenPath),
+                    Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
                     IdleTimeout = NetCli.Duration(parse.GetValue(idle)!, "idle-timeout"),
                     HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),

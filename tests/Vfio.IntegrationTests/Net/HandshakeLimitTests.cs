@@ -9,7 +9,7 @@ namespace Vfio.IntegrationTests.Net;
 public sealed class HandshakeLimitTests
 {
     private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(30);
-    private static readonly NetSecurityOptions s_token = new() { Token = "t0ken"u8.ToArray(), HandshakeTimeout = TimeSpan.FromSeconds(3) };
+    private static readonly NetSecurityOptions s_token = new() { Token = NetToken.New(), HandshakeTimeout = TimeSpan.FromSeconds(3) };
 
     [Fact]
     public async Task GarbageHello_IsRefusedWithBadHello()

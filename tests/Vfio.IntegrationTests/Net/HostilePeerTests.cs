@@ -15,7 +15,7 @@ namespace Vfio.IntegrationTests.Net;
 public sealed class HostilePeerTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(60);
-    private static readonly NetSecurityOptions s_security = new() { Token = "hostile-peers"u8.ToArray(), HandshakeTimeout = TimeSpan.FromSeconds(1.5), IdleTimeout = TimeSpan.FromSeconds(10) };
+    private static readonly NetSecurityOptions s_security = new() { Token = NetToken.New(), HandshakeTimeout = TimeSpan.FromSeconds(1.5), IdleTimeout = TimeSpan.FromSeconds(10) };
 
     [Fact]
     public async Task HostileConnections_AreDroppedOneLineEach_ThenALegitimateMigrationSucceeds()
@@ -39,7 +39,7 @@ public sealed class HostilePeerTests(ITestOutputHelper log)
         using var silent = await ConnectAsync(target);
         using var trickleCts = new CancellationTokenSource(s_limit);
         var trickle = TrickleAsync(target, trickleCts.Token);
-        var wrongToken = await Assert.ThrowsAsync<VfioException>(() => NetSenderSession.ConnectAsync("127.0.0.1", target.Port, 2, s_security with { Token = "guess"u8.ToArray() }).WaitAsync(s_limit));
+        var wrongToken = await Assert.ThrowsAsync<VfioException>(() => NetSenderSession.ConnectAsync("127.0.0.1", target.Port, 2, s_security with { Token = NetToken.New() }).WaitAsync(s_limit));
         Assert.Equal(Errno.EACCES, wrongToken.Errno);
 
         await dropped.WaitForAsync("not a vfio-mig hello", s_limit); // garbage

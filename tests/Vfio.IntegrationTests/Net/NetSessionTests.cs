@@ -8,10 +8,10 @@ namespace Vfio.IntegrationTests.Net;
 /// <summary>The transport over real loopback sockets: handshake, auth, TLS, channels, return path, faults.</summary>
 public sealed class NetSessionTests
 {
-    private static readonly byte[] s_token = "correct horse battery staple"u8.ToArray();
+    private static readonly NetToken s_token = NetToken.New();
     private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(60);
 
-    private static NetSecurityOptions Token(byte[] token) => new() { Token = token, IdleTimeout = TimeSpan.FromSeconds(5), HandshakeTimeout = TimeSpan.FromSeconds(5) };
+    private static NetSecurityOptions Token(NetToken token) => new() { Token = token, IdleTimeout = TimeSpan.FromSeconds(5), HandshakeTimeout = TimeSpan.FromSeconds(5) };
 
     private static async Task<(NetSenderSession Sender, NetReceiverSession Receiver, NetListener Listener)> PairAsync(
         NetSecurityOptions senderSecurity, NetSecurityOptions receiverSecurity, int channels, NetSessionOptions? options = null, int? viaPort = null)
@@ -164,7 +164,7 @@ public sealed class NetSessionTests
         await using var _l = listener;
         var dropped = new DropLog();
         _ = listener.AcceptSessionAsync(Token(s_token), null, dropped.Options());
-        var send = await Assert.ThrowsAsync<VfioException>(() => NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, 1, Token("wrong token"u8.ToArray())).WaitAsync(s_limit));
+        var send = await Assert.ThrowsAsync<VfioException>(() => NetSenderSession.ConnectAsync("127.0.0.1", listener.LocalEndPoint.Port, 1, Token(NetToken.New())).WaitAsync(s_limit));
         string recv = await dropped.WaitForAsync("different tokens", s_limit);
         Assert.Equal(Errno.EACCES, send.Errno);
         Assert.Contains("EACCES", recv, StringComparison.Ordinal);

@@ -1,4 +1,5 @@
 using System.Net;
+using Vfio.Net;
 using System.Text.RegularExpressions;
 
 namespace Vfio.IntegrationTests.Net;
@@ -18,10 +19,10 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     [GeneratedRegex(@"^verified: destination matches source \(sha256 ([0-9a-f]{64})\)$")]
     private static partial Regex VerifiedRegex();
 
-    private string TokenFile(string text = "two-hosts-token")
+    private string TokenFile()
     {
         string path = Path.Combine(_dir, "token-" + Guid.NewGuid().ToString("N")[..6]);
-        File.WriteAllText(path, text + "\n");
+        NetToken.New().WriteNewFile(path);
         return path;
     }
 
