@@ -20,13 +20,28 @@ internal static class ReceiveCommand
         var insecure = NetCli.Insecure();
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
+        var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", HelpName = "DURATION", DefaultValueFactory = _ => "none" };
+        acceptTimeout.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && r.Tokens[^1].Value != "none")
+            {
+                try
+                {
+                    Units.ParseDuration(r.Tokens[^1].Value, "accept-timeout");
+                }
+                catch (VfioException e)
+                {
+                    r.AddError(e.Message);
+                }
+            }
+        });
         var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", "64MiB", NetProtocol.MaxFramePayload, 16L << 30);
         var json = CliOptions.Json();
         var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, maxQueued, json, connect, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, json, connect, inject,
         };
         command.WithHelp(addresses: true,
             "vfio-mig token new > token.txt     # then copy token.txt to the sender",
@@ -61,6 +76,12 @@ internal static class ReceiveCommand
                     HandshakeTimeout = parse.GetValue(handshake).Value,
                 };
                 security.Validate("receive");
+                string acceptText = parse.GetValue(acceptTimeout)!;
+                var acceptOptions = new NetAcceptOptions
+                {
+                    AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : Units.ParseDuration(acceptText, "accept-timeout"),
+                    OnDropped = line => Console.Error.WriteLine("vfio-mig receive: " + line),
+                };
                 var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes };
 
                 var address = parse.GetValue(into)!;
@@ -74,7 +95,7 @@ internal static class ReceiveCommand
                 // The line a script waits for; under --json it goes to stderr with the rest of the progress.
                 progress.Line($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
                 progress.Out.Flush();
-                await using var session = await listener.AcceptSessionAsync(security, sessionOptions, cancellationToken).ConfigureAwait(false);
+                await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
                 progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
                 var target = device;
