@@ -25,16 +25,7 @@ internal static class TestSupport
         return value;
     }
 
-    public static unsafe SafeFdHandle MemFd(long size)
-    {
-        var name = "vfu-test\0"u8;
-        int fd;
-        fixed (byte* p = name)
-            fd = (int)Interop.Interop.CheckIo(Interop.Interop.MemFdCreate(p, Interop.Interop.MFD_CLOEXEC), "memfd_create");
-        var handle = new SafeFdHandle(fd);
-        Interop.Interop.CheckIo(Interop.Interop.FTruncate(fd, size), "ftruncate");
-        return handle;
-    }
+    public static SafeFdHandle MemFd(long size) => SafeFdHandle.CreateMemFd(size);
 
     /// <summary>Reads a memfd's bytes through a temporary shared mapping.</summary>
     public static unsafe byte[] ReadMemFd(SafeFdHandle fd, long offset, int length)

@@ -206,7 +206,7 @@ internal static class TcpBenchCommand
         await using var listener = NetListener.Bind(Path, 0);
         BenchSupport.Settle();
         var clock = Stopwatch.StartNew();
-        var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
+        var accept = listener.AcceptSessionAsync(s_receive, null, null, cancellationToken);
         await using var sender = await NetSenderSession.ConnectAsync(Path, listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
         var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult(NetDigest.None("checked after the timed run")), null, cancellationToken: cancellationToken), cancellationToken);
@@ -243,7 +243,7 @@ internal static class TcpBenchCommand
     private static async Task<Run> TransportOnlyAsync(long bytes, int channels, BenchBuffer from, BenchBuffer into, CancellationToken cancellationToken)
     {
         await using var listener = NetListener.Bind(Path, 0);
-        var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
+        var accept = listener.AcceptSessionAsync(s_receive, null, null, cancellationToken);
         await using var sender = await NetSenderSession.ConnectAsync(Path, listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
         BenchSupport.Settle();

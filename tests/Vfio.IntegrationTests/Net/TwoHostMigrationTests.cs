@@ -1,4 +1,5 @@
 using System.Net;
+using Vfio.Net;
 using System.Text.RegularExpressions;
 
 namespace Vfio.IntegrationTests.Net;
@@ -18,10 +19,10 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     [GeneratedRegex(@"^verified: destination matches source \(sha256 ([0-9a-f]{64})\)$")]
     private static partial Regex VerifiedRegex();
 
-    private string TokenFile(string text = "two-hosts-token")
+    private string TokenFile()
     {
         string path = Path.Combine(_dir, "token-" + Guid.NewGuid().ToString("N")[..6]);
-        File.WriteAllText(path, text + "\n");
+        NetToken.New().WriteNewFile(path);
         return path;
     }
 
@@ -138,17 +139,33 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     }
 
     [Fact]
-    public async Task UnauthenticatedSender_IsRefused_BothSidesSayWhy()
+    public async Task UnauthenticatedSender_IsRefused_BothSidesSayWhy_TheReceiverWaitsForTheRealOne()
     {
         using var hosts = TwoHosts.Create(log);
-        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=4MiB", "--token-file", TokenFile());
+        string token = TokenFile();
+        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=4MiB,seed=2", "--token-file", token);
         using var _r = receiver;
-        using var sender = hosts.StartSender(["send", "--from", "sample:size=4MiB", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--insecure"]);
-        Assert.NotEqual(0, await sender.WaitForExitAsync(s_exit));
-        Assert.NotEqual(0, await receiver.WaitForExitAsync(s_exit));
-        Assert.Contains("EACCES", sender.StderrText, StringComparison.Ordinal);
-        Assert.Contains("requires a pre-shared token", sender.StderrText, StringComparison.Ordinal);
-        Assert.Contains("offered none", receiver.StderrText, StringComparison.Ordinal);
+        using (var stranger = hosts.StartSender(["send", "--from", "sample:size=4MiB", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--insecure"]))
+        {
+            Assert.Equal(1, await stranger.WaitForExitAsync(s_exit));
+            Assert.Contains("EACCES", stranger.StderrText, StringComparison.Ordinal);
+            Assert.Contains("requires a pre-shared token", stranger.StderrText, StringComparison.Ordinal);
+        }
+        using var sender = hosts.StartSender(["send", "--from", "sample:size=4MiB,seed=1", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--token-file", token]);
+        Assert.Equal(0, await sender.WaitForExitAsync(s_exit));
+        Assert.Equal(0, await receiver.WaitForExitAsync(s_exit));
+        Assert.Matches(@"vfio-mig receive: dropped connection from \S+: EACCES: .*offered none", receiver.StderrText);
+        Assert.Matches(VerifiedRegex(), LastLine(receiver));
+    }
+
+    [Fact]
+    public async Task SecondReceiverOnTheSamePort_FailsWithEaddrinuse()
+    {
+        var (first, port) = await StartLoopbackReceiverAsync("--into", "sample:size=4MiB", "--token-file", TokenFile(), "--accept-timeout", "60s");
+        using var _f = first;
+        using var second = CliProcess.Start(null, ["receive", "--listen", $"127.0.0.1:{port}", "--into", "sample:size=4MiB", "--token-file", TokenFile()], "second receiver", log);
+        Assert.Equal(1, await second.WaitForExitAsync(s_exit));
+        Assert.Contains("vfio-mig receive: error: EADDRINUSE: ", second.StderrText, StringComparison.Ordinal);
     }
 
     [Fact]
