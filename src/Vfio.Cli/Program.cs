@@ -17,6 +17,7 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     MigrateCommand.Create(),
     SendCommand.Create(),
     ReceiveCommand.Create(),
+    TokenCommand.Create(),
     bench,
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

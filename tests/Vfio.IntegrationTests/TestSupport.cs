@@ -196,6 +196,12 @@ internal static class TestSupport
         return path;
     }
 
+    /// <summary>
+    /// The published CLI (<c>VFIO_MIG_BINARY</c>, e.g. the NativeAOT build that scripts/aot-smoke.sh makes) when
+    /// set, so the process tests run against the binary that ships; null: <c>dotnet vfio-mig.dll</c> of this build.
+    /// </summary>
+    public static string? PublishedCli => Environment.GetEnvironmentVariable("VFIO_MIG_BINARY") is { Length: > 0 } p ? System.IO.Path.GetFullPath(p) : null;
+
     /// <summary>A CLI child process with its output captured line by line.</summary>
     public sealed class CliProcess : IDisposable
     {
@@ -205,8 +211,10 @@ internal static class TestSupport
 
         public CliProcess(params string[] args)
         {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            psi.ArgumentList.Add(CliDll());
+            string? binary = PublishedCli;
+            var psi = new ProcessStartInfo(binary ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            if (binary is null)
+                psi.ArgumentList.Add(CliDll());
             foreach (var a in args)
                 psi.ArgumentList.Add(a);
             Process = Process.Start(psi)!;
