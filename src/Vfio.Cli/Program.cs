@@ -17,6 +17,9 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     MigrateCommand.Create(),
     SendCommand.Create(),
     ReceiveCommand.Create(),
+    ResolveCommand.Create(),
+    RecoverCommand.Create(),
+    StateCommand.Create(),
     bench,
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
