@@ -12,6 +12,7 @@ namespace Vfio.Cli;
 [JsonSerializable(typeof(ErrorJson))]
 [JsonSerializable(typeof(DemoJson))]
 [JsonSerializable(typeof(MigrateJson))]
+[JsonSerializable(typeof(MigrateFailureJson))]
 [JsonSerializable(typeof(SendJson))]
 [JsonSerializable(typeof(ReceiveJson))]
 [JsonSerializable(typeof(InfoJson))]
@@ -50,7 +51,10 @@ internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes,
 internal sealed record DemoJson(bool Ok, long SizeBytes, string Caps, long DirtyRateBytesPerSecond, double DowntimeLimitMs, MigrationJson Migration,
     IReadOnlyList<DemoDeviceJson> PerDevice, bool Verified, string Sha256);
 
-internal sealed record MigrateJson(bool Ok, string From, string To, double DowntimeLimitMs, MigrationJson Migration, string Verification, string? Sha256, string? VerificationNote);
+internal sealed record MigrateJson(bool Ok, string MigrationId, string From, string To, double DowntimeLimitMs, MigrationJson Migration, string Verification, string? Sha256, string? VerificationNote);
+
+/// <summary>A failed <c>migrate</c> under --json: the error document plus the migration id and, when held, the resolve command.</summary>
+internal sealed record MigrateFailureJson(bool Ok, string Command, string Errno, string Error, int ExitCode, string MigrationId, bool Held, string? Resolve);
 
 internal sealed record SendJson(bool Ok, string From, string To, int Channels, string Security, MigrationJson Migration, double ThroughputBytesPerSecond,
     string Verification, string SourceSha256, string DestinationSha256, string? DigestKind, string? Note);

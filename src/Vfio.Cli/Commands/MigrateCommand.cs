@@ -41,9 +41,11 @@ internal static class MigrateCommand
                 }
             },
         };
+        var stateDir = MigrationRecords.StateDirOption();
+        var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, loaded, committed, started)", Hidden = true };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, force, json, noVerify, precopy, connectTimeout, sourceWrite,
+            from, to, downtime, force, json, noVerify, precopy, connectTimeout, sourceWrite, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --downtime-limit 300ms",
@@ -57,48 +59,89 @@ internal static class MigrateCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             bool asJson = parse.GetValue(json);
-            var options = MigrationOptions.Default with
+            string? dir = parse.GetValue(stateDir);
+            var id = Guid.NewGuid();
+            var store = MigrationRecords.Open(dir);
+            IVfioMigrationDevice? source = null, destination = null;
+            try
             {
-                DowntimeLimit = parse.GetValue(downtime).Value,
-                NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
-            };
-            var src = parse.GetValue(from)!;
-            var dst = parse.GetValue(to)!;
-            var timeout = parse.GetValue(connectTimeout).Value;
-            var progress = CliProgress.For(asJson);
-            await using var source = await progress.StepAsync($"connecting to {src}", () => src.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
-            await using var destination = await progress.StepAsync($"connecting to {dst}", () => dst.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
-            await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
-            // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
-            // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
-            bool verify = !parse.GetValue(noVerify);
-            ulong? bar0 = null;
-            if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
-                bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
-            options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, progress.Out, cancellationToken).ConfigureAwait(false);
-            var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));
-            var stats = await view.RunAsync(p => MigrationEngine.MigrateAsync([source], [destination], options, p, cancellationToken)).ConfigureAwait(false);
-            string? verified = null, skipped = null;
-            if (verify)
-                (verified, skipped) = await progress.StepAsync("verifying (SHA-256 of both devices)", () => VerifyAsync(source, destination, bar0, cancellationToken)).ConfigureAwait(false);
-            var ci = CultureInfo.InvariantCulture;
-            if (asJson)
-            {
-                CliJsonContext.Write(Console.Out, new MigrateJson(true, src.ToString(), dst.ToString(), options.DowntimeLimit.TotalMilliseconds, MigrationJson.From(stats),
-                    verified is not null ? "match" : "skipped", verified, skipped), CliJsonContext.Default.MigrateJson);
+                var options = MigrationOptions.Default with
+                {
+                    DowntimeLimit = parse.GetValue(downtime).Value,
+                    NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
+                    MigrationId = id,
+                    DecisionStore = store,
+                    Checkpoint = PauseHook(parse.GetValue(pauseAt)),
+                };
+                var src = parse.GetValue(from)!;
+                var dst = parse.GetValue(to)!;
+                var timeout = parse.GetValue(connectTimeout).Value;
+                var progress = CliProgress.For(asJson);
+                source = await progress.StepAsync($"connecting to {src}", () => src.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
+                destination = await progress.StepAsync($"connecting to {dst}", () => dst.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
+                await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
+                // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
+                // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
+                bool verify = !parse.GetValue(noVerify);
+                ulong? bar0 = null;
+                if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
+                    bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
+                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, progress.Out, cancellationToken).ConfigureAwait(false);
+                progress.Line($"migration {id}: {src} -> {dst} (records in {store.Directory})");
+                var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));
+                var (from0, to0) = (source, destination);
+                var stats = await view.RunAsync(p => MigrationEngine.MigrateAsync([from0], [to0], options, p, cancellationToken)).ConfigureAwait(false);
+                string? verified = null, skipped = null;
+                if (verify)
+                    (verified, skipped) = await progress.StepAsync("verifying (SHA-256 of both devices)", () => VerifyAsync(from0, to0, bar0, cancellationToken)).ConfigureAwait(false);
+                var ci = CultureInfo.InvariantCulture;
+                if (asJson)
+                {
+                    CliJsonContext.Write(Console.Out, new MigrateJson(true, id.ToString("D"), src.ToString(), dst.ToString(), options.DowntimeLimit.TotalMilliseconds, MigrationJson.From(stats),
+                        verified is not null ? "match" : "skipped", verified, skipped), CliJsonContext.Default.MigrateJson);
+                }
+                else
+                {
+                    Console.Out.WriteLine(string.Create(ci, $"migrated {src} -> {dst}: {Units.FormatBytes(stats.TotalBytes)} ({Units.FormatBytes(stats.PreCopyBytes)} pre-copy in {stats.Rounds} round(s), {Units.FormatBytes(stats.StopCopyBytes)} stop-copy)"));
+                    Console.Out.WriteLine(string.Create(ci, $"downtime {stats.Downtime.TotalMilliseconds:0.0} ms (limit {options.DowntimeLimit.TotalMilliseconds:0} ms), total {stats.TotalTime.TotalMilliseconds:0} ms, stop-copy {Units.FormatBytes(stats.StopCopyBandwidthBytesPerSecond)}/s"));
+                    foreach (var w in stats.Warnings)
+                        Console.Out.WriteLine("warning: " + w);
+                    if (verified is not null)
+                        Console.Out.WriteLine($"verified: destination matches source (sha256 {verified})");
+                    if (skipped is not null)
+                        Console.Out.WriteLine(skipped);
+                }
+                return ExitCodes.Success;
             }
-            else
+            catch (Exception ex) when (ex is (VfioException or OperationCanceledException) and not CliException)
             {
-                Console.Out.WriteLine(string.Create(ci, $"migrated {src} -> {dst}: {Units.FormatBytes(stats.TotalBytes)} ({Units.FormatBytes(stats.PreCopyBytes)} pre-copy in {stats.Rounds} round(s), {Units.FormatBytes(stats.StopCopyBytes)} stop-copy)"));
-                Console.Out.WriteLine(string.Create(ci, $"downtime {stats.Downtime.TotalMilliseconds:0.0} ms (limit {options.DowntimeLimit.TotalMilliseconds:0} ms), total {stats.TotalTime.TotalMilliseconds:0} ms, stop-copy {Units.FormatBytes(stats.StopCopyBandwidthBytesPerSecond)}/s"));
-                foreach (var w in stats.Warnings)
-                    Console.Out.WriteLine("warning: " + w);
-                if (verified is not null)
-                    Console.Out.WriteLine($"verified: destination matches source (sha256 {verified})");
-                if (skipped is not null)
-                    Console.Out.WriteLine(skipped);
+                // A held migration prints the records and the resolve command after the line (MigrationRecords).
+                bool held = ex is MigrationException { Held: true };
+                var (errno, line) = CliErrors.Describe(ex);
+                Console.Error.WriteLine($"vfio-mig migrate: error: {line}");
+                foreach (var hint in CliErrors.HintsOf(ex))
+                    Console.Error.WriteLine("  hint: " + hint);
+                var devices = new List<(MigrationSide, IVfioMigrationDevice)>();
+                if (source is not null)
+                    devices.Add((MigrationSide.Source, source));
+                if (destination is not null)
+                    devices.Add((MigrationSide.Destination, destination));
+                await MigrationRecords.ReportAsync("migrate", devices, held, id, dir).ConfigureAwait(false);
+                int code = held ? ExitCodes.Held : ExitCodes.Failed;
+                if (asJson)
+                {
+                    CliJsonContext.Write(Console.Out, new MigrateFailureJson(false, "migrate", VfioException.NameOf(errno), line, code, id.ToString("D"), held,
+                        held ? MigrationRecords.ResolveCommand(id, dir) : null), CliJsonContext.Default.MigrateFailureJson);
+                }
+                return code;
             }
-            return ExitCodes.Success;
+            finally
+            {
+                if (destination is not null)
+                    await destination.DisposeAsync().ConfigureAwait(false);
+                if (source is not null)
+                    await source.DisposeAsync().ConfigureAwait(false);
+            }
         });
         return command;
     }
@@ -161,5 +204,29 @@ internal static class MigrateCommand
         if (a is not null && b is not null && a != b)
             throw new VfioException(Errno.EINVAL, "migrate", $"source BAR0 is {a} bytes but destination BAR0 is {b} bytes; the devices are not compatible");
         return a ?? b ?? 0;
+    }
+
+    // Test aid (hidden --pause-at): stops at one checkpoint so a process test can kill the controller there.
+    private static Func<MigrationCheckpoint, CancellationToken, ValueTask>? PauseHook(string? point)
+    {
+        if (point is null)
+            return null;
+        var at = point switch
+        {
+            "precopy" => MigrationCheckpoint.PreCopy,
+            "stopcopy" => MigrationCheckpoint.StopCopy,
+            "loaded" => MigrationCheckpoint.Loaded,
+            "committed" => MigrationCheckpoint.Committed,
+            "started" => MigrationCheckpoint.Started,
+            _ => throw new VfioException(Errno.EINVAL, "parse --pause-at", $"'{point}': use precopy, stopcopy, loaded, committed or started"),
+        };
+        return async (p, _) =>
+        {
+            if (p != at)
+                return;
+            await Console.Out.WriteLineAsync($"paused at {point}").ConfigureAwait(false);
+            await Console.Out.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            await Task.Delay(Timeout.Infinite, CancellationToken.None).ConfigureAwait(false);
+        };
     }
 }
