@@ -21,7 +21,8 @@ public enum ConvergenceDecision
 /// both sides, measured at setup as the fastest of a few <c>GET device_state</c> round trips per device
 /// (the destination's devices are assumed as fast as the source's), times the calls the switchover and
 /// the start make, plus a return-path round trip when the caller knows one
-/// (<see cref="SetReturnPathCost"/>). The engine does not time its return path: the only round trip
+/// (<see cref="SetReturnPathCost"/>), plus an allowance for the engine's own hand-overs
+/// (<see cref="HandOverAllowance"/>). The engine does not time its return path: the only round trip
 /// before pre-copy, the wait for Ready, includes the destination's whole setup (seconds under load or
 /// while code is compiled), which would make a 300 ms limit look unreachable;</item>
 /// <item>the data time is pending bytes / measured pre-copy bandwidth, but only once at least
@@ -44,6 +45,9 @@ public sealed class ConvergenceModel
     /// <summary><c>GET device_state</c> round trips timed per device at setup; the fastest counts.</summary>
     public const int CallSamples = 3;
 
+    /// <summary>The default <see cref="HandOverAllowance"/>: 1 ms.</summary>
+    public static readonly TimeSpan DefaultHandOverAllowance = TimeSpan.FromMilliseconds(1);
+
     private readonly int _readSize;
     private long _previousPending = long.MaxValue;
     private long _sampleBytes;
@@ -52,13 +56,24 @@ public sealed class ConvergenceModel
     /// <summary>Creates a model for one migration.</summary>
     /// <param name="downtimeLimit">The allowed downtime.</param>
     /// <param name="readSize">The most one device read moves (the engine's buffer size).</param>
-    public ConvergenceModel(TimeSpan downtimeLimit, int readSize)
+    /// <param name="handOverAllowance">See <see cref="HandOverAllowance"/>; null: <see cref="DefaultHandOverAllowance"/>.</param>
+    public ConvergenceModel(TimeSpan downtimeLimit, int readSize, TimeSpan? handOverAllowance = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(downtimeLimit, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(readSize, 1);
         DowntimeLimit = downtimeLimit;
         _readSize = readSize;
+        HandOverAllowance = handOverAllowance ?? DefaultHandOverAllowance;
+        ArgumentOutOfRangeException.ThrowIfLessThan(HandOverAllowance, TimeSpan.Zero);
     }
+
+    /// <summary>
+    /// What the engine's own hand-overs between the switchover and <c>Complete</c> cost (frames through a
+    /// pipe or a socket in both directions, task continuations on both sides): not measurable before the
+    /// first switchover, so allowed for. With in-process devices a device call costs well under a
+    /// microsecond and these hand-overs are the whole fixed cost.
+    /// </summary>
+    public TimeSpan HandOverAllowance { get; }
 
     /// <summary>The allowed downtime.</summary>
     public TimeSpan DowntimeLimit { get; }
@@ -73,7 +88,7 @@ public sealed class ConvergenceModel
     public TimeSpan ReturnPathCost { get; private set; }
 
     /// <summary>The part of the downtime that does not depend on the pending bytes.</summary>
-    public TimeSpan FixedCost => SwitchoverCallsCost + ReturnPathCost;
+    public TimeSpan FixedCost => SwitchoverCallsCost + ReturnPathCost + HandOverAllowance;
 
     /// <summary>True once enough bytes were measured for the bandwidth to predict a downtime.</summary>
     public bool BandwidthMeasured => _sampleBytes >= MinimumSampleBytes && _sampleTime > TimeSpan.Zero;

@@ -360,9 +360,12 @@ public sealed class MigrationSource
                 EngineLog.Round(_log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _count);
                 Report(null, force: true);
 
+                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
+                    return;
                 while (small && _options.RequireSwitchoverAck && AckCount < _count)
                 {
-                    // Converged but a destination has not acknowledged its initial data yet: wait a little.
+                    // Converged but a destination has not acknowledged its initial data yet: wait a little, then
+                    // run another round (the device kept dirtying while we waited, so the pending figure is stale).
                     if (_clock.Elapsed - start >= _options.MaxPreCopyTime)
                         break;
                     int before = AckCount;
@@ -371,8 +374,6 @@ public sealed class MigrationSource
                     if (AckCount == before)
                         break;
                 }
-                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
-                    return;
 
                 var elapsed = _clock.Elapsed - start;
                 if (_round >= _options.MaxRounds || elapsed >= _options.MaxPreCopyTime)

@@ -7,11 +7,11 @@ public class ConvergenceModelTests
 {
     private static readonly TimeSpan Ms = TimeSpan.FromMilliseconds(1);
 
-    // A model with 1 MiB reads, 1 ms per device call (one device, no P2P: 4 calls) and a 2 ms return path:
-    // fixed cost 6 ms.
-    private static ConvergenceModel Model(double limitMs, double callMs = 1, double returnMs = 2)
+    // A model with 1 MiB reads, 1 ms per device call (one device, no P2P: 4 calls), a 1.5 ms return path
+    // and a 0.5 ms hand-over allowance: fixed cost 6 ms.
+    private static ConvergenceModel Model(double limitMs, double callMs = 1, double returnMs = 1.5)
     {
-        var model = new ConvergenceModel(TimeSpan.FromMilliseconds(limitMs), 1 << 20);
+        var model = new ConvergenceModel(TimeSpan.FromMilliseconds(limitMs), 1 << 20, TimeSpan.FromMilliseconds(0.5));
         model.SetCallCosts([TimeSpan.FromMilliseconds(callMs)], p2p: false);
         model.SetReturnPathCost(TimeSpan.FromMilliseconds(returnMs));
         return model;
@@ -30,7 +30,8 @@ public class ConvergenceModelTests
         Assert.Equal(6, ConvergenceModel.CallsPerDevice(p2p: true));
         Assert.Equal(4, ConvergenceModel.CallsPerDevice(p2p: false));
         Assert.Equal(TimeSpan.FromMilliseconds(2), model.CallCost);
-        Assert.Equal(TimeSpan.FromMilliseconds((1 + 2) * 6 + 5), model.FixedCost);
+        Assert.Equal(ConvergenceModel.DefaultHandOverAllowance, model.HandOverAllowance);
+        Assert.Equal(TimeSpan.FromMilliseconds((1 + 2) * 6 + 5) + ConvergenceModel.DefaultHandOverAllowance, model.FixedCost);
     }
 
     [Fact]
@@ -73,7 +74,7 @@ public class ConvergenceModelTests
     {
         // A 96-byte device read 24 bytes at a time over a slow path: 96 bytes in about a second of rounds.
         // As a bandwidth that is 92 B/s and "1037 ms"; the model does not trust a sample that small.
-        var model = Model(300, callMs: 0.05, returnMs: 0.5);
+        var model = Model(300, callMs: 0.05, returnMs: 0);
         model.SetTransfer(96, TimeSpan.FromMilliseconds(1037));
 
         Assert.False(model.BandwidthMeasured);
@@ -143,7 +144,9 @@ public class ConvergenceModelTests
     {
         await using var devices = new EngineTestDevices(1, VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy, size: 4096);
 
-        var stats = await MigrationEngine.MigrateAsync(devices.Sources, devices.Destinations, MigrationOptions.Default, null, TestContext.Current.CancellationToken);
+        // Without waiting for the switchover-ack (whose timing would add a round): the decision alone.
+        var options = MigrationOptions.Default with { RequireSwitchoverAck = false };
+        var stats = await MigrationEngine.MigrateAsync(devices.Sources, devices.Destinations, options, null, TestContext.Current.CancellationToken);
 
         Assert.Equal(1, stats.Rounds);
         Assert.Equal(devices.SourceDevices[0].ComputeSha256(), devices.DestinationDevices[0].ComputeSha256());
