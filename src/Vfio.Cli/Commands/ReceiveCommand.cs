@@ -23,14 +23,18 @@ internal static class ReceiveCommand
         var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", DefaultValueFactory = _ => "none" };
         var maxQueued = new Option<string>("--max-queued") { Description = "Most out-of-order channel data held at once (≥ 4MiB)", DefaultValueFactory = _ => "64MiB" };
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
+        var stateDir = MigrationRecords.StateDirOption();
+        var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, inject, stateDir, pauseAt,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             IVfioMigrationDevice? device = null;
             bool committed = false;
+            bool engineRan = false;
+            string? dir = parse.GetValue(stateDir);
             try
             {
                 var (host, port) = NetCli.ParseEndpoint(parse.GetValue(listen)!, "--listen", requireScheme: false);
@@ -74,7 +78,9 @@ internal static class ReceiveCommand
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
                 Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default,
+                var engine = MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir), Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
+                engineRan = true;
+                var result = await NetMigration.ReceiveAsync(session, [device], engine,
                     ct => DeviceDigest.ComputeAsync(raw, ct), null, () => committed = true, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -97,20 +103,30 @@ internal static class ReceiveCommand
             catch (Exception e) when (e is VfioException or MigrationException or OperationCanceledException or IOException)
             {
                 int code = NetCli.Fail(e, "receive");
+                if (e is MigrationException { Held: true } held && device is not null)
+                {
+                    // This host is the destination: it decides, so its resolve is the one command that settles it.
+                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], true, held.MigrationId, dir).ConfigureAwait(false);
+                    return ExitCodes.Held;
+                }
                 if (committed)
                 {
                     Console.Error.WriteLine("vfio-mig receive: the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running");
                 }
                 else if (device is not null)
                 {
+                    // Before the commit the engine itself resets what it loaded (docs/commit-protocol.md); say where
+                    // the device is now, never more than it shows.
                     try
                     {
-                        await device.ResetAsync(CancellationToken.None).ConfigureAwait(false);
-                        Console.Error.WriteLine("vfio-mig receive: the destination device was reset; nothing of the migration was applied");
+                        var state = MigrationStateMachine.Name(await device.GetStateAsync(CancellationToken.None).ConfigureAwait(false));
+                        Console.Error.WriteLine(engineRan
+                            ? $"vfio-mig receive: the destination device was reset; nothing of the migration was applied (it is {state})"
+                            : $"vfio-mig receive: the destination device is {state}; no migration reached it");
                     }
                     catch (VfioException r)
                     {
-                        Console.Error.WriteLine($"vfio-mig receive: error: reset of the destination failed too: {r.Message}");
+                        Console.Error.WriteLine($"vfio-mig receive: error: cannot read the destination's state after the failure: {r.Message}");
                     }
                 }
                 return code;
