@@ -38,6 +38,7 @@ internal static class CliErrors
     public static int ExitCodeOf(Exception failure) => failure switch
     {
         CliException c => c.ExitCode,
+        Vfio.Engine.MigrationException { Held: true } => ExitCodes.Held,
         ArgumentException => ExitCodes.Usage, // a library refused a value the user gave
         _ => ExitCodes.Failed,
     };

@@ -27,14 +27,15 @@ internal static class MigrationRecords
     /// After a failure: one line per device, saying where it is and what that means, then — when held — the resolve
     /// command. Never claims more than the device shows.
     /// </summary>
-    public static async Task ReportAsync(string command, IEnumerable<(MigrationSide Side, IVfioMigrationDevice Device)> devices, bool held, Guid id, string? stateDir)
+    public static async Task ReportAsync(string command, IEnumerable<(MigrationSide Side, IVfioMigrationDevice Device)> devices, bool held, Guid id, string? stateDir, IReadOnlyList<string>? resolveHints = null)
     {
         foreach (var (side, device) in devices)
             await Console.Error.WriteLineAsync($"vfio-mig {command}: {Describe(side)} {device.Name}: {await StateLineAsync(side, device, held).ConfigureAwait(false)}").ConfigureAwait(false);
         if (held)
         {
             await Console.Error.WriteLineAsync($"vfio-mig {command}: migration {id} is HELD: neither copy runs and the state is intact; the outcome is decided on the destination").ConfigureAwait(false);
-            await Console.Error.WriteLineAsync($"  hint: resolve it with: {ResolveCommand(id, stateDir)}").ConfigureAwait(false);
+            foreach (string hint in resolveHints ?? [$"resolve it with: {ResolveCommand(id, stateDir)}"])
+                await Console.Error.WriteLineAsync("  hint: " + hint).ConfigureAwait(false);
         }
     }
 

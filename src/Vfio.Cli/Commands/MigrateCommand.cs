@@ -207,7 +207,7 @@ internal static class MigrateCommand
     }
 
     // Test aid (hidden --pause-at): stops at one checkpoint so a process test can kill the controller there.
-    private static Func<MigrationCheckpoint, CancellationToken, ValueTask>? PauseHook(string? point)
+    internal static Func<MigrationCheckpoint, CancellationToken, ValueTask>? PauseHook(string? point)
     {
         if (point is null)
             return null;

@@ -39,9 +39,11 @@ internal static class ReceiveCommand
         var json = CliOptions.Json();
         var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
+        var stateDir = MigrationRecords.StateDirOption();
+        var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, json, connect, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig token new > token.txt     # then copy token.txt to the sender",
@@ -59,6 +61,8 @@ internal static class ReceiveCommand
         {
             IVfioMigrationDevice? device = null;
             bool committed = false;
+            bool engineRan = false;
+            string? dir = parse.GetValue(stateDir);
             try
             {
                 var (host, port) = parse.GetValue(listen);
@@ -98,9 +102,11 @@ internal static class ReceiveCommand
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
                 progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
+                var engine = MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir), Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
+                engineRan = true;
                 var target = device;
-                var view = progress.Migration(MigrationOptions.Default.DowntimeLimit);
-                var result = await view.RunAsync(p => NetMigration.ReceiveAsync(session, [target], MigrationOptions.Default,
+                var view = progress.Migration(engine.DowntimeLimit);
+                var result = await view.RunAsync(p => NetMigration.ReceiveAsync(session, [target], engine,
                     ct => DeviceDigest.ComputeAsync(raw, ct), p, () => committed = true, cancellationToken)).ConfigureAwait(false);
                 var s = result.Statistics;
                 if (asJson)
@@ -128,6 +134,13 @@ internal static class ReceiveCommand
             }
             catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage or ExitCodes.VerificationMismatch })
             {
+                if (e is MigrationException { Held: true } held && device is not null)
+                {
+                    // This host is the destination: it decides, so its resolve is the one command that settles it.
+                    CliErrors.Report("receive", e, Console.Error);
+                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], true, held.MigrationId, dir).ConfigureAwait(false);
+                    return ExitCodes.Held;
+                }
                 string hint;
                 if (committed)
                 {
@@ -139,14 +152,20 @@ internal static class ReceiveCommand
                 }
                 else
                 {
+                    // Before the commit the engine itself resets what it loaded (docs/commit-protocol.md); say where
+                    // the device is now, never more than it shows.
                     try
                     {
-                        await device.ResetAsync(CancellationToken.None).ConfigureAwait(false);
-                        hint = "the destination device was reset; nothing of the migration was applied";
+                        // Before the commit the engine itself resets what it loaded (docs/commit-protocol.md); say where
+                        // the device is now, never more than it shows.
+                        var state = MigrationStateMachine.Name(await device.GetStateAsync(CancellationToken.None).ConfigureAwait(false));
+                        hint = engineRan
+                            ? $"the destination device was reset before any commit (it is {state}); the source keeps the state"
+                            : $"the destination device is {state}; no migration reached it";
                     }
                     catch (VfioException r)
                     {
-                        hint = $"reset of the destination failed too: {r.Message}";
+                        hint = $"cannot read the destination's state after the failure: {r.Message}";
                     }
                 }
                 throw CliException.WithHints(e, hint);

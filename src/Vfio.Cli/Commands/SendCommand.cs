@@ -28,9 +28,11 @@ internal static class SendCommand
         var handshake = NetCli.HandshakeTimeout();
         var connect = CliOptions.ConnectTimeout();
         var precopy = PreCopyChoice.Create();
+        var stateDir = MigrationRecords.StateDirOption();
+        var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, started)", Hidden = true };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig send --from sample:size=64MiB,dirty-rate=8MiB/s --to tcp://10.0.0.2:7400 --token-file token.txt",
@@ -43,6 +45,8 @@ internal static class SendCommand
             IVfioMigrationDevice? device = null;
             byte[] before = [];
             bool committed = false;
+            string? dir = parse.GetValue(stateDir);
+            var id = Guid.NewGuid();
             try
             {
                 var (host, port) = parse.GetValue(to);
@@ -64,6 +68,9 @@ internal static class SendCommand
                 {
                     DowntimeLimit = parse.GetValue(downtime).Value,
                     NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
+                    MigrationId = id,
+                    DecisionStore = MigrationRecords.Open(dir),
+                    Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)),
                 };
 
                 var address = parse.GetValue(from)!;
@@ -78,7 +85,7 @@ internal static class SendCommand
                 ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
                 await using var session = await progress.StepAsync($"connecting to {host}:{port}", () => NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken)).ConfigureAwait(false);
                 string mode = NetCli.Mode(security, mutual: security.Certificate is not null);
-                progress.Line($"connected to {host}:{port}: {n} channel(s), {mode}");
+                progress.Line($"connected to {host}:{port}: {n} channel(s), {mode}; migration {id}");
                 var dev = device;
                 var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));
                 var result = await view.RunAsync(p => NetMigration.SendAsync(session, [dev], options,
@@ -117,6 +124,15 @@ internal static class SendCommand
             }
             catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage })
             {
+                if (e is MigrationException { Held: true } && device is not null)
+                {
+                    // The destination decides: resolve there first; it prints the decision this host then applies.
+                    CliErrors.Report("send", e, Console.Error);
+                    await MigrationRecords.ReportAsync("send", [(MigrationSide.Source, device)], true, id, dir,
+                        [$"on the receiving host: vfio-mig resolve {id} (with its --state-dir, if it has one); it prints the decision",
+                         $"then here: {MigrationRecords.ResolveCommand(id, dir)} --decision committed|aborted (the decision it printed)"]).ConfigureAwait(false);
+                    return ExitCodes.Held;
+                }
                 var hints = new List<string>();
                 if (committed)
                     hints.Add("the destination reported its devices RUNNING before this failure: the migration completed, so the source stays stopped (not resumed)");
