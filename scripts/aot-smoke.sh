@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bin_dir=artifacts/aot
 scripts/vfio-mig --version >/dev/null || { echo "aot-smoke: the NativeAOT publish failed"; echo "0 passed, 1 failed"; exit 1; }
-bin=$(ls -d "$bin_dir"/*/vfio-mig | head -1)
+bin="$(pwd)/$(ls -d "$bin_dir"/*/vfio-mig | head -1)" # absolute: the tests run from their own directory
 echo "aot-smoke: $bin"
 status=0
 if "$bin" demo --size 16MiB --dirty-rate 4MiB/s --json >/dev/null; then

@@ -75,8 +75,9 @@ for m in re.finditer(r"Failed:\s*(\d+),\s*Passed:\s*(\d+),\s*Skipped:\s*(\d+)", 
 for m in re.finditer(r"Total: (\d+), Errors: (\d+), Failed: (\d+), Skipped: (\d+), Not Run: (\d+)", text):
     t, e, fl, sk, nr = (int(g) for g in m.groups())
     p += t - fl - sk - nr; f += fl + e; s += sk + nr
-for m in re.finditer(r"^(?:guest: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", text, re.M):
-    p += int(m.group(1)); f += int(m.group(2)); s += int(m.group(3) or 0)
+# plain lines, and `vfio-mig check`'s "N passed, M failed, K skipped, B blocked" (blocked rules did not run)
+for m in re.finditer(r"^(?:guest: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?(?:, (\d+) blocked)?$", text, re.M):
+    p += int(m.group(1)); f += int(m.group(2)); s += int(m.group(3) or 0) + int(m.group(4) or 0)
 if f == 0 and sys.argv[2] != "0":
     f = 1  # a suite failed without reporting counts (build or crash): never report a clean run
 print(f"total: {p} passed, {f} failed, {s} skipped")

@@ -132,5 +132,5 @@ export GUEST_TEST_CMD+="
 tests/Vfio.KernelTests/bin/Release/net10.0/Vfio.KernelTests -noColor$extra || rc=1
 exit \$rc"
 # The whole guest run is bounded; a loaded 2-core machine needs several minutes of TCG for the suite.
-export GUEST_TIMEOUT=${GUEST_TIMEOUT:-1500}
+export GUEST_TIMEOUT=${GUEST_TIMEOUT:-2400}
 exec bash "$RIG"

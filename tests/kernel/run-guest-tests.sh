@@ -69,6 +69,8 @@ command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || need+=(make)
+# 6.12's modules are .ko.xz, and mtty.c comes out of a .tar.xz
+command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
 	apt_install "${need[@]}" || skip "apt could not install ${need[*]}"
 fi

@@ -31,8 +31,9 @@ public enum ConvergenceDecision
 /// <see cref="MinimumSampleBytes"/> cost one device call per read buffer.</item>
 /// </list>
 /// The source switches over when the estimate is within the limit and either the data time is no larger
-/// than the fixed cost (another round cannot win anything worth its time) or the last round stopped
-/// shrinking the pending bytes (to at most <see cref="ShrinkFactor"/> of what the round before left).
+/// than the fixed cost (another round cannot win anything worth its time) or the last
+/// <see cref="StallRounds"/> rounds stopped shrinking the pending bytes (each to at most
+/// <see cref="ShrinkFactor"/> of what the round before left).
 /// </summary>
 public sealed class ConvergenceModel
 {
@@ -42,6 +43,10 @@ public sealed class ConvergenceModel
     /// <summary>A round counts as progress when it leaves at most this fraction of the previous round's pending bytes.</summary>
     public const double ShrinkFactor = 0.75;
 
+    /// <summary>Rounds in a row that must fail to shrink the pending bytes before the source stops trying (one
+    /// round's figure is noisy: the device dirties in bursts and the machine may be busy).</summary>
+    public const int StallRounds = 2;
+
     /// <summary><c>GET device_state</c> round trips timed per device at setup; the fastest counts.</summary>
     public const int CallSamples = 3;
 
@@ -50,6 +55,7 @@ public sealed class ConvergenceModel
 
     private readonly int _readSize;
     private long _previousPending = long.MaxValue;
+    private int _stalled;
     private long _sampleBytes;
     private TimeSpan _sampleTime;
 
@@ -193,7 +199,8 @@ public sealed class ConvergenceModel
         if (pendingBytes <= 0 || DataTime(pendingBytes) <= FixedCost)
             return ConvergenceDecision.SwitchOver;
         bool shrinking = previous == long.MaxValue || pendingBytes <= previous * ShrinkFactor;
-        return shrinking ? ConvergenceDecision.Continue : ConvergenceDecision.SwitchOver;
+        _stalled = shrinking ? 0 : _stalled + 1;
+        return _stalled >= StallRounds ? ConvergenceDecision.SwitchOver : ConvergenceDecision.Continue;
     }
 
     /// <summary>The figures behind a non-convergence, for the error and the caller.</summary>
