@@ -108,7 +108,7 @@ public partial class CheckCommandTests
         var (exit, _, err) = await RunAsync("sample:size=1MiB", only: ["fsm"], junit: Path.Combine(Path.GetTempPath(), $"no-such-dir-{Guid.NewGuid():N}", "r.xml"));
 
         Assert.Equal(2, exit);
-        Assert.StartsWith("EIO: --junit", err, StringComparison.Ordinal);
+        Assert.StartsWith("vfio-mig check: error: EIO: --junit", err, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -141,7 +141,7 @@ public partial class CheckCommandTests
 
         Assert.Equal(2, exit);
         Assert.Empty(output);
-        Assert.StartsWith("E", err, StringComparison.Ordinal);
+        Assert.StartsWith("vfio-mig check: error: E", err, StringComparison.Ordinal);
     }
 
     [Fact]
