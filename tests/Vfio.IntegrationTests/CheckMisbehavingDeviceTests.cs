@@ -134,4 +134,22 @@ public sealed class CheckMisbehavingDeviceTests
         AssertVerdicts(report, ["sessions.stale-stream", "sessions.stale-after-reset", "robustness.raw-messages"], []);
         Assert.Contains("was answered with", report.Find("sessions.stale-stream")!.Detail, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Libvfio_user_samples_server_stand_in_dies_at_its_first_return_to_running_and_is_reported_once()
+    {
+        // samples/server asserts on every move to RUNNING that a whole stream was transferred (vfio-user.md §7.5), so
+        // STOP→RUNNING after its refused reset in STOP aborts it: one FAIL where that happened, the rest BLOCKED.
+        var ct = TestContext.Current.CancellationToken;
+        await using var sample = new LibVfioUserSample();
+        await using var client = await VfioUserMigrationDevice.ConnectAsync(sample.Path, null, ct);
+
+        var report = await ConformanceChecker.RunAsync(client, new ConformanceOptions(), ct).WaitAsync(TimeSpan.FromMinutes(3), ct);
+
+        Assert.True(sample.Aborted);
+        Assert.Equal("probe.reset", report.DeviceLost?.Rule);
+        Assert.StartsWith("SET RUNNING from STOP: ECONNRESET", report.DeviceLost?.Detail, StringComparison.Ordinal);
+        string[] later = [.. ConformanceCatalog.Rules.Select(r => r.Id).Where(id => id is not ("probe.capabilities" or "probe.state" or "probe.reset"))];
+        AssertVerdicts(report, ["probe.reset"], [.. later.Select(r => (r, "probe.reset"))]);
+    }
 }

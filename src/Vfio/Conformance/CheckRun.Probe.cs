@@ -21,10 +21,11 @@ internal sealed partial class CheckRun
     // The rule being evaluated, so a death is reported where it happened.
     private void Current(string ruleId) => _current = ruleId;
 
-    private Outcome Observe(Outcome outcome)
+    // Notes the device's death; the request that met it (e.g. "SET RUNNING from STOP") leads the detail when known.
+    private Outcome Observe(Outcome outcome, string? request = null)
     {
         if (_death is null && s_lostErrnos.Contains(outcome.Errno))
-            _death = new ConformanceDeviceLoss(DeathRule(), outcome.Describe());
+            _death = new ConformanceDeviceLoss(DeathRule(), request is null ? outcome.Describe() : $"{request}: {outcome.Describe()}");
         return outcome;
     }
 
@@ -169,8 +170,12 @@ internal sealed partial class CheckRun
         if (!await EnsureRunningAsync(device, ct).ConfigureAwait(false))
         {
             if (_death is null)
+            {
                 ConcludeReset();
-            return _death is not null;
+                return false;
+            }
+            Block("probe.read-size", _death.Rule, "");
+            return true;
         }
 
         await ProbeReadSizeAsync(ct).ConfigureAwait(false);

@@ -17,6 +17,7 @@ internal sealed partial class CheckRun
     private readonly ConformanceOptions _options;
     private readonly List<ConformanceResult> _results = [];
     private readonly Dictionary<IVfioMigrationDevice, VfioMigrationFlags> _caps = [];
+    private readonly Dictionary<IVfioMigrationDevice, VfioMigrationState> _lastState = [];
     private readonly List<IMigrationDataStream> _streams = [];
     private readonly IMigrationArcTrace? _trace;
     private byte[]? _savedStream;
@@ -302,6 +303,7 @@ internal sealed partial class CheckRun
 
     private async Task<SetOutcome> SetAsync(IVfioMigrationDevice device, VfioMigrationState target, CancellationToken ct)
     {
+        _lastState.TryGetValue(device, out var from);
         try
         {
             var stream = await device.SetStateAsync(target, ct).ConfigureAwait(false);
@@ -309,11 +311,12 @@ internal sealed partial class CheckRun
                 _streams.Add(stream);
             if (target == Resuming)
                 _loadStarted = false;
+            _lastState[device] = target;
             return new SetOutcome(Outcome.Success, stream);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return new SetOutcome(Observe(Outcome.From(ex)), null);
+            return new SetOutcome(Observe(Outcome.From(ex), $"SET {Name(target)}{(from is { } f ? " from " + Name(f) : "")}"), null);
         }
     }
 
@@ -321,11 +324,13 @@ internal sealed partial class CheckRun
     {
         try
         {
-            return await device.GetStateAsync(ct).ConfigureAwait(false);
+            var state = await device.GetStateAsync(ct).ConfigureAwait(false);
+            _lastState[device] = state;
+            return state;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            Observe(Outcome.From(ex));
+            Observe(Outcome.From(ex), "GET MIG_DEVICE_STATE");
             return null;
         }
     }
@@ -338,7 +343,7 @@ internal sealed partial class CheckRun
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return new ReadOutcome(Observe(Outcome.From(ex)), 0);
+            return new ReadOutcome(Observe(Outcome.From(ex), $"a {buffer.Length}-byte data read"), 0);
         }
     }
 

@@ -59,6 +59,59 @@ public partial class CheckCommandTests
     }
 
     [Fact]
+    public async Task Json_HasTheDocumentedSnakeCaseSchema()
+    {
+        var (exit, output, _) = await RunAsync("sample:size=1MiB,fault=bad-estimate", json: true, only: ["sessions"]);
+
+        Assert.Equal(1, exit);
+        using var doc = JsonDocument.Parse(output);
+        var root = doc.RootElement;
+        Assert.Equal(2, root.GetProperty("schema_version").GetInt32());
+        Assert.False(root.GetProperty("conformant").GetBoolean());
+        Assert.Equal(0, root.GetProperty("blocked").GetInt32());
+        Assert.False(root.TryGetProperty("device_lost", out _));
+        var size = root.GetProperty("results").EnumerateArray().Single(r => r.GetProperty("rule").GetString() == "sessions.stop-copy-size");
+        Assert.Equal("FAIL", size.GetProperty("verdict").GetString());
+        Assert.False(size.TryGetProperty("blocked_by", out _));
+    }
+
+    [Fact]
+    public async Task Junit_WritesOneTestcasePerRule_FailuresAsFailure_SkipsAsSkipped()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"check-{Guid.NewGuid():N}.xml");
+        try
+        {
+            var (exit, _, err) = await RunAsync("sample:size=1MiB,fault=bad-estimate", only: ["sessions"], junit: file);
+
+            Assert.Equal(1, exit);
+            Assert.Empty(err);
+            var doc = System.Xml.Linq.XDocument.Load(file);
+            var suites = doc.Root!;
+            Assert.Equal("testsuites", suites.Name.LocalName);
+            var cases = suites.Descendants("testcase").ToList();
+            Assert.Equal(12, cases.Count);
+            Assert.Equal("1", suites.Attribute("failures")!.Value);
+            var failed = Assert.Single(cases, c => c.Element("failure") is not null);
+            Assert.StartsWith("sessions.stop-copy-size (§4.8)", failed.Attribute("name")!.Value, StringComparison.Ordinal);
+            Assert.Equal(2, cases.Count(c => c.Element("skipped") is not null));
+            Assert.Equal(["probe", "sessions"], suites.Elements("testsuite").Select(t => t.Attribute("name")!.Value));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task Junit_UnwritableFile_ExitsTwo_WithOneLine()
+    {
+        var (exit, _, err) = await RunAsync("sample:size=1MiB", only: ["fsm"], junit: Path.Combine(Path.GetTempPath(), $"no-such-dir-{Guid.NewGuid():N}", "r.xml"));
+
+        Assert.Equal(2, exit);
+        Assert.StartsWith("vfio-mig check: error: EIO: --junit", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Peer_RunsTheResumeChecksWithoutAllowDestructive()
     {
         var (exit, output, _) = await RunAsync("sample:size=1MiB", only: ["round-trip"], peer: "sample:size=1MiB,seed=9");
