@@ -9,7 +9,7 @@ namespace Vfio.Cli;
 /// <summary>Options and parsing shared by <c>vfio-mig send</c>, <c>receive</c> and <c>bench tcp</c>.</summary>
 internal static class NetCli
 {
-    public static Option<string?> TokenFile() => new("--token-file") { Description = "Pre-shared token file (1..4096 bytes; trailing newline ignored). Required without TLS unless --insecure" };
+    public static Option<string?> TokenFile() => new("--token-file") { Description = "Pre-shared token file made by `vfio-mig token new` (mode 0600). Required without TLS unless --insecure" };
 
     public static Option<bool> Insecure() => new("--insecure") { Description = "Allow plain TCP without TLS or token (nothing is authenticated)" };
 
@@ -33,31 +33,6 @@ internal static class NetCli
         if (host.StartsWith('[') && host.EndsWith(']'))
             host = host[1..^1];
         return (host, port);
-    }
-
-    /// <summary>Reads a token file with its size bounded before reading.</summary>
-    public static byte[] ReadToken(string path)
-    {
-        FileInfo info;
-        try
-        {
-            info = new FileInfo(path);
-            if (!info.Exists)
-                throw new VfioException(Errno.ENOENT, $"read --token-file {path}", "no such file");
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new VfioException(Errno.EACCES, $"read --token-file {path}", e.Message, e);
-        }
-        if (info.Length > NetProtocol.MaxTokenLength + 2)
-            throw new VfioException(Errno.EINVAL, $"read --token-file {path}", $"the token is longer than {NetProtocol.MaxTokenLength} bytes");
-        byte[] bytes = File.ReadAllBytes(path);
-        int end = bytes.Length;
-        while (end > 0 && bytes[end - 1] is (byte)'\n' or (byte)'\r')
-            end--;
-        if (end == 0)
-            throw new VfioException(Errno.EINVAL, $"read --token-file {path}", "the token file is empty");
-        return bytes[..end];
     }
 
     public static X509Certificate2 LoadCertificate(string certPath, string? keyPath, string what)

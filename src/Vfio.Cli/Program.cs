@@ -20,6 +20,7 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     ResolveCommand.Create(),
     RecoverCommand.Create(),
     StateCommand.Create(),
+    TokenCommand.Create(),
     bench,
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -51,7 +51,7 @@ internal static class SendCommand
                     UseTls = caPath is not null || certPath is not null,
                     TrustedCertificates = caPath is null ? null : NetCli.LoadCa(caPath, "--tls-ca"),
                     Certificate = certPath is null ? null : NetCli.LoadCertificate(certPath, keyPath, "--tls-cert"),
-                    Token = tokenPath is null ? null : (ReadOnlyMemory<byte>?)NetCli.ReadToken(tokenPath),
+                    Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
                     IdleTimeout = NetCli.Duration(parse.GetValue(idle)!, "idle-timeout"),
                     HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),

@@ -6,6 +6,7 @@ internal sealed partial class CheckRun
     private async Task RunRobustnessAsync(CancellationToken ct)
     {
         const string rule = "robustness.raw-messages";
+        Current(rule);
         if (_device is not IRawMessageProbe probe)
         {
             Skip(rule, "the device's transport has no raw-message probe (IRawMessageProbe; vfio-user only)");

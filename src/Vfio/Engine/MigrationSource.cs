@@ -94,6 +94,7 @@ public sealed class MigrationSource
         private bool _completeSeen;
         private readonly List<string> _warnings = [];
         private readonly ILogger _log;
+        private readonly ConvergenceModel _convergence;
         private CancellationTokenSource? _cts;
         private MigrationException? _remoteFailure; // reported by the destination (Error or failed LoadResult)
         private MigrationException? _returnPathFailure; // the return path itself broke (transport or protocol)
@@ -141,6 +142,7 @@ public sealed class MigrationSource
             _id = options.MigrationId == Guid.Empty ? Guid.NewGuid() : options.MigrationId;
             _store = options.DecisionStore ?? new InMemoryMigrationStore();
             _recorder = new SideRecorder(_store, MigrationSide.Source, devices, _log, _warnings) { Id = _id };
+            _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
         }
 
         // Acked when the latest marker was acknowledged: acks arrive in order, so after a REINIT an ack of
@@ -174,6 +176,8 @@ public sealed class MigrationSource
                 await SetupAsync(token).ConfigureAwait(false);
                 returnLoop = Task.Run(() => ReturnLoopAsync(returnCts.Token), CancellationToken.None);
                 await _ready.Task.WaitAsync(token).ConfigureAwait(false);
+                if (_preCopy)
+                    await _convergence.MeasureDevicesAsync(_devices, _p2p, token).ConfigureAwait(false);
                 CheckDestinationCaps();
                 _setupTime = _clock.Elapsed;
                 Report("destination ready");
@@ -350,8 +354,9 @@ public sealed class MigrationSource
                 UpdateBandwidth(0);
 
                 _pending = await PendingBytesAsync(token).ConfigureAwait(false);
-                _threshold = _bandwidth > 0 ? (long)Math.Min(_bandwidth * _options.DowntimeLimit.TotalSeconds, long.MaxValue / 2) : 0;
-                bool small = _pending == 0 || (_bandwidth > 0 && _pending <= _threshold);
+                _convergence.SetTransfer(_moved, _activeTime);
+                _threshold = _convergence.ThresholdBytes;
+                bool small = _convergence.Decide(_pending) == ConvergenceDecision.SwitchOver;
                 EngineLog.Round(_log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _count);
                 Report(null, force: true);
 
@@ -372,7 +377,10 @@ public sealed class MigrationSource
                 var elapsed = _clock.Elapsed - start;
                 if (_round >= _options.MaxRounds || elapsed >= _options.MaxPreCopyTime)
                 {
-                    var report = new ConvergenceReport(_round, elapsed, _pending, _bandwidth, _options.DowntimeLimit, _threshold, _count - AckCount);
+                    // Out of rounds while they still shrank the stop-copy: within the limit is good enough.
+                    if (_convergence.IsWithinLimit(_pending) && (!_options.RequireSwitchoverAck || AckCount == _count))
+                        return;
+                    var report = _convergence.Report(_round, elapsed, _pending, _count - AckCount);
                     if (_options.NonConvergence == NonConvergencePolicy.ForceSwitchover)
                     {
                         _forced = true;

@@ -53,7 +53,7 @@ public static class NetHandshake
         bool tokenRequired = (flags & FlagTokenRequired) != 0;
         byte[] proof = new byte[NetProtocol.ProofSize];
         if (security.Token is { } token)
-            proof = Mac(token.Span, ClientLabel, helloBytes, challenge, []);
+            proof = Mac(token.Key, ClientLabel, helloBytes, challenge, []);
         await WriteAsync(stream, proof, op, cancellationToken).ConfigureAwait(false);
 
         byte[] verdict = new byte[NetProtocol.VerdictSize];
@@ -67,7 +67,7 @@ public static class NetHandshake
         {
             if (!tokenRequired)
                 throw new VfioException(Errno.EACCES, op, "the receiver does not check tokens, so it cannot prove it knows ours: give it the same --token-file");
-            byte[] expected = Mac(t.Span, ServerLabel, helloBytes, challenge, proof);
+            byte[] expected = Mac(t.Key, ServerLabel, helloBytes, challenge, proof);
             if (!CryptographicOperations.FixedTimeEquals(expected, verdict.AsSpan(4, 32)))
                 throw new VfioException(Errno.EACCES, op, "the receiver's token proof did not match: it holds a different token");
         }
@@ -123,14 +123,14 @@ public static class NetHandshake
                 await RefuseVerdictAsync(stream, verdict, NetRefusal.TokenRequired, why, cancellationToken).ConfigureAwait(false);
                 throw new VfioException(Errno.EACCES, op, why);
             }
-            byte[] expected = Mac(token.Span, ClientLabel, helloBytes, challenge, []);
+            byte[] expected = Mac(token.Key, ClientLabel, helloBytes, challenge, []);
             if (!CryptographicOperations.FixedTimeEquals(expected, proof))
             {
                 const string why = "the sender's token proof did not match: the two sides hold different tokens";
                 await RefuseVerdictAsync(stream, verdict, NetRefusal.BadProof, why, cancellationToken).ConfigureAwait(false);
                 throw new VfioException(Errno.EACCES, op, why);
             }
-            Mac(token.Span, ServerLabel, helloBytes, challenge, proof).CopyTo(verdict.AsSpan(4));
+            Mac(token.Key, ServerLabel, helloBytes, challenge, proof).CopyTo(verdict.AsSpan(4));
         }
         await WriteAsync(stream, verdict, op, cancellationToken).ConfigureAwait(false);
         return hello;

@@ -38,7 +38,4 @@ public static class NetProtocol
 
     /// <summary>Most channels one migration may use.</summary>
     public const int MaxChannels = 64;
-
-    /// <summary>Longest pre-shared token accepted from a token file, in bytes.</summary>
-    public const int MaxTokenLength = 4096;
 }

@@ -11,8 +11,8 @@ public sealed record NetSecurityOptions
     /// <summary>Plain TCP with nothing checked (must be asked for explicitly).</summary>
     public static NetSecurityOptions InsecureDefault { get; } = new() { Insecure = true };
 
-    /// <summary>The pre-shared token (1..4096 bytes), or null.</summary>
-    public ReadOnlyMemory<byte>? Token { get; init; }
+    /// <summary>The pre-shared token (a random key of at least 128 bits, see <see cref="NetToken"/>), or null.</summary>
+    public NetToken? Token { get; init; }
 
     /// <summary>Use TLS. The receiver needs <see cref="Certificate"/>; the sender needs <see cref="TrustedCertificates"/> (or the system store).</summary>
     public bool UseTls { get; init; }
@@ -41,8 +41,6 @@ public sealed record NetSecurityOptions
     /// <summary>Throws EINVAL when the combination would leave the link unauthenticated without consent.</summary>
     public void Validate(string side)
     {
-        if (Token is { } t && (t.Length == 0 || t.Length > NetProtocol.MaxTokenLength))
-            throw new VfioException(Errno.EINVAL, side, $"the token must be 1..{NetProtocol.MaxTokenLength} bytes");
         if (!UseTls && Token is null && !Insecure)
             throw new VfioException(Errno.EACCES, side, "refusing an unauthenticated plain-TCP link: give TLS (--tls-cert/--tls-key or --tls-ca), a pre-shared token (--token-file), or --insecure explicitly");
         if (IdleTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero)

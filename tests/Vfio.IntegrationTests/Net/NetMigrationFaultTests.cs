@@ -27,7 +27,7 @@ public sealed class NetMigrationFaultTests(ITestOutputHelper log)
     [InlineData(ProxyFault.Stall, 1, 5_000_000)]
     public async Task FaultAnywhere_SourceRunsUnchanged_BothSidesFail(ProxyFault fault, int connection, long offset)
     {
-        var security = new NetSecurityOptions { Token = "k"u8.ToArray(), IdleTimeout = TimeSpan.FromSeconds(1.5), HandshakeTimeout = TimeSpan.FromSeconds(3) };
+        var security = new NetSecurityOptions { Token = NetToken.New(), IdleTimeout = TimeSpan.FromSeconds(1.5), HandshakeTimeout = TimeSpan.FromSeconds(3) };
         var options = new SampleDeviceOptions { SizeBytes = 16 << 20, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy | VfioMigrationFlags.P2P };
         using var sourceDevice = new SampleDevice(options with { Seed = 1 });
         using var destinationDevice = new SampleDevice(options with { Seed = 2 });
@@ -39,7 +39,8 @@ public sealed class NetMigrationFaultTests(ITestOutputHelper log)
         await using var proxy = new FaultProxy(listener.LocalEndPoint, fault, connection, offset);
         var receiveSide = Task.Run(async () =>
         {
-            await using var session = await listener.AcceptSessionAsync(security);
+            // A cut inside the handshake drops that connection and the receiver waits for another sender: bound it.
+            await using var session = await listener.AcceptSessionAsync(security, null, new NetAcceptOptions { AcceptTimeout = TimeSpan.FromSeconds(5) });
             return await NetMigration.ReceiveAsync(session, [destination], MigrationOptions.Default, _ => ValueTask.FromResult(new NetDigest(destinationDevice.ComputeSha256(), "bar0", "")));
         });
         var sendSide = Task.Run(async () =>

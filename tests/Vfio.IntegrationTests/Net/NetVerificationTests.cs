@@ -66,7 +66,7 @@ public sealed class NetVerificationTests
     [InlineData("bar0", "kernel-region0", 3)]
     public async Task Migrate_OverLoopback_BothSidesAgreeOnTheVerdict(string sourceKind, string destinationKind, int verdict)
     {
-        var security = new NetSecurityOptions { Token = "k"u8.ToArray(), IdleTimeout = TimeSpan.FromSeconds(5), HandshakeTimeout = TimeSpan.FromSeconds(5) };
+        var security = new NetSecurityOptions { Token = NetToken.New(), IdleTimeout = TimeSpan.FromSeconds(5), HandshakeTimeout = TimeSpan.FromSeconds(5) };
         var options = new SampleDeviceOptions { SizeBytes = 4 << 20 };
         using var sourceDevice = new SampleDevice(options with { Seed = 1 });
         using var destinationDevice = new SampleDevice(options with { Seed = 2 });

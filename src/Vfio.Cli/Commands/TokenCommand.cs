@@ -1,0 +1,37 @@
+using System.CommandLine;
+using Vfio.Net;
+
+namespace Vfio.Cli.Commands;
+
+/// <summary><c>vfio-mig token new</c>: makes the pre-shared token that <c>send</c> and <c>receive</c> use with <c>--token-file</c>.</summary>
+internal static class TokenCommand
+{
+    public static Command Create()
+    {
+        var output = new Option<string?>("--output", "-o") { Description = "Write the token to this new file (created with mode 0600; an existing file is never overwritten). Without it the token goes to stdout" };
+        var create = new Command("new", "Make a new random 256-bit migration token (the only kind --token-file accepts).") { output };
+        create.SetAction(parse =>
+        {
+            var token = NetToken.New();
+            try
+            {
+                if (parse.GetValue(output) is { } path)
+                {
+                    token.WriteNewFile(path);
+                    Console.Error.WriteLine($"vfio-mig token: wrote a new token to {path} (mode 0600); copy it to the other host with the same care");
+                }
+                else
+                {
+                    Console.WriteLine(token.Format());
+                }
+                return ExitCodes.Success;
+            }
+            catch (VfioException e)
+            {
+                Console.Error.WriteLine($"vfio-mig token: error: {e.Message}");
+                return ExitCodes.Failed;
+            }
+        });
+        return new Command("token", "Pre-shared tokens for send/receive.") { create };
+    }
+}
