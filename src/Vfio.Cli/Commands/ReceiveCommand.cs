@@ -23,14 +23,16 @@ internal static class ReceiveCommand
         var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", DefaultValueFactory = _ => "none" };
         var maxQueued = new Option<string>("--max-queued") { Description = "Most out-of-order channel data held at once (≥ 4MiB)", DefaultValueFactory = _ => "64MiB" };
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
+        var stateDir = MigrationRecords.StateDirOption();
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, inject, stateDir,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             IVfioMigrationDevice? device = null;
             bool committed = false;
+            string? dir = parse.GetValue(stateDir);
             try
             {
                 var (host, port) = NetCli.ParseEndpoint(parse.GetValue(listen)!, "--listen", requireScheme: false);
@@ -74,9 +76,10 @@ internal static class ReceiveCommand
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
                 Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default,
+                var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir) },
                     ct => DeviceDigest.ComputeAsync(raw, ct), null, () => committed = true, cancellationToken).ConfigureAwait(false);
                 var s = result.Statistics;
+                Console.WriteLine($"migration {s.MigrationId}: committed; destination {address} is RUNNING");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));
                 if (result.Status.Digest.Length > 0)
@@ -97,23 +100,21 @@ internal static class ReceiveCommand
             catch (Exception e) when (e is VfioException or MigrationException or OperationCanceledException or IOException)
             {
                 int code = NetCli.Fail(e, "receive");
+                bool held = e is MigrationException { Held: true };
                 if (committed)
                 {
                     Console.Error.WriteLine("vfio-mig receive: the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running");
                 }
                 else if (device is not null)
                 {
-                    try
-                    {
-                        await device.ResetAsync(CancellationToken.None).ConfigureAwait(false);
-                        Console.Error.WriteLine("vfio-mig receive: the destination device was reset; nothing of the migration was applied");
-                    }
-                    catch (VfioException r)
-                    {
-                        Console.Error.WriteLine($"vfio-mig receive: error: reset of the destination failed too: {r.Message}");
-                    }
+                    // The engine already reset a device it loaded into (decision aborted), or holds it (committed, not
+                    // started). Say where it is; never reset a held device here: it keeps the only live copy.
+                    var id = e is MigrationException m ? m.MigrationId : Guid.Empty;
+                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], held, id, dir).ConfigureAwait(false);
+                    if (!held && id != Guid.Empty)
+                        Console.Error.WriteLine($"vfio-mig receive: migration {id} is decided aborted: the source keeps its state; if it is held on the source host: vfio-mig resolve {id} --decision aborted");
                 }
-                return code;
+                return held ? ExitCodes.Held : code;
             }
             finally
             {

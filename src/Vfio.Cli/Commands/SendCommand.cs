@@ -30,9 +30,10 @@ internal static class SendCommand
         var handshake = NetCli.HandshakeTimeout();
         var connect = new Option<string>("--connect-timeout") { Description = "Longest wait for the TCP connect", DefaultValueFactory = _ => "10s" };
         var precopy = PreCopyChoice.Create();
+        var stateDir = MigrationRecords.StateDirOption();
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect, precopy,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect, precopy, stateDir,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -40,6 +41,8 @@ internal static class SendCommand
             IVfioMigrationDevice? device = null;
             byte[] before = [];
             bool committed = false;
+            var id = Guid.NewGuid();
+            string? dir = parse.GetValue(stateDir);
             try
             {
                 var (host, port) = NetCli.ParseEndpoint(parse.GetValue(to)!, "--to", requireScheme: true);
@@ -61,7 +64,12 @@ internal static class SendCommand
                 int n = parse.GetValue(channels);
                 if (n is < 1 or > NetProtocol.MaxChannels)
                     return Usage($"--channels must be 1..{NetProtocol.MaxChannels}");
-                var options = MigrationOptions.Default with { DowntimeLimit = Units.ParseDuration(parse.GetValue(downtime)!, "downtime-limit") };
+                var options = MigrationOptions.Default with
+                {
+                    DowntimeLimit = Units.ParseDuration(parse.GetValue(downtime)!, "downtime-limit"),
+                    MigrationId = id,
+                    DecisionStore = MigrationRecords.Open(dir),
+                };
 
                 var address = DeviceAddress.Parse(parse.GetValue(from)!);
                 device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -75,7 +83,7 @@ internal static class SendCommand
                 await using var session = await NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken).ConfigureAwait(false);
                 string mode = security.UseTls ? (security.Certificate is null ? "TLS" : "mutual TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
                 if (!asJson)
-                    Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}");
+                    Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}; migration {id}");
                 var dev = device;
                 var result = await NetMigration.SendAsync(session, [device], options,
                     ct => DeviceDigest.ComputeAsync(dev, ct, bar0), parse.GetValue(showProgress) ? new MigrationProgressView(false, Console.Error, options.DowntimeLimit) : null, () => committed = true, cancellationToken).ConfigureAwait(false);
@@ -117,10 +125,20 @@ internal static class SendCommand
                     Console.WriteLine(Json(null, 0, "", (errno, message)));
                 }
                 int code = NetCli.Fail(e, "send");
+                bool held = e is MigrationException { Held: true };
                 if (committed)
                     Console.Error.WriteLine("vfio-mig send: the destination reported its devices RUNNING before this failure: the migration completed, so the source stays stopped (not resumed)");
                 if (device is not null)
+                {
                     await ReportSourceAsync(device, before).ConfigureAwait(false);
+                    await MigrationRecords.ReportAsync("send", [(MigrationSide.Source, device)], held, id, dir).ConfigureAwait(false);
+                }
+                if (held)
+                {
+                    // The destination decides: its host resolves first and prints the decision for this one.
+                    Console.Error.WriteLine($"  hint: on the destination host: vfio-mig resolve {id}; then here: vfio-mig resolve {id} --decision DECISION{(dir is null ? "" : " --state-dir " + dir)}");
+                    return ExitCodes.Held;
+                }
                 return code;
             }
             finally
