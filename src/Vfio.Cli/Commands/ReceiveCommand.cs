@@ -11,8 +11,8 @@ internal static class ReceiveCommand
 {
     public static Command Create()
     {
-        var listen = new Option<string>("--listen") { Description = "HOST:PORT to listen on (an IP; port 0 picks one and prints it)", Required = true };
-        var into = new Option<string>("--into") { Description = "Destination device: sample:[options], unix:PATH or vfio:NAME", Required = true };
+        var listen = NetCli.Endpoint("--listen", "HOST:PORT to listen on (an IP; port 0 picks one and prints it)", requireScheme: false);
+        var into = CliOptions.Device("--into", "Destination device: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME");
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM server certificate (enables TLS; needs --tls-key)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA: require a sender certificate issued by it (mutual TLS)" };
@@ -20,27 +20,51 @@ internal static class ReceiveCommand
         var insecure = NetCli.Insecure();
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
-        var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", DefaultValueFactory = _ => "none" };
-        var maxQueued = new Option<string>("--max-queued") { Description = "Most out-of-order channel data held at once (≥ 4MiB)", DefaultValueFactory = _ => "64MiB" };
+        var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", HelpName = "DURATION", DefaultValueFactory = _ => "none" };
+        acceptTimeout.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && r.Tokens[^1].Value != "none")
+            {
+                try
+                {
+                    Units.ParseDuration(r.Tokens[^1].Value, "accept-timeout");
+                }
+                catch (VfioException e)
+                {
+                    r.AddError(e.Message);
+                }
+            }
+        });
+        var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", "64MiB", NetProtocol.MaxFramePayload, 16L << 30);
+        var json = CliOptions.Json();
+        var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
-        var stateDir = MigrationRecords.StateDirOption();
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, inject, stateDir,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, json, connect, inject,
         };
+        command.WithHelp(addresses: true,
+            "vfio-mig token new > token.txt     # then copy token.txt to the sender",
+            "vfio-mig receive --listen 0.0.0.0:7400 --into sample:size=64MiB,seed=2 --token-file token.txt",
+            "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json");
+        NetCli.RequireTogether(command, tlsCert, tlsKey);
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(clientCa) is not null && r.GetValue(tlsCert) is null)
+                r.AddError("--client-ca needs TLS (--tls-cert and --tls-key)");
+            if (r.GetValue(inject) is { } fault && fault != "resume-stop")
+                r.AddError("--inject-fault takes resume-stop");
+        });
         command.SetAction(async (parse, cancellationToken) =>
         {
             IVfioMigrationDevice? device = null;
             bool committed = false;
-            string? dir = parse.GetValue(stateDir);
             try
             {
-                var (host, port) = NetCli.ParseEndpoint(parse.GetValue(listen)!, "--listen", requireScheme: false);
+                var (host, port) = parse.GetValue(listen);
                 string? certPath = parse.GetValue(tlsCert), keyPath = parse.GetValue(tlsKey), caPath = parse.GetValue(clientCa), tokenPath = parse.GetValue(token);
-                if (certPath is null != (keyPath is null))
-                    return Usage("--tls-cert and --tls-key go together");
-                if (caPath is not null && certPath is null)
-                    return Usage("--client-ca needs TLS (--tls-cert and --tls-key)");
+                bool asJson = parse.GetValue(json);
+                var progress = CliProgress.For(asJson);
                 var security = new NetSecurityOptions
                 {
                     UseTls = certPath is not null,
@@ -48,73 +72,82 @@ internal static class ReceiveCommand
                     TrustedCertificates = caPath is null ? null : NetCli.LoadCa(caPath, "--client-ca"),
                     Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
-                    IdleTimeout = NetCli.Duration(parse.GetValue(idle)!, "idle-timeout"),
-                    HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),
+                    IdleTimeout = parse.GetValue(idle).Value,
+                    HandshakeTimeout = parse.GetValue(handshake).Value,
                 };
                 security.Validate("receive");
                 string acceptText = parse.GetValue(acceptTimeout)!;
                 var acceptOptions = new NetAcceptOptions
                 {
-                    AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : NetCli.Duration(acceptText, "accept-timeout"),
+                    AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : Units.ParseDuration(acceptText, "accept-timeout"),
                     OnDropped = line => Console.Error.WriteLine("vfio-mig receive: " + line),
                 };
-                var sessionOptions = new NetSessionOptions { MaxQueuedBytes = Math.Max(NetProtocol.MaxFramePayload, Units.ParseBytes(parse.GetValue(maxQueued)!, "max-queued")) };
+                var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes };
 
-                var address = DeviceAddress.Parse(parse.GetValue(into)!);
-                device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
+                var address = parse.GetValue(into)!;
+                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, cancellationToken).AsTask()).ConfigureAwait(false);
                 var raw = device;
-                if (parse.GetValue(inject) is { } fault)
-                {
-                    if (fault != "resume-stop")
-                        return Usage("--inject-fault takes resume-stop");
+                if (parse.GetValue(inject) is not null)
                     device = new FaultInjectingDevice(device);
-                }
 
                 await using var listener = NetListener.Bind(host, port);
-                string mode = security.UseTls ? (security.TrustedCertificates is null ? "TLS" : "mutual TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
-                Console.WriteLine($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
+                string mode = NetCli.Mode(security, mutual: security.TrustedCertificates is not null);
+                // The line a script waits for; under --json it goes to stderr with the rest of the progress.
+                progress.Line($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
+                progress.Out.Flush();
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
-                Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
+                progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir) },
-                    ct => DeviceDigest.ComputeAsync(raw, ct), null, () => committed = true, cancellationToken).ConfigureAwait(false);
+                var target = device;
+                var view = progress.Migration(MigrationOptions.Default.DowntimeLimit);
+                var result = await view.RunAsync(p => NetMigration.ReceiveAsync(session, [target], MigrationOptions.Default,
+                    ct => DeviceDigest.ComputeAsync(raw, ct), p, () => committed = true, cancellationToken)).ConfigureAwait(false);
                 var s = result.Statistics;
-                Console.WriteLine($"migration {s.MigrationId}: committed; destination {address} is RUNNING");
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                if (asJson)
+                {
+                    CliJsonContext.Write(Console.Out, new ReceiveJson(result.Verdict != 2, address.ToString(), listener.LocalEndPoint.ToString() ?? "", session.Peer.ToString() ?? "", session.ChannelCount,
+                        MigrationJson.From(s), session.Reassembly.PeakQueuedBytes, session.Reassembly.CapacityBytes, result.Verdict switch { 1 => "match", 2 => "mismatch", _ => "skipped" },
+                        NetCli.Hex(result.Status.Digest), result.Note.Length > 0 ? result.Note : null), CliJsonContext.Default.ReceiveJson);
+                }
+                progress.Line(string.Create(CultureInfo.InvariantCulture,
                     $"received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));
                 if (result.Status.Digest.Length > 0)
-                    Console.WriteLine($"destination sha256 {NetCli.Hex(result.Status.Digest)}");
+                    progress.Line($"destination sha256 {NetCli.Hex(result.Status.Digest)}");
                 switch (result.Verdict)
                 {
                     case 1:
-                        Console.WriteLine($"verified: destination matches source (sha256 {NetCli.Hex(result.Status.Digest)})");
-                        return 0;
+                        progress.Line($"verified: destination matches source (sha256 {NetCli.Hex(result.Status.Digest)})");
+                        return ExitCodes.Success;
                     case 2:
-                        Console.Error.WriteLine($"vfio-mig receive: error: EIO: the destination state differs from the source (source sha256 {NetCli.Hex(result.SourceDigest)})");
-                        return 1;
+                        throw new CliException(ExitCodes.VerificationMismatch, Errno.EIO, "verify", $"the destination state differs from the source (source sha256 {NetCli.Hex(result.SourceDigest)})",
+                            ["the destination is RUNNING with the migrated state"]);
                     default:
-                        Console.WriteLine(result.Note);
-                        return 0;
+                        progress.Line(result.Note);
+                        return ExitCodes.Success;
                 }
             }
-            catch (Exception e) when (e is VfioException or MigrationException or OperationCanceledException or IOException)
+            catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage or ExitCodes.VerificationMismatch })
             {
-                int code = NetCli.Fail(e, "receive");
-                bool held = e is MigrationException { Held: true };
+                string hint;
                 if (committed)
                 {
-                    Console.Error.WriteLine("vfio-mig receive: the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running");
+                    hint = "the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running";
                 }
-                else if (device is not null)
+                else if (device is null)
                 {
-                    // The engine already reset a device it loaded into (decision aborted), or holds it (committed, not
-                    // started). Say where it is; never reset a held device here: it keeps the only live copy.
-                    var id = e is MigrationException m ? m.MigrationId : Guid.Empty;
-                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], held, id, dir).ConfigureAwait(false);
-                    if (!held && id != Guid.Empty)
-                        Console.Error.WriteLine($"vfio-mig receive: migration {id} is decided aborted: the source keeps its state; if it is held on the source host: vfio-mig resolve {id} --decision aborted");
+                    hint = "no destination device was opened";
                 }
-                return held ? ExitCodes.Held : code;
+                else if (e is MigrationException { Held: true } held)
+                {
+                    // Committed but not started: the device keeps the only live copy; never reset it here.
+                    hint = $"destination {device.Name}: held (it keeps the migrated state; neither copy runs): vfio-mig resolve {held.MigrationId}";
+                }
+                else
+                {
+                    // The engine already reset a device it loaded into (the decision is aborted).
+                    hint = $"destination {device.Name}: RUNNING after a reset: it holds nothing usable of this migration (a reset does not clear device memory; data written during the load may remain)";
+                }
+                throw CliException.WithHints(e, hint);
             }
             finally
             {
@@ -123,11 +156,5 @@ internal static class ReceiveCommand
             }
         });
         return command;
-    }
-
-    private static int Usage(string message)
-    {
-        Console.Error.WriteLine($"vfio-mig receive: error: EINVAL: {message}");
-        return 2;
     }
 }

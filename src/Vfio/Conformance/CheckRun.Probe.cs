@@ -63,9 +63,9 @@ internal sealed partial class CheckRun
                 return true;
             now = await GetAsync(device, ct).ConfigureAwait(false);
         }
-        if (now == Resuming && !_loadStarted && ReferenceEquals(device, _device) && _ownStream is { } own && _streams.LastOrDefault() is { Kind: DataSessionKind.Resuming } resuming)
+        if (now == Resuming && !_loadStarted && ReferenceEquals(device, _device) && _ownStream is { } own)
         {
-            if ((await WriteAsync(resuming, own, ct).ConfigureAwait(false)).Ok && (await SetAsync(device, Running, ct).ConfigureAwait(false)).Ok
+            if ((await LoadOwnStreamAsync(own, ct).ConfigureAwait(false)).Ok && (await SetAsync(device, Running, ct).ConfigureAwait(false)).Ok
                 && await GetAsync(device, ct).ConfigureAwait(false) == Running)
                 return true;
             now = await GetAsync(device, ct).ConfigureAwait(false);
@@ -82,6 +82,27 @@ internal sealed partial class CheckRun
         if (!resetTried && _death is null)
             return await ResetAndObserveAsync(device, now, ct).ConfigureAwait(false);
         return false;
+    }
+
+    // Writes the device's own saved stream into its current resuming session: through the session's stream, or raw where
+    // the stream is the client's object (a client ends its stream object on reset even when the device kept RESUMING).
+    private async Task<Outcome> LoadOwnStreamAsync(byte[] own, CancellationToken ct)
+    {
+        _loadStarted = true;
+        if (_raw is { } raw)
+        {
+            for (int at = 0; at < own.Length; at += _options.ChunkSize)
+            {
+                var piece = own.AsMemory(at, Math.Min(_options.ChunkSize, own.Length - at));
+                var w = await TryAsync(() => raw.WriteMigrationDataRawAsync(piece, ct)).ConfigureAwait(false);
+                if (!w.Ok)
+                    return w;
+            }
+            return Outcome.Success;
+        }
+        return _streams.LastOrDefault(st => st.Kind == DataSessionKind.Resuming) is { } resuming
+            ? await WriteAsync(resuming, own, ct).ConfigureAwait(false)
+            : new Outcome(Errno.EBADF, "no resuming stream to load into");
     }
 
     // One VFIO_DEVICE_RESET; for the device under test, what it did is kept for probe.reset (§3.4: RUNNING from every state).

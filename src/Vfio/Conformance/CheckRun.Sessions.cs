@@ -181,7 +181,7 @@ internal sealed partial class CheckRun
         if (d.Error is not null)
         {
             Unmet(eofRule, d);
-            Skip(sizeRule, "no STOP_COPY stream to compare with");
+            Unmet(sizeRule, d with { Error = $"no STOP_COPY stream to compare with: {d.Error}", BlockedBy = d.BlockedBy ?? eofRule });
             await LeaveAsync(_device, ct).ConfigureAwait(false);
             return;
         }

@@ -139,10 +139,10 @@ public sealed class MigrationSource
             _acksReceived = new int[_count];
             _destinationCaps = new VfioMigrationFlags[_count];
             _log = options.LoggerFactory.CreateLogger<MigrationSource>();
+            _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
             _id = options.MigrationId == Guid.Empty ? Guid.NewGuid() : options.MigrationId;
             _store = options.DecisionStore ?? new InMemoryMigrationStore();
             _recorder = new SideRecorder(_store, MigrationSide.Source, devices, _log, _warnings) { Id = _id };
-            _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
         }
 
         // Acked when the latest marker was acknowledged: acks arrive in order, so after a REINIT an ack of
@@ -360,9 +360,12 @@ public sealed class MigrationSource
                 EngineLog.Round(_log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _count);
                 Report(null, force: true);
 
+                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
+                    return;
                 while (small && _options.RequireSwitchoverAck && AckCount < _count)
                 {
-                    // Converged but a destination has not acknowledged its initial data yet: wait a little.
+                    // Converged but a destination has not acknowledged its initial data yet: wait a little, then
+                    // run another round (the device kept dirtying while we waited, so the pending figure is stale).
                     if (_clock.Elapsed - start >= _options.MaxPreCopyTime)
                         break;
                     int before = AckCount;
@@ -371,8 +374,6 @@ public sealed class MigrationSource
                     if (AckCount == before)
                         break;
                 }
-                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
-                    return;
 
                 var elapsed = _clock.Elapsed - start;
                 if (_round >= _options.MaxRounds || elapsed >= _options.MaxPreCopyTime)
