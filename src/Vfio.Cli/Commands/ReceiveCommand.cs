@@ -156,12 +156,10 @@ internal static class ReceiveCommand
                     // the device is now, never more than it shows.
                     try
                     {
-                        // Before the commit the engine itself resets what it loaded (docs/commit-protocol.md); say where
-                        // the device is now, never more than it shows.
                         var state = MigrationStateMachine.Name(await device.GetStateAsync(CancellationToken.None).ConfigureAwait(false));
                         hint = engineRan
-                            ? $"the destination device was reset before any commit (it is {state}); the source keeps the state"
-                            : $"the destination device is {state}; no migration reached it";
+                            ? $"destination {device.Name}: {state} after a reset: it holds nothing usable of this migration (a reset does not clear device memory; data written during the load may remain); the source keeps the state"
+                            : $"destination {device.Name}: {state}; no migration reached it";
                     }
                     catch (VfioException r)
                     {
