@@ -18,13 +18,15 @@ internal static class ReceiveCommand
         var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA: require a sender certificate issued by it (mutual TLS)" };
         var token = NetCli.TokenFile();
         var insecure = NetCli.Insecure();
+        var anonymous = new Option<bool>("--allow-anonymous-senders") { Description = "With TLS and neither --client-ca nor --token-file: accept any sender (refused otherwise)" };
+        var revocation = NetCli.Revocation();
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
         var maxQueued = new Option<string>("--max-queued") { Description = "Most out-of-order channel data held at once (≥ 4MiB)", DefaultValueFactory = _ => "64MiB" };
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, maxQueued, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, maxQueued, inject,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -45,10 +47,12 @@ internal static class ReceiveCommand
                     TrustedCertificates = caPath is null ? null : NetCli.LoadCa(caPath, "--client-ca"),
                     Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
+                    AllowAnonymousSenders = parse.GetValue(anonymous),
+                    Revocation = NetCli.ParseRevocation(parse.GetValue(revocation)!),
                     IdleTimeout = NetCli.Duration(parse.GetValue(idle)!, "idle-timeout"),
                     HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),
                 };
-                security.Validate("receive");
+                security.ValidateReceiver();
                 var sessionOptions = new NetSessionOptions { MaxQueuedBytes = Math.Max(NetProtocol.MaxFramePayload, Units.ParseBytes(parse.GetValue(maxQueued)!, "max-queued")) };
 
                 var address = DeviceAddress.Parse(parse.GetValue(into)!);
@@ -62,7 +66,7 @@ internal static class ReceiveCommand
                 }
 
                 await using var listener = NetListener.Bind(host, port);
-                string mode = security.UseTls ? (security.TrustedCertificates is null ? "TLS" : "mutual TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
+                string mode = NetCli.DescribeMode(security, receiver: true, "receive");
                 Console.WriteLine($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, cancellationToken).ConfigureAwait(false);
                 Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");

@@ -21,6 +21,7 @@ internal static class SendCommand
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var token = NetCli.TokenFile();
         var insecure = NetCli.Insecure();
+        var revocation = NetCli.Revocation();
         var channels = new Option<int>("--channels") { Description = "TCP connections to spread the device data over (1..64)", DefaultValueFactory = _ => 1 };
         var downtime = new Option<string>("--downtime-limit") { Description = "Allowed downtime; pre-copy switches over when the rest fits", DefaultValueFactory = _ => "300ms" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object" };
@@ -32,7 +33,7 @@ internal static class SendCommand
         var precopy = PreCopyChoice.Create();
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect, precopy,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, json, payloadCrc, showProgress, idle, handshake, connect, precopy,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -53,6 +54,7 @@ internal static class SendCommand
                     Certificate = certPath is null ? null : NetCli.LoadCertificate(certPath, keyPath, "--tls-cert"),
                     Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
+                    Revocation = NetCli.ParseRevocation(parse.GetValue(revocation)!),
                     IdleTimeout = NetCli.Duration(parse.GetValue(idle)!, "idle-timeout"),
                     HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),
                     ConnectTimeout = NetCli.Duration(parse.GetValue(connect)!, "connect-timeout"),
@@ -73,7 +75,7 @@ internal static class SendCommand
 
                 ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
                 await using var session = await NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken).ConfigureAwait(false);
-                string mode = security.UseTls ? (security.Certificate is null ? "TLS" : "mutual TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
+                string mode = NetCli.DescribeMode(security, receiver: false, "send");
                 if (!asJson)
                     Console.WriteLine($"connected to {host}:{port}: {n} channel(s), {mode}");
                 var dev = device;

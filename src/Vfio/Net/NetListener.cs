@@ -55,10 +55,11 @@ public sealed class NetListener : IAsyncDisposable
     public async Task<NetReceiverSession> AcceptSessionAsync(NetSecurityOptions security, NetSessionOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(security);
-        security.Validate("receive");
+        security.ValidateReceiver();
         options ??= NetSessionOptions.Default;
         NetChannel[]? channels = null;
         Guid session = Guid.Empty;
+        byte[]? sessionSecret = null;
         int joined = 0;
         try
         {
@@ -80,7 +81,7 @@ public sealed class NetListener : IAsyncDisposable
                 }
                 NetChannel.Tune(socket);
                 string peer = socket.RemoteEndPoint?.ToString() ?? "?";
-                var channel = await HandshakeAsync(socket, peer, security, hello =>
+                var channel = await HandshakeAsync(socket, peer, security, sessionSecret, hello =>
                 {
                     if (channels is null)
                     {
@@ -94,11 +95,12 @@ public sealed class NetListener : IAsyncDisposable
                         return (NetRefusal.UnknownSession, "the data channel does not belong to the open session");
                     return (NetRefusal.None, null);
                 }, cancellationToken).ConfigureAwait(false);
-                var (ch, h) = channel;
+                var (ch, h, secret) = channel;
                 if (channels is null)
                 {
                     channels = new NetChannel[h.ChannelCount];
                     session = h.SessionId;
+                    sessionSecret = secret;
                 }
                 channels[h.ChannelIndex] = ch;
                 joined++;
@@ -116,7 +118,7 @@ public sealed class NetListener : IAsyncDisposable
         }
     }
 
-    private static async Task<(NetChannel, NetHello)> HandshakeAsync(Socket socket, string peer, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, CancellationToken cancellationToken)
+    private static async Task<(NetChannel, NetHello, byte[]?)> HandshakeAsync(Socket socket, string peer, NetSecurityOptions security, byte[]? sessionSecret, Func<NetHello, (NetRefusal, string?)> admit, CancellationToken cancellationToken)
     {
         Stream stream = new NetworkStream(socket, ownsSocket: false);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -137,9 +139,11 @@ public sealed class NetListener : IAsyncDisposable
                 throw new VfioException(Errno.EPROTO, $"handshake with {peer}", "the sender started TLS but this receiver has no --tls-cert/--tls-key (plain TCP with a token, or TLS on both sides)");
             if (security.UseTls)
                 stream = await NetTls.AuthenticateServerAsync(stream, peer, security, cts.Token).ConfigureAwait(false);
-            var hello = await NetHandshake.RunServerAsync(stream, security, admit, peer, cts.Token).ConfigureAwait(false);
+            byte[] binding = security.UseTls ? NetTls.Binding(security.Certificate) : [];
+            var result = await NetHandshake.RunServerAsync(stream, security, admit, binding, sessionSecret, peer, cts.Token).ConfigureAwait(false);
+            var hello = result.Hello;
             string name = hello.IsControl ? $"control channel from {peer}" : $"channel {hello.ChannelIndex} from {peer}";
-            return (new NetChannel(socket, stream, hello.ChannelIndex, name), hello);
+            return (new NetChannel(socket, stream, hello.ChannelIndex, name, result.Keys), hello, result.SessionSecret);
         }
         catch (Exception e)
         {
