@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: restore, build (warnings are errors), the .NET test suites, and the
-# kernel guest rig when this machine can run it. Installs what it needs when run as root.
+# kernel guest rig for each kernel of the matrix (KERNELS, default "6.1 6.12") when this machine can run
+# it. Installs what it needs when run as root (downloaded kernels stay installed for the next run).
 # The last line sums every suite: "total: N passed, M failed, K skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,25 +19,49 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# The kernels first: the .NET suites check the uAPI layout against the 6.12 kernel headers too.
+KERNELS=${KERNELS:-"6.1 6.12"}
+status=0
+if [ -f tests/kernel/run-guest-tests.sh ]; then
+  for k in $KERNELS; do
+    echo "== kernel $k: packages"
+    KERNEL=$k bash tests/kernel/run-guest-tests.sh --prepare 2>&1 | tee -a "$log"
+    rig=${PIPESTATUS[0]}
+    [ "$rig" = 0 ] || { echo "test.sh: preparing kernel $k failed ($rig)"; status=$rig; }
+  done
+fi
+
 echo "== restore and build"
 dotnet restore Vfio.slnx || exit 1
 dotnet build Vfio.slnx --no-restore -c Release || exit 1
 
 echo "== .NET tests"
 dotnet test Vfio.slnx --no-build -c Release 2>&1 | tee -a "$log"
-status=${PIPESTATUS[0]}
+tests=${PIPESTATUS[0]}
+[ "$tests" = 0 ] || status=$tests
 
+echo "== the shipped NativeAOT binary"
+bash scripts/aot-smoke.sh 2>&1 | tee -a "$log"
+aot=${PIPESTATUS[0]}
+[ "$aot" = 0 ] || status=$aot
+
+rig_times=""
 if [ -f tests/kernel/run-guest-tests.sh ]; then
-  echo "== kernel guest rig"
-  bash tests/kernel/run-guest-tests.sh 2>&1 | tee -a "$log"
-  rig=${PIPESTATUS[0]}
-  [ "$rig" = 0 ] || status=$rig
-  if [ -x tests/Vfio.KernelTests/run-in-guest.sh ]; then
-    echo "== kernel backend tests in the guest"
-    tests/Vfio.KernelTests/run-in-guest.sh 2>&1 | tee -a "$log"
+  for k in $KERNELS; do
+    t0=$(date +%s)
+    echo "== kernel guest rig: Linux $k, C smoke test"
+    KERNEL=$k bash tests/kernel/run-guest-tests.sh 2>&1 | tee -a "$log"
     rig=${PIPESTATUS[0]}
     [ "$rig" = 0 ] || status=$rig
-  fi
+    if [ -x tests/Vfio.KernelTests/run-in-guest.sh ]; then
+      echo "== kernel backend tests in the guest: Linux $k"
+      KERNEL=$k tests/Vfio.KernelTests/run-in-guest.sh 2>&1 | tee -a "$log"
+      rig=${PIPESTATUS[0]}
+      [ "$rig" = 0 ] || status=$rig
+    fi
+    rig_times+="${rig_times:+, }$k $(( $(date +%s) - t0 ))s"
+  done
+  echo "kernel rig time per kernel: $rig_times"
 fi
 
 # Sum the per-suite counts: VSTest's "Failed: a, Passed: b, Skipped: c" and plain "N passed, M failed" lines.

@@ -18,6 +18,9 @@ var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 â€
     SendCommand.Create(),
     ReceiveCommand.Create(),
     TokenCommand.Create(),
+    ResolveCommand.Create(),
+    RecoverCommand.Create(),
+    StateCommand.Create(),
     bench,
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

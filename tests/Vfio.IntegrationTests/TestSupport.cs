@@ -25,16 +25,7 @@ internal static class TestSupport
         return value;
     }
 
-    public static unsafe SafeFdHandle MemFd(long size)
-    {
-        var name = "vfu-test\0"u8;
-        int fd;
-        fixed (byte* p = name)
-            fd = (int)Interop.Interop.CheckIo(Interop.Interop.MemFdCreate(p, Interop.Interop.MFD_CLOEXEC), "memfd_create");
-        var handle = new SafeFdHandle(fd);
-        Interop.Interop.CheckIo(Interop.Interop.FTruncate(fd, size), "ftruncate");
-        return handle;
-    }
+    public static SafeFdHandle MemFd(long size) => SafeFdHandle.CreateMemFd(size);
 
     /// <summary>Reads a memfd's bytes through a temporary shared mapping.</summary>
     public static unsafe byte[] ReadMemFd(SafeFdHandle fd, long offset, int length)
@@ -205,6 +196,12 @@ internal static class TestSupport
         return path;
     }
 
+    /// <summary>
+    /// The published CLI (<c>VFIO_MIG_BINARY</c>, e.g. the NativeAOT build that scripts/aot-smoke.sh makes) when
+    /// set, so the process tests run against the binary that ships; null: <c>dotnet vfio-mig.dll</c> of this build.
+    /// </summary>
+    public static string? PublishedCli => Environment.GetEnvironmentVariable("VFIO_MIG_BINARY") is { Length: > 0 } p ? System.IO.Path.GetFullPath(p) : null;
+
     /// <summary>A CLI child process with its output captured line by line.</summary>
     public sealed class CliProcess : IDisposable
     {
@@ -214,8 +211,10 @@ internal static class TestSupport
 
         public CliProcess(params string[] args)
         {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            psi.ArgumentList.Add(CliDll());
+            string? binary = PublishedCli;
+            var psi = new ProcessStartInfo(binary ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            if (binary is null)
+                psi.ArgumentList.Add(CliDll());
             foreach (var a in args)
                 psi.ArgumentList.Add(a);
             Process = Process.Start(psi)!;

@@ -75,10 +75,16 @@ public sealed class DeviceTests
     }
 
     [Fact]
-    public async Task MigDataSize_OnLinux61_IsRefused_AndSurfacedAsIs()
+    public async Task MigDataSize_IsTheStreamLengthOn62_AndRefusedOn61_AndSurfacedAsIs()
     {
-        // Feature 9 arrived in 6.2; a 6.1 core hands id 9 to the driver (which has no feature hook).
         await using var device = KernelRig.Open(KernelRig.Devices[0]);
+        if (KernelRig.HasPreCopy)
+        {
+            await device.ResetAsync(Ct);
+            Assert.Equal(device.Device.GetRegionInfo(0).Size + 32, await device.GetStopCopySizeAsync(Ct));
+            return;
+        }
+        // Feature 9 arrived in 6.2; a 6.1 core hands id 9 to the driver (which has no feature hook).
         var e = await Assert.ThrowsAsync<VfioException>(async () => await device.GetStopCopySizeAsync(Ct));
         Assert.True(e.Errno is Errno.ENOTTY or Errno.EINVAL, e.Message);
         Assert.Contains("MIG_DATA_SIZE", e.Message, StringComparison.Ordinal);
@@ -86,7 +92,7 @@ public sealed class DeviceTests
     }
 
     [Fact]
-    public async Task PrecopyInfoV2OptIn_IsNotOfferedOnLinux61()
+    public async Task PrecopyInfoV2OptIn_IsNotOfferedBeforeLinux71()
     {
         await using var device = KernelRig.Open(KernelRig.Devices[0]);
         Assert.False(device.TryEnablePrecopyInfoV2());
@@ -104,7 +110,7 @@ public sealed class DeviceTests
             Assert.Equal(Errno.EBUSY, again.Errno);
 
             var bitmap = new ulong[1];
-            await device.ReportDmaLoggingAsync(0x100000, 0x40000, 4096, bitmap, Ct);
+            await ExpectReportAsync(() => device.ReportDmaLoggingAsync(0x100000, 0x40000, 4096, bitmap, Ct));
             Assert.Equal(0ul, bitmap[0]);
         }
         finally
@@ -112,7 +118,20 @@ public sealed class DeviceTests
             await device.StopDmaLoggingAsync(Ct);
         }
         var notStarted = await Assert.ThrowsAsync<VfioException>(async () => await device.ReportDmaLoggingAsync(0, 4096, 4096, new ulong[1], Ct));
-        Assert.Equal(Errno.EINVAL, notStarted.Errno);
+        Assert.Equal(KernelRig.LacksDirtyWalker ? Errno.EOPNOTSUPP : Errno.EINVAL, notStarted.Errno);
+    }
+
+    // A valid REPORT succeeds, except on a kernel whose bitmap walker is compiled out: there the core answers
+    // EOPNOTSUPP for every device before the driver is asked (checked, not skipped: it is that kernel's behaviour).
+    private static async Task ExpectReportAsync(Func<ValueTask> report)
+    {
+        if (!KernelRig.LacksDirtyWalker)
+        {
+            await report();
+            return;
+        }
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await report());
+        Assert.Equal(Errno.EOPNOTSUPP, e.Errno);
     }
 
     [Fact]
@@ -124,7 +143,7 @@ public sealed class DeviceTests
         {
             // 0x100000 / 4096 = 256 pages = 4 words; one word is too short.
             await Assert.ThrowsAsync<ArgumentException>(async () => await device.ReportDmaLoggingAsync(0, 0x100000, 4096, new ulong[1], Ct));
-            await device.ReportDmaLoggingAsync(0, 0x100000, 4096, new ulong[4], Ct);
+            await ExpectReportAsync(() => device.ReportDmaLoggingAsync(0, 0x100000, 4096, new ulong[4], Ct));
             // A page size the kernel rejects reaches the kernel, which answers EINVAL itself.
             var e = await Assert.ThrowsAsync<VfioException>(async () => await device.ReportDmaLoggingAsync(0, 0x100000, 0, new ulong[1], Ct));
             Assert.Equal(Errno.EINVAL, e.Errno);

@@ -30,6 +30,56 @@ internal static class KernelRig
         }
     }
 
+    /// <summary>The guest kernel release, e.g. <c>6.12.118+deb12-amd64</c>.</summary>
+    public static string KernelRelease => File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+
+    /// <summary>PRE_COPY, VFIO_MIG_GET_PRECOPY_INFO and MIG_DATA_SIZE exist from Linux 6.2 on.</summary>
+    public static bool HasPreCopy
+    {
+        get
+        {
+            var parts = KernelRelease.Split('.', 3);
+            return parts.Length >= 2 && int.TryParse(parts[0], CultureInfo.InvariantCulture, out int major)
+                && int.TryParse(parts[1], CultureInfo.InvariantCulture, out int minor) && (major, minor).CompareTo((6, 2)) >= 0;
+        }
+    }
+
+    /// <summary>
+    /// True when the running kernel has no IOVA bitmap walker (no <c>iova_bitmap_alloc</c> in /proc/kallsyms):
+    /// Debian's 6.12 is built without CONFIG_IOMMUFD_DRIVER, so its walker is an inline stub and the core answers
+    /// every valid DMA_LOGGING_REPORT with EOPNOTSUPP before the driver is asked. On 6.1 the walker is part of vfio.
+    /// </summary>
+    public static bool LacksDirtyWalker => s_lacksDirtyWalker.Value;
+
+    private static readonly Lazy<bool> s_lacksDirtyWalker = new(() =>
+        !File.ReadLines("/proc/kallsyms").Any(line => line.Split((char[])[' ', '\t'], 4) is [_, _, "iova_bitmap_alloc", ..]));
+
+    /// <summary>Skips (with the reason) on a kernel without PRE_COPY; the rig's 6.12 run does these tests.</summary>
+    public static void RequirePreCopy()
+    {
+        if (!HasPreCopy)
+            Assert.Skip($"Linux {KernelRelease} has no PRE_COPY, VFIO_MIG_GET_PRECOPY_INFO or MIG_DATA_SIZE (added in 6.2); the rig's 6.12 run covers this");
+    }
+
+    /// <summary>
+    /// The two mtty devices (the kernel's own samples/vfio-mdev/mtty.c, type mtty-2) named by VFIO_MTTY_DEVICES.
+    /// Skipped on a kernel without PRE_COPY (6.1's mtty has no migration); on 6.2+ a missing variable fails.
+    /// </summary>
+    public static IReadOnlyList<string> MttyDevices
+    {
+        get
+        {
+            if (!HasPreCopy)
+                Assert.Skip($"no mtty in this guest: Linux {KernelRelease}'s mtty sample has no migration; the rig loads mtty on 6.12");
+            string? text = Environment.GetEnvironmentVariable("VFIO_MTTY_DEVICES");
+            Assert.False(string.IsNullOrWhiteSpace(text),
+                $"VFIO_MTTY_DEVICES is not set on Linux {KernelRelease}: the rig builds mtty from linux-source and names its two mdevs there");
+            var names = text!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            Assert.True(names.Length >= 2, $"VFIO_MTTY_DEVICES must name two devices, got '{text}'");
+            return names;
+        }
+    }
+
     public static string TypeDir => Environment.GetEnvironmentVariable("VMT_TYPE_DIR") is { Length: > 0 } d ? d : DefaultTypeDir;
 
     public static string ParamPath(string name) => $"/sys/module/{ModuleName}/parameters/{name}";
@@ -38,7 +88,10 @@ internal static class KernelRig
 
     public static void WriteParam(string name, string value) => File.WriteAllText(ParamPath(name), value);
 
-    /// <summary>fsm-paths.csv: $VMT_FSM_CSV, else ../shared/spec/fsm-paths.csv above the test assembly or the working directory.</summary>
+    /// <summary>
+    /// fsm-paths.csv: $VMT_FSM_CSV, else the repository's tests/fixtures/fsm-paths.csv, else shared/spec/fsm-paths.csv,
+    /// searched upwards from the test assembly and from the working directory.
+    /// </summary>
     public static string FsmCsvPath
     {
         get
@@ -49,9 +102,11 @@ internal static class KernelRig
             {
                 for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
                 {
-                    string candidate = Path.Combine(dir.FullName, "shared", "spec", "fsm-paths.csv");
-                    if (File.Exists(candidate))
-                        return candidate;
+                    foreach (string candidate in new[] { Path.Combine(dir.FullName, "tests", "fixtures", "fsm-paths.csv"), Path.Combine(dir.FullName, "shared", "spec", "fsm-paths.csv") })
+                    {
+                        if (File.Exists(candidate))
+                            return candidate;
+                    }
                 }
             }
             throw new FileNotFoundException("fsm-paths.csv not found: set VMT_FSM_CSV or keep the repository next to shared/spec");
@@ -127,6 +182,33 @@ public sealed class TemporaryMdev : IDisposable
         }
     }
 }
+
+/// <summary>A vfio_mig_test device with PRE_COPY (caps 0x5 or 0x7); none on a kernel before 6.2, whose tests skip.</summary>
+public abstract class PreCopyMdev(uint caps) : IDisposable
+{
+    private readonly TemporaryMdev? _mdev = KernelRig.HasPreCopy ? new TemporaryMdev(caps) : null;
+
+    public string Name
+    {
+        get
+        {
+            KernelRig.RequirePreCopy();
+            return _mdev!.Name;
+        }
+    }
+
+    public void Dispose()
+    {
+        _mdev?.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>A caps-0x5 device (STOP_COPY | PRE_COPY).</summary>
+public sealed class Caps5Mdev() : PreCopyMdev(0x5);
+
+/// <summary>A caps-0x7 device (STOP_COPY | P2P | PRE_COPY).</summary>
+public sealed class Caps7Mdev() : PreCopyMdev(0x7);
 
 /// <summary>A caps-0x1 device (STOP_COPY only).</summary>
 public sealed class Caps1Mdev() : IDisposable

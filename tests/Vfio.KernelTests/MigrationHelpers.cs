@@ -33,6 +33,14 @@ internal static class MigrationHelpers
         return all.ToArray();
     }
 
+    /// <summary>Opens a device and resets it (RUNNING, no data fd; vfio_mig_test also zeroes region 0).</summary>
+    public static async Task<KernelMigrationDevice> OpenResetAsync(string name, CancellationToken ct)
+    {
+        var device = KernelRig.Open(name);
+        await device.ResetAsync(ct);
+        return device;
+    }
+
     public static byte[] Pattern(int length, int seed)
     {
         var data = new byte[length];

@@ -3,7 +3,8 @@
 #
 # Runs as PID 1 inside the guest, in the host's root (read-only 9p), with
 # tmpfs on /tmp and /run and the rig's read-write share on /run/vmt.
-# Loads vfio + mdev + vfio_mig_test, creates two mdevs, runs GUEST_TEST_CMD,
+# Loads vfio + mdev + vfio_mig_test (and mtty when built), creates two mdevs
+# of each, runs GUEST_TEST_CMD,
 # writes its output to /run/vmt/output.txt and its status to /run/vmt/status,
 # then powers the machine off.
 R=/run/vmt
@@ -40,17 +41,27 @@ export KERNEL_RIG=1
 
 : >"$R/output.txt"
 modprobe -a vfio vfio_iommu_type1 mdev || setup_failed "modprobe -a vfio vfio_iommu_type1 mdev"
-# shellcheck disable=SC2086
-insmod "$VMT_KO" $VMT_MODPARAMS || setup_failed "insmod $VMT_KO $VMT_MODPARAMS"
-T=/sys/class/mdev_bus/vfio_mig_test/mdev_supported_types/vfio_mig_test-1
-[ -d "$T" ] || setup_failed "no mdev type directory $T"
-for u in "$VMT_UUID_A" "$VMT_UUID_B"; do
-	echo "$u" >"$T/create" || setup_failed "cannot create mdev $u"
-done
-export VMT_TYPE_DIR=$T
+# load_and_create KO "PARAMS" TYPE_DIR UUID...: insmod the driver, then create one mdev per UUID
+load_and_create() {
+	local ko=$1 params=$2 type=$3 u
+	shift 3
+	# shellcheck disable=SC2086
+	insmod "$ko" $params || setup_failed "insmod $ko $params"
+	[ -d "$type" ] || setup_failed "no mdev type directory $type"
+	for u in "$@"; do
+		echo "$u" >"$type/create" || setup_failed "cannot create mdev $u of $type"
+	done
+}
+export VMT_TYPE_DIR=/sys/class/mdev_bus/vfio_mig_test/mdev_supported_types/vfio_mig_test-1
+load_and_create "$VMT_KO" "$VMT_MODPARAMS" "$VMT_TYPE_DIR" "$VMT_UUID_A" "$VMT_UUID_B"
+# The kernel's own sample driver (6.12): two mtty-2 instances (two serial ports each, a 96-byte stream)
+if [ -n "${VMT_MTTY_KO:-}" ]; then
+	export VMT_MTTY_TYPE_DIR=/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2
+	load_and_create "$VMT_MTTY_KO" "" "$VMT_MTTY_TYPE_DIR" "$VMT_MTTY_A" "$VMT_MTTY_B"
+fi
 
 cd "$GUEST_CWD" 2>/dev/null || cd /
-echo "kernel-rig-guest: $(uname -r), mdevs $VMT_UUID_A $VMT_UUID_B, cmd: $GUEST_TEST_CMD" >>"$R/output.txt"
+echo "kernel-rig-guest: $(uname -r), mdevs $VMT_UUID_A $VMT_UUID_B${VMT_MTTY_KO:+, mtty $VMT_MTTY_A $VMT_MTTY_B}, cmd: $GUEST_TEST_CMD" >>"$R/output.txt"
 timeout --kill-after=5 "${GUEST_CMD_TIMEOUT:-555}" bash -c "$GUEST_TEST_CMD" </dev/null >>"$R/output.txt" 2>&1
 rc=$?
 [ "$rc" = 124 ] && echo "kernel-rig-guest: the test command timed out after ${GUEST_CMD_TIMEOUT:-555}s" >>"$R/output.txt"

@@ -1,13 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# kernel guest rig: boots Debian 12's Linux 6.1 under QEMU with the host's root
-# file system shared read-only over 9p, loads vfio/mdev and the vfio_mig_test
-# driver, creates two mdev instances and runs one test command in the guest.
+# kernel guest rig: boots a Debian 12 kernel (Linux 6.1, or 6.12 from the
+# security archive) under QEMU with the host's root file system shared
+# read-only over 9p, loads vfio/mdev and the vfio_mig_test driver, creates two
+# mdev instances (on 6.12 also two of the kernel's own mtty sample driver) and
+# runs one test command in the guest.
 #
 # Usage:
 #   tests/kernel/run-guest-tests.sh [GUEST_TEST_CMD...]
+#   tests/kernel/run-guest-tests.sh --prepare   (install what the rig needs, then exit)
 # Environment:
+#   KERNEL           kernel series: 6.1 (default; what linux-image-amd64 selects)
+#                    or 6.12 (the newest linux-image-6.12.N+deb12-amd64 apt knows)
 #   GUEST_TEST_CMD   shell command run in the guest (default: the built-in C
 #                    smoke test guest-smoke). Arguments given to the script
 #                    take precedence over the variable.
@@ -18,7 +23,11 @@
 #   GUEST_TIMEOUT    seconds before QEMU is killed (default 600)
 #   GUEST_MEM        guest memory in MiB (default 2048)
 #   VMT_MODPARAMS    parameters for insmod of vfio_mig_test (default none)
-#   KVER             guest kernel version (default: what linux-image-amd64 selects)
+#   KVER             guest kernel version (default: picked for KERNEL)
+#   RIG_MTTY         1: also build and load mtty (default 1 except on 6.1, whose
+#                    mtty has no migration)
+#   RIG_CACHE        where mtty.c extracted from linux-source is kept between runs
+#                    (default /var/cache/vfio-mig-rig)
 #   RIG_VERBOSE=1    also print the guest console
 #
 # Exit status: the guest command's status; 0 with a "kernel-rig: skipped: …"
@@ -64,10 +73,34 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt_install "${need[@]}" || skip "apt could not install ${need[*]}"
 fi
 
-# Debian 12's kernel: what the linux-image-amd64 metapackage points to
+PREPARE=0
+if [ "${1:-}" = --prepare ]; then
+	PREPARE=1
+	shift
+fi
+SERIES=${KERNEL:-6.1}
+case "$SERIES" in
+6.1) ;;
+6.[0-9]*) ;;
+*) die "KERNEL must be a series such as 6.1 or 6.12, not '$SERIES'" 2 ;;
+esac
+if [ -n "${KVER:-}" ]; then
+	case "$KVER" in 6.1.*) SERIES=6.1 ;; *) SERIES=$(echo "$KVER" | cut -d. -f1-2) ;; esac
+fi
+# mtty gained migration in 6.7; the 6.1 sample has none
+RIG_MTTY=${RIG_MTTY:-$([ "$SERIES" = 6.1 ] && echo 0 || echo 1)}
+
+# The kernel version, by query: 6.1 is what the linux-image-amd64 metapackage points to; any other
+# series is the newest linux-image-<series>.N+debNN-amd64 apt knows (the security archive serves 6.12).
 pick_kver() {
-	apt-cache depends linux-image-amd64 2>/dev/null |
-		sed -n 's/.*Depends: linux-image-\(6\.1\.[0-9]*-[0-9]*-amd64\).*/\1/p' | head -n1
+	if [ "$SERIES" = 6.1 ]; then
+		apt-cache depends linux-image-amd64 2>/dev/null |
+			sed -n 's/.*Depends: linux-image-\(6\.1\.[0-9]*-[0-9]*-amd64\).*/\1/p' | head -n1
+	else
+		apt-cache pkgnames "linux-image-$SERIES." 2>/dev/null |
+			grep -E "^linux-image-${SERIES//./\\.}\.[0-9]+\+deb[0-9]+-amd64\$" |
+			sed 's/^linux-image-//' | sort -V | tail -n1
+	fi
 }
 [ -n "${KVER:-}" ] && KVER_FROM_USER=1
 if [ -z "${KVER:-}" ]; then
@@ -77,12 +110,12 @@ if [ -z "${KVER:-}" ]; then
 		KVER=$(pick_kver)
 	fi
 	if [ -z "$KVER" ]; then
-		# offline fallback: an installed 6.1 kernel with headers
-		for v in $(for f in /boot/vmlinuz-6.1.*-amd64; do [ -f "$f" ] && echo "${f#/boot/vmlinuz-}"; done | sort -V -r); do
+		# offline fallback: an installed kernel of the series with headers
+		for v in $(for f in /boot/vmlinuz-"$SERIES".*-amd64; do [ -f "$f" ] && echo "${f#/boot/vmlinuz-}"; done | sort -V -r); do
 			[ -d "/usr/src/linux-headers-$v" ] && { KVER=$v; break; }
 		done
 	fi
-	[ -n "$KVER" ] || skip "cannot determine the Debian 6.1 kernel version"
+	[ -n "$KVER" ] || skip "cannot determine the Debian $SERIES kernel version"
 fi
 kernel_present() {
 	[ -f "/boot/vmlinuz-$KVER" ] && [ -d "/lib/modules/$KVER/kernel" ] &&
@@ -95,11 +128,44 @@ if ! kernel_present; then
 		v=$(pick_kver)
 		[ -n "$v" ] && KVER=$v
 	fi
-	kernel_present || apt_install "linux-image-$KVER" "linux-headers-$KVER" ||
+	# INITRD=No: the rig boots its own initramfs, so Debian's (40 s to generate) is not built
+	kernel_present || INITRD=No apt_install "linux-image-$KVER" "linux-headers-$KVER" ||
 		skip "apt could not install linux-image-$KVER / linux-headers-$KVER"
 fi
 [ -f "/boot/vmlinuz-$KVER" ] || skip "no /boot/vmlinuz-$KVER after install"
 KDIR=/usr/src/linux-headers-$KVER
+
+# mtty.c of this kernel: from linux-source-<series>, extracted once into RIG_CACHE (the archive is
+# 150 MB of xz; taking one file out costs about 11 s). Prints the path, or why not on stderr.
+UPSTREAM=${KVER%%+*}
+UPSTREAM=${UPSTREAM%%-*}
+mtty_source() {
+	local pkg=linux-source-$SERIES have cache
+	have=$(dpkg-query -W -f='${Status} ${Version}' "$pkg" 2>/dev/null)
+	case "$have" in
+	"install ok installed $UPSTREAM"-*) ;;
+	*) apt_install "$pkg" || { say "mtty: apt could not install $pkg"; return 1; } ;;
+	esac
+	have=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)
+	cache=${RIG_CACHE:-/var/cache/vfio-mig-rig}/$pkg-$have
+	if [ ! -s "$cache/mtty.c" ]; then
+		mkdir -p "$cache" || return 1
+		say "mtty: extracting samples/vfio-mdev/mtty.c from /usr/src/$pkg.tar.xz"
+		tar -xJOf "/usr/src/$pkg.tar.xz" --wildcards '*/samples/vfio-mdev/mtty.c' >"$cache/mtty.c.tmp" &&
+			[ -s "$cache/mtty.c.tmp" ] && mv "$cache/mtty.c.tmp" "$cache/mtty.c" ||
+			{ rm -f "$cache/mtty.c.tmp"; say "mtty: no samples/vfio-mdev/mtty.c in /usr/src/$pkg.tar.xz"; return 1; }
+	fi
+	[ "$have" = "${have#"$UPSTREAM"-}" ] && say "mtty: $pkg is $have, the kernel $KVER"
+	echo "$cache/mtty.c"
+}
+MTTY_C=
+if [ "$RIG_MTTY" = 1 ]; then
+	MTTY_C=$(mtty_source) || die "mtty: cannot get samples/vfio-mdev/mtty.c for $KVER (RIG_MTTY=0 runs without it)" 91
+fi
+if [ "$PREPARE" = 1 ]; then
+	say "prepared $KVER${MTTY_C:+ and $MTTY_C}"
+	exit 0
+fi
 
 # ---- work dir and cleanup ---------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kernel-rig.XXXXXX") || die "mktemp failed"
@@ -130,6 +196,16 @@ if ! make -s -C "$KDIR" M="$BUILD/mod" modules >"$WORK/build.log" 2>&1; then
 	die "module build failed" 91
 fi
 cp "$BUILD/mod/vfio_mig_test.ko" "$BUILD/"
+if [ -n "$MTTY_C" ]; then
+	mkdir -p "$BUILD/mtty"
+	cp "$MTTY_C" "$BUILD/mtty/mtty.c"
+	echo 'obj-m := mtty.o' >"$BUILD/mtty/Kbuild"
+	if ! make -s -C "$KDIR" M="$BUILD/mtty" modules >"$WORK/build-mtty.log" 2>&1; then
+		cat "$WORK/build-mtty.log" >&2
+		die "mtty build failed" 91
+	fi
+	cp "$BUILD/mtty/mtty.ko" "$BUILD/"
+fi
 if ! gcc -O2 -Wall -Wextra -pthread -o "$BUILD/guest-smoke" "$SELF_DIR/guest-smoke.c" >"$WORK/cc.log" 2>&1; then
 	cat "$WORK/cc.log" >&2
 	die "guest-smoke build failed" 91
@@ -220,8 +296,8 @@ if [ -z "${GUEST_CWD:-}" ]; then
 fi
 FSM_CSV=${VMT_FSM_CSV:-}
 if [ -z "$FSM_CSV" ]; then
-	for c in "$REPO_ROOT/../shared/spec/fsm-paths.csv" "$REPO_ROOT/shared/spec/fsm-paths.csv" \
-		/work/shared/spec/fsm-paths.csv; do
+	# the repository's own fixture first, else the spec folder beside the checkout
+	for c in "$REPO_ROOT/tests/fixtures/fsm-paths.csv" "$REPO_ROOT/../shared/spec/fsm-paths.csv"; do
 		[ -f "$c" ] && { FSM_CSV=$(cd "$(dirname "$c")" && pwd)/fsm-paths.csv; break; }
 	done
 fi
@@ -241,6 +317,11 @@ case "$FSM_CSV" in /tmp/*) cp "$FSM_CSV" "$SHARE/fsm-paths.csv"; FSM_CSV=/run/vm
 	printf 'export VMT_FSM_CSV=%q\n' "$FSM_CSV"
 	printf 'export VMT_UUID_A=%q\n' "${VMT_UUID_A:-3b5c2f0e-6a0d-4c1e-9a51-0000000000a1}"
 	printf 'export VMT_UUID_B=%q\n' "${VMT_UUID_B:-3b5c2f0e-6a0d-4c1e-9a51-0000000000b2}"
+	if [ -n "$MTTY_C" ]; then
+		printf 'export VMT_MTTY_KO=%q\n' /run/vmt/build/mtty.ko
+		printf 'export VMT_MTTY_A=%q\n' "${VMT_MTTY_A:-3b5c2f0e-6a0d-4c1e-9a51-0000000000c3}"
+		printf 'export VMT_MTTY_B=%q\n' "${VMT_MTTY_B:-3b5c2f0e-6a0d-4c1e-9a51-0000000000d4}"
+	fi
 	printf 'export VMT_REPO=%q\n' "$REPO_ROOT"
 	for n in ${GUEST_ENV:-}; do
 		[ -n "${!n+x}" ] && printf 'export %s=%q\n' "$n" "${!n}"
@@ -294,6 +375,6 @@ if grep -q 'kernel-rig-guest: setup failed' "$SHARE/output.txt" 2>/dev/null; the
 	echo "----- guest console (tail) -----"
 	tail -n 40 "$CONSOLE"
 fi
-say "guest test exited $RC; QEMU ran $((T1 - T0))s (builtin smoke test: $BUILTIN); guest output follows"
+say "guest test exited $RC; $KVER: QEMU ran $((T1 - T0))s (builtin smoke test: $BUILTIN); guest output follows"
 cat "$SHARE/output.txt"
 exit "$RC"

@@ -2,7 +2,9 @@
 /*
  * vfio_mig_test - a software mdev VFIO device that implements the VFIO
  * device migration protocol v2, for testing user-space migration code
- * against a real kernel (Linux 6.1 API, as shipped by Debian 12).
+ * against a real kernel. It builds against Linux 6.1 (Debian 12) and 6.12
+ * (Debian 12 security archive); on 6.2 and later it also offers PRE_COPY
+ * (caps 0x5, 0x7), VFIO_MIG_GET_PRECOPY_INFO and MIG_DATA_SIZE.
  *
  * Device model
  *   One region (index 0, offset 0) of `state_size` bytes: "the device
@@ -17,6 +19,8 @@
  *   24  size bytes      the region contents at STOP->STOP_COPY time
  *   24+size  u32 crc    CRC-32 (IEEE 802.3, as zlib's crc32()) of bytes [0, 24+size)
  *   28+size  u32 end    0x444E4554 ("TEND" read as bytes)
+ *   A session opened in PRE_COPY carries the header as its pre-copy data
+ *   (then ENOMSG until STOP_COPY); the rest follows in STOP_COPY.
  *
  * This file was written for this project; it follows the behaviour of the
  * upstream drivers described in the project specification, not their code.
@@ -37,7 +41,19 @@
 #include <linux/string.h>
 #include <linux/mdev.h>
 #include <linux/vfio.h>
+#include <linux/version.h>
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#include <linux/unaligned.h>
+#else
 #include <asm/unaligned.h>
+#endif
+
+/* PRE_COPY, VFIO_MIG_GET_PRECOPY_INFO and migration_get_data_size: Linux 6.2+ */
+#ifdef VFIO_MIGRATION_PRE_COPY
+#define VMT_HAVE_PRECOPY 1
+#else
+#define VMT_HAVE_PRECOPY 0
+#endif
 
 #define VMT_NAME		"vfio_mig_test"
 #define VMT_TYPE_SYSFS		"1"	/* type dir becomes "vfio_mig_test-1" */
@@ -58,7 +74,7 @@ MODULE_PARM_DESC(state_size, "bytes of device state (region 0), 1..64MiB, defaul
 
 static unsigned int caps = VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P;
 module_param(caps, uint, 0644);
-MODULE_PARM_DESC(caps, "migration flags of new instances: 1 (STOP_COPY) or 3 (STOP_COPY|P2P); read when an mdev is created");
+MODULE_PARM_DESC(caps, "migration flags of new instances: 1 (STOP_COPY), 3 (|P2P), on 6.2+ also 5 (STOP_COPY|PRE_COPY) and 7; read when an mdev is created");
 
 static char fail_arc[48];
 module_param_string(fail_arc, fail_arc, sizeof(fail_arc), 0644);
@@ -97,6 +113,7 @@ struct vmt_file {
 	size_t filled;			/* saving: bytes of stream; resuming: bytes written */
 	size_t pos;			/* stream position */
 	bool disabled;
+	bool precopy;			/* saving in PRE_COPY: only the header so far */
 };
 
 struct vmt_dev {
@@ -134,6 +151,10 @@ static const char *const vmt_state_names[] = {
 	[VFIO_DEVICE_STATE_STOP_COPY] = "STOP_COPY",
 	[VFIO_DEVICE_STATE_RESUMING] = "RESUMING",
 	[VFIO_DEVICE_STATE_RUNNING_P2P] = "RUNNING_P2P",
+#if VMT_HAVE_PRECOPY
+	[VFIO_DEVICE_STATE_PRE_COPY] = "PRE_COPY",
+	[VFIO_DEVICE_STATE_PRE_COPY_P2P] = "PRE_COPY_P2P",
+#endif
 };
 
 static const char *vmt_sname(enum vfio_device_mig_state s)
@@ -206,6 +227,10 @@ static ssize_t vmt_save_read(struct file *filp, char __user *buf, size_t len,
 		ret = -EINVAL;
 		goto out;
 	}
+	if (f->pos == f->filled && f->precopy && len) {
+		ret = -ENOMSG;	/* temporary end: more comes in STOP_COPY */
+		goto out;
+	}
 	n = min(len, f->filled - f->pos);
 	if (n && copy_to_user(buf, f->buf + f->pos, n)) {
 		ret = -EFAULT;
@@ -253,18 +278,75 @@ out:
 	return ret;
 }
 
+#if VMT_HAVE_PRECOPY
+static bool vmt_in_precopy(enum vfio_device_mig_state s)
+{
+	return s == VFIO_DEVICE_STATE_PRE_COPY || s == VFIO_DEVICE_STATE_PRE_COPY_P2P;
+}
+
+static void vmt_state_mutex_unlock(struct vmt_dev *d);
+
+/* VFIO_MIG_GET_PRECOPY_INFO: the device state is checked before the stream. */
+static long vmt_save_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
+{
+	struct vmt_file *f = filp->private_data;
+	struct vmt_dev *d = f->vdev;
+	struct vfio_precopy_info info;
+	unsigned long minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
+	long ret = 0;
+
+	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
+		return -ENOTTY;
+	if (copy_from_user(&info, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
+
+	mutex_lock(&d->state_mutex);
+	if (!vmt_in_precopy(d->mig_state)) {
+		ret = -EINVAL;
+		goto unlock;
+	}
+	mutex_lock(&f->lock);
+	if (f->disabled) {
+		ret = -ENODEV;
+	} else {
+		info.initial_bytes = f->filled - f->pos;
+		info.dirty_bytes = 0;
+		info.flags = 0;
+	}
+	mutex_unlock(&f->lock);
+unlock:
+	vmt_state_mutex_unlock(d);
+	if (ret)
+		return ret;
+	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
+}
+#endif
+
+/* no_llseek was removed in 6.12; stream_open() already makes the fd unseekable */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+#define VMT_LLSEEK .llseek = no_llseek,
+#else
+#define VMT_LLSEEK
+#endif
+
 static const struct file_operations vmt_save_fops = {
 	.owner = THIS_MODULE,
 	.read = vmt_save_read,
 	.release = vmt_file_release,
-	.llseek = no_llseek,
+#if VMT_HAVE_PRECOPY
+	.unlocked_ioctl = vmt_save_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+#endif
+	VMT_LLSEEK
 };
 
 static const struct file_operations vmt_resume_fops = {
 	.owner = THIS_MODULE,
 	.write = vmt_resume_write,
 	.release = vmt_file_release,
-	.llseek = no_llseek,
+	VMT_LLSEEK
 };
 
 static struct vmt_file *vmt_file_new(struct vmt_dev *d, bool saving)
@@ -302,8 +384,27 @@ static u32 vmt_crc(const u8 *p, size_t len)
 	return crc32_le(~0u, p, len) ^ ~0u;
 }
 
-/* STOP -> STOP_COPY: snapshot the region into a new saving stream. */
-static struct file *vmt_start_saving(struct vmt_dev *d)
+/* Caller holds f->lock: the region snapshot, CRC and end marker after the header. */
+static void vmt_fill_state(struct vmt_dev *d, struct vmt_file *f)
+{
+	u8 *p = f->buf;
+
+	mutex_lock(&d->data_lock);
+	memcpy(p + VMT_HDR_LEN, d->state, d->size);
+	mutex_unlock(&d->data_lock);
+	put_unaligned_le32(vmt_crc(p, VMT_HDR_LEN + d->size), p + VMT_HDR_LEN + d->size);
+	put_unaligned_le32(VMT_END, p + VMT_HDR_LEN + d->size + 4);
+	if (READ_ONCE(corrupt_stream))
+		p[VMT_HDR_LEN] ^= 0x5a;	/* first state byte; caught by the CRC */
+	f->filled = f->max;
+	f->precopy = false;
+}
+
+/*
+ * STOP -> STOP_COPY: a new saving stream with the whole state.
+ * RUNNING(_P2P) -> PRE_COPY(_P2P): a new saving stream holding the header only.
+ */
+static struct file *vmt_start_saving(struct vmt_dev *d, bool precopy)
 {
 	struct vmt_file *f = vmt_file_new(d, true);
 	u8 *p;
@@ -315,19 +416,36 @@ static struct file *vmt_start_saving(struct vmt_dev *d)
 	put_unaligned_le32(VMT_VERSION, p + 8);
 	put_unaligned_le32(0, p + 12);
 	put_unaligned_le64(d->size, p + 16);
-	mutex_lock(&d->data_lock);
-	memcpy(p + VMT_HDR_LEN, d->state, d->size);
-	mutex_unlock(&d->data_lock);
-	put_unaligned_le32(vmt_crc(p, VMT_HDR_LEN + d->size), p + VMT_HDR_LEN + d->size);
-	put_unaligned_le32(VMT_END, p + VMT_HDR_LEN + d->size + 4);
-	if (READ_ONCE(corrupt_stream))
-		p[VMT_HDR_LEN] ^= 0x5a;	/* first state byte; caught by the CRC */
-	f->filled = f->max;
+	if (precopy) {
+		f->filled = VMT_HDR_LEN;
+		f->precopy = true;
+	} else {
+		vmt_fill_state(d, f);
+	}
 
 	get_file(f->filp);	/* the driver keeps one reference */
 	d->saving = f;
 	return f->filp;
 }
+
+#if VMT_HAVE_PRECOPY
+/* PRE_COPY(_P2P) -> STOP_COPY: the open stream continues with the state. */
+static int vmt_finish_saving(struct vmt_dev *d)
+{
+	struct vmt_file *f = d->saving;
+	int ret = 0;
+
+	if (WARN_ON(!f))
+		return -EINVAL;
+	mutex_lock(&f->lock);
+	if (f->disabled)
+		ret = -ENODEV;
+	else if (f->precopy)
+		vmt_fill_state(d, f);
+	mutex_unlock(&f->lock);
+	return ret;
+}
+#endif
 
 static struct file *vmt_start_resuming(struct vmt_dev *d)
 {
@@ -394,6 +512,23 @@ static bool vmt_arc_legal(u32 c, enum vfio_device_mig_state cur,
 	    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_RESUMING) ||
 	    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_STOP))
 		return true;
+#if VMT_HAVE_PRECOPY
+	if (c & VFIO_MIGRATION_PRE_COPY) {
+		if (vmt_arc_is(cur, next, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_PRE_COPY) ||
+		    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING))
+			return true;
+		if (c & VFIO_MIGRATION_P2P) {
+			if (vmt_arc_is(cur, next, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P) ||
+			    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_PRE_COPY) ||
+			    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_PRE_COPY_P2P) ||
+			    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_RUNNING_P2P) ||
+			    vmt_arc_is(cur, next, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_STOP_COPY))
+				return true;
+		} else if (vmt_arc_is(cur, next, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_STOP_COPY)) {
+			return true;
+		}
+	}
+#endif
 	if (c & VFIO_MIGRATION_P2P)
 		return vmt_arc_is(cur, next, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING_P2P) ||
 		       vmt_arc_is(cur, next, VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_RUNNING) ||
@@ -447,7 +582,21 @@ static struct file *vmt_step(struct vmt_dev *d, enum vfio_device_mig_state next)
 	}
 
 	if (cur == VFIO_DEVICE_STATE_STOP && next == VFIO_DEVICE_STATE_STOP_COPY)
-		return vmt_start_saving(d);
+		return vmt_start_saving(d, false);
+#if VMT_HAVE_PRECOPY
+	if ((cur == VFIO_DEVICE_STATE_RUNNING && next == VFIO_DEVICE_STATE_PRE_COPY) ||
+	    (cur == VFIO_DEVICE_STATE_RUNNING_P2P && next == VFIO_DEVICE_STATE_PRE_COPY_P2P))
+		return vmt_start_saving(d, true);
+	if (vmt_in_precopy(cur) && next == VFIO_DEVICE_STATE_STOP_COPY) {
+		ret = vmt_finish_saving(d);
+		return ret ? ERR_PTR(ret) : NULL;	/* the same fd continues */
+	}
+	if ((cur == VFIO_DEVICE_STATE_PRE_COPY && next == VFIO_DEVICE_STATE_RUNNING) ||
+	    (cur == VFIO_DEVICE_STATE_PRE_COPY_P2P && next == VFIO_DEVICE_STATE_RUNNING_P2P)) {
+		vmt_disable_files(d);
+		return NULL;
+	}
+#endif
 	if (cur == VFIO_DEVICE_STATE_STOP && next == VFIO_DEVICE_STATE_RESUMING)
 		return vmt_start_resuming(d);
 	if (cur == VFIO_DEVICE_STATE_STOP_COPY && next == VFIO_DEVICE_STATE_STOP) {
@@ -461,8 +610,9 @@ static struct file *vmt_step(struct vmt_dev *d, enum vfio_device_mig_state next)
 		vmt_disable_files(d);
 		return NULL;
 	}
-	/* RUNNING<->RUNNING_P2P, RUNNING_P2P<->STOP, RUNNING<->STOP: nothing to do
-	 * for a device that does no DMA and raises no interrupts. */
+	/* RUNNING<->RUNNING_P2P, RUNNING_P2P<->STOP, RUNNING<->STOP,
+	 * PRE_COPY<->PRE_COPY_P2P: nothing to do for a device that does no DMA
+	 * and raises no interrupts. */
 	return NULL;
 }
 
@@ -546,9 +696,28 @@ static int vmt_get_state(struct vfio_device *vdev,
 	return 0;
 }
 
+#if VMT_HAVE_PRECOPY
+/* MIG_DATA_SIZE: the bytes STOP_COPY would still deliver. */
+static int vmt_get_data_size(struct vfio_device *vdev, unsigned long *stop_copy_length)
+{
+	struct vmt_dev *d = container_of(vdev, struct vmt_dev, vdev);
+
+	mutex_lock(&d->state_mutex);
+	if (d->saving && vmt_in_precopy(d->mig_state))
+		*stop_copy_length = d->size + VMT_TRAILER_LEN;	/* the header went in pre-copy */
+	else
+		*stop_copy_length = vmt_stream_len(d);
+	vmt_state_mutex_unlock(d);
+	return 0;
+}
+#endif
+
 static const struct vfio_migration_ops vmt_mig_ops = {
 	.migration_set_state = vmt_set_state,
 	.migration_get_state = vmt_get_state,
+#if VMT_HAVE_PRECOPY
+	.migration_get_data_size = vmt_get_data_size,
+#endif
 };
 
 /* ---- DMA logging: accepted, never reports a dirty page ------------------ */
@@ -705,9 +874,17 @@ static int vmt_init_dev(struct vfio_device *vdev)
 	u32 c = READ_ONCE(caps);
 	int avail;
 
-	if (c != VFIO_MIGRATION_STOP_COPY &&
-	    c != (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P))
+	switch (c) {
+	case VFIO_MIGRATION_STOP_COPY:
+	case VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P:
+#if VMT_HAVE_PRECOPY
+	case VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_PRE_COPY:
+	case VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY:
+#endif
+		break;
+	default:
 		return -EINVAL;
+	}
 
 	do {
 		avail = atomic_read(&vmt_available);
@@ -741,7 +918,9 @@ static void vmt_release_dev(struct vfio_device *vdev)
 	mutex_destroy(&d->data_lock);
 	vfree(d->state);
 	atomic_inc(&vmt_available);
-	vfio_free_device(vdev);		/* 6.1: the driver frees the allocation */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
+	vfio_free_device(vdev);		/* 6.1: the driver frees the allocation; 6.2+: the core does */
+#endif
 }
 
 static const struct vfio_device_ops vmt_dev_ops = {
@@ -753,6 +932,12 @@ static const struct vfio_device_ops vmt_dev_ops = {
 	.read = vmt_read,
 	.write = vmt_write,
 	.ioctl = vmt_ioctl,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0) && IS_ENABLED(CONFIG_IOMMUFD)
+	.bind_iommufd = vfio_iommufd_emulated_bind,
+	.unbind_iommufd = vfio_iommufd_emulated_unbind,
+	.attach_ioas = vfio_iommufd_emulated_attach_ioas,
+	.detach_ioas = vfio_iommufd_emulated_detach_ioas,
+#endif
 };
 
 /* ---- mdev driver -------------------------------------------------------- */
@@ -824,7 +1009,11 @@ static int __init vmt_init(void)
 	if (ret)
 		return ret;
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	vmt_class = class_create(VMT_NAME);
+#else
 	vmt_class = class_create(THIS_MODULE, VMT_NAME);
+#endif
 	if (IS_ERR(vmt_class)) {
 		ret = PTR_ERR(vmt_class);
 		goto err_driver;

@@ -22,20 +22,21 @@ internal static class CheckCommand
         var destructive = new Option<bool>("--allow-destructive") { Description = "Allow loading migration data into the device itself (overwrites its state)" };
         var peer = new Option<string?>("--peer") { Description = "A second compatible device to resume into (it is overwritten)" };
         var strict = new Option<bool>("--strict") { Description = "Treat warnings (e.g. 0 instead of ENOMSG) as failures" };
+        var junit = new Option<string?>("--junit") { Description = "Also write the report as JUnit XML to this file (for CI)" };
 
         var command = new Command("check", "Check a migration-capable device against the VFIO migration v2 protocol rules.")
         {
-            device, json, only, destructive, peer, strict,
+            device, json, only, destructive, peer, strict, junit,
         };
         command.SetAction((parse, cancellationToken) => RunAsync(
-            new CheckSettings(parse.GetValue(device)!, parse.GetValue(json), parse.GetValue(only) ?? [], parse.GetValue(destructive), parse.GetValue(peer), parse.GetValue(strict)),
+            new CheckSettings(parse.GetValue(device)!, parse.GetValue(json), parse.GetValue(only) ?? [], parse.GetValue(destructive), parse.GetValue(peer), parse.GetValue(strict), parse.GetValue(junit)),
             Console.Out, Console.Error, cancellationToken));
         return command;
     }
 
-    internal sealed record CheckSettings(string Device, bool Json, IReadOnlyList<string> Only, bool AllowDestructive, string? Peer, bool Strict);
+    internal sealed record CheckSettings(string Device, bool Json, IReadOnlyList<string> Only, bool AllowDestructive, string? Peer, bool Strict, string? Junit = null);
 
-    /// <summary>Runs the check; 0 = no failure, 1 = at least one rule failed, 2 = usage or open error.</summary>
+    /// <summary>Runs the check; 0 = conformant (no rule failed), 1 = not conformant, 2 = usage, open or report-file error.</summary>
     internal static async Task<int> RunAsync(CheckSettings settings, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
     {
         var groups = settings.Only.SelectMany(g => g.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Distinct().ToList();
@@ -44,7 +45,7 @@ internal static class CheckCommand
             if (!ConformanceGroups.Selectable.Contains(g))
             {
                 await stderr.WriteLineAsync($"EINVAL: --only: '{g}' is not a group (one of {string.Join(", ", ConformanceGroups.Selectable)})").ConfigureAwait(false);
-                return 2;
+                return ExitCodes.Usage;
             }
         }
 
@@ -72,12 +73,24 @@ internal static class CheckCommand
                 await stdout.WriteLineAsync(ToJson(report)).ConfigureAwait(false);
             else
                 await stdout.WriteAsync(FormatText(report)).ConfigureAwait(false);
-            return report.Failed > 0 ? 1 : 0;
+            if (settings.Junit is { } junitPath)
+            {
+                try
+                {
+                    await File.WriteAllTextAsync(junitPath, ConformanceJUnit.Format(report), cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    await stderr.WriteLineAsync($"EIO: --junit {junitPath}: the report could not be written ({ex.Message})").ConfigureAwait(false);
+                    return ExitCodes.Usage;
+                }
+            }
+            return report.Conformant ? ExitCodes.Success : ExitCodes.Failed;
         }
         catch (VfioException ex)
         {
             await stderr.WriteLineAsync(ex.Message).ConfigureAwait(false);
-            return 2;
+            return ExitCodes.Usage;
         }
         finally
         {
@@ -129,13 +142,18 @@ internal static class CheckCommand
                 {
                     ConformanceVerdict.Pass => "PASS",
                     ConformanceVerdict.Fail => "FAIL",
+                    ConformanceVerdict.Blocked => "BLOCKED",
                     _ => "SKIP",
                 };
                 string detail = r.Warning is null ? r.Detail : $"{r.Detail} [warning: {r.Warning}]";
+                if (r.BlockedBy is { } cause)
+                    detail = $"[by {cause}] {detail}";
                 w.WriteLine($"{r.Rule.PadRight(ruleWidth)}  {r.Spec.PadRight(specWidth)}  {verdict,-7}  {detail}");
             }
         }
         w.WriteLine();
+        if (report.DeviceLost is { } lost)
+            w.WriteLine($"the device stopped answering during {lost.Rule}: {lost.Detail}; the rules after it are BLOCKED");
         w.WriteLine(report.Summary);
         return w.ToString();
     }

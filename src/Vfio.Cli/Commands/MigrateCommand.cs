@@ -29,20 +29,32 @@ internal static class MigrateCommand
             Description = "REGION_WRITE into the vfio-user source before migrating, REGION:OFFSET:VALUE (VALUE = hex bytes or u64=N little-endian); repeatable",
             AllowMultipleArgumentsPerToken = false,
         };
+        var stateDir = MigrationRecords.StateDirOption();
+        var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, loaded, committed, started)", Hidden = true };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, json, noVerify, precopy, sourceWrite,
+            from, to, downtime, json, noVerify, precopy, sourceWrite, stateDir, pauseAt,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             bool asJson = parse.GetValue(json);
+            string? dir = parse.GetValue(stateDir);
+            var id = Guid.NewGuid();
+            var store = MigrationRecords.Open(dir);
+            IVfioMigrationDevice? source = null, destination = null;
             try
             {
-                var options = MigrationOptions.Default with { DowntimeLimit = Units.ParseDuration(parse.GetValue(downtime)!, "downtime-limit") };
+                var options = MigrationOptions.Default with
+                {
+                    DowntimeLimit = Units.ParseDuration(parse.GetValue(downtime)!, "downtime-limit"),
+                    MigrationId = id,
+                    DecisionStore = store,
+                    Checkpoint = PauseHook(parse.GetValue(pauseAt)),
+                };
                 var src = DeviceAddress.Parse(parse.GetValue(from)!);
                 var dst = DeviceAddress.Parse(parse.GetValue(to)!);
-                await using var source = await src.OpenAsync(cancellationToken).ConfigureAwait(false);
-                await using var destination = await dst.OpenAsync(cancellationToken).ConfigureAwait(false);
+                source = await src.OpenAsync(cancellationToken).ConfigureAwait(false);
+                destination = await dst.OpenAsync(cancellationToken).ConfigureAwait(false);
                 await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
                 // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
                 // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
@@ -51,6 +63,8 @@ internal static class MigrateCommand
                 if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
                     bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
                 options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, asJson ? null : Console.Out, cancellationToken).ConfigureAwait(false);
+                if (!asJson)
+                    Console.Out.WriteLine($"migration {id}: {src} -> {dst} (records in {store.Directory})");
                 var progress = asJson ? null : new ConsoleProgress();
                 var stats = await MigrationEngine.MigrateAsync([source], [destination], options, progress, cancellationToken).ConfigureAwait(false);
                 string? verified = null, skipped = null;
@@ -59,7 +73,7 @@ internal static class MigrateCommand
                 var ci = CultureInfo.InvariantCulture;
                 if (asJson)
                 {
-                    Console.Out.Write(ToJson(src.ToString(), dst.ToString(), stats, verified, skipped));
+                    Console.Out.Write(ToJson(id, src.ToString(), dst.ToString(), stats, verified, skipped));
                 }
                 else
                 {
@@ -77,12 +91,33 @@ internal static class MigrateCommand
             catch (VerificationException ex)
             {
                 Console.Error.WriteLine(ex.Message);
-                return 3;
+                return ExitCodes.VerificationMismatch;
             }
-            catch (Exception ex) when (ex is VfioException or MigrationException)
+            catch (Exception ex) when (ex is VfioException or MigrationException or OperationCanceledException)
             {
-                Console.Error.WriteLine(ex.Message);
-                return 1;
+                bool held = ex is MigrationException { Held: true };
+                Console.Error.WriteLine($"vfio-mig migrate: error: {(ex is OperationCanceledException ? "ECANCELED: the migration was canceled" : ex.Message)}");
+                if (ex is MigrationException { RecoveryErrors.Count: > 0 } failed)
+                {
+                    foreach (var r in failed.RecoveryErrors)
+                        Console.Error.WriteLine("vfio-mig migrate: recovery: " + r);
+                }
+                var devices = new List<(MigrationSide, IVfioMigrationDevice)>();
+                if (source is not null)
+                    devices.Add((MigrationSide.Source, source));
+                if (destination is not null)
+                    devices.Add((MigrationSide.Destination, destination));
+                await MigrationRecords.ReportAsync("migrate", devices, held, id, dir).ConfigureAwait(false);
+                if (asJson)
+                    Console.Out.WriteLine($"{{\"migration_id\":\"{id}\",\"success\":false,\"held\":{(held ? "true" : "false")},\"resolve\":{(held ? JsonSerializer.Serialize(MigrationRecords.ResolveCommand(id, dir), MigrateJsonContext.Default.String) : "null")}}}");
+                return held ? ExitCodes.Held : ex is VfioException { Errno: Errno.EINVAL } && source is null ? ExitCodes.Usage : ExitCodes.Failed;
+            }
+            finally
+            {
+                if (destination is not null)
+                    await destination.DisposeAsync().ConfigureAwait(false);
+                if (source is not null)
+                    await source.DisposeAsync().ConfigureAwait(false);
             }
         });
         return command;
@@ -146,12 +181,37 @@ internal static class MigrateCommand
         return a ?? b ?? 0;
     }
 
-    private static string ToJson(string from, string to, MigrationStatistics stats, string? verified, string? skipped)
+    // Test aid (hidden --pause-at): stops at one checkpoint so a process test can kill the controller there.
+    private static Func<MigrationCheckpoint, CancellationToken, ValueTask>? PauseHook(string? point)
+    {
+        if (point is null)
+            return null;
+        var at = point switch
+        {
+            "precopy" => MigrationCheckpoint.PreCopy,
+            "stopcopy" => MigrationCheckpoint.StopCopy,
+            "loaded" => MigrationCheckpoint.Loaded,
+            "committed" => MigrationCheckpoint.Committed,
+            "started" => MigrationCheckpoint.Started,
+            _ => throw new VfioException(Errno.EINVAL, "parse --pause-at", $"'{point}': use precopy, stopcopy, loaded, committed or started"),
+        };
+        return async (p, _) =>
+        {
+            if (p != at)
+                return;
+            await Console.Out.WriteLineAsync($"paused at {point}").ConfigureAwait(false);
+            await Console.Out.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            await Task.Delay(Timeout.Infinite, CancellationToken.None).ConfigureAwait(false);
+        };
+    }
+
+    private static string ToJson(Guid id, string from, string to, MigrationStatistics stats, string? verified, string? skipped)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
         {
             w.WriteStartObject();
+            w.WriteString("migration_id", id.ToString("D"));
             w.WriteString("from", from);
             w.WriteString("to", to);
             w.WriteBoolean("success", true);
@@ -188,3 +248,6 @@ internal static class MigrateCommand
 
     private sealed class VerificationException(string message) : Exception(message);
 }
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class MigrateJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

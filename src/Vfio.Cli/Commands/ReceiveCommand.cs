@@ -22,11 +22,12 @@ internal static class ReceiveCommand
         var revocation = NetCli.Revocation();
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
+        var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", DefaultValueFactory = _ => "none" };
         var maxQueued = new Option<string>("--max-queued") { Description = "Most out-of-order channel data held at once (≥ 4MiB)", DefaultValueFactory = _ => "64MiB" };
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, maxQueued, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, inject,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -53,6 +54,12 @@ internal static class ReceiveCommand
                     HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),
                 };
                 security.ValidateReceiver();
+                string acceptText = parse.GetValue(acceptTimeout)!;
+                var acceptOptions = new NetAcceptOptions
+                {
+                    AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : NetCli.Duration(acceptText, "accept-timeout"),
+                    OnDropped = line => Console.Error.WriteLine("vfio-mig receive: " + line),
+                };
                 var sessionOptions = new NetSessionOptions { MaxQueuedBytes = Math.Max(NetProtocol.MaxFramePayload, Units.ParseBytes(parse.GetValue(maxQueued)!, "max-queued")) };
 
                 var address = DeviceAddress.Parse(parse.GetValue(into)!);
@@ -68,7 +75,7 @@ internal static class ReceiveCommand
                 await using var listener = NetListener.Bind(host, port);
                 string mode = NetCli.DescribeMode(security, receiver: true, "receive");
                 Console.WriteLine($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
-                await using var session = await listener.AcceptSessionAsync(security, sessionOptions, cancellationToken).ConfigureAwait(false);
+                await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
                 Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
                 var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default,

@@ -24,6 +24,10 @@ internal static class TcpBenchCommand
     private static NetSecurityOptions s_send = NetSecurityOptions.InsecureDefault;
     private static NetSecurityOptions s_receive = NetSecurityOptions.InsecureDefault;
     private static int s_runs = 1;
+    private static TextWriter s_text = Console.Out;
+
+    /// <summary>The ratio the headline (sample device, 1 channel vs 1 raw connection) is held to.</summary>
+    private const double Target = 0.6;
 
     private enum DeviceKind
     {
@@ -38,11 +42,12 @@ internal static class TcpBenchCommand
     {
         var size = new Option<string>("--size") { Description = "Device state size (both devices)", DefaultValueFactory = _ => "1GiB" };
         var channels = new Option<int>("--channels") { Description = "Channels of the multi-channel runs (compared with 1)", DefaultValueFactory = _ => 4 };
-        var runs = new Option<int>("--runs") { Description = "Timed runs of every row; the fastest is reported (the machine may be shared)", DefaultValueFactory = _ => 1 };
+        var runs = new Option<int>("--runs") { Description = "Pairs (migration and raw copy of the same bytes, alternating which goes first) per channel count; the ratio is their median", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON document (snake_case keys) on stdout; the text goes to stderr" };
         var tls = new Option<bool>("--tls") { Description = "Run the migrations and the transport-only rows over TLS (a throw-away certificate made in process), and add a raw TLS copy" };
-        var command = new Command("tcp", "Migrate a sample device and a memory-image device over loopback TCP with 1 and N channels and compare with a raw TCP copy of the same bytes in the same run.")
+        var command = new Command("tcp", "Migrate a sample device over loopback TCP with 1 and N channels, each paired with a raw blocking TCP copy of the same bytes over as many connections.")
         {
-            size, channels, runs, tls,
+            size, channels, runs, tls, json,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -59,7 +64,7 @@ internal static class TcpBenchCommand
                 if (s_runs is < 1 or > 20)
                     throw new VfioException(Errno.EINVAL, "bench tcp", "--runs must be 1..20");
                 (s_send, s_receive) = useTls ? MakeTls() : (NetSecurityOptions.InsecureDefault, NetSecurityOptions.InsecureDefault);
-                await RunAsync(bytes, n, useTls, cancellationToken).ConfigureAwait(false);
+                await RunAsync(bytes, n, useTls, parse.GetValue(json), cancellationToken).ConfigureAwait(false);
                 return 0;
             }
             catch (Exception e) when (e is VfioException or MigrationException or IOException)
@@ -70,12 +75,12 @@ internal static class TcpBenchCommand
         return command;
     }
 
-    private static async Task RunAsync(long bytes, int n, bool useTls, CancellationToken cancellationToken)
+    private static async Task RunAsync(long bytes, int n, bool useTls, bool asJson, CancellationToken cancellationToken)
     {
+        s_text = asJson ? Console.Error : Console.Out;
         bool image = bytes <= MemoryImageDevice.MaxSize;
-        string security = useTls ? "migrations over TLS; the headline raw copy is plain TCP, a raw TLS copy is context" : "no TLS";
-        string runs = s_runs == 1 ? "1 timed run per row" : F($"fastest of {s_runs} timed runs per row");
-        Line($"bench tcp: {Units.FormatBytes(bytes)} device state, path {Path} loopback, sender and receiver in this process, {Environment.ProcessorCount} CPUs, {security}, {runs}");
+        string security = useTls ? "migrations over TLS; the raw references are plain TCP, a raw TLS copy is context" : "no TLS";
+        Line($"bench tcp: {Units.FormatBytes(bytes)} sample device, path {Path} loopback, sender and receiver in this process, {Environment.ProcessorCount} CPUs, {security}, {s_runs} pair(s) per channel count");
 
         // Warm-up, not reported: three rounds, so the hot methods reach their optimised tier (tiering needs 30
         // calls, then compiles in the background) before any clock starts, and that compiling does not share
@@ -84,102 +89,75 @@ internal static class TcpBenchCommand
         for (int round = 0; round < 3; round++)
         {
             await MigrateAsync(DeviceKind.Sample, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
-            if (image)
-                await MigrateAsync(DeviceKind.MemoryImage, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
-            await RawCopyAsync(32 << 20, warm, warm, useTls, cancellationToken).ConfigureAwait(false);
+            await RawCopyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
             await TransportOnlyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
         }
         await Task.Delay(200, cancellationToken).ConfigureAwait(false);
 
-        var sample1 = await FastestAsync(() => MigrateAsync(DeviceKind.Sample, bytes, 1, cancellationToken)).ConfigureAwait(false);
-        var sampleN = n == 1 ? sample1 : await FastestAsync(() => MigrateAsync(DeviceKind.Sample, bytes, n, cancellationToken)).ConfigureAwait(false);
-        Run image1 = default, imageN = default;
-        if (image)
-        {
-            image1 = await FastestAsync(() => MigrateAsync(DeviceKind.MemoryImage, bytes, 1, cancellationToken)).ConfigureAwait(false);
-            imageN = n == 1 ? image1 : await FastestAsync(() => MigrateAsync(DeviceKind.MemoryImage, bytes, n, cancellationToken)).ConfigureAwait(false);
-        }
-        var sampleEngine = await FastestAsync(() => InProcessAsync(DeviceKind.Sample, bytes, cancellationToken)).ConfigureAwait(false);
-        var imageEngine = image ? await FastestAsync(() => InProcessAsync(DeviceKind.MemoryImage, bytes, cancellationToken)).ConfigureAwait(false) : default;
-
-        // The raw references read a source as large as the device state and write a destination as large as the
-        // stream, both made and touched before any clock starts, as the migrations read and write their devices.
-        long longest = Math.Max(sampleN.Bytes, imageN.Bytes);
+        // The raw references read a source as large as the device state and write a destination as large, both
+        // made and touched before any clock starts, as the migrations read and write their devices.
         var source = new BenchBuffer(bytes, random: true);
-        var destination = new BenchBuffer(longest, random: false);
-        var hot = new BenchBuffer(1 << 20, random: true);
-        var rawSample = await FastestAsync(() => RawCopyAsync(sampleN.Bytes, source, destination, tls: false, cancellationToken)).ConfigureAwait(false);
-        var rawImage = image ? await FastestAsync(() => RawCopyAsync(imageN.Bytes, source, destination, tls: false, cancellationToken)).ConfigureAwait(false) : default;
-        var rawTls = useTls ? await FastestAsync(() => RawCopyAsync(sampleN.Bytes, source, destination, tls: true, cancellationToken)).ConfigureAwait(false) : default;
-        var rawHot = await FastestAsync(() => RawCopyAsync(sampleN.Bytes, hot, hot, tls: false, cancellationToken)).ConfigureAwait(false);
-        var transport1 = await FastestAsync(() => TransportOnlyAsync(sampleN.Bytes, 1, source, destination, cancellationToken)).ConfigureAwait(false);
-        var transportN = n == 1 ? transport1 : await FastestAsync(() => TransportOnlyAsync(sampleN.Bytes, n, source, destination, cancellationToken)).ConfigureAwait(false);
+        var destination = new BenchBuffer(bytes, random: false);
+        var report = new BenchReport("tcp", bytes, s_runs, Target);
+        var counts = n == 1 ? new[] { 1 } : new[] { 1, n };
+        var medians = new Dictionary<int, double>();
+        var times = new Dictionary<int, List<TimeSpan>>();
+        foreach (int c in counts)
+        {
+            // c channels against c raw connections, paired; the pairs alternate which half runs first.
+            var series = report.Add(F($"sample_{c}ch"), F($"raw_tcp_{c}conn_blocking"));
+            times[c] = [];
+            long streamBytes = 0;
+            for (int i = 0; i < s_runs; i++)
+            {
+                Run? rawFirst = i % 2 == 1 && streamBytes > 0 ? await RawCopyAsync(streamBytes, c, source, destination, cancellationToken).ConfigureAwait(false) : null;
+                var migration = await MigrateAsync(DeviceKind.Sample, bytes, c, cancellationToken).ConfigureAwait(false);
+                streamBytes = migration.Bytes;
+                var raw = rawFirst ?? await RawCopyAsync(streamBytes, c, source, destination, cancellationToken).ConfigureAwait(false);
+                series.Pair(streamBytes, migration.Time.TotalSeconds, 0, raw.Time.TotalSeconds, 0);
+                times[c].Add(migration.Time);
+                Line($"pair {i + 1}, {c} channel(s): migration {Units.FormatBytes(streamBytes / migration.Time.TotalSeconds)}/s, raw TCP copy over {c} connection(s) {Units.FormatBytes(streamBytes / raw.Time.TotalSeconds)}/s, ratio {raw.Time / migration.Time:0.00}");
+            }
+            medians[c] = series.MedianRatio;
+        }
 
-        Report("migration, sample device, 1 channel", sample1);
-        if (n != 1)
-            Report($"migration, sample device, {n} channels", sampleN);
+        // Context, one run each, never a reference.
+        var context = report.Add("context", "");
+        var engine = await InProcessAsync(DeviceKind.Sample, bytes, cancellationToken).ConfigureAwait(false);
+        Report("context: engine in process, no TCP, sample device", engine);
+        context.Context["engine_in_process_bytes_per_second"] = engine.Bytes / engine.Time.TotalSeconds;
         if (image)
         {
-            Report("migration, memory-image device, 1 channel", image1);
-            if (n != 1)
-                Report($"migration, memory-image device, {n} channels", imageN);
+            var imageRun = await MigrateAsync(DeviceKind.MemoryImage, bytes, 1, cancellationToken).ConfigureAwait(false);
+            Report("context: migration, memory-image device, 1 channel", imageRun);
+            context.Context["memory_image_1ch_bytes_per_second"] = imageRun.Bytes / imageRun.Time.TotalSeconds;
         }
-        else
-        {
-            Line($"(memory-image rows skipped: one image holds at most {Units.FormatBytes(MemoryImageDevice.MaxSize)})");
-        }
-        Report("raw TCP copy (sample stream), 1 connection", rawSample);
-        if (image)
-            Report("raw TCP copy (image stream), 1 connection", rawImage);
+        var transport = await TransportOnlyAsync(bytes, 1, source, destination, cancellationToken).ConfigureAwait(false);
+        Report(useTls ? "context: transport only (TLS), 1 channel" : "context: transport only, 1 channel", transport);
+        context.Context["transport_only_1ch_bytes_per_second"] = transport.Bytes / transport.Time.TotalSeconds;
         if (useTls)
-            Report("raw TLS copy (sample stream), 1 connection", rawTls);
-        Report("engine in process, no TCP, sample device", sampleEngine);
-        if (image)
-            Report("engine in process, no TCP, memory image", imageEngine);
-        Report(useTls ? "transport only (TLS), 1 channel" : "transport only, 1 channel", transport1);
-        if (n != 1)
-            Report(useTls ? $"transport only (TLS), {n} channels" : $"transport only, {n} channels", transportN);
-        Report("context: raw TCP copy, hot 1 MiB buffers", rawHot);
+        {
+            var rawTls = await RawTlsCopyAsync(bytes, source, destination, cancellationToken).ConfigureAwait(false);
+            Report("context: raw TLS copy, 1 connection", rawTls);
+            context.Context["raw_tls_1conn_bytes_per_second"] = rawTls.Bytes / rawTls.Time.TotalSeconds;
+        }
 
         string over = useTls ? $"TLS over TCP {Path}" : $"TCP {Path}";
-        var sampleBest = Best(sample1, sampleN);
-        RatioLine("sample device", over, n, rawSample, sampleBest);
-        if (image)
-            RatioLine("memory-image device", over, n, rawImage, Best(image1, imageN));
-        if (useTls)
-        {
-            string imageTls = image ? F($", memory-image device {Ratio(rawTls, Best(image1, imageN)):0.00}") : "";
-            Line($"context: migration vs the raw TLS copy: sample device {Ratio(rawTls, sampleBest):0.00}{imageTls}");
-        }
-        Line($"context: migration vs the hot-buffer raw TCP copy (sample device; the reference before 2026-11-23): {Ratio(rawHot, sampleBest):0.00}");
-        string imageEngineRatio = image ? F($", memory-image device {Ratio(rawImage, imageEngine):0.00}") : "";
-        Line($"context: engine in process without TCP vs the raw TCP copy: sample device {Ratio(rawSample, sampleEngine):0.00}{imageEngineRatio}");
-        string imageSpeedup = image ? F($", {image1.Time / imageN.Time:0.00}x (memory-image device)") : "";
-        Line($"speedup {n} channels over 1: {sample1.Time / sampleN.Time:0.00}x (sample device){imageSpeedup}");
+        foreach (int c in counts)
+            Line($"ratio ({c} channel(s) vs {c} raw connection(s), sample device over {over}): {medians[c]:0.00} (median of {s_runs} pair(s))");
+        if (n != 1)
+            Line($"speedup {n} channels over 1: {Median(times[1]) / Median(times[n]):0.00}x (sample device, median times)");
+        report.Headline("sample_1ch", medians[1]);
+        Line($"ratio: {medians[1]:0.00} (sample device, 1 channel vs 1 raw blocking TCP connection; target >= {Target:0.00}: {(medians[1] >= Target ? "met" : "NOT met")})");
+        if (asJson)
+            await report.WriteAsync(Console.Out).ConfigureAwait(false);
     }
 
-    private static Run Best(Run a, Run b) => a.Time <= b.Time ? a : b;
-
-    private static async Task<Run> FastestAsync(Func<Task<Run>> measure)
-    {
-        var best = await measure().ConfigureAwait(false);
-        for (int i = 1; i < s_runs; i++)
-            best = Best(best, await measure().ConfigureAwait(false));
-        return best;
-    }
-
-    private static double Ratio(Run raw, Run measured) => raw.Time / measured.Time;
-
-    private static void RatioLine(string device, string over, int n, Run raw, Run best)
-    {
-        double ratio = Ratio(raw, best);
-        string runs = n == 1 ? "1 channel" : F($"best of 1 and {n} channels");
-        Line($"ratio migration/raw ({device}, {runs}, over {over}, vs a raw TCP copy of the same {Units.FormatBytes(raw.Bytes)} over {Path}): {ratio:0.000}; target >= 0.800: {(ratio >= 0.8 ? "met" : "NOT met")}");
-    }
+    private static double Median(List<TimeSpan> times) => times.Order().ElementAt(times.Count / 2).TotalSeconds;
 
     private static string F(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
-    private static void Line(FormattableString text) => Console.WriteLine(F(text));
+    private static void Line(FormattableString text) => s_text.WriteLine(F(text));
 
     private static void Report(string what, Run run)
         => Line($"{what,-46} {Units.FormatBytes(run.Bytes),10} in {run.Time.TotalSeconds,7:0.000} s = {Units.FormatBytes(run.Bytes / run.Time.TotalSeconds)}/s");
@@ -229,7 +207,7 @@ internal static class TcpBenchCommand
         await using var listener = NetListener.Bind(Path, 0);
         BenchSupport.Settle();
         var clock = Stopwatch.StartNew();
-        var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
+        var accept = listener.AcceptSessionAsync(s_receive, null, null, cancellationToken);
         await using var sender = await NetSenderSession.ConnectAsync(Path, listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
         var receive = Task.Run(() => NetMigration.ReceiveAsync(receiver, [destination], MigrationOptions.Default, _ => ValueTask.FromResult(NetDigest.None("checked after the timed run")), null, cancellationToken: cancellationToken), cancellationToken);
@@ -266,7 +244,7 @@ internal static class TcpBenchCommand
     private static async Task<Run> TransportOnlyAsync(long bytes, int channels, BenchBuffer from, BenchBuffer into, CancellationToken cancellationToken)
     {
         await using var listener = NetListener.Bind(Path, 0);
-        var accept = listener.AcceptSessionAsync(s_receive, null, cancellationToken);
+        var accept = listener.AcceptSessionAsync(s_receive, null, null, cancellationToken);
         await using var sender = await NetSenderSession.ConnectAsync(Path, listener.LocalEndPoint.Port, channels, s_send, null, cancellationToken).ConfigureAwait(false);
         await using var receiver = await accept.ConfigureAwait(false);
         BenchSupport.Settle();
@@ -310,10 +288,85 @@ internal static class TcpBenchCommand
     }
 
     /// <summary>
-    /// Copies <paramref name="bytes"/> over one loopback connection (plain, or TLS with the sessions' certificate
-    /// and options) from <paramref name="from"/> into <paramref name="into"/>, in sends of 1 MiB.
+    /// The raw reference: <paramref name="bytes"/> from <paramref name="from"/> into <paramref name="into"/> over
+    /// <paramref name="connections"/> loopback TCP connections (the same socket options as the channels), the
+    /// plainest fast way: per connection one thread with blocking 1 MiB sends and one with blocking receives, each
+    /// connection a contiguous share of the bytes. The connections are made before the clock starts.
     /// </summary>
-    private static async Task<Run> RawCopyAsync(long bytes, BenchBuffer from, BenchBuffer into, bool tls, CancellationToken cancellationToken)
+    private static Task<Run> RawCopyAsync(long bytes, int connections, BenchBuffer from, BenchBuffer into, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(connections);
+        var pairs = new List<(Socket Client, Socket Server)>();
+        try
+        {
+            for (int c = 0; c < connections; c++)
+            {
+                var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+                NetChannel.Tune(client);
+                client.Connect(listener.LocalEndPoint!);
+                var server = listener.Accept();
+                NetChannel.Tune(server);
+                pairs.Add((client, server));
+            }
+            var threads = new List<Thread>();
+            Exception? failed = null;
+            void Guard(Action body)
+            {
+                try
+                {
+                    body();
+                }
+                catch (SocketException ex)
+                {
+                    failed = ex;
+                }
+            }
+            for (int c = 0; c < connections; c++)
+            {
+                long begin = bytes * c / connections, end = bytes * (c + 1) / connections;
+                var (client, server) = pairs[c];
+                threads.Add(new Thread(() => Guard(() =>
+                {
+                    for (long at = begin; at < end;)
+                        at += client.Send(from.At(at, Math.Min(1 << 20, end - at)).Span, SocketFlags.None);
+                })) { IsBackground = true, Name = "bench-raw-send" });
+                threads.Add(new Thread(() => Guard(() =>
+                {
+                    for (long at = begin; at < end;)
+                    {
+                        int r = server.Receive(into.At(at, Math.Min(1 << 20, end - at)).Span, SocketFlags.None);
+                        if (r == 0)
+                            throw new SocketException((int)SocketError.ConnectionReset);
+                        at += r;
+                    }
+                })) { IsBackground = true, Name = "bench-raw-receive" });
+            }
+            BenchSupport.Settle();
+            var clock = Stopwatch.StartNew();
+            foreach (var t in threads)
+                t.Start();
+            foreach (var t in threads)
+                t.Join();
+            var elapsed = clock.Elapsed;
+            if (failed is not null)
+                throw new VfioException(Errno.EIO, "bench tcp raw copy", failed.Message);
+            return Task.FromResult(new Run(elapsed, bytes));
+        }
+        finally
+        {
+            foreach (var (client, server) in pairs)
+            {
+                client.Dispose();
+                server.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Context only: the same bytes over one TLS connection with the sessions' certificate and options.</summary>
+    private static async Task<Run> RawTlsCopyAsync(long bytes, BenchBuffer from, BenchBuffer into, CancellationToken cancellationToken)
     {
         using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -328,12 +381,9 @@ internal static class TcpBenchCommand
         System.IO.Stream receiving = new NetworkStream(server, ownsSocket: true);
         try
         {
-            if (tls)
-            {
-                var serverSide = NetTls.AuthenticateServerAsync(receiving, "bench", s_receive, cancellationToken);
-                sending = await NetTls.AuthenticateClientAsync(sending, Path, s_send, cancellationToken).ConfigureAwait(false);
-                receiving = await serverSide.ConfigureAwait(false);
-            }
+            var serverSide = NetTls.AuthenticateServerAsync(receiving, "bench", s_receive, cancellationToken);
+            sending = await NetTls.AuthenticateClientAsync(sending, Path, s_send, cancellationToken).ConfigureAwait(false);
+            receiving = await serverSide.ConfigureAwait(false);
             BenchSupport.Settle();
             var clock = Stopwatch.StartNew();
             var reader = Task.Run(() => ReceiveAllAsync(receiving, bytes, into, cancellationToken), cancellationToken);

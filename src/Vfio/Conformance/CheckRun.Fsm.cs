@@ -41,22 +41,32 @@ internal sealed partial class CheckRun
                 };
                 string label = $"{Name(from)}→{Name(to)}";
                 tally.Checked++;
+                Current(tally.RuleId);
 
-                var (setupError, fromStream) = await DriveAsync(_device, from, ct).ConfigureAwait(false);
-                if (setupError is not null)
+                var setup = await DriveAsync(_device, from, ct).ConfigureAwait(false);
+                if (setup.Error is not null)
                 {
-                    tally.Problems.Add($"{label}: {setupError}");
+                    if (setup.BlockedBy is { } cause)
+                    {
+                        tally.Blocked++;
+                        tally.BlockedBy ??= cause;
+                        tally.BlockedWhy ??= $"{label}: {setup.Error} (see {cause})";
+                    }
+                    else
+                    {
+                        tally.Problems.Add($"{label}: {setup.Error}");
+                    }
                     await LeaveAsync(_device, ct).ConfigureAwait(false);
                     continue;
                 }
+                var fromStream = setup.Stream;
 
                 bool emptyResume = false;
                 if (from == Resuming && expected.Kind == MigrationPathKind.Arcs)
                 {
                     if (resumeData is not null && fromStream is not null)
                     {
-                        var data = resumeData;
-                        var w = await TryAsync(() => fromStream.WriteAsync(data, ct)).ConfigureAwait(false);
+                        var w = await WriteAsync(fromStream, resumeData, ct).ConfigureAwait(false);
                         if (!w.Ok)
                         {
                             tally.Problems.Add($"{label}: loading the device's own saved stream failed with {w.Describe()}");

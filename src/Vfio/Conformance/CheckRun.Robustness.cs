@@ -6,9 +6,16 @@ internal sealed partial class CheckRun
     private async Task RunRobustnessAsync(CancellationToken ct)
     {
         const string rule = "robustness.raw-messages";
+        Current(rule);
         if (_device is not IRawMessageProbe probe)
         {
             Skip(rule, "the device's transport has no raw-message probe (IRawMessageProbe; vfio-user only)");
+            return;
+        }
+        // The probe expects a RUNNING device; one that cannot be brought there is blocked by the rule that explains it.
+        if (!await EnsureRunningAsync(_device, ct).ConfigureAwait(false))
+        {
+            Unmet(rule, new Driven($"could not bring the device to RUNNING (GET shows {Name(await GetAsync(_device, ct).ConfigureAwait(false))})", RecoveryCause(), null));
             return;
         }
         var results = await probe.RunRawMessageChecksAsync(ct).ConfigureAwait(false);

@@ -6,6 +6,7 @@ internal sealed partial class CheckRun
     private async Task RunRoundTripAsync(CancellationToken ct)
     {
         const string rule = "round-trip.resume";
+        Current(rule);
         var (target, reason) = ResumeTarget();
         if (target is null)
         {
@@ -16,7 +17,10 @@ internal sealed partial class CheckRun
         var original = await SaveAsync(_device, ct).ConfigureAwait(false);
         if (original.Error is not null)
         {
-            Fail(rule, $"saving from the device: {original.Error}");
+            if (original.BlockedBy is { } cause)
+                Block(rule, cause, $"saving from the device: {original.Error} (see {cause})");
+            else
+                Fail(rule, $"saving from the device: {original.Error}");
             return;
         }
         if (original.Data is null)
@@ -25,10 +29,16 @@ internal sealed partial class CheckRun
             return;
         }
 
-        var (stop, after, note, setupError) = await ResumeAsync(target, original.Data, ct).ConfigureAwait(false);
-        if (setupError is not null || note is not null || !stop.Ok || after != Stop)
+        var (stop, after, note, setup) = await ResumeAsync(target, original.Data, ct).ConfigureAwait(false);
+        if (setup.Error is not null)
         {
-            Fail(rule, $"resuming {original.Length} B into {where}: {setupError ?? note ?? (stop.Ok ? $"GET shows {Name(after)}" : "RESUMING→STOP failed with " + stop.Describe())}");
+            Unmet(rule, setup with { Error = $"resuming {original.Length} B into {where}: {setup.Error}" });
+            await LeaveAsync(target, ct).ConfigureAwait(false);
+            return;
+        }
+        if (note is not null || !stop.Ok || after != Stop)
+        {
+            Fail(rule, $"resuming {original.Length} B into {where}: {note ?? (stop.Ok ? $"GET shows {Name(after)}" : "RESUMING→STOP failed with " + stop.Describe())}");
             await LeaveAsync(target, ct).ConfigureAwait(false);
             return;
         }
@@ -68,11 +78,11 @@ internal sealed partial class CheckRun
         }
 
         // Opaque streams may legitimately differ: the re-saved stream must itself resume.
-        (stop, after, note, setupError) = await ResumeAsync(target, second.Data, ct).ConfigureAwait(false);
+        (stop, after, note, setup) = await ResumeAsync(target, second.Data, ct).ConfigureAwait(false);
         await LeaveAsync(target, ct).ConfigureAwait(false);
-        if (setupError is null && note is null && stop.Ok && after == Stop)
+        if (setup.Error is null && note is null && stop.Ok && after == Stop)
             Pass(rule, $"resumed {original.Length} B into {where}; its re-saved stream ({second.Length} B) resumed again ({digests})");
         else
-            Fail(rule, $"the re-saved stream ({second.Length} B) did not resume into {where}: {setupError ?? note ?? (stop.Ok ? $"GET shows {Name(after)}" : "RESUMING→STOP failed with " + stop.Describe())}");
+            Fail(rule, $"the re-saved stream ({second.Length} B) did not resume into {where}: {setup.Error ?? note ?? (stop.Ok ? $"GET shows {Name(after)}" : "RESUMING→STOP failed with " + stop.Describe())}");
     }
 }

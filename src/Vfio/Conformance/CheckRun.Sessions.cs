@@ -17,12 +17,13 @@ internal sealed partial class CheckRun
     private async Task StaleStreamAsync(CancellationToken ct)
     {
         const string rule = "sessions.stale-stream";
+        Current(rule);
         var problems = new List<string>();
-        var buffer = new byte[_options.ChunkSize];
-        var (error, _) = await DriveAsync(_device, Stop, ct).ConfigureAwait(false);
-        if (error is not null)
+        var buffer = new byte[_readSize];
+        var d = await DriveAsync(_device, Stop, ct).ConfigureAwait(false);
+        if (d.Error is not null)
         {
-            Fail(rule, error);
+            Unmet(rule, d);
             await LeaveAsync(_device, ct).ConfigureAwait(false);
             return;
         }
@@ -39,9 +40,10 @@ internal sealed partial class CheckRun
             problems.Add($"the first read of a fresh STOP_COPY stream gave {r.Describe()}");
         if (!(await SetAsync(_device, Stop, ct).ConfigureAwait(false)).Ok)
             problems.Add("STOP_COPY→STOP failed");
-        r = await ReadAsync(a, buffer, ct).ConfigureAwait(false);
-        if (r.Result.Errno != Errno.ENODEV)
-            problems.Add($"after STOP_COPY→STOP a read on its stream {DescribeStale(r)}");
+        // A stream that is not an object of the device (vfio-user) is judged by the device's answer to a raw read.
+        var ended = await StaleReadAsync(a, buffer, ct).ConfigureAwait(false);
+        if (!ended.Refused)
+            problems.Add($"after STOP_COPY→STOP a read on its stream {ended.Problem}");
 
         var second = await SetAsync(_device, StopCopy, ct).ConfigureAwait(false);
         if (!second.Ok || second.Stream is null)
@@ -50,28 +52,31 @@ internal sealed partial class CheckRun
         }
         else
         {
-            if (ReferenceEquals(second.Stream, a))
-                problems.Add("the second session returned the first session's stream object");
-            r = await ReadAsync(a, buffer, ct).ConfigureAwait(false);
-            if (r.Result.Errno != Errno.ENODEV)
-                problems.Add($"while a later session is open, a read on the earlier stream {DescribeStale(r)}");
+            if (_raw is null)
+            {
+                if (ReferenceEquals(second.Stream, a))
+                    problems.Add("the second session returned the first session's stream object");
+                r = await ReadAsync(a, buffer, ct).ConfigureAwait(false);
+                if (r.Result.Errno != Errno.ENODEV)
+                    problems.Add($"while a later session is open, a read on the earlier stream {DescribeStale(r)}");
+            }
             r = await ReadAsync(second.Stream, buffer, ct).ConfigureAwait(false);
             if (!r.Ok || r.Count == 0)
                 problems.Add($"the new session's stream gave {r.Describe()} on its first read");
         }
         await LeaveAsync(_device, ct).ConfigureAwait(false);
 
-        int cases = 3;
-        if ((Caps & VfioMigrationFlags.PreCopy) != 0)
+        int cases = _raw is null ? 3 : 1;
+        if ((Caps & VfioMigrationFlags.PreCopy) != 0 && _death is null)
         {
             cases++;
             var pre = await SetAsync(_device, PreCopy, ct).ConfigureAwait(false);
             if (pre.Ok && pre.Stream is not null)
             {
                 var back = await SetAsync(_device, Running, ct).ConfigureAwait(false);
-                r = await ReadAsync(pre.Stream, buffer, ct).ConfigureAwait(false);
-                if (back.Ok && r.Result.Errno != Errno.ENODEV)
-                    problems.Add($"after PRE_COPY→RUNNING a read on its stream {DescribeStale(r)}");
+                var stale = await StaleReadAsync(pre.Stream, buffer, ct).ConfigureAwait(false);
+                if (back.Ok && !stale.Refused)
+                    problems.Add($"after PRE_COPY→RUNNING a read on its stream {stale.Problem}");
             }
             else
             {
@@ -79,79 +84,104 @@ internal sealed partial class CheckRun
             }
             await LeaveAsync(_device, ct).ConfigureAwait(false);
         }
-        if (problems.Count == 0)
+        if (problems.Count > 0)
+            Fail(rule, string.Join("; ", problems));
+        else if (_raw is null)
             Pass(rule, $"{cases} ended streams answered ENODEV; each session had its own stream");
         else
-            Fail(rule, string.Join("; ", problems));
+            Pass(rule, $"{cases} reads after the session ended were refused by the device ({ended.Answer}); a stream is not an object of the device on this transport, so whether an old stream stays readable during a later session cannot be seen");
+    }
+
+    private readonly record struct StaleRead(bool Refused, string Answer, string Problem);
+
+    // A read on an ended stream: ENODEV from the stream (kernel, in-process), or, where the stream is the client's
+    // object, any error the device itself answers to a raw read (a connection loss is no answer).
+    private async Task<StaleRead> StaleReadAsync(IMigrationDataStream stream, Memory<byte> buffer, CancellationToken ct)
+    {
+        if (_raw is null)
+        {
+            var r = await ReadAsync(stream, buffer, ct).ConfigureAwait(false);
+            return new StaleRead(r.Result.Errno == Errno.ENODEV, "ENODEV", DescribeStale(r));
+        }
+        int got = 0;
+        var o = await TryAsync(async () => got = await _raw.ReadMigrationDataRawAsync(_readSize, ct).ConfigureAwait(false)).ConfigureAwait(false);
+        if (o.Ok)
+            return new StaleRead(false, "", $"was answered with {got} bytes by the device (expected an error)");
+        bool lost = s_lostErrnos.Contains(o.Errno);
+        return new StaleRead(!lost, VfioException.NameOf(o.Errno), $"ended the connection ({o.Describe()})");
     }
 
     private async Task StaleAfterResetAsync(CancellationToken ct)
     {
         const string rule = "sessions.stale-after-reset";
+        Current(rule);
         var problems = new List<string>();
-        var buffer = new byte[_options.ChunkSize];
+        var buffer = new byte[_readSize];
 
-        var (error, saving) = await DriveAsync(_device, StopCopy, ct).ConfigureAwait(false);
-        if (error is not null || saving is null)
+        var d = await DriveAsync(_device, StopCopy, ct).ConfigureAwait(false);
+        if (d.Error is not null || d.Stream is null)
         {
-            Fail(rule, error ?? "STOP→STOP_COPY returned no stream");
+            Unmet(rule, d.Error is null ? d with { Error = "STOP→STOP_COPY returned no stream" } : d);
             await LeaveAsync(_device, ct).ConfigureAwait(false);
             return;
         }
-        var reset = await TryAsync(() => _device.ResetAsync(ct)).ConfigureAwait(false);
-        var after = await GetAsync(_device, ct).ConfigureAwait(false);
-        if (!reset.Ok)
+        var saving = d.Stream;
+        if (!await ResetAndObserveAsync(_device, StopCopy, ct).ConfigureAwait(false))
         {
-            // libvfio-user refuses a reset in STOP/STOP_COPY (spec §11); the kernel resets from any state.
-            problems.Add($"reset in STOP_COPY failed ({reset.Describe()}); GET shows {Name(after)} — VFIO_DEVICE_RESET must work in every state (§3.4; refusing it is a libvfio-user deviation, §11)");
+            await LeaveAsync(_device, ct).ConfigureAwait(false);
+            Block(rule, RecoveryCause() ?? "probe.reset", $"{_resetProblems.GetValueOrDefault(StopCopy, "a reset in STOP_COPY did not return RUNNING")} (see probe.reset)");
+            return;
         }
-        else
-        {
-            if (after != Running)
-                problems.Add($"after a reset in STOP_COPY GET shows {Name(after)} (expected RUNNING)");
-            var r = await ReadAsync(saving, buffer, ct).ConfigureAwait(false);
-            if (r.Result.Errno != Errno.ENODEV)
-                problems.Add($"after a reset a read on the saving stream {DescribeStale(r)}");
-        }
+        var stale = await StaleReadAsync(saving, buffer, ct).ConfigureAwait(false);
+        if (!stale.Refused)
+            problems.Add($"after a reset a read on the saving stream {stale.Problem}");
         await LeaveAsync(_device, ct).ConfigureAwait(false);
 
-        (error, var resuming) = await DriveAsync(_device, Resuming, ct).ConfigureAwait(false);
-        if (error is not null || resuming is null)
+        d = await DriveAsync(_device, Resuming, ct).ConfigureAwait(false);
+        if (d.Error is not null || d.Stream is null)
         {
-            problems.Add(error ?? "STOP→RESUMING returned no stream");
+            if (d.BlockedBy is not null)
+            {
+                Unmet(rule, d);
+                await LeaveAsync(_device, ct).ConfigureAwait(false);
+                return;
+            }
+            problems.Add(d.Error ?? "STOP→RESUMING returned no stream");
         }
         else
         {
-            reset = await TryAsync(() => _device.ResetAsync(ct)).ConfigureAwait(false);
-            after = await GetAsync(_device, ct).ConfigureAwait(false);
-            if (!reset.Ok)
+            var resuming = d.Stream;
+            if (!await ResetAndObserveAsync(_device, Resuming, ct).ConfigureAwait(false))
             {
-                problems.Add($"reset in RESUMING failed ({reset.Describe()}); GET shows {Name(after)}");
+                await LeaveAsync(_device, ct).ConfigureAwait(false);
+                Block(rule, RecoveryCause() ?? "probe.reset", $"{_resetProblems.GetValueOrDefault(Resuming, "a reset in RESUMING did not return RUNNING")} (see probe.reset)");
+                return;
             }
-            else
-            {
-                if (after != Running)
-                    problems.Add($"after a reset in RESUMING GET shows {Name(after)} (expected RUNNING)");
-                var w = await TryAsync(() => resuming.WriteAsync(new byte[1], ct)).ConfigureAwait(false);
-                if (w.Errno != Errno.ENODEV)
-                    problems.Add($"after a reset a write on the resuming stream {(w.Ok ? "succeeded" : "failed with " + w.Describe())} instead of ENODEV");
-            }
+            var w = _raw is null
+                ? await WriteAsync(resuming, new byte[1], ct).ConfigureAwait(false)
+                : await TryAsync(() => _raw.WriteMigrationDataRawAsync(new byte[1], ct)).ConfigureAwait(false);
+            bool refused = _raw is null ? w.Errno == Errno.ENODEV : !w.Ok && !s_lostErrnos.Contains(w.Errno);
+            if (!refused)
+                problems.Add($"after a reset a write on the resuming stream {(w.Ok ? "succeeded" : "failed with " + w.Describe())} instead of {(_raw is null ? "ENODEV" : "an error")}");
         }
         await LeaveAsync(_device, ct).ConfigureAwait(false);
-        if (problems.Count == 0)
-            Pass(rule, "saving and resuming streams answered ENODEV after a reset; the device was RUNNING");
-        else
+        if (problems.Count > 0)
             Fail(rule, string.Join("; ", problems));
+        else
+            Pass(rule, _raw is null
+                ? "saving and resuming streams answered ENODEV after a reset; the device was RUNNING"
+                : "after a reset the device was RUNNING and refused a raw data read and write");
     }
 
     private async Task EofAndSizeAsync(CancellationToken ct)
     {
         const string eofRule = "sessions.stop-copy-eof", sizeRule = "sessions.stop-copy-size";
-        var (error, _) = await DriveAsync(_device, Stop, ct).ConfigureAwait(false);
-        if (error is not null)
+        Current(eofRule);
+        var d = await DriveAsync(_device, Stop, ct).ConfigureAwait(false);
+        if (d.Error is not null)
         {
-            Fail(eofRule, error);
-            Skip(sizeRule, "no STOP_COPY stream to compare with");
+            Unmet(eofRule, d);
+            Unmet(sizeRule, d with { Error = $"no STOP_COPY stream to compare with: {d.Error}", BlockedBy = d.BlockedBy ?? eofRule });
             await LeaveAsync(_device, ct).ConfigureAwait(false);
             return;
         }
@@ -170,7 +200,7 @@ internal sealed partial class CheckRun
             problems.Add(saved.Error);
         else
         {
-            var buffer = new byte[_options.ChunkSize];
+            var buffer = new byte[_readSize];
             for (int i = 0; i < 3; i++)
             {
                 var r = await ReadAsync(o.Stream, buffer, ct).ConfigureAwait(false);
@@ -222,14 +252,16 @@ internal sealed partial class CheckRun
     private async Task SameStateNoStreamAsync(CancellationToken ct)
     {
         const string rule = "sessions.same-state-no-stream";
-        var (error, stream) = await DriveAsync(_device, StopCopy, ct).ConfigureAwait(false);
-        if (error is not null || stream is null)
+        Current(rule);
+        var d = await DriveAsync(_device, StopCopy, ct).ConfigureAwait(false);
+        if (d.Error is not null || d.Stream is null)
         {
-            Fail(rule, error ?? "STOP→STOP_COPY returned no stream");
+            Unmet(rule, d.Error is null ? d with { Error = "STOP→STOP_COPY returned no stream" } : d);
             await LeaveAsync(_device, ct).ConfigureAwait(false);
             return;
         }
-        var buffer = new byte[_options.ChunkSize];
+        var stream = d.Stream;
+        var buffer = new byte[_readSize];
         var problems = new List<string>();
         var r = await ReadAsync(stream, buffer, ct).ConfigureAwait(false);
         var again = await SetAsync(_device, StopCopy, ct).ConfigureAwait(false);
@@ -253,11 +285,19 @@ internal sealed partial class CheckRun
     private async Task BrokenResumesAsync(CancellationToken ct)
     {
         const string truncatedRule = "sessions.resume-truncated", reorderedRule = "sessions.resume-reordered";
+        Current(truncatedRule);
         var (target, reason) = ResumeTarget();
         if (target is null)
         {
             Skip(truncatedRule, reason!);
             Skip(reorderedRule, reason!);
+            return;
+        }
+        // A rejected load is left by reset only (§2.7); with a reset that keeps RESUMING the device would stay there.
+        if (ReferenceEquals(target, _device) && _resetProblems.TryGetValue(Resuming, out var stuck))
+        {
+            Block(truncatedRule, "probe.reset", $"leaving a rejected load needs a reset that returns RUNNING, and {stuck} (see probe.reset)");
+            Block(reorderedRule, "probe.reset", $"leaving a rejected load needs a reset that returns RUNNING, and {stuck} (see probe.reset)");
             return;
         }
         var saved = _savedStream;
@@ -267,8 +307,13 @@ internal sealed partial class CheckRun
             if (s.Error is not null || s.Data is null)
             {
                 string why = s.Error is not null ? $"no saved stream to cut: {s.Error}" : $"the saved stream ({s.Length} B) is too large to keep in memory";
-                Skip(truncatedRule, why);
-                Skip(reorderedRule, why);
+                foreach (var id in (string[])[truncatedRule, reorderedRule])
+                {
+                    if (s.BlockedBy is { } cause)
+                        Block(id, cause, why);
+                    else
+                        Skip(id, why);
+                }
                 return;
             }
             saved = s.Data;
@@ -292,15 +337,16 @@ internal sealed partial class CheckRun
         saved.AsSpan(half, half).CopyTo(reordered);
         saved.AsSpan(0, half).CopyTo(reordered.AsSpan(half));
         saved.AsSpan(2 * half).CopyTo(reordered.AsSpan(2 * half));
+        Current(reorderedRule);
         await ExpectRejectedResumeAsync(reorderedRule, target, reordered, $"{saved.Length} bytes with the two {half}-byte halves swapped", ct).ConfigureAwait(false);
     }
 
     private async Task ExpectRejectedResumeAsync(string rule, IVfioMigrationDevice target, ReadOnlyMemory<byte> data, string what, CancellationToken ct)
     {
-        var (stop, after, note, setupError) = await ResumeAsync(target, data, ct).ConfigureAwait(false);
+        var (stop, after, note, setup) = await ResumeAsync(target, data, ct).ConfigureAwait(false);
         string where = ReferenceEquals(target, _device) ? "the device" : $"peer {target.Name}";
-        if (setupError is not null)
-            Fail(rule, $"resuming into {where}: {setupError}");
+        if (setup.Error is not null)
+            Unmet(rule, setup with { Error = $"resuming into {where}: {setup.Error}" });
         else if (stop.Ok)
             Fail(rule, $"RESUMING→STOP accepted {what} (resumed into {where}){(note is null ? "" : "; " + note)}");
         else if (after == Stop)

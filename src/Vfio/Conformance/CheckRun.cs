@@ -20,12 +20,16 @@ internal sealed partial class CheckRun
     private readonly List<IMigrationDataStream> _streams = [];
     private readonly IMigrationArcTrace? _trace;
     private byte[]? _savedStream;
+    private string _group = ConformanceGroups.Probe;
+    private int _readSize;
 
     public CheckRun(IVfioMigrationDevice device, ConformanceOptions options)
     {
         _device = device;
         _options = options;
         _trace = device as IMigrationArcTrace ?? InProcessArcTrace.TryCreate(device);
+        _raw = device as IRawDeviceAccess;
+        SetReadSize(options.ChunkSize);
     }
 
     private VfioMigrationFlags Caps => _caps[_device];
@@ -44,27 +48,41 @@ internal sealed partial class CheckRun
             {
                 if (_options.Groups is { Count: > 0 } only && !only.Contains(group))
                     continue;
-                await RunGroupAsync(group, ct).ConfigureAwait(false);
+                if (_death is not null)
+                    BlockGroup(group);
+                else
+                    await RunGroupAsync(group, ct).ConfigureAwait(false);
             }
             await RestoreAsync(ct).ConfigureAwait(false);
+            ConcludeReset();
         }
         else
         {
-            foreach (var rule in ConformanceCatalog.Rules.Where(r => r.Group != ConformanceGroups.Probe && Selected(r.Group)))
-                Skip(rule.Id, "the probe failed (see probe.capabilities and probe.state)");
-            Skip("probe.restore", "the device could not be probed");
+            // Without capabilities nothing can be set up; after a failed state probe the device is unusable.
+            var cause = _results.FirstOrDefault(r => r.Verdict == ConformanceVerdict.Fail)?.Rule ?? "probe.capabilities";
+            foreach (var rule in ConformanceCatalog.Rules.Where(r => (r.Group == ConformanceGroups.Probe || Selected(r.Group)) && !_results.Any(x => x.Rule == r.Id)))
+            {
+                if (cause == "probe.capabilities")
+                    Skip(rule.Id, "the probe failed (see probe.capabilities)");
+                else
+                    Block(rule.Id, cause, $"the device could not be brought to RUNNING (see {cause})");
+            }
         }
         if (capsText.Length == 0 && _caps.TryGetValue(_device, out var probed))
             capsText = MigrationStateMachine.FormatCaps(probed);
-        return new ConformanceReport(_device.Name, capsText, Ordered());
+        return new ConformanceReport(_device.Name, capsText, Ordered(), _death);
     }
 
     private bool Selected(string group) => _options.Groups is not { Count: > 0 } only || only.Contains(group);
 
     private async Task RunGroupAsync(string group, CancellationToken ct)
     {
+        _group = group;
+        _current = null;
         try
         {
+            if (_noReadSize is not null && group is ConformanceGroups.Sessions or ConformanceGroups.PreCopy or ConformanceGroups.RoundTrip)
+                BlockGroup(group, "probe.read-size", $"the device answered no read size ({_noReadSize})");
             switch (group)
             {
                 case ConformanceGroups.Fsm: await RunFsmAsync(ct).ConfigureAwait(false); break;
@@ -78,6 +96,7 @@ internal sealed partial class CheckRun
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            Observe(Outcome.From(ex));
             foreach (var rule in Unreported(group))
                 Fail(rule.Id, $"the check aborted: {Describe(ex)}");
         }
@@ -88,9 +107,24 @@ internal sealed partial class CheckRun
                 Skip(rule.Id, "not evaluated");
         }
         await DisposeStreamsAsync().ConfigureAwait(false);
-        await EnsureRunningAsync(_device, ct).ConfigureAwait(false);
-        if (_options.Peer is { } peer && _caps.ContainsKey(peer))
-            await EnsureRunningAsync(peer, ct).ConfigureAwait(false);
+        if (_death is null)
+        {
+            await EnsureRunningAsync(_device, ct).ConfigureAwait(false);
+            if (_options.Peer is { } peer && _caps.ContainsKey(peer))
+                await EnsureRunningAsync(peer, ct).ConfigureAwait(false);
+        }
+    }
+
+    // Every unreported rule of the group is blocked: by the rule during which the device stopped answering, or by the given one.
+    private void BlockGroup(string group, string? cause = null, string? why = null)
+    {
+        foreach (var rule in Unreported(group))
+        {
+            if (cause is null && _death is { } d)
+                Block(rule.Id, d.Rule, $"not run: the device stopped answering during {d.Rule}");
+            else
+                Block(rule.Id, cause!, why!);
+        }
     }
 
     private List<ConformanceRule> Unreported(string group)
@@ -119,18 +153,36 @@ internal sealed partial class CheckRun
 
     // ---- results ----
 
-    private void Add(string ruleId, ConformanceVerdict verdict, string detail, string? warning = null)
+    private void Add(string ruleId, ConformanceVerdict verdict, string detail, string? warning = null, string? blockedBy = null)
     {
         var rule = ConformanceCatalog.Get(ruleId);
         if (_results.Any(r => r.Rule == ruleId))
             return;
+        // Once the device stopped answering, its rule fails with that cause and every later rule is blocked by it.
+        if (_death is { } death)
+        {
+            if (ruleId == death.Rule)
+            {
+                verdict = ConformanceVerdict.Fail;
+                detail = $"the device stopped answering: {death.Detail}; every later rule is BLOCKED";
+                warning = null;
+                blockedBy = null;
+            }
+            else
+            {
+                verdict = ConformanceVerdict.Blocked;
+                detail = $"not completed: the device stopped answering during {death.Rule}";
+                warning = null;
+                blockedBy = death.Rule;
+            }
+        }
         if (warning is not null && verdict == ConformanceVerdict.Pass && _options.Strict)
         {
             verdict = ConformanceVerdict.Fail;
             detail = $"{detail} (strict: {warning})";
             warning = null;
         }
-        _results.Add(new ConformanceResult(rule.Group, rule.Id, rule.Spec, verdict, detail) { Warning = warning });
+        _results.Add(new ConformanceResult(rule.Group, rule.Id, rule.Spec, verdict, detail) { Warning = warning, BlockedBy = blockedBy });
     }
 
     private void Pass(string ruleId, string detail, string? warning = null) => Add(ruleId, ConformanceVerdict.Pass, detail, warning);
@@ -138,6 +190,17 @@ internal sealed partial class CheckRun
     private void Fail(string ruleId, string detail) => Add(ruleId, ConformanceVerdict.Fail, detail);
 
     private void Skip(string ruleId, string reason) => Add(ruleId, ConformanceVerdict.Skip, reason);
+
+    private void Block(string ruleId, string cause, string why) => Add(ruleId, ConformanceVerdict.Blocked, why, blockedBy: cause);
+
+    // A rule whose set-up failed: blocked when an earlier failure explains it, else a failure of its own.
+    private void Unmet(string ruleId, Driven setup)
+    {
+        if (setup.BlockedBy is { } cause)
+            Block(ruleId, cause, $"{setup.Error} (see {cause})");
+        else
+            Fail(ruleId, setup.Error ?? "the set-up failed");
+    }
 
     private void SkipGroup(string group, string reason)
     {
@@ -153,23 +216,35 @@ internal sealed partial class CheckRun
         public int Checked { get; set; }
 
         public List<string> Problems { get; } = [];
+
+        // Cases whose set-up an earlier failure prevented, and that failure's rule.
+        public int Blocked { get; set; }
+
+        public string? BlockedBy { get; set; }
+
+        public string? BlockedWhy { get; set; }
     }
 
     private void Conclude(Tally tally, string what)
     {
+        if (tally.Problems.Count > 0)
+        {
+            string first = string.Join("; ", tally.Problems.Take(3));
+            string more = tally.Problems.Count > 3 ? $" (+{tally.Problems.Count - 3} more)" : "";
+            Fail(tally.RuleId, $"{tally.Problems.Count} of {tally.Checked} {what} wrong: {first}{more}");
+            return;
+        }
+        if (tally.BlockedBy is { } cause)
+        {
+            Block(tally.RuleId, cause, $"{tally.Blocked} of {tally.Checked} {what} could not be set up: {tally.BlockedWhy}");
+            return;
+        }
         if (tally.Checked == 0)
         {
             Skip(tally.RuleId, $"no {what} apply to caps {MigrationStateMachine.FormatCaps(Caps)}");
             return;
         }
-        if (tally.Problems.Count == 0)
-        {
-            Pass(tally.RuleId, $"{tally.Checked} {what} checked");
-            return;
-        }
-        string first = string.Join("; ", tally.Problems.Take(3));
-        string more = tally.Problems.Count > 3 ? $" (+{tally.Problems.Count - 3} more)" : "";
-        Fail(tally.RuleId, $"{tally.Problems.Count} of {tally.Checked} {what} wrong: {first}{more}");
+        Pass(tally.RuleId, $"{tally.Checked} {what} checked");
     }
 
     // ---- device helpers ----
@@ -199,13 +274,20 @@ internal sealed partial class CheckRun
         public string Describe() => Ok ? $"{Count} bytes" : Result.Describe();
     }
 
+    // The outcome of bringing a device into a state for a rule: an error (null = done), the failed rule that explains
+    // it (the rule is then BLOCKED rather than FAILED), and the last stream opened on the way.
+    private readonly record struct Driven(string? Error, string? BlockedBy, IMigrationDataStream? Stream)
+    {
+        public static Driven Done(IMigrationDataStream? stream) => new(null, null, stream);
+    }
+
     private static string Describe(Exception ex) => ex is VfioException v ? v.Message : $"{ex.GetType().Name}: {ex.Message}";
 
     private static string Name(VfioMigrationState? state) => state is { } s ? MigrationStateMachine.Name(s) : "(GET failed)";
 
     private static string Hex(ulong v) => "0x" + v.ToString("x", CultureInfo.InvariantCulture);
 
-    private static async Task<Outcome> TryAsync(Func<ValueTask> op)
+    private async Task<Outcome> TryAsync(Func<ValueTask> op)
     {
         try
         {
@@ -214,7 +296,7 @@ internal sealed partial class CheckRun
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return Outcome.From(ex);
+            return Observe(Outcome.From(ex));
         }
     }
 
@@ -225,15 +307,17 @@ internal sealed partial class CheckRun
             var stream = await device.SetStateAsync(target, ct).ConfigureAwait(false);
             if (stream is not null)
                 _streams.Add(stream);
+            if (target == Resuming)
+                _loadStarted = false;
             return new SetOutcome(Outcome.Success, stream);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return new SetOutcome(Outcome.From(ex), null);
+            return new SetOutcome(Observe(Outcome.From(ex)), null);
         }
     }
 
-    private static async Task<VfioMigrationState?> GetAsync(IVfioMigrationDevice device, CancellationToken ct)
+    private async Task<VfioMigrationState?> GetAsync(IVfioMigrationDevice device, CancellationToken ct)
     {
         try
         {
@@ -241,11 +325,12 @@ internal sealed partial class CheckRun
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            Observe(Outcome.From(ex));
             return null;
         }
     }
 
-    private static async Task<ReadOutcome> ReadAsync(IMigrationDataStream stream, Memory<byte> buffer, CancellationToken ct)
+    private async Task<ReadOutcome> ReadAsync(IMigrationDataStream stream, Memory<byte> buffer, CancellationToken ct)
     {
         try
         {
@@ -253,8 +338,15 @@ internal sealed partial class CheckRun
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return new ReadOutcome(Outcome.From(ex), 0);
+            return new ReadOutcome(Observe(Outcome.From(ex)), 0);
         }
+    }
+
+    // Every write into a resuming session goes through here: once data is loaded, only a reset abandons the load (§2.7).
+    private Task<Outcome> WriteAsync(IMigrationDataStream stream, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        _loadStarted = true;
+        return TryAsync(() => stream.WriteAsync(data, ct));
     }
 
     private static string DescribeStale(ReadOutcome r)
@@ -276,35 +368,30 @@ internal sealed partial class CheckRun
         _streams.Clear();
     }
 
-    // RUNNING, by reset if needed. False when even a reset does not get there.
-    private static async Task<bool> EnsureRunningAsync(IVfioMigrationDevice device, CancellationToken ct)
-    {
-        if (await GetAsync(device, ct).ConfigureAwait(false) == Running)
-            return true;
-        await TryAsync(() => device.ResetAsync(ct)).ConfigureAwait(false);
-        return await GetAsync(device, ct).ConfigureAwait(false) == Running;
-    }
-
     // From RUNNING to the state by single legal arcs, checking GET after each; returns the last stream opened.
-    private async Task<(string? Error, IMigrationDataStream? Stream)> DriveAsync(IVfioMigrationDevice device, VfioMigrationState target, CancellationToken ct)
+    private async Task<Driven> DriveAsync(IVfioMigrationDevice device, VfioMigrationState target, CancellationToken ct)
     {
         if (!await EnsureRunningAsync(device, ct).ConfigureAwait(false))
-            return ("could not bring the device to RUNNING (reset did not help)", null);
+            return new Driven($"could not bring the device to RUNNING (GET shows {Name(await GetAsync(device, ct).ConfigureAwait(false))})", RecoveryCause(), null);
         IMigrationDataStream? stream = null;
         foreach (var arc in MigrationStateMachine.GetPath(Running, target, _caps[device]).Arcs)
         {
             var o = await SetAsync(device, arc.To, ct).ConfigureAwait(false);
             if (!o.Ok)
-                return ($"setting up {Name(target)}: arc {arc} failed with {o.Result.Describe()}", null);
+                return new Driven($"setting up {Name(target)}: arc {arc} failed with {o.Result.Describe()}", ArcCause(), null);
             stream = o.Stream ?? stream;
             var now = await GetAsync(device, ct).ConfigureAwait(false);
             if (now != arc.To)
-                return ($"setting up {Name(target)}: after arc {arc} GET shows {Name(now)}", null);
+                return new Driven($"setting up {Name(target)}: after arc {arc} GET shows {Name(now)}", ArcCause(), null);
         }
-        return (null, stream);
+        return Driven.Done(stream);
     }
 
-    // Back to RUNNING: by legal arcs from saving states and STOP, by reset from RESUMING, ERROR or on any failure.
+    // A set-up arc that fails is fsm.legal-arcs' finding when that rule already failed; otherwise the rule's own.
+    private string? ArcCause()
+        => _death?.Rule ?? (_results.Any(r => r.Rule == "fsm.legal-arcs" && r.Verdict == ConformanceVerdict.Fail) ? "fsm.legal-arcs" : null);
+
+    // Back to RUNNING: by legal arcs from saving states and STOP, then the recovery ladder (EnsureRunningAsync).
     private async Task LeaveAsync(IVfioMigrationDevice device, CancellationToken ct)
     {
         var now = await GetAsync(device, ct).ConfigureAwait(false);
@@ -320,12 +407,18 @@ internal sealed partial class CheckRun
         await DisposeStreamsAsync().ConfigureAwait(false);
     }
 
-    private sealed record SavedStream(long Length, byte[]? Data, string Sha256, string? Error);
+    private sealed record SavedStream(long Length, byte[]? Data, string Sha256, string? Error, string? BlockedBy = null)
+    {
+        public static SavedStream Failed(string error, string? blockedBy = null) => new(0, null, "", error, blockedBy);
+
+        // The first read failed: nothing was delivered, so the read itself was refused.
+        public bool Refused => Error is not null && Length == 0;
+    }
 
     // Reads a saving stream to its permanent end (0); ENOMSG or other errors end it with an error.
     private async Task<SavedStream> ReadToEndAsync(IMigrationDataStream stream, long limit, CancellationToken ct)
     {
-        var buffer = new byte[_options.ChunkSize];
+        var buffer = new byte[_readSize];
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         using var kept = new MemoryStream();
         bool keep = true;
@@ -358,7 +451,7 @@ internal sealed partial class CheckRun
 
     private static long ReadLimit(ulong? estimate) => Math.Max(1L << 30, estimate is { } e && e < long.MaxValue / 16 ? (long)e * 8 : 0);
 
-    private static async Task<(ulong? Value, Outcome Result)> TryStopCopySizeAsync(IVfioMigrationDevice device, CancellationToken ct)
+    private async Task<(ulong? Value, Outcome Result)> TryStopCopySizeAsync(IVfioMigrationDevice device, CancellationToken ct)
     {
         try
         {
@@ -366,43 +459,43 @@ internal sealed partial class CheckRun
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return (null, Outcome.From(ex));
+            return (null, Observe(Outcome.From(ex)));
         }
     }
 
     // A complete STOP_COPY stream from the device (taken from STOP, device back to RUNNING afterwards).
     private async Task<SavedStream> SaveAsync(IVfioMigrationDevice device, CancellationToken ct)
     {
-        var (error, _) = await DriveAsync(device, Stop, ct).ConfigureAwait(false);
-        if (error is not null)
-            return new SavedStream(0, null, "", error);
+        var d = await DriveAsync(device, Stop, ct).ConfigureAwait(false);
+        if (d.Error is not null)
+            return SavedStream.Failed(d.Error, d.BlockedBy);
         var (estimate, _) = await TryStopCopySizeAsync(device, ct).ConfigureAwait(false);
         var o = await SetAsync(device, StopCopy, ct).ConfigureAwait(false);
         if (!o.Ok || o.Stream is null)
-            return new SavedStream(0, null, "", $"STOP→STOP_COPY {(o.Ok ? "returned no stream" : "failed with " + o.Result.Describe())}");
+            return SavedStream.Failed($"STOP→STOP_COPY {(o.Ok ? "returned no stream" : "failed with " + o.Result.Describe())}", ArcCause());
         var saved = await ReadToEndAsync(o.Stream, ReadLimit(estimate), ct).ConfigureAwait(false);
         await LeaveAsync(device, ct).ConfigureAwait(false);
         return saved;
     }
 
     // Loads data into the device (STOP→RESUMING, writes, RESUMING→STOP). Returns the outcome of RESUMING→STOP,
-    // the state GET shows afterwards, and a note about a failed write (writing stops there).
-    private async Task<(Outcome Stop, VfioMigrationState? After, string? WriteNote, string? SetupError)> ResumeAsync(
+    // the state GET shows afterwards, a note about a failed write (writing stops there), and the set-up outcome.
+    private async Task<(Outcome Stop, VfioMigrationState? After, string? WriteNote, Driven Setup)> ResumeAsync(
         IVfioMigrationDevice device, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
-        var (error, _) = await DriveAsync(device, Stop, ct).ConfigureAwait(false);
-        if (error is not null)
-            return (Outcome.Success, null, null, error);
+        var d = await DriveAsync(device, Stop, ct).ConfigureAwait(false);
+        if (d.Error is not null)
+            return (Outcome.Success, null, null, d);
         var o = await SetAsync(device, Resuming, ct).ConfigureAwait(false);
         if (!o.Ok || o.Stream is null)
-            return (Outcome.Success, null, null, $"STOP→RESUMING {(o.Ok ? "returned no stream" : "failed with " + o.Result.Describe())}");
+            return (Outcome.Success, null, null, new Driven($"STOP→RESUMING {(o.Ok ? "returned no stream" : "failed with " + o.Result.Describe())}", ArcCause(), null));
         string? note = null;
         // An odd chunk size, so record boundaries and writes do not line up.
         int chunk = Math.Max(1, _options.ChunkSize - 3);
         for (int at = 0; at < data.Length; at += chunk)
         {
             var piece = data.Slice(at, Math.Min(chunk, data.Length - at));
-            var w = await TryAsync(() => o.Stream.WriteAsync(piece, ct)).ConfigureAwait(false);
+            var w = await WriteAsync(o.Stream, piece, ct).ConfigureAwait(false);
             if (!w.Ok)
             {
                 note = $"write at offset {at} failed with {w.Describe()}";
@@ -411,61 +504,7 @@ internal sealed partial class CheckRun
         }
         var stop = await SetAsync(device, Stop, ct).ConfigureAwait(false);
         var after = await GetAsync(device, ct).ConfigureAwait(false);
-        return (stop.Result, after, note, null);
-    }
-
-    private async Task<bool> ProbeAsync(IVfioMigrationDevice device, CancellationToken ct)
-    {
-        VfioMigrationFlags caps;
-        try
-        {
-            caps = await device.GetCapabilitiesAsync(ct).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            Fail("probe.capabilities", $"GET MIGRATION failed: {Describe(ex)} (ENOTTY means no migration support)");
-            Skip("probe.state", "the capabilities could not be read");
-            return false;
-        }
-        if (caps is not (VfioMigrationFlags.StopCopy or (VfioMigrationFlags.StopCopy | VfioMigrationFlags.P2P)
-            or (VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy) or (VfioMigrationFlags.StopCopy | VfioMigrationFlags.P2P | VfioMigrationFlags.PreCopy)))
-        {
-            Fail("probe.capabilities", $"caps {MigrationStateMachine.FormatCaps(caps)} are not one of the defined sets 0x1, 0x3, 0x5, 0x7 (STOP_COPY is mandatory)");
-            Skip("probe.state", "the capabilities are not usable");
-            return false;
-        }
-        _caps[device] = caps;
-        Pass("probe.capabilities", $"caps {MigrationStateMachine.FormatCaps(caps)}");
-
-        var initial = await GetAsync(device, ct).ConfigureAwait(false);
-        if (initial is not { } s || !MigrationStateMachine.IsValid(s))
-        {
-            Fail("probe.state", initial is null ? "GET MIG_DEVICE_STATE failed" : $"GET MIG_DEVICE_STATE answered {(uint)initial}, not a state");
-            return false;
-        }
-        await TryAsync(() => device.ResetAsync(ct)).ConfigureAwait(false);
-        var afterReset = await GetAsync(device, ct).ConfigureAwait(false);
-        if (afterReset != Running)
-        {
-            Fail("probe.state", $"initial state {Name(initial)}; after a reset GET shows {Name(afterReset)}, not RUNNING");
-            return false;
-        }
-        Pass("probe.state", $"initial state {Name(initial)}; RUNNING after reset");
-        return true;
-    }
-
-    private async Task<bool> ProbePeerAsync(IVfioMigrationDevice peer, CancellationToken ct)
-    {
-        try
-        {
-            _caps[peer] = await peer.GetCapabilitiesAsync(ct).ConfigureAwait(false);
-            return await EnsureRunningAsync(peer, ct).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            _caps.Remove(peer);
-            return false;
-        }
+        return (stop.Result, after, note, Driven.Done(null));
     }
 
     // The resume target for checks that load data: the peer, else the device itself when allowed.
@@ -480,14 +519,5 @@ internal sealed partial class CheckRun
         return _options.AllowDestructive
             ? (_device, null)
             : (null, "loads migration data into the device (overwrites its state); pass --allow-destructive, or --peer DEVICE");
-    }
-
-    private async Task RestoreAsync(CancellationToken ct)
-    {
-        await DisposeStreamsAsync().ConfigureAwait(false);
-        if (await EnsureRunningAsync(_device, ct).ConfigureAwait(false))
-            Pass("probe.restore", "the device was left in RUNNING");
-        else
-            Fail("probe.restore", $"the device could not be returned to RUNNING (GET shows {Name(await GetAsync(_device, ct).ConfigureAwait(false))})");
     }
 }

@@ -6,12 +6,13 @@ public static class ConformanceCatalog
     private const string P = ConformanceGroups.Probe, F = ConformanceGroups.Fsm, S = ConformanceGroups.Sessions,
         PC = ConformanceGroups.PreCopy, RT = ConformanceGroups.RoundTrip, D = ConformanceGroups.DirtyLogging, RB = ConformanceGroups.Robustness;
 
-
     /// <summary>All rules.</summary>
     public static IReadOnlyList<ConformanceRule> Rules { get; } =
     [
         new(P, "probe.capabilities", "§1.2, §4.9", "GET MIGRATION answers with a defined capability set (0x1, 0x3, 0x5 or 0x7)"),
-        new(P, "probe.state", "§1.1, §3.4", "GET MIG_DEVICE_STATE answers with a valid state, and a reset leaves the device in RUNNING"),
+        new(P, "probe.state", "§1.1", "GET MIG_DEVICE_STATE answers with a valid state, and the device can be brought to RUNNING (SET RUNNING, SET STOP then RUNNING, or reset)"),
+        new(P, "probe.reset", "§3.4", "VFIO_DEVICE_RESET returns the device to RUNNING from every state it is tried in (RUNNING and STOP in the probe, then wherever the run needs one)"),
+        new(P, "probe.read-size", "§4.2", "a STOP_COPY stream answers reads of the checker's chunk size (a read may return fewer bytes, it may not refuse the size)"),
 
         new(P, "probe.restore", "§3.4", "after the run the device is back in RUNNING (by legal arcs or a reset)"),
 

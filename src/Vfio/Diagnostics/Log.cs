@@ -14,6 +14,9 @@ internal static partial class Log
     [LoggerMessage(102, LogLevel.Information, "vfio-user client {Client} disconnected: {Reason}")]
     public static partial void ClientDisconnected(ILogger logger, int client, string reason);
 
+    [LoggerMessage(107, LogLevel.Warning, "vfio-user client {Client} left the device in {State}: the migration state is kept (neither reset nor resumed); 'vfio-mig state', 'resolve' or 'recover' settle it")]
+    public static partial void ClientLeftMidMigration(ILogger logger, int client, string state);
+
     [LoggerMessage(103, LogLevel.Debug, "{Command} (id {Id}) failed: {Error}")]
     public static partial void CommandFailed(ILogger logger, string command, int id, string error);
 

@@ -26,6 +26,15 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 106, Level = LogLevel.Error, Message = "{Side}: recovery problem: {Problem}")]
     public static partial void RecoveryProblem(ILogger logger, MigrationSide side, string problem);
 
+    [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "destination device {Index} ({Name}) was in {State}: reset before the migration")]
+    public static partial void ResetBeforeMigration(ILogger logger, int index, string name, string state);
+
+    [LoggerMessage(EventId = 109, Level = LogLevel.Information, Message = "{Side}: migration {Id} decided {Decision}")]
+    public static partial void Decided(ILogger logger, MigrationSide side, Guid id, MigrationDecision decision);
+
+    [LoggerMessage(EventId = 110, Level = LogLevel.Error, Message = "{Side}: migration {Id} held: {Why}")]
+    public static partial void Held(ILogger logger, MigrationSide side, Guid id, string why);
+
     [LoggerMessage(EventId = 107, Level = LogLevel.Debug, Message = "return path: {Type} frame, device {Device}, {Length} bytes")]
     public static partial void ReturnFrame(ILogger logger, Stream.MigrationFrameType type, ushort device, int length);
 }

@@ -9,9 +9,11 @@ namespace Vfio.Engine;
 
 /// <summary>
 /// The destination half of a live migration: reads the forward stream, puts N destination devices into
-/// RESUMING, writes their data, validates (RESUMING→STOP) and starts them (→RUNNING, through RUNNING_P2P
-/// for P2P devices, all together), answering on the return path. On any failure every touched destination
-/// device is reset and an Error frame tells the source.
+/// RESUMING, writes their data, validates (RESUMING→STOP), reports them loaded and waits for the source's
+/// Commit; it records the decision (committed, or aborted on any failure before) and only then starts them
+/// (→RUNNING, through RUNNING_P2P for P2P devices, all together). It is the decision point of the commit
+/// protocol (docs/commit-protocol.md). Before the commit, any failure resets every touched device and an
+/// Error frame tells the source; after it, no device is reset any more.
 /// </summary>
 public sealed class MigrationDestination
 {
@@ -34,8 +36,10 @@ public sealed class MigrationDestination
     /// Runs the destination half: <paramref name="input"/> carries the forward stream, <paramref name="returnPath"/>
     /// the replies. Both are completed when this returns.
     /// </summary>
-    /// <returns>The destination's statistics once every device is RUNNING and the source was told.</returns>
-    /// <exception cref="MigrationException">The migration failed (here or at the source); the destination devices were reset.</exception>
+    /// <returns>The destination's statistics once the commit is recorded and every device is RUNNING.</returns>
+    /// <exception cref="MigrationException">The migration failed (here or at the source) and was decided aborted; the
+    /// destination devices were reset. With <see cref="MigrationException.Held"/>: it was committed but a device
+    /// did not start; the devices keep the loaded state for <c>vfio-mig resolve</c>.</exception>
     /// <exception cref="OperationCanceledException">Canceled; the destination devices were reset.</exception>
     public async Task<MigrationStatistics> RunAsync(PipeReader input, PipeWriter returnPath, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -79,6 +83,11 @@ public sealed class MigrationDestination
         private readonly bool[] _acked;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private readonly ILogger _log;
+        private readonly IMigrationDecisionStore _store;
+        private readonly List<string> _warnings = [];
+        private readonly SideRecorder _recorder;
+        private Guid _id;
+        private bool _commitAttempted;
         private MigrationPhase _phase = MigrationPhase.Setup;
         private bool _switchover;
         private TimeSpan _setupTime;
@@ -105,9 +114,11 @@ public sealed class MigrationDestination
             _ended = new bool[_count];
             _acked = new bool[_count];
             _log = options.LoggerFactory.CreateLogger<MigrationDestination>();
+            _store = options.DecisionStore ?? new InMemoryMigrationStore();
+            _recorder = new SideRecorder(_store, MigrationSide.Destination, devices, _log, _warnings);
         }
 
-        public async Task<MigrationStatistics> ExecuteAsync(CancellationToken token)
+        private async Task<MigrationStatistics> RunAsync(CancellationToken token)
         {
             try
             {
@@ -116,33 +127,213 @@ public sealed class MigrationDestination
                 _setupTime = _clock.Elapsed;
                 await LoadAsync(token).ConfigureAwait(false);
                 await DisposeStreamsAsync().ConfigureAwait(false);
-                var startClock = Stopwatch.StartNew();
                 await ValidateAsync(token).ConfigureAwait(false);
-                await StartAsync(token).ConfigureAwait(false);
-                _startTime = startClock.Elapsed;
-                _phase = MigrationPhase.Completed;
-                await _writer.WriteUInt64Async(MigrationFrameType.Complete, MigrationFrame.StreamLevel, (ulong)(_startTime.Ticks / 10), token).ConfigureAwait(false);
-                Report("destination devices running", force: true);
-                var statistics = BuildStatistics();
-                EngineLog.Completed(_log, MigrationSide.Destination, statistics.TotalBytes, statistics.Downtime.TotalMilliseconds, statistics.TotalTime.TotalMilliseconds);
-                return statistics;
+                await CheckpointAsync(MigrationCheckpoint.Loaded, token).ConfigureAwait(false);
+                await AwaitCommitAsync(token).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
                 var failure = Normalize(ex, token);
                 EngineLog.Failed(_log, MigrationSide.Destination, failure);
+                var decision = await DecideAbortedAsync(failure).ConfigureAwait(false);
+                if (decision?.Decision == MigrationDecision.Committed)
+                    return await StartCommittedAsync().ConfigureAwait(false);
+                if (decision is null && _commitAttempted)
+                {
+                    // The store failed while recording the commit: it may be on disk. Neither reset nor start.
+                    var held = Fail(-1, Errno.EIO, $"the decision could not be recorded or read back ({failure.Message}); the devices keep the loaded state (held): vfio-mig resolve {_id}", failure);
+                    throw await HoldAsync(held).ConfigureAwait(false);
+                }
                 var recovery = await ResetTouchedAsync().ConfigureAwait(false);
                 foreach (var problem in recovery)
                     EngineLog.RecoveryProblem(_log, MigrationSide.Destination, problem);
                 if (failure is MigrationException { Side: MigrationSide.Destination } or OperationCanceledException)
                     await NotifyErrorAsync(failure).ConfigureAwait(false);
+                await WriteRecordQuietlyAsync(MigrationRecordStatus.Aborted, recovery.Count == 0 ? "devices reset: " + failure.Message : "reset failed: " + string.Join("; ", recovery)).ConfigureAwait(false);
                 if (failure is MigrationException me)
                 {
                     me.RecoveryErrors = recovery;
                     me.Statistics = BuildStatistics();
+                    me.MigrationId = _id;
                 }
                 ExceptionDispatchInfo.Throw(failure);
                 throw;
+            }
+            return await StartCommittedAsync().ConfigureAwait(false);
+        }
+
+        // Waits for the source's Commit (bounded by CommitTimeout) and records the decision committed. Returns
+        // only when committed is on record; a decision already on record as aborted refuses the Commit.
+        private async Task AwaitCommitAsync(CancellationToken token)
+        {
+            Report("destination devices loaded; waiting for the source's commit", force: true);
+            MigrationFrame frame;
+            using (var wait = CancellationTokenSource.CreateLinkedTokenSource(token))
+            {
+                wait.CancelAfter(_options.CommitTimeout);
+                try
+                {
+                    frame = await NextFrameAsync(wait.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!token.IsCancellationRequested)
+                {
+                    throw Fail(-1, Errno.ETIMEDOUT, $"no Commit from the source within {_options.CommitTimeout.TotalSeconds:0.#} s after the devices were loaded");
+                }
+            }
+            if (frame.Type == MigrationFrameType.Abort)
+                throw SourceAborted(frame);
+            if (frame.Type != MigrationFrameType.Commit)
+                throw Fail(-1, Errno.EPROTO, $"expected Commit, got {frame}");
+
+            _commitAttempted = true;
+            MigrationDecisionRecord decided;
+            try
+            {
+                decided = await _store.DecideAsync(new MigrationDecisionRecord(_id, MigrationDecision.Committed, "destination", "the source committed after every device loaded", DateTimeOffset.UtcNow), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(-1, ex.Errno, $"could not record the commit: {ex.Detail ?? ex.Message}", ex);
+            }
+            if (decided.Decision != MigrationDecision.Committed)
+                throw Fail(-1, Errno.ECANCELED, $"the migration was already decided aborted ({decided.DecidedBy}: {decided.Reason}); the late Commit is refused");
+            EngineLog.Decided(_log, MigrationSide.Destination, _id, MigrationDecision.Committed);
+        }
+
+        // Records aborted unless a decision exists; returns the decision on record, or null when the store failed
+        // (or no id was known yet: nothing to decide, the destination never loaded this migration).
+        private async Task<MigrationDecisionRecord?> DecideAbortedAsync(Exception failure)
+        {
+            if (_id == Guid.Empty)
+                return null;
+            try
+            {
+                var decided = await _store.DecideAsync(new MigrationDecisionRecord(_id, MigrationDecision.Aborted, "destination", failure.Message, DateTimeOffset.UtcNow), CancellationToken.None).ConfigureAwait(false);
+                EngineLog.Decided(_log, MigrationSide.Destination, _id, decided.Decision);
+                return decided;
+            }
+            catch (VfioException ex)
+            {
+                EngineLog.RecoveryProblem(_log, MigrationSide.Destination, $"could not record the decision aborted: {ex.Message}");
+                try
+                {
+                    return await _store.ReadDecisionAsync(_id, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (VfioException)
+                {
+                    return null;
+                }
+            }
+        }
+
+        // Committed is on record: from here no device is reset, whatever happens to the connection or the caller.
+        private async Task<MigrationStatistics> StartCommittedAsync()
+        {
+            _phase = MigrationPhase.Start;
+            await CheckpointAsync(MigrationCheckpoint.Committed, CancellationToken.None).ConfigureAwait(false);
+            await TellQuietlyAsync(MigrationFrameType.Committed, default).ConfigureAwait(false);
+            var startClock = Stopwatch.StartNew();
+            try
+            {
+                await StartAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is VfioException or OperationCanceledException)
+            {
+                var held = Fail(ex is MigrationException m ? m.DeviceIndex : -1, ex is VfioException v ? v.Errno : Errno.ECANCELED,
+                    $"the migration is committed but a device did not start ({(ex as VfioException)?.Detail ?? ex.Message}); the devices keep the migrated state (held): vfio-mig resolve {_id}", ex);
+                throw await HoldAsync(held).ConfigureAwait(false);
+            }
+            _startTime = startClock.Elapsed;
+            _phase = MigrationPhase.Completed;
+            await WriteRecordQuietlyAsync(MigrationRecordStatus.Completed, "committed; destination devices running").ConfigureAwait(false);
+            Span<byte> micros = stackalloc byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(micros, (ulong)(_startTime.Ticks / 10));
+            if (!await TellQuietlyAsync(MigrationFrameType.Complete, micros.ToArray()).ConfigureAwait(false))
+                _warnings.Add($"the destination devices run, but the source could not be told; it holds until 'vfio-mig resolve {_id}' tells it the decision committed");
+            Report("destination devices running", force: true);
+            var statistics = BuildStatistics();
+            EngineLog.Completed(_log, MigrationSide.Destination, statistics.TotalBytes, statistics.Downtime.TotalMilliseconds, statistics.TotalTime.TotalMilliseconds);
+            return statistics;
+        }
+
+        private async Task<MigrationException> HoldAsync(MigrationException held)
+        {
+            EngineLog.Held(_log, MigrationSide.Destination, _id, held.Message);
+            await DisposeStreamsAsync().ConfigureAwait(false);
+            await WriteRecordQuietlyAsync(MigrationRecordStatus.Held, held.Message).ConfigureAwait(false);
+            held.Held = true;
+            held.MigrationId = _id;
+            held.Statistics = BuildStatistics();
+            return held;
+        }
+
+        // After the commit the return path is best effort: a frame that cannot go out changes nothing here.
+        private async Task<bool> TellQuietlyAsync(MigrationFrameType type, ReadOnlyMemory<byte> payload)
+        {
+            using var timeout = new CancellationTokenSource(_options.FailureNoticeTimeout);
+            try
+            {
+                await _writer.WriteFrameAsync(type, MigrationFrame.StreamLevel, payload.Span, timeout.Token).ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception ex) when (ex is VfioException or OperationCanceledException or InvalidOperationException or IOException)
+            {
+                return false;
+            }
+        }
+
+        private ValueTask WriteRecordAsync(MigrationRecordStatus status, string detail, CancellationToken token) => _recorder.WriteAsync(status, detail, token);
+
+        private Task WriteRecordQuietlyAsync(MigrationRecordStatus status, string detail) => _recorder.WriteQuietlyAsync(status, detail);
+
+        private ValueTask CheckpointAsync(MigrationCheckpoint point, CancellationToken token) => SideRecorder.CheckpointAsync(_options, point, token);
+
+        // A device left mid-migration (RESUMING, STOP, …) by an earlier, interrupted migration is reset first,
+        // unless an unresolved committed migration names it: then it holds the only live copy of that state.
+        private async Task PrepareDevicesAsync(CancellationToken token)
+        {
+            IReadOnlyList<MigrationRecord>? records = null;
+            for (int i = 0; i < _count; i++)
+            {
+                var state = await DeviceAsync(i, "GET device_state", d => d.GetStateAsync(token)).ConfigureAwait(false);
+                if (state == VfioMigrationState.Running)
+                    continue;
+                records ??= await ListRecordsAsync(token).ConfigureAwait(false);
+                foreach (var r in records)
+                {
+                    if (r.Side != MigrationSide.Destination || !r.IsUnresolved || !r.Devices.Contains(_devices[i].Name))
+                        continue;
+                    var decision = await _store.ReadDecisionAsync(r.Id, token).ConfigureAwait(false);
+                    if (decision?.Decision == MigrationDecision.Committed)
+                        throw Fail(i, Errno.EBUSY, $"the device is in {MigrationStateMachine.Name(state)} holding the committed state of migration {r.Id}; run 'vfio-mig resolve {r.Id}' first");
+                }
+                EngineLog.ResetBeforeMigration(_log, i, _devices[i].Name, MigrationStateMachine.Name(state));
+                Report($"destination device {i} ({_devices[i].Name}) was in {MigrationStateMachine.Name(state)}: reset before the migration", force: true);
+                await DeviceAsync(i, "VFIO_DEVICE_RESET", async d =>
+                {
+                    await d.ResetAsync(token).ConfigureAwait(false);
+                    return true;
+                }).ConfigureAwait(false);
+            }
+        }
+
+        private async Task<IReadOnlyList<MigrationRecord>> ListRecordsAsync(CancellationToken token)
+        {
+            try
+            {
+                return await _store.ListRecordsAsync(token).ConfigureAwait(false);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(-1, ex.Errno, $"read the migration records: {ex.Detail ?? ex.Message}", ex);
+            }
+        }
+
+        public async Task<MigrationStatistics> ExecuteAsync(CancellationToken token)
+        {
+            try
+            {
+                return await RunAsync(token).ConfigureAwait(false);
             }
             finally
             {
@@ -157,6 +348,20 @@ public sealed class MigrationDestination
             var preamble = await _reader.ReadPreambleAsync(token).ConfigureAwait(false);
             if (preamble.DeviceCount != _count)
                 throw Fail(-1, Errno.EINVAL, $"the source migrates {preamble.DeviceCount} device(s), this destination has {_count}");
+            var begin = await NextFrameAsync(token).ConfigureAwait(false);
+            if (begin.Type == MigrationFrameType.Abort)
+                throw SourceAborted(begin);
+            if (begin.Type != MigrationFrameType.Begin)
+                throw Fail(-1, Errno.EPROTO, $"expected the Begin frame, got {begin}");
+            var id = MigrationFrameCodec.ReadMigrationId(begin.Payload);
+            if (id == Guid.Empty)
+                throw Fail(-1, Errno.EPROTO, "the Begin frame carries the empty migration id");
+            var earlier = await _store.ReadDecisionAsync(id, token).ConfigureAwait(false);
+            if (earlier is not null)
+                throw Fail(-1, Errno.EEXIST, $"migration {id} was already decided {earlier.Decision.ToString().ToLowerInvariant()}; a migration id is used once");
+            _id = id;
+            _recorder.Id = id;
+            await WriteRecordAsync(MigrationRecordStatus.Begun, "migrating", token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
                 var frame = await NextFrameAsync(token).ConfigureAwait(false);
@@ -178,6 +383,7 @@ public sealed class MigrationDestination
                 if (_count > 1 && (caps & VfioMigrationFlags.P2P) == 0)
                     throw Fail(i, Errno.EOPNOTSUPP, $"{_count} devices migrate together, but this device lacks P2P (caps {MigrationStateMachine.FormatCaps(caps)}); they could not be started together safely");
             }
+            await PrepareDevicesAsync(token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
                 _touched[i] = true;
@@ -424,6 +630,7 @@ public sealed class MigrationDestination
             var stopCopyTime = _switchover ? _clock.Elapsed - _switchoverAt - _startTime : TimeSpan.Zero;
             return new MigrationStatistics
             {
+                MigrationId = _id,
                 Side = MigrationSide.Destination,
                 DeviceCount = _count,
                 PreCopyUsed = _count > 0 && (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0,
@@ -437,6 +644,7 @@ public sealed class MigrationDestination
                 Downtime = _switchover ? _clock.Elapsed - _switchoverAt : TimeSpan.Zero,
                 TotalTime = _clock.Elapsed,
                 Devices = devices,
+                Warnings = _warnings.ToArray(),
             };
         }
     }

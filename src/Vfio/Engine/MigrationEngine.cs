@@ -16,7 +16,8 @@ public static class MigrationEngine
     /// </summary>
     /// <returns>The source's statistics (downtime: first source leaving RUNNING → last destination RUNNING).</returns>
     /// <exception cref="ArgumentException">The lists are empty or of different lengths, or the options are invalid.</exception>
-    /// <exception cref="MigrationException">The migration failed: the sources are RUNNING with their state unchanged, the destinations were reset.</exception>
+    /// <exception cref="MigrationException">The migration failed: the sources are RUNNING with their state unchanged, the destinations were reset;
+    /// or, with <see cref="MigrationException.Held"/>, neither runs and <c>vfio-mig resolve</c> finishes it (docs/commit-protocol.md).</exception>
     /// <exception cref="OperationCanceledException">Canceled, with the same guarantees.</exception>
     public static async Task<MigrationStatistics> MigrateAsync(
         IReadOnlyList<IVfioMigrationDevice> sources,
@@ -31,6 +32,9 @@ public static class MigrationEngine
             throw new ArgumentException($"{sources.Count} source devices but {destinations.Count} destination devices", nameof(destinations));
         options ??= MigrationOptions.Default;
         options.Validate();
+        // Both halves see one store, as they would on one host: the destination's decision is the source's too.
+        if (options.DecisionStore is null)
+            options = options with { DecisionStore = new InMemoryMigrationStore() };
 
         long pause = 4L * options.BufferSize;
         var forward = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));

@@ -54,6 +54,16 @@ public sealed class MigrationException : VfioException
     /// <summary>The convergence figures when pre-copy did not converge (errno ETIMEDOUT).</summary>
     public ConvergenceReport? Convergence { get; }
 
+    /// <summary>
+    /// True when the migration ended <em>held</em>: its outcome is unknown here (or decided committed but the
+    /// destination could not start), so this side's devices were neither restarted nor reset and keep the state;
+    /// <c>vfio-mig resolve</c> with <see cref="MigrationId"/> finishes it (docs/commit-protocol.md).
+    /// </summary>
+    public bool Held { get; internal set; }
+
+    /// <summary>The migration's id (<see cref="Guid.Empty"/> when it failed before one was known).</summary>
+    public Guid MigrationId { get; internal set; }
+
     /// <summary>Devices that could not be put back after the failure (empty when recovery succeeded).</summary>
     public IReadOnlyList<string> RecoveryErrors { get; internal set; } = [];
 

@@ -44,6 +44,25 @@ public sealed record MigrationOptions
     /// <summary>How long a failing side waits to deliver its Abort/Error frame to the peer. Default 2 s.</summary>
     public TimeSpan FailureNoticeTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// The bound of each wait in the commit exchange (docs/commit-protocol.md): the source for the load results
+    /// after End (then it restarts), the loaded destination for the Commit (then it decides aborted), the source for
+    /// the answer to its Commit (then it holds). Stalls before End are the transport's to detect. Default 30 s.
+    /// </summary>
+    public TimeSpan CommitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The migration id the source announces; <see cref="Guid.Empty"/> (default) = a new random one per run.</summary>
+    public Guid MigrationId { get; init; }
+
+    /// <summary>
+    /// Where each side keeps its record and the destination its decision. Default null: a fresh
+    /// <see cref="InMemoryMigrationStore"/> (not durable); the CLI passes a file store.
+    /// </summary>
+    public IMigrationDecisionStore? DecisionStore { get; init; }
+
+    /// <summary>Called at each <see cref="MigrationCheckpoint"/> (fault tests stop, cut or kill there). Default none.</summary>
+    public Func<MigrationCheckpoint, CancellationToken, ValueTask>? Checkpoint { get; init; }
+
     /// <summary>Where the engine logs (phases, rounds, switchover, failures). Default: no logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 
@@ -59,7 +78,7 @@ public sealed record MigrationOptions
             throw new ArgumentOutOfRangeException(nameof(MaxRounds), MaxRounds, "at least one pre-copy round is needed");
         if (MaxPreCopyTime <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(MaxPreCopyTime), MaxPreCopyTime, "the pre-copy time limit must be positive");
-        if (IdleRoundDelay < TimeSpan.Zero || ProgressInterval < TimeSpan.Zero || FailureNoticeTimeout < TimeSpan.Zero)
+        if (IdleRoundDelay < TimeSpan.Zero || ProgressInterval < TimeSpan.Zero || FailureNoticeTimeout < TimeSpan.Zero || CommitTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(IdleRoundDelay), "delays cannot be negative");
     }
 }

@@ -10,7 +10,9 @@ namespace Vfio.Engine;
 /// <summary>
 /// The source half of a live migration: drives N source devices through setup, pre-copy, switchover and
 /// stop-copy, writes the forward migration stream and reads the destination's return path. Whatever
-/// fails, the source devices end up RUNNING again (SET RUNNING, else reset) and their state is untouched.
+/// fails before it sends Commit, the source devices end up RUNNING again (SET RUNNING, else reset) with their
+/// state untouched; after Commit only the destination's answer decides, and without one the sources are held
+/// (docs/commit-protocol.md).
 /// </summary>
 /// <remarks>See docs/engine.md for the algorithm and docs/stream-format.md for the bytes.</remarks>
 public sealed class MigrationSource
@@ -35,8 +37,9 @@ public sealed class MigrationSource
     /// <paramref name="returnPath"/> the destination's replies. Both are completed when this returns.
     /// </summary>
     /// <returns>The statistics once the destination reported all devices RUNNING and the sources went to STOP.</returns>
-    /// <exception cref="MigrationException">The migration failed; the sources are RUNNING again.</exception>
-    /// <exception cref="OperationCanceledException">Canceled; the sources are RUNNING again.</exception>
+    /// <exception cref="MigrationException">The migration failed; the sources are RUNNING again, or, when
+    /// <see cref="MigrationException.Held"/> is set, stopped with their state until the migration is resolved.</exception>
+    /// <exception cref="OperationCanceledException">Canceled before Commit; the sources are RUNNING again.</exception>
     public async Task<MigrationStatistics> RunAsync(PipeWriter output, PipeReader returnPath, IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(output);
@@ -81,8 +84,17 @@ public sealed class MigrationSource
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource<ulong> _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly Guid _id;
+        private readonly SideRecorder _recorder;
+        private readonly IMigrationDecisionStore _store;
+        private int _loadedCount;
+        private bool _commitSent; // the point of no return: from here the sources never restart by themselves
+        private bool _committedSeen;
+        private bool _completeSeen;
         private readonly List<string> _warnings = [];
         private readonly ILogger _log;
+        private readonly ConvergenceModel _convergence;
         private CancellationTokenSource? _cts;
         private MigrationException? _remoteFailure; // reported by the destination (Error or failed LoadResult)
         private MigrationException? _returnPathFailure; // the return path itself broke (transport or protocol)
@@ -95,7 +107,6 @@ public sealed class MigrationSource
         private long _pending;
         private long _threshold;
         private bool _forced;
-        private bool _endSent;
         private TimeSpan _setupTime;
         private TimeSpan _preCopyTime;
         private TimeSpan _stopCopyTime;
@@ -128,6 +139,10 @@ public sealed class MigrationSource
             _acksReceived = new int[_count];
             _destinationCaps = new VfioMigrationFlags[_count];
             _log = options.LoggerFactory.CreateLogger<MigrationSource>();
+            _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
+            _id = options.MigrationId == Guid.Empty ? Guid.NewGuid() : options.MigrationId;
+            _store = options.DecisionStore ?? new InMemoryMigrationStore();
+            _recorder = new SideRecorder(_store, MigrationSide.Source, devices, _log, _warnings) { Id = _id };
         }
 
         // Acked when the latest marker was acknowledged: acks arrive in order, so after a REINIT an ack of
@@ -157,9 +172,12 @@ public sealed class MigrationSource
             Task? returnLoop = null;
             try
             {
+                await WriteRecordAsync(MigrationRecordStatus.Begun, "migrating", token).ConfigureAwait(false);
                 await SetupAsync(token).ConfigureAwait(false);
                 returnLoop = Task.Run(() => ReturnLoopAsync(returnCts.Token), CancellationToken.None);
                 await _ready.Task.WaitAsync(token).ConfigureAwait(false);
+                if (_preCopy)
+                    await _convergence.MeasureDevicesAsync(_devices, _p2p, token).ConfigureAwait(false);
                 CheckDestinationCaps();
                 _setupTime = _clock.Elapsed;
                 Report("destination ready");
@@ -172,32 +190,40 @@ public sealed class MigrationSource
                 await StopCopyAsync(token).ConfigureAwait(false);
                 _stopCopyTime = Stopwatch.GetElapsedTime(_downtimeStart);
 
-                Enter(MigrationPhase.Start);
-                Report("waiting for the destination to start its devices");
-                ulong startMicros = await _complete.Task.WaitAsync(token).ConfigureAwait(false);
-                _downtime = Stopwatch.GetElapsedTime(_downtimeStart);
-                _destinationStart = TimeSpan.FromTicks((long)Math.Min(startMicros, (ulong)(TimeSpan.MaxValue.Ticks / 10)) * 10);
+                Enter(MigrationPhase.Validate);
+                Report("waiting for the destination to load and validate");
+                try
+                {
+                    await _loaded.Task.WaitAsync(_options.CommitTimeout, token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    throw new VfioException(Errno.ETIMEDOUT, "commit", $"the destination did not report its devices loaded within {_options.CommitTimeout.TotalSeconds:0.#} s after the stream ended");
+                }
 
-                await CleanupAsync().ConfigureAwait(false);
-                Enter(MigrationPhase.Completed);
-                Report("migration complete");
-                return Finish();
+                // Every device is loaded. From this instant the sources never restart by themselves: a Commit
+                // written even in part may arrive, and only the destination's answer says whether it did.
+                Volatile.Write(ref _commitSent, true);
+                await _writer.WriteFrameAsync(MigrationFrameType.Commit, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
+                Enter(MigrationPhase.Start);
+                Report("committed; waiting for the destination to start its devices");
+                try
+                {
+                    await _complete.Task.WaitAsync(_options.CommitTimeout, token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    throw new VfioException(Errno.ETIMEDOUT, "commit", $"no answer to the Commit within {_options.CommitTimeout.TotalSeconds:0.#} s");
+                }
+                await CheckpointAsync(MigrationCheckpoint.Started, token).ConfigureAwait(false);
+                return await FinishCommittedAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (Volatile.Read(ref _commitSent))
+            {
+                return await UnknownWindowAsync(ex).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                if (_endSent && await CompletedAnywayAsync().ConfigureAwait(false))
-                {
-                    // Everything was sent and the destination reports its devices RUNNING: the migration
-                    // succeeded, whatever happened here meanwhile. Restarting the sources now would run the
-                    // workload twice, so finish instead.
-                    _downtime = Stopwatch.GetElapsedTime(_downtimeStart);
-                    _warnings.Add($"the migration completed although the source saw a failure after sending everything: {ex.Message}");
-                    await CleanupAsync().ConfigureAwait(false);
-                    Enter(MigrationPhase.Completed);
-                    Report("migration complete");
-                    return Finish();
-                }
-
                 EngineLog.Failed(_log, MigrationSide.Source, ex);
 
                 // Tell the destination first (so it does not start), then restart the sources; finding
@@ -207,10 +233,12 @@ public sealed class MigrationSource
                 foreach (var problem in recovery)
                     EngineLog.RecoveryProblem(_log, MigrationSide.Source, problem);
                 var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
+                await WriteRecordQuietlyAsync(MigrationRecordStatus.Aborted, recovery.Count == 0 ? "sources running again: " + failure.Message : "recovery failed: " + string.Join("; ", recovery)).ConfigureAwait(false);
                 if (failure is MigrationException me)
                 {
                     me.RecoveryErrors = recovery;
                     me.Statistics = BuildStatistics();
+                    me.MigrationId = _id;
                     ExceptionDispatchInfo.Throw(me);
                 }
                 if (recovery.Count > 0)
@@ -278,6 +306,9 @@ public sealed class MigrationSource
             EngineLog.Starting(_log, MigrationSide.Source, _count, _preCopy, _p2p);
 
             await _writer.WritePreambleAsync(token).ConfigureAwait(false);
+            var id = new byte[MigrationFrameCodec.MigrationIdSize];
+            MigrationFrameCodec.WriteMigrationId(id, _id);
+            await _writer.WriteFrameAsync(MigrationFrameType.Begin, MigrationFrame.StreamLevel, id, token).ConfigureAwait(false);
             var plan = (_preCopy ? MigrationPlanFlags.PreCopy : 0) | (_p2p ? MigrationPlanFlags.P2P : 0);
             for (int i = 0; i < _count; i++)
                 await _writer.WriteSetupAsync((ushort)i, new MigrationDeviceSetup(_caps[i], _stopCopySize[i], plan, _devices[i].Name), token).ConfigureAwait(false);
@@ -307,6 +338,7 @@ public sealed class MigrationSource
                 _streams[i] = stream ?? throw Fail(i, Errno.EPROTO, "RUNNING>PRE_COPY opened no saving stream");
             }
             Report("sources in PRE_COPY");
+            await CheckpointAsync(MigrationCheckpoint.PreCopy, token).ConfigureAwait(false);
 
             var start = _clock.Elapsed;
             while (true)
@@ -322,14 +354,18 @@ public sealed class MigrationSource
                 UpdateBandwidth(0);
 
                 _pending = await PendingBytesAsync(token).ConfigureAwait(false);
-                _threshold = _bandwidth > 0 ? (long)Math.Min(_bandwidth * _options.DowntimeLimit.TotalSeconds, long.MaxValue / 2) : 0;
-                bool small = _pending == 0 || (_bandwidth > 0 && _pending <= _threshold);
+                _convergence.SetTransfer(_moved, _activeTime);
+                _threshold = _convergence.ThresholdBytes;
+                bool small = _convergence.Decide(_pending) == ConvergenceDecision.SwitchOver;
                 EngineLog.Round(_log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _count);
                 Report(null, force: true);
 
+                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
+                    return;
                 while (small && _options.RequireSwitchoverAck && AckCount < _count)
                 {
-                    // Converged but a destination has not acknowledged its initial data yet: wait a little.
+                    // Converged but a destination has not acknowledged its initial data yet: wait a little, then
+                    // run another round (the device kept dirtying while we waited, so the pending figure is stale).
                     if (_clock.Elapsed - start >= _options.MaxPreCopyTime)
                         break;
                     int before = AckCount;
@@ -338,13 +374,14 @@ public sealed class MigrationSource
                     if (AckCount == before)
                         break;
                 }
-                if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
-                    return;
 
                 var elapsed = _clock.Elapsed - start;
                 if (_round >= _options.MaxRounds || elapsed >= _options.MaxPreCopyTime)
                 {
-                    var report = new ConvergenceReport(_round, elapsed, _pending, _bandwidth, _options.DowntimeLimit, _threshold, _count - AckCount);
+                    // Out of rounds while they still shrank the stop-copy: within the limit is good enough.
+                    if (_convergence.IsWithinLimit(_pending) && (!_options.RequireSwitchoverAck || AckCount == _count))
+                        return;
+                    var report = _convergence.Report(_round, elapsed, _pending, _count - AckCount);
                     if (_options.NonConvergence == NonConvergencePolicy.ForceSwitchover)
                     {
                         _forced = true;
@@ -482,6 +519,7 @@ public sealed class MigrationSource
         {
             Enter(MigrationPhase.StopCopy);
             Report("sources in STOP_COPY");
+            await CheckpointAsync(MigrationCheckpoint.StopCopy, token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
                 var stream = _streams[i]!;
@@ -494,7 +532,6 @@ public sealed class MigrationSource
                 await _writer.WriteUInt64Async(MigrationFrameType.DeviceEnd, (ushort)i, (ulong)(_preCopyBytes[i] + _stopCopyBytes[i]), token).ConfigureAwait(false);
             }
             await _writer.WriteFrameAsync(MigrationFrameType.End, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
-            _endSent = true;
         }
 
         // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
@@ -578,19 +615,76 @@ public sealed class MigrationSource
             };
         }
 
-        // After End was sent the destination may already be starting: wait (bounded) for its verdict.
-        private async Task<bool> CompletedAnywayAsync()
+        // Commit was sent, then something failed (transport, cancellation, a device, the return path). Only the
+        // destination's word may restart the sources: wait (bounded, even when canceled) for it.
+        private async Task<MigrationStatistics> UnknownWindowAsync(Exception ex)
         {
             try
             {
                 await _complete.Task.WaitAsync(_options.FailureNoticeTimeout, CancellationToken.None).ConfigureAwait(false);
-                return true;
             }
             catch (Exception)
             {
-                return false;
+                // Judged below from what the return path delivered.
             }
+            if (Volatile.Read(ref _completeSeen) || Volatile.Read(ref _committedSeen))
+            {
+                // The destination recorded the commit: the migration succeeded, whatever happened here meanwhile.
+                if (!Volatile.Read(ref _completeSeen))
+                    _warnings.Add($"the destination recorded the commit but did not report its devices running ({ex.Message}); it holds the state: run 'vfio-mig resolve {_id}' on the destination host");
+                else
+                    _warnings.Add($"the migration completed although the source saw a failure after committing: {ex.Message}");
+                return await FinishCommittedAsync().ConfigureAwait(false);
+            }
+            if (Volatile.Read(ref _remoteFailure) is { } aborted)
+            {
+                // An Error after Commit: the destination recorded aborted (it refuses any later Commit) and reset
+                // its devices, so restarting the sources is safe.
+                EngineLog.Failed(_log, MigrationSide.Source, aborted);
+                var recovery = await RollbackAsync().ConfigureAwait(false);
+                await WriteRecordQuietlyAsync(MigrationRecordStatus.Aborted, "the destination decided aborted; sources running again: " + aborted.Message).ConfigureAwait(false);
+                aborted.RecoveryErrors = recovery;
+                aborted.Statistics = BuildStatistics();
+                aborted.MigrationId = _id;
+                ExceptionDispatchInfo.Throw(aborted);
+            }
+
+            // No answer: the destination may have committed and run, or not. Neither restart nor reset: the
+            // sources keep their state in STOP_COPY until the decision is asked for.
+            await DisposeStreamsAsync().ConfigureAwait(false);
+            var cause = Volatile.Read(ref _returnPathFailure) is { } broken && ex is OperationCanceledException ? broken : ex;
+            var errno = cause is VfioException v ? v.Errno : cause is OperationCanceledException ? Errno.ECANCELED : Errno.EIO;
+            string why = $"the outcome is unknown after Commit was sent ({(cause as VfioException)?.Detail ?? cause.Message}); the source devices stay stopped with their state (held); the destination decides: vfio-mig resolve {_id}";
+            EngineLog.Held(_log, MigrationSide.Source, _id, why);
+            await WriteRecordQuietlyAsync(MigrationRecordStatus.Held, why).ConfigureAwait(false);
+            throw new MigrationException(MigrationSide.Source, _phase, -1, null, errno, why, cause)
+            {
+                Held = true,
+                MigrationId = _id,
+                Statistics = BuildStatistics(),
+            };
         }
+
+        private async Task<MigrationStatistics> FinishCommittedAsync()
+        {
+            _downtime = Stopwatch.GetElapsedTime(_downtimeStart);
+            if (_complete.Task.IsCompletedSuccessfully)
+            {
+                ulong startMicros = _complete.Task.Result;
+                _destinationStart = TimeSpan.FromTicks((long)Math.Min(startMicros, (ulong)(TimeSpan.MaxValue.Ticks / 10)) * 10);
+            }
+            await CleanupAsync().ConfigureAwait(false);
+            await WriteRecordQuietlyAsync(MigrationRecordStatus.Completed, "committed; the source devices are stopped for good").ConfigureAwait(false);
+            Enter(MigrationPhase.Completed);
+            Report("migration complete");
+            return Finish();
+        }
+
+        private ValueTask WriteRecordAsync(MigrationRecordStatus status, string detail, CancellationToken token) => _recorder.WriteAsync(status, detail, token);
+
+        private Task WriteRecordQuietlyAsync(MigrationRecordStatus status, string detail) => _recorder.WriteQuietlyAsync(status, detail);
+
+        private ValueTask CheckpointAsync(MigrationCheckpoint point, CancellationToken token) => SideRecorder.CheckpointAsync(_options, point, token);
 
         private async Task<IReadOnlyList<string>> RollbackAsync()
         {
@@ -712,8 +806,18 @@ public sealed class MigrationSource
                             var load = MigrationFrameCodec.ReadStatus(frame.Payload);
                             if (!load.IsSuccess)
                                 SetRemoteFailure(new MigrationException(MigrationSide.Destination, (MigrationPhase)load.Phase, d, null, load.Errno, load.Message), reported: true);
+                            else if (++_loadedCount == _count)
+                                _loaded.TrySetResult();
+                            break;
+                        case MigrationFrameType.Committed:
+                            if (!Volatile.Read(ref _commitSent))
+                                throw new VfioException(Errno.EPROTO, "read return path", "the destination reports a commit that was never sent");
+                            Volatile.Write(ref _committedSeen, true);
                             break;
                         case MigrationFrameType.Complete:
+                            if (!Volatile.Read(ref _commitSent))
+                                throw new VfioException(Errno.EPROTO, "read return path", "the destination reports its devices running before the source committed");
+                            Volatile.Write(ref _completeSeen, true);
                             _complete.TrySetResult(MigrationFrameCodec.ReadUInt64(frame.Payload));
                             break;
                         case MigrationFrameType.Error:
@@ -728,6 +832,7 @@ public sealed class MigrationSource
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
                 _ready.TrySetCanceled(token);
+                _loaded.TrySetCanceled(token);
                 _complete.TrySetCanceled(token);
             }
             catch (VfioException ex)
@@ -746,6 +851,7 @@ public sealed class MigrationSource
             if (Interlocked.CompareExchange(ref slot, failure, null) is null)
             {
                 _ready.TrySetException(failure);
+                _loaded.TrySetException(failure);
                 _complete.TrySetException(failure);
                 try
                 {
@@ -820,6 +926,7 @@ public sealed class MigrationSource
                 devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], IsAcked(i));
             return new MigrationStatistics
             {
+                MigrationId = _id,
                 Side = MigrationSide.Source,
                 DeviceCount = _count,
                 PreCopyUsed = _preCopy,

@@ -3,6 +3,9 @@ namespace Vfio.Engine;
 /// <summary>The figures of a finished migration, from one side's point of view (the source's for <see cref="MigrationEngine.MigrateAsync"/>).</summary>
 public sealed record MigrationStatistics
 {
+    /// <summary>The migration's id.</summary>
+    public Guid MigrationId { get; init; }
+
     /// <summary>Which side measured.</summary>
     public MigrationSide Side { get; init; }
 

@@ -105,10 +105,10 @@ internal static class NetHandshake
 
     /// <summary>
     /// Runs the receiver's half. <paramref name="admit"/> may refuse a well-formed hello (unknown session, busy).
-    /// <paramref name="sessionSecret"/>: the open session's secret (for data channels), or null before the control
-    /// channel. Sends a refusal to the sender and throws EACCES/EPROTO here too.
+    /// <paramref name="sessionSecretFor"/>: the secret of the session a data channel names (null for a control channel,
+    /// or when no such session is open). Sends a refusal to the sender and throws EACCES/EPROTO here too.
     /// </summary>
-    public static async Task<NetHandshakeResult> RunServerAsync(Stream stream, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, byte[] binding, byte[]? sessionSecret, string peer, CancellationToken cancellationToken)
+    public static async Task<NetHandshakeResult> RunServerAsync(Stream stream, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, byte[] binding, Func<NetHello, Task<byte[]?>> sessionSecretFor, string peer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(security);
@@ -137,6 +137,13 @@ internal static class NetHandshake
         var (refusal, reason) = admit(hello);
         if (refusal == NetRefusal.None)
             (refusal, reason) = Compatible(security, hello);
+        byte[]? sessionSecret = null;
+        if (refusal == NetRefusal.None && !hello.IsControl && security.SealsFrames)
+        {
+            sessionSecret = await sessionSecretFor(hello).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (sessionSecret is null)
+                (refusal, reason) = (NetRefusal.UnknownSession, "the data channel does not belong to the open session");
+        }
         if (refusal != NetRefusal.None)
         {
             await RefuseChallengeAsync(stream, challenge, refusal, reason ?? refusal.ToString(), cancellationToken).ConfigureAwait(false);

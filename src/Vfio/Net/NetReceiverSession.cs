@@ -112,9 +112,14 @@ public sealed class NetReceiverSession : NetSession
                 var frame = await channel.ReadFrameAsync(Cts.Token).ConfigureAwait(false);
                 if (frame is null)
                 {
-                    if (channel.Index == 0 ? !_statusSent : !ended)
-                        await FaultAfterPeerReasonAsync(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", "the sender closed the connection before the migration finished"), channel.Name, waitForControl: channel.Index != 0).ConfigureAwait(false);
-                    _bye.TrySetResult();
+                    // On the control channel only a goodbye ends the session: an end of stream after the status is
+                    // a sender that never confirmed it, not a finished migration.
+                    if (channel.Index == 0 && !_bye.Task.IsCompleted)
+                        Fault(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", _statusSent
+                            ? "the sender closed the connection without acknowledging the final status"
+                            : "the sender closed the connection before the migration finished"));
+                    else if (channel.Index != 0 && !ended)
+                        await FaultAfterPeerReasonAsync(new VfioException(Errno.ECONNRESET, $"receive on {channel.Name}", "the sender closed the connection before the migration finished"), channel.Name, waitForControl: true).ConfigureAwait(false);
                     return;
                 }
                 bool keep = false;

@@ -114,6 +114,11 @@ public sealed partial class SampleDevice : MigrationDevice
             _workloadStop.Dispose();
         }
         base.Dispose(disposing);
+        if (disposing)
+        {
+            lock (_memLock)
+                _memory.Dispose();
+        }
     }
 
     private void CheckRange(long offset, int length)

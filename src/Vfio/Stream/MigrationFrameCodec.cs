@@ -26,7 +26,7 @@ namespace Vfio.Stream;
 public static class MigrationFrameCodec
 {
     /// <summary>Format version written and accepted.</summary>
-    public const ushort Version = 1;
+    public const ushort Version = 2;
 
     /// <summary>Bytes of the stream preamble.</summary>
     public const int PreambleSize = 20;
@@ -51,6 +51,9 @@ public static class MigrationFrameCodec
 
     /// <summary>Bytes of a setup payload before the name: caps u64, stop-copy size u64, plan u32, name length u16.</summary>
     public const int SetupFixedSize = 22;
+
+    /// <summary>Bytes of a Begin payload: the migration id.</summary>
+    public const int MigrationIdSize = 16;
 
     /// <summary>Bytes of a status payload before the message: errno i32, phase u8, reserved u8, message length u16.</summary>
     public const int StatusFixedSize = 8;
@@ -182,10 +185,10 @@ public static class MigrationFrameCodec
     }
 
     /// <summary>True for types that travel source → destination.</summary>
-    public static bool IsForward(MigrationFrameType type) => (byte)type is >= 0x01 and <= 0x08;
+    public static bool IsForward(MigrationFrameType type) => (byte)type is >= 0x01 and <= 0x0A;
 
     /// <summary>True for types that travel destination → source.</summary>
-    public static bool IsReturn(MigrationFrameType type) => (byte)type is >= 0x41 and <= 0x45;
+    public static bool IsReturn(MigrationFrameType type) => (byte)type is >= 0x41 and <= 0x46;
 
     // Per-type rules: which index a frame may carry and how long its payload may be.
     private static void CheckShape(MigrationFrameType type, ushort device, int length, uint sequence, ushort deviceCount)
@@ -197,7 +200,8 @@ public static class MigrationFrameCodec
             MigrationFrameType.Setup => (deviceOk, length is >= SetupFixedSize and <= SetupFixedSize + MaxNameBytes, $"{SetupFixedSize}–{SetupFixedSize + MaxNameBytes} payload bytes"),
             MigrationFrameType.PreCopyData or MigrationFrameType.StopCopyData => (deviceOk, length > 0, "at least 1 payload byte"),
             MigrationFrameType.InitDataSent or MigrationFrameType.InitDataAck => (deviceOk, length == 0, "no payload"),
-            MigrationFrameType.Switchover or MigrationFrameType.End => (streamLevel, length == 0, "no payload"),
+            MigrationFrameType.Switchover or MigrationFrameType.End or MigrationFrameType.Commit or MigrationFrameType.Committed => (streamLevel, length == 0, "no payload"),
+            MigrationFrameType.Begin => (streamLevel, length == MigrationIdSize, $"{MigrationIdSize} payload bytes"),
             MigrationFrameType.DeviceEnd => (deviceOk, length == 8, "8 payload bytes"),
             MigrationFrameType.Abort => (streamLevel, IsStatusLength(length), "a status payload"),
             MigrationFrameType.Ready => (deviceOk, length == 8, "8 payload bytes"),
@@ -217,7 +221,8 @@ public static class MigrationFrameCodec
     }
 
     private static bool IsStreamLevelType(MigrationFrameType type)
-        => type is MigrationFrameType.Switchover or MigrationFrameType.End or MigrationFrameType.Abort or MigrationFrameType.Complete;
+        => type is MigrationFrameType.Switchover or MigrationFrameType.End or MigrationFrameType.Abort or MigrationFrameType.Complete
+            or MigrationFrameType.Begin or MigrationFrameType.Commit or MigrationFrameType.Committed;
 
     private static bool IsStatusLength(int length) => length is >= StatusFixedSize and <= StatusFixedSize + MaxMessageBytes;
 
@@ -282,6 +287,24 @@ public static class MigrationFrameCodec
         if (messageLength != p.Length - StatusFixedSize)
             throw new VfioException(Errno.EPROTO, Decode, $"status payload names {messageLength} message bytes but carries {p.Length - StatusFixedSize}");
         return new MigrationStatus((Errno)errno, p[4], DecodeUtf8(p[StatusFixedSize..], "status message"));
+    }
+
+    /// <summary>Encodes a migration id (RFC 4122 byte order) into the first <see cref="MigrationIdSize"/> bytes.</summary>
+    public static void WriteMigrationId(Span<byte> destination, Guid id)
+    {
+        if (!id.TryWriteBytes(destination, bigEndian: true, out _))
+            throw new ArgumentException("the destination is too small for a migration id", nameof(destination));
+    }
+
+    /// <summary>Reads the migration id of a Begin frame.</summary>
+    /// <exception cref="VfioException">EPROTO when the payload is not 16 bytes.</exception>
+    public static Guid ReadMigrationId(in ReadOnlySequence<byte> payload)
+    {
+        if (payload.Length != MigrationIdSize)
+            throw new VfioException(Errno.EPROTO, Decode, $"expected a {MigrationIdSize}-byte migration id, got {payload.Length} bytes");
+        Span<byte> p = stackalloc byte[MigrationIdSize];
+        payload.CopyTo(p);
+        return new Guid(p, bigEndian: true);
     }
 
     /// <summary>Reads the u64 payload of DeviceEnd, Ready and Complete frames.</summary>

@@ -30,6 +30,12 @@ public enum MigrationFrameType : byte
     /// <summary>Forward, stream-level: the source gives up; payload = status (errno and words).</summary>
     Abort = 0x08,
 
+    /// <summary>Forward, stream-level, the first frame: the migration id (16 bytes, a UUID in RFC 4122 byte order).</summary>
+    Begin = 0x09,
+
+    /// <summary>Forward, stream-level: every device loaded; the source will never restart by itself; the destination may decide committed.</summary>
+    Commit = 0x0A,
+
     /// <summary>Return, per device: the destination device is in RESUMING; payload = its capabilities (u64).</summary>
     Ready = 0x41,
 
@@ -42,6 +48,9 @@ public enum MigrationFrameType : byte
     /// <summary>Return, stream-level: every destination device is RUNNING; payload = resume time in µs (u64).</summary>
     Complete = 0x44,
 
-    /// <summary>Return, stream-level or per device: the destination failed; payload = status.</summary>
+    /// <summary>Return, stream-level or per device: the destination failed, reset its devices and will never run them for this migration; payload = status.</summary>
     Error = 0x45,
+
+    /// <summary>Return, stream-level: the destination recorded the decision committed durably; its devices start next.</summary>
+    Committed = 0x46,
 }

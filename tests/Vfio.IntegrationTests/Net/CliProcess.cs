@@ -27,9 +27,10 @@ internal sealed class CliProcess : IDisposable
     /// <summary>Starts <c>[ip netns exec NS] dotnet vfio-mig.dll args</c>.</summary>
     public static CliProcess Start(string? netns, IEnumerable<string> args, string label, ITestOutputHelper log)
     {
+        string? binary = TestSupport.PublishedCli;
         var psi = new ProcessStartInfo
         {
-            FileName = netns is null ? DotnetHost : "ip",
+            FileName = netns is null ? binary ?? DotnetHost : "ip",
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -38,14 +39,15 @@ internal sealed class CliProcess : IDisposable
         };
         if (netns is not null)
         {
-            foreach (var a in new[] { "netns", "exec", netns, DotnetHost })
+            foreach (var a in new[] { "netns", "exec", netns, binary ?? DotnetHost })
                 psi.ArgumentList.Add(a);
         }
-        psi.ArgumentList.Add(CliDll);
+        if (binary is null)
+            psi.ArgumentList.Add(CliDll);
         foreach (var a in args)
             psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        log.WriteLine($"[{label}] $ {(netns is null ? "" : $"ip netns exec {netns} ")}dotnet vfio-mig.dll {string.Join(' ', args)}");
+        log.WriteLine($"[{label}] $ {(netns is null ? "" : $"ip netns exec {netns} ")}{binary ?? "dotnet vfio-mig.dll"} {string.Join(' ', args)}");
         var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
         var cli = new CliProcess(process, label, log);
         process.OutputDataReceived += (_, e) => cli.Add(cli._stdout, e.Data, "");

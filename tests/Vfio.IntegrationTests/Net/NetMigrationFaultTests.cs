@@ -39,7 +39,8 @@ public sealed class NetMigrationFaultTests(ITestOutputHelper log)
         await using var proxy = new FaultProxy(listener.LocalEndPoint, fault, connection, offset);
         var receiveSide = Task.Run(async () =>
         {
-            await using var session = await listener.AcceptSessionAsync(security);
+            // A cut inside the handshake drops that connection and the receiver waits for another sender: bound it.
+            await using var session = await listener.AcceptSessionAsync(security, null, new NetAcceptOptions { AcceptTimeout = TimeSpan.FromSeconds(5) });
             return await NetMigration.ReceiveAsync(session, [destination], MigrationOptions.Default, _ => ValueTask.FromResult(new NetDigest(destinationDevice.ComputeSha256(), "bar0", "")));
         });
         var sendSide = Task.Run(async () =>

@@ -95,15 +95,32 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     }
 
     [Fact]
-    public async Task BenchTcp_SmallRun_ReportsRatioAndSpeedup()
+    public async Task BenchTcp_SmallRun_ReportsPairedRatiosAndSpeedup()
     {
-        using var bench = CliProcess.Start(null, ["bench", "tcp", "--size", "8MiB", "--channels", "2"], "bench", log);
+        using var bench = CliProcess.Start(null, ["bench", "tcp", "--size", "8MiB", "--channels", "2", "--runs", "2"], "bench", log);
         Assert.Equal(0, await bench.WaitForExitAsync(s_exit));
-        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio migration/raw (sample device, best of 1 and 2 channels, over TCP 127.0.0.1, vs a raw TCP copy of the same ", StringComparison.Ordinal));
-        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio migration/raw (memory-image device, best of 1 and 2 channels, over TCP 127.0.0.1, ", StringComparison.Ordinal));
-        Assert.Contains(bench.Stdout, l => l.StartsWith("raw TCP copy (sample stream), 1 connection ", StringComparison.Ordinal));
-        Assert.Contains(bench.Stdout, l => l.StartsWith("context: raw TCP copy, hot 1 MiB buffers ", StringComparison.Ordinal));
+        Assert.Equal(4, bench.Stdout.Count(l => l.StartsWith("pair ", StringComparison.Ordinal) && l.Contains(", ratio ", StringComparison.Ordinal)));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio (1 channel(s) vs 1 raw connection(s), sample device over TCP 127.0.0.1): ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => l.StartsWith("ratio (2 channel(s) vs 2 raw connection(s), sample device over TCP 127.0.0.1): ", StringComparison.Ordinal));
         Assert.Contains(bench.Stdout, l => l.StartsWith("speedup 2 channels over 1: ", StringComparison.Ordinal));
+        Assert.Contains(bench.Stdout, l => Regex.IsMatch(l, @"^ratio: \d+\.\d\d \(sample device, 1 channel vs 1 raw blocking TCP connection; target >= 0\.60: (met|NOT met)\)$"));
+    }
+
+    [Fact]
+    public async Task BenchTcp_Json_HasPairsPerChannelCount()
+    {
+        using var bench = CliProcess.Start(null, ["bench", "tcp", "--size", "8MiB", "--channels", "2", "--runs", "1", "--json"], "bench", log);
+        Assert.Equal(0, await bench.WaitForExitAsync(s_exit));
+        using var doc = System.Text.Json.JsonDocument.Parse(string.Join('\n', bench.Stdout));
+        var root = doc.RootElement;
+        Assert.Equal("tcp", root.GetProperty("bench").GetString());
+        Assert.Equal("sample_1ch", root.GetProperty("headline_series").GetString());
+        Assert.Equal(0.6, root.GetProperty("target_ratio").GetDouble());
+        var series = root.GetProperty("series").EnumerateArray().ToList();
+        Assert.Equal(["sample_1ch", "sample_2ch", "context"], series.Select(s => s.GetProperty("name").GetString()));
+        Assert.Equal("raw_tcp_2conn_blocking", series[1].GetProperty("reference").GetString());
+        Assert.Single(series[0].GetProperty("pairs").EnumerateArray());
+        Assert.True(series[0].GetProperty("pairs")[0].GetProperty("raw_seconds").GetDouble() > 0);
     }
 
     [Fact]
@@ -122,17 +139,33 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     }
 
     [Fact]
-    public async Task UnauthenticatedSender_IsRefused_BothSidesSayWhy()
+    public async Task UnauthenticatedSender_IsRefused_BothSidesSayWhy_TheReceiverWaitsForTheRealOne()
     {
         using var hosts = TwoHosts.Create(log);
-        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=4MiB", "--token-file", TokenFile());
+        string token = TokenFile();
+        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=4MiB,seed=2", "--token-file", token);
         using var _r = receiver;
-        using var sender = hosts.StartSender(["send", "--from", "sample:size=4MiB", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--insecure"]);
-        Assert.NotEqual(0, await sender.WaitForExitAsync(s_exit));
-        Assert.NotEqual(0, await receiver.WaitForExitAsync(s_exit));
-        Assert.Contains("EACCES", sender.StderrText, StringComparison.Ordinal);
-        Assert.Contains("requires a pre-shared token", sender.StderrText, StringComparison.Ordinal);
-        Assert.Contains("offered none", receiver.StderrText, StringComparison.Ordinal);
+        using (var stranger = hosts.StartSender(["send", "--from", "sample:size=4MiB", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--insecure"]))
+        {
+            Assert.Equal(1, await stranger.WaitForExitAsync(s_exit));
+            Assert.Contains("EACCES", stranger.StderrText, StringComparison.Ordinal);
+            Assert.Contains("requires a pre-shared token", stranger.StderrText, StringComparison.Ordinal);
+        }
+        using var sender = hosts.StartSender(["send", "--from", "sample:size=4MiB,seed=1", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--token-file", token]);
+        Assert.Equal(0, await sender.WaitForExitAsync(s_exit));
+        Assert.Equal(0, await receiver.WaitForExitAsync(s_exit));
+        Assert.Matches(@"vfio-mig receive: dropped connection from \S+: EACCES: .*offered none", receiver.StderrText);
+        Assert.Matches(VerifiedRegex(), LastLine(receiver));
+    }
+
+    [Fact]
+    public async Task SecondReceiverOnTheSamePort_FailsWithEaddrinuse()
+    {
+        var (first, port) = await StartLoopbackReceiverAsync("--into", "sample:size=4MiB", "--token-file", TokenFile(), "--accept-timeout", "60s");
+        using var _f = first;
+        using var second = CliProcess.Start(null, ["receive", "--listen", $"127.0.0.1:{port}", "--into", "sample:size=4MiB", "--token-file", TokenFile()], "second receiver", log);
+        Assert.Equal(1, await second.WaitForExitAsync(s_exit));
+        Assert.Contains("vfio-mig receive: error: EADDRINUSE: ", second.StderrText, StringComparison.Ordinal);
     }
 
     [Fact]

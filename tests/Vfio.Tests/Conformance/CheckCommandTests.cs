@@ -8,14 +8,14 @@ namespace Vfio.Tests.Conformance;
 
 public partial class CheckCommandTests
 {
-    [GeneratedRegex(@"^\d+ passed, \d+ failed, \d+ skipped$")]
+    [GeneratedRegex(@"^\d+ passed, \d+ failed, \d+ skipped, \d+ blocked$")]
     private static partial Regex SummaryLine();
 
-    private static async Task<(int Exit, string Out, string Err)> RunAsync(string device, bool json = false, string[]? only = null, bool destructive = false, string? peer = null, bool strict = false)
+    private static async Task<(int Exit, string Out, string Err)> RunAsync(string device, bool json = false, string[]? only = null, bool destructive = false, string? peer = null, bool strict = false, string? junit = null)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int exit = await CheckCommand.RunAsync(new CheckCommand.CheckSettings(device, json, only ?? [], destructive, peer, strict), stdout, stderr, TestContext.Current.CancellationToken);
+        int exit = await CheckCommand.RunAsync(new CheckCommand.CheckSettings(device, json, only ?? [], destructive, peer, strict, junit), stdout, stderr, TestContext.Current.CancellationToken);
         return (exit, stdout.ToString(), stderr.ToString());
     }
 
@@ -28,7 +28,7 @@ public partial class CheckCommandTests
         Assert.Empty(err);
         var lines = output.TrimEnd('\n').Split('\n');
         Assert.Matches(SummaryLine(), lines[^1]);
-        Assert.Equal("29 passed, 0 failed, 1 skipped", lines[^1]);
+        Assert.Equal("31 passed, 0 failed, 1 skipped, 0 blocked", lines[^1]);
         Assert.Contains("== fsm", lines);
         Assert.Contains(lines, l => l.StartsWith("fsm.rejections", StringComparison.Ordinal) && l.Contains("§2.5", StringComparison.Ordinal) && l.Contains("PASS", StringComparison.Ordinal));
     }

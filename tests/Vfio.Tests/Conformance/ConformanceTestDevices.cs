@@ -1,4 +1,5 @@
 using Vfio.Conformance;
+using Vfio.Device;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.Uapi;
@@ -94,4 +95,52 @@ internal sealed class ResetRefusingDevice(IVfioMigrationDevice inner) : Delegati
             throw new VfioException(Errno.EINVAL, "DeviceReset", "reset refused in this state");
         await base.ResetAsync(cancellationToken);
     }
+}
+
+// Refuses every data read larger than it likes (EINVAL), as a device with a fixed record size might.
+internal sealed class ReadSizeDevice(IVfioMigrationDevice inner, int largest) : DelegatingDevice(inner)
+{
+    public override async ValueTask<IMigrationDataStream?> SetStateAsync(VfioMigrationState target, CancellationToken cancellationToken = default)
+        => await base.SetStateAsync(target, cancellationToken) is { } stream ? new Stream(stream, largest) : null;
+
+    private sealed class Stream(IMigrationDataStream inner, int largest) : IMigrationDataStream
+    {
+        public Vfio.Device.DataSessionKind Kind => inner.Kind;
+
+        public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            => buffer.Length > largest
+                ? throw new VfioException(Errno.EINVAL, "read migration data", $"{buffer.Length}-byte reads are not supported")
+                : inner.ReadAsync(buffer, cancellationToken);
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
+
+        public ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default) => inner.GetPrecopyInfoAsync(cancellationToken);
+
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+}
+
+// The connection drops at the first DMA_LOGGING_START: from then on every request fails with ECONNRESET.
+internal sealed class DyingDevice(IVfioMigrationDevice inner) : DelegatingDevice(inner)
+{
+    private bool _dead;
+
+    public override ValueTask<VfioMigrationState> GetStateAsync(CancellationToken cancellationToken = default) => _dead ? throw Lost() : base.GetStateAsync(cancellationToken);
+
+    public override ValueTask<IMigrationDataStream?> SetStateAsync(VfioMigrationState target, CancellationToken cancellationToken = default) => _dead ? throw Lost() : base.SetStateAsync(target, cancellationToken);
+
+    public override ValueTask ResetAsync(CancellationToken cancellationToken = default) => _dead ? throw Lost() : base.ResetAsync(cancellationToken);
+
+    public override ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
+    {
+        _dead = true;
+        throw Lost();
+    }
+
+    public override ValueTask StopDmaLoggingAsync(CancellationToken cancellationToken = default) => _dead ? throw Lost() : base.StopDmaLoggingAsync(cancellationToken);
+
+    public override ValueTask ReportDmaLoggingAsync(ulong iova, ulong length, ulong pageSize, Memory<ulong> bitmap, CancellationToken cancellationToken = default)
+        => _dead ? throw Lost() : base.ReportDmaLoggingAsync(iova, length, pageSize, bitmap, cancellationToken);
+
+    private static VfioException Lost() => new(Errno.ECONNRESET, "sample:dying", "the server closed the connection");
 }

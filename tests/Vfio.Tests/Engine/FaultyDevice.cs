@@ -49,9 +49,14 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
 
     public ValueTask<VfioMigrationState> GetStateAsync(CancellationToken cancellationToken = default) => Inner.GetStateAsync(cancellationToken);
 
+    /// <summary>With <see cref="FailSetStateTo"/>: fail only the first such SET (a device that would not start once).</summary>
+    public bool FailOnce { get; init; }
+
+    private int _setFailures;
+
     public async ValueTask<IMigrationDataStream?> SetStateAsync(VfioMigrationState target, CancellationToken cancellationToken = default)
     {
-        if (target == FailSetStateTo)
+        if (target == FailSetStateTo && (!FailOnce || Interlocked.Increment(ref _setFailures) == 1))
             throw new VfioException(InjectedErrno, $"SET device_state {MigrationStateMachine.Name(target)}", "injected failure");
         if (target == DelaySetStateTo)
             await Task.Delay(Delay, CancellationToken.None);

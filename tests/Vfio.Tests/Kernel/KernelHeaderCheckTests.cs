@@ -118,16 +118,46 @@ public class KernelHeaderCheckTests
     [Fact]
     public void GeneratedStaticAsserts_CompileAgainstTheInstalledKernelHeader()
     {
+        if (!File.Exists(Header))
+            Assert.Skip($"needs {Header} (apt-get install -y linux-libc-dev)");
+        Compile(GenerateCheckSource(), uapiHeader: null);
+    }
+
+    // The 6.12 uAPI header defines VFIO_MIG_GET_PRECOPY_INFO, so the checks of the #ifdef block run too.
+    [Fact]
+    public void GeneratedStaticAsserts_CompileAgainstThe612UapiHeader_IncludingThePreCopyBlock()
+    {
+        string? header = Vfio.Tests.Uapi.KernelHeaderStaticAssertTests.PreCopyUapiHeader();
+        if (header is null)
+            Assert.Skip(Vfio.Tests.Uapi.KernelHeaderStaticAssertTests.NoPreCopyHeader);
+        string source = GenerateCheckSource();
+        Compile(source, header);
+        // The block is live: a wrong precopy size inside it must be rejected by the same compile.
+        string wrong = source.Replace("#endif\n", "_Static_assert(sizeof(struct vfio_precopy_info) == 1, \"wrong on purpose\");\n#endif\n", StringComparison.Ordinal);
+        Assert.NotEqual(0, Compile(wrong, header, expectSuccess: false));
+    }
+
+    // Compiles `source` with -fsyntax-only, with `uapiHeader` (a kernel-package uAPI vfio.h) as <linux/vfio.h>
+    // when given; returns the compiler's exit code.
+    private static int Compile(string source, string? uapiHeader, bool expectSuccess = true)
+    {
         string? cc = FindCompiler();
-        if (cc is null || !File.Exists(Header))
-            Assert.Skip($"needs a C compiler and {Header} (apt-get install -y gcc linux-libc-dev)");
+        if (cc is null)
+            Assert.Skip("needs a C compiler (apt-get install -y gcc)");
 
         string dir = Directory.CreateTempSubdirectory("vfio-abi-").FullName;
         try
         {
-            string source = Path.Combine(dir, "vfio_abi_check.c");
-            File.WriteAllText(source, GenerateCheckSource());
-            var psi = new ProcessStartInfo(cc, ["-std=gnu11", "-fsyntax-only", "-Wall", "-Werror", source])
+            string file = Path.Combine(dir, "vfio_abi_check.c");
+            File.WriteAllText(file, source);
+            List<string> args = ["-std=gnu11", "-fsyntax-only", "-Wall", "-Werror", file];
+            if (uapiHeader is not null)
+            {
+                Directory.CreateDirectory(Path.Combine(dir, "include", "linux"));
+                File.Copy(uapiHeader, Path.Combine(dir, "include", "linux", "vfio.h"));
+                args.InsertRange(0, ["-D__user=", "-I", Path.Combine(dir, "include")]);
+            }
+            var psi = new ProcessStartInfo(cc, args)
             {
                 RedirectStandardError = true,
                 RedirectStandardOutput = true,
@@ -135,7 +165,9 @@ public class KernelHeaderCheckTests
             using var process = Process.Start(psi)!;
             string errors = process.StandardError.ReadToEnd() + process.StandardOutput.ReadToEnd();
             process.WaitForExit();
-            Assert.True(process.ExitCode == 0, "static_assert check failed:\n" + errors);
+            if (expectSuccess)
+                Assert.True(process.ExitCode == 0, $"static_assert check failed against {uapiHeader ?? Header}:\n" + errors);
+            return process.ExitCode;
         }
         finally
         {

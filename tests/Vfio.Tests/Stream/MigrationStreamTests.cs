@@ -262,7 +262,7 @@ public class MigrationStreamTests
     public async Task PreambleDeclaringHugeFrames_IsRejectedWithEmsgsize()
     {
         var p = new byte[MigrationFrameCodec.PreambleSize];
-        MigrationFrameCodec.WritePreamble(p, new MigrationStreamPreamble(MigrationStreamKind.Forward, 1, 1, 64u << 20));
+        MigrationFrameCodec.WritePreamble(p, new MigrationStreamPreamble(MigrationStreamKind.Forward, MigrationFrameCodec.Version, 1, 64u << 20));
         var reader = new MigrationStreamReader(PipeReader.Create(new ReadOnlySequence<byte>(p)), MigrationStreamKind.Forward);
         var ex = await Assert.ThrowsAsync<VfioException>(async () => await reader.ReadPreambleAsync(TestContext.Current.CancellationToken));
         Assert.Equal(Errno.EMSGSIZE, ex.Errno);

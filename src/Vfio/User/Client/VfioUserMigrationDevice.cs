@@ -128,6 +128,12 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         ArgumentNullException.ThrowIfNull(ranges);
         if (ranges.Count > ProtocolLimits.MaxDmaLoggingRanges)
             VfioException.Throw(Errno.E2BIG, "DMA_LOGGING_START", $"{ranges.Count} ranges exceed {ProtocolLimits.MaxDmaLoggingRanges}");
+        return await SendDmaLoggingStartAsync(pageSize, ranges, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<ulong> SendDmaLoggingStartAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(ranges);
         // vfio-user layout: {argsz, flags, u64 page_size, u32 num_ranges, u32 reserved, ranges inline}.
         var request = VfioFeatureCall.Create(VfioDeviceFeatureId.DmaLoggingStart, VfioDeviceFeatureFlags.Set, 16 + (ranges.Count * VfioDmaLoggingRange.Size));
         BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(8), pageSize);
@@ -163,18 +169,24 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             ulong windowIova = iova + (firstPage * pageSize);
             ulong windowLength = Math.Min(windowPages * pageSize, length - (firstPage * pageSize));
             ulong words = VfioDmaLoggingReport.BitmapWords(windowLength, pageSize);
-            var request = VfioFeatureCall.Create(VfioDeviceFeatureId.DmaLoggingReport, VfioDeviceFeatureFlags.Get, 24);
-            new VfioDeviceFeature((uint)(8 + 24 + (words * 8)), (uint)VfioDeviceFeatureId.DmaLoggingReport | (uint)VfioDeviceFeatureFlags.Get).Encode(request);
-            BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(8), windowIova);
-            BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(16), windowLength);
-            BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(24), pageSize);
-            var reply = await Client.FeatureAsync(request, cancellationToken).ConfigureAwait(false);
+            var reply = await Client.FeatureAsync(ReportRequest(windowIova, windowLength, pageSize, words), cancellationToken).ConfigureAwait(false);
             if ((ulong)reply.Length < 32 + (words * 8))
                 VfioException.Throw(Errno.EPROTO, op, $"reply of {reply.Length} bytes, {32 + (words * 8)} needed");
             int wordOffset = (int)(firstPage / 64);
             for (int i = 0; i < (int)words; i++)
                 bitmap.Span[wordOffset + i] |= BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(32 + (i * 8)));
         }
+    }
+
+    // DMA_LOGGING_REPORT GET: {iova, length, page_size}; argsz leaves room for the reply's bitmap of that many words.
+    private static byte[] ReportRequest(ulong iova, ulong length, ulong pageSize, ulong words)
+    {
+        var request = VfioFeatureCall.Create(VfioDeviceFeatureId.DmaLoggingReport, VfioDeviceFeatureFlags.Get, 24);
+        new VfioDeviceFeature((uint)(8 + 24 + (words * 8)), (uint)VfioDeviceFeatureId.DmaLoggingReport | (uint)VfioDeviceFeatureFlags.Get).Encode(request);
+        BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(8), iova);
+        BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(16), length);
+        BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(24), pageSize);
+        return request;
     }
 
     /// <inheritdoc/>
@@ -230,7 +242,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 return 0;
             var client = device.Client;
             bool stopCopy = device.LastState == VfioMigrationState.StopCopy;
-            int chunk = client.ReadChunk;
+            int chunk = device.ReadRequestSize;
             if (stopCopy)
             {
                 while (_inflight.Count < client.Options.PipelineDepth)

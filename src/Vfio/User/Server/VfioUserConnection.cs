@@ -137,6 +137,11 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
             await CloseTwinSocketAsync().ConfigureAwait(false);
             Cleanup();
             Log.ClientDisconnected(_logger, Id, reason);
+            // Unlike a kernel device (closing its fd resets it), the device keeps its migration state: a source
+            // whose migration may have been committed must never resume by itself, and a destination may hold
+            // the only live copy of a committed state (docs/commit-protocol.md).
+            if (_device.Migration.State != VfioMigrationState.Running)
+                Log.ClientLeftMidMigration(_logger, Id, MigrationStateMachine.Name(_device.Migration.State));
         }
     }
 
