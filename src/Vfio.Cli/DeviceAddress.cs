@@ -3,16 +3,27 @@ using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
+using Vfio.User.Server;
 
 namespace Vfio.Cli;
 
 /// <summary>
 /// A device named on the command line: <c>sample:[size=64MiB,caps=0x7,dirty-rate=16MiB/s,seed=1,fault=NAME+NAME]</c>
 /// (the built-in device, in process), <c>unix:PATH</c> (a vfio-user server), <c>vfio:NAME</c> (a kernel
-/// VFIO device by sysfs name).
+/// VFIO device by sysfs name). The sample keys are checked like the matching options when the address is parsed.
 /// </summary>
 internal sealed record DeviceAddress(string Scheme, string Target)
 {
+    /// <summary>The address forms, for help texts.</summary>
+    public static readonly string[] Forms =
+    [
+        "sample:[KEY=VALUE,...]   the built-in sample device, in this process; keys: size=64MiB (multiple of 4KiB),",
+        "                         caps=0x1|0x3|0x5|0x7, dirty-rate=16MiB/s, seed=N, fault=NAME[+NAME] (for check)",
+        "unix:PATH                a vfio-user server's socket (vfio-mig serve, libvfio-user, QEMU's vfio-user)",
+        "vfio:NAME                a kernel VFIO device: an mdev UUID or a PCI address (vfio-mig info --list)",
+        "tcp://HOST:PORT          a vfio-mig receiver (send --to; receive --listen takes HOST:PORT)",
+    ];
+
     public override string ToString() => $"{Scheme}:{Target}";
 
     /// <summary>Parses an address; throws <see cref="VfioException"/> (EINVAL) with a plain-words reason.</summary>
@@ -22,14 +33,31 @@ internal sealed record DeviceAddress(string Scheme, string Target)
         string scheme = colon < 0 ? text : text[..colon];
         string target = colon < 0 ? "" : text[(colon + 1)..];
         if (scheme is not ("sample" or "unix" or "vfio"))
-            throw new VfioException(Errno.EINVAL, "parse device address", $"'{text}' is not a device address; use sample:[options], unix:PATH or vfio:NAME");
+        {
+            string why = scheme == "tcp" ? "a tcp:// address is a receiver (vfio-mig send --to), not a device" : "use sample:[KEY=VALUE,...], unix:PATH or vfio:NAME";
+            throw new VfioException(Errno.EINVAL, "device address", $"'{text}' is not a device address; {why}");
+        }
         if (scheme != "sample" && target.Length == 0)
-            throw new VfioException(Errno.EINVAL, "parse device address", $"'{text}' names no {(scheme == "unix" ? "socket path" : "device")}");
+            throw new VfioException(Errno.EINVAL, "device address", $"'{text}' names no {(scheme == "unix" ? "socket path" : "device")}");
+        if (scheme == "sample")
+            _ = ParseSampleOptions(target);
         return new DeviceAddress(scheme, target);
     }
 
-    /// <summary>Opens the device for the user side.</summary>
-    public ValueTask<IVfioMigrationDevice> OpenAsync(CancellationToken cancellationToken = default)
+    /// <summary>True when both name the same external device (two <c>sample:</c> addresses are two devices).</summary>
+    public bool SameDeviceAs(DeviceAddress other)
+        => Scheme == other.Scheme && Scheme switch
+        {
+            "unix" => Path.GetFullPath(Target) == Path.GetFullPath(other.Target),
+            "vfio" => Target.Equals(other.Target, StringComparison.OrdinalIgnoreCase),
+            _ => false,
+        };
+
+    /// <summary>
+    /// Opens the device for the user side. A vfio-user connection must connect and finish its handshake within
+    /// <paramref name="connectTimeout"/>; a server that accepts but does not answer is reported busy (EBUSY).
+    /// </summary>
+    public ValueTask<IVfioMigrationDevice> OpenAsync(TimeSpan connectTimeout, CancellationToken cancellationToken = default)
     {
         switch (Scheme)
         {
@@ -37,7 +65,7 @@ internal sealed record DeviceAddress(string Scheme, string Target)
                 var device = new SampleDevice(ParseSampleOptions(Target));
                 return ValueTask.FromResult<IVfioMigrationDevice>(new InProcessMigrationDevice(device, ToString(), ownsDevice: true));
             case "unix":
-                return OpenUnixAsync(Target, cancellationToken);
+                return OpenUnixAsync(connectTimeout, cancellationToken);
             case "vfio":
                 cancellationToken.ThrowIfCancellationRequested();
                 return ValueTask.FromResult<IVfioMigrationDevice>(KernelMigrationDevice.Open(Target));
@@ -46,10 +74,49 @@ internal sealed record DeviceAddress(string Scheme, string Target)
         }
     }
 
-    private static async ValueTask<IVfioMigrationDevice> OpenUnixAsync(string path, CancellationToken cancellationToken)
-        => await VfioUserMigrationDevice.ConnectAsync(path, null, cancellationToken).ConfigureAwait(false);
+    /// <summary>Opens the device with the default connect timeout (10 s).</summary>
+    public ValueTask<IVfioMigrationDevice> OpenAsync(CancellationToken cancellationToken = default)
+        => OpenAsync(CliOptions.DefaultConnectTimeout, cancellationToken);
 
-    /// <summary>Parses <c>key=value</c> pairs separated by commas into sample-device options.</summary>
+    /// <summary>
+    /// Connects a vfio-user client to <see cref="Target"/> within <paramref name="connectTimeout"/>; names a missing
+    /// path, a file that is not a socket, and a server that does not answer, instead of a bare errno.
+    /// </summary>
+    public async Task<VfioUserClient> ConnectUnixAsync(TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        CheckSocketPath(Target, $"connect {this}");
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(connectTimeout);
+        try
+        {
+            return await VfioUserClient.ConnectAsync(Target, null, deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new CliException(ExitCodes.Failed, Errno.EBUSY, $"connect {this}",
+                string.Create(CultureInfo.InvariantCulture, $"the server accepted the connection but did not answer the vfio-user handshake within {connectTimeout.TotalSeconds:0.###} s: it is busy (a vfio-user server serves one client at a time) or stuck"),
+                ["is another vfio-mig command (migrate, info, check) connected to it? --connect-timeout sets the wait"]);
+        }
+        catch (VfioException e) when (e.Errno == Errno.ECONNREFUSED)
+        {
+            throw new CliException(ExitCodes.Failed, Errno.ECONNREFUSED, $"connect {this}", "no server is listening on this socket (a stale socket file)",
+                ["start one: vfio-mig serve --socket " + Target]);
+        }
+    }
+
+    /// <summary>ENOENT for a missing path; EINVAL (usage) for a path that is not a socket.</summary>
+    public static void CheckSocketPath(string path, string operation)
+    {
+        if (!File.Exists(path) && !Directory.Exists(path))
+            throw new CliException(ExitCodes.Failed, Errno.ENOENT, operation, $"{path} does not exist", ["start a server first: vfio-mig serve --socket " + path]);
+        if (!VfioUserServer.IsSocket(path))
+            throw new CliException(ExitCodes.Usage, Errno.EINVAL, operation, $"{path} is not a socket (ENOTSOCK): a unix: address names a vfio-user server's socket");
+    }
+
+    private async ValueTask<IVfioMigrationDevice> OpenUnixAsync(TimeSpan connectTimeout, CancellationToken cancellationToken)
+        => new VfioUserMigrationDevice(await ConnectUnixAsync(connectTimeout, cancellationToken).ConfigureAwait(false));
+
+    /// <summary>The sample keys, each checked like its option (<c>size</c> like <c>--size</c>, …).</summary>
     public static SampleDeviceOptions ParseSampleOptions(string text, SampleDeviceOptions? defaults = null)
     {
         var options = defaults ?? SampleDeviceOptions.Default;
@@ -59,12 +126,12 @@ internal sealed record DeviceAddress(string Scheme, string Target)
             string key = eq < 0 ? pair : pair[..eq], value = eq < 0 ? "" : pair[(eq + 1)..];
             options = key switch
             {
-                "size" => options with { SizeBytes = Units.ParseBytes(value, "size") },
+                "size" => options with { SizeBytes = Units.ParseDeviceSize(value, "size") },
                 "caps" => options with { Capabilities = Units.ParseCaps(value) },
                 "dirty-rate" => options with { DirtyRateBytesPerSecond = Units.ParseRate(value, "dirty-rate") },
-                "seed" => options with { Seed = int.Parse(value, CultureInfo.InvariantCulture) },
+                "seed" => options with { Seed = Units.ParseInt(value, "seed", int.MinValue, int.MaxValue) },
                 "fault" => options with { Faults = options.Faults | Units.ParseFaults(value, "fault") },
-                _ => throw new VfioException(Errno.EINVAL, "parse sample options", $"unknown option '{key}' (size, caps, dirty-rate, seed, fault)"),
+                _ => throw new VfioException(Errno.EINVAL, "sample: address", $"unknown key '{key}' (size, caps, dirty-rate, seed, fault)"),
             };
         }
         return options;

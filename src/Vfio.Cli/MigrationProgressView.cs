@@ -1,105 +1,156 @@
 using System.Globalization;
 using Spectre.Console;
+using Spectre.Console.Rendering;
 using Vfio.Engine;
 
 namespace Vfio.Cli;
 
 /// <summary>
-/// Shows a running migration: a Spectre live table when the output is a terminal, plain progress lines
-/// (on phase changes and about once a second) otherwise; then a summary table. Shared by the commands
-/// that migrate (<c>demo</c>, <c>migrate</c>).
+/// The one view of a running migration (demo, migrate, send, receive): a Spectre live table on a terminal,
+/// plain lines otherwise (on phase changes and about once a second), with the same names in both — phase,
+/// round, moved, pending / allowed, bandwidth, acks, time — then a summary table.
 /// </summary>
+/// <remarks>
+/// The engine measures pending bytes once per pre-copy round; between measurements the view counts down what
+/// the round has moved since, so the figure is live. Before the first measurement it starts from the
+/// estimate the command gave (the device sizes), or shows "measuring".
+/// </remarks>
 internal sealed class MigrationProgressView : IProgress<MigrationProgress>
 {
-    private readonly TextWriter _plain;
-    private readonly bool _live;
+    private readonly CliProgress _output;
     private readonly TimeSpan _downtimeLimit;
+    private readonly Lock _lock = new();
     private MigrationProgress? _latest;
     private MigrationPhase _lastPrintedPhase;
     private TimeSpan _lastPrinted = TimeSpan.MinValue;
+    private long _measuredPending;
+    private long _movedAtMeasurement;
+    private int _measuredRound = -1;
 
-    /// <param name="live">True for the Spectre live display (a terminal), false for plain lines.</param>
-    /// <param name="plain">Where plain lines go.</param>
-    /// <param name="downtimeLimit">Shown next to the pending bytes.</param>
-    public MigrationProgressView(bool live, TextWriter plain, TimeSpan downtimeLimit)
+    public MigrationProgressView(CliProgress output, TimeSpan downtimeLimit, long estimatedBytes)
     {
-        _live = live;
-        _plain = plain;
+        _output = output;
         _downtimeLimit = downtimeLimit;
+        _measuredPending = estimatedBytes;
+        _measuredRound = estimatedBytes > 0 ? 0 : -1;
     }
-
-    /// <summary>True when standard output is an interactive terminal.</summary>
-    public static bool IsTerminal => !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
 
     public void Report(MigrationProgress value)
     {
-        Volatile.Write(ref _latest, value);
-        if (_live)
-            return;
-        lock (_plain)
+        lock (_lock)
         {
+            if (value.PendingBytes > 0 && (value.Round != _measuredRound || value.PendingBytes != _measuredPending))
+            {
+                _measuredRound = value.Round;
+                _measuredPending = value.PendingBytes;
+                _movedAtMeasurement = value.PreCopyBytes;
+            }
+            _latest = value;
+            if (_output.Live)
+                return;
             bool phaseChanged = value.Phase != _lastPrintedPhase;
             if (!phaseChanged && value.Message is null && value.Elapsed - _lastPrinted < TimeSpan.FromSeconds(1))
                 return;
             _lastPrintedPhase = value.Phase;
             _lastPrinted = value.Elapsed;
-            _plain.WriteLine(FormatLine(value));
         }
+        _output.Line(FormatLine(value));
     }
 
     /// <summary>Runs <paramref name="migrate"/> with this view reporting, live or plain.</summary>
     public async Task<T> RunAsync<T>(Func<IProgress<MigrationProgress>, Task<T>> migrate)
     {
-        if (!_live)
+        if (!_output.Live || _output.Console is null)
             return await migrate(this).ConfigureAwait(false);
         T result = default!;
-        await AnsiConsole.Live(BuildTable(null)).AutoClear(false).StartAsync(async ctx =>
+        await _output.Console.Live(BuildTable(null)).AutoClear(false).StartAsync(async ctx =>
         {
             var task = migrate(this);
             while (!task.IsCompleted)
             {
-                ctx.UpdateTarget(BuildTable(Volatile.Read(ref _latest)));
+                ctx.UpdateTarget(BuildTable(Latest));
                 ctx.Refresh();
                 await Task.WhenAny(task, Task.Delay(100)).ConfigureAwait(false);
             }
-            ctx.UpdateTarget(BuildTable(Volatile.Read(ref _latest)));
+            ctx.UpdateTarget(BuildTable(Latest));
             ctx.Refresh();
             result = await task.ConfigureAwait(false);
         }).ConfigureAwait(false);
         return result;
     }
 
+    /// <summary>Prints the summary table of a finished migration.</summary>
+    public void WriteSummary(MigrationStatistics statistics)
+    {
+        var table = Summary(statistics, _downtimeLimit);
+        if (_output.Console is not null)
+        {
+            _output.Console.Write(table);
+            return;
+        }
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(_output.Out), Ansi = AnsiSupport.No, Interactive = InteractionSupport.No });
+        console.Profile.Width = 100;
+        console.Write(table);
+    }
+
+    private MigrationProgress? Latest
+    {
+        get
+        {
+            lock (_lock)
+                return _latest;
+        }
+    }
+
+    /// <summary>Pending bytes now: the last measurement minus what pre-copy moved since; null while unknown.</summary>
+    private long? LivePending(MigrationProgress p)
+    {
+        lock (_lock)
+        {
+            if (_measuredRound < 0)
+                return null;
+            return Math.Max(0, _measuredPending - (p.PreCopyBytes - _movedAtMeasurement));
+        }
+    }
+
+    private string PendingText(MigrationProgress p)
+        => LivePending(p) is { } pending
+            ? $"{Units.FormatBytes(pending)} / {Units.FormatBytes(p.ThresholdBytes)}"
+            : $"measuring / {Units.FormatBytes(p.ThresholdBytes)}";
+
     /// <summary>One plain progress line.</summary>
     public string FormatLine(MigrationProgress p)
     {
         var c = CultureInfo.InvariantCulture;
-        string line = string.Create(c, $"[{p.Elapsed.TotalSeconds,6:0.00}s] {MigrationException.PhaseName(p.Phase),-10} round {p.Round,3}  moved {Units.FormatBytes(p.TotalBytes),10}  bw {Units.FormatBytes(p.BandwidthBytesPerSecond)}/s");
+        string line = string.Create(c, $"[{p.Elapsed.TotalSeconds,7:0.00}s] phase {MigrationException.PhaseName(p.Phase),-10} round {p.Round,3}  moved {Units.FormatBytes(p.TotalBytes),10}  bandwidth {Units.FormatBytes(p.BandwidthBytesPerSecond)}/s");
         if (p.Phase == MigrationPhase.PreCopy)
-            line += string.Create(c, $"  pending {Units.FormatBytes(p.PendingBytes)} (limit {Units.FormatBytes(p.ThresholdBytes)} in {_downtimeLimit.TotalMilliseconds:0.###} ms)  acks {p.AcksReceived}/{p.AcksExpected}");
+            line += string.Create(c, $"  pending / allowed {PendingText(p)} ({_downtimeLimit.TotalMilliseconds:0.###} ms)");
+        if (p.AcksExpected > 0)
+            line += string.Create(c, $"  acks {p.AcksReceived}/{p.AcksExpected}");
         if (p.Message is not null)
             line += "  " + p.Message;
         return line;
     }
 
-    private static Table BuildTable(MigrationProgress? p)
+    // A vertical table (name, value): it never wraps on an 80-column terminal.
+    private Table BuildTable(MigrationProgress? p)
     {
         var table = new Table().Border(TableBorder.Rounded).Title("[bold]live migration[/]");
-        table.AddColumn("phase").AddColumn("round").AddColumn("pre-copy").AddColumn("stop-copy").AddColumn("bandwidth").AddColumn("pending / allowed").AddColumn("acks").AddColumn("time");
+        table.AddColumn("").AddColumn(new TableColumn("").RightAligned()).HideHeaders();
+        void Row(string name, string value) => table.AddRow(new Text(name), new Text(value));
         if (p is null)
         {
-            table.AddRow("starting", "", "", "", "", "", "", "");
+            Row("phase", "starting");
             return table;
         }
         var c = CultureInfo.InvariantCulture;
-        table.AddRow(
-            Markup.Escape(MigrationException.PhaseName(p.Phase)),
-            p.Round.ToString(c),
-            Units.FormatBytes(p.PreCopyBytes),
-            Units.FormatBytes(p.StopCopyBytes),
-            Units.FormatBytes(p.BandwidthBytesPerSecond) + "/s",
-            p.Phase == MigrationPhase.PreCopy ? $"{Units.FormatBytes(p.PendingBytes)} / {Units.FormatBytes(p.ThresholdBytes)}" : "",
-            p.AcksExpected > 0 ? string.Create(c, $"{p.AcksReceived}/{p.AcksExpected}") : "",
-            p.Elapsed.TotalSeconds.ToString("0.00", c) + " s");
+        Row("phase", MigrationException.PhaseName(p.Phase));
+        Row("round", p.Round.ToString(c));
+        Row("moved", $"{Units.FormatBytes(p.TotalBytes)} (pre-copy {Units.FormatBytes(p.PreCopyBytes)}, stop-copy {Units.FormatBytes(p.StopCopyBytes)})");
+        Row("pending / allowed", p.Phase == MigrationPhase.PreCopy ? PendingText(p) : "");
+        Row("bandwidth", Units.FormatBytes(p.BandwidthBytesPerSecond) + "/s");
+        Row("acks", p.AcksExpected > 0 ? string.Create(c, $"{p.AcksReceived}/{p.AcksExpected}") : "");
+        Row("time", p.Elapsed.TotalSeconds.ToString("0.00", c) + " s");
         if (p.Message is not null)
             table.Caption(Markup.Escape(p.Message));
         return table;
@@ -111,7 +162,7 @@ internal sealed class MigrationProgressView : IProgress<MigrationProgress>
         var c = CultureInfo.InvariantCulture;
         var table = new Table().Border(TableBorder.Rounded).Title("[bold]migration summary[/]");
         table.AddColumn("item").AddColumn(new TableColumn("value").RightAligned());
-        void Row(string k, string v) => table.AddRow(Markup.Escape(k), Markup.Escape(v));
+        void Row(string k, string v) => table.AddRow((IRenderable)new Text(k), new Text(v));
         Row("devices", s.DeviceCount.ToString(c));
         Row("pre-copy", s.PreCopyUsed ? "yes" : "no (stop-copy only)");
         Row("P2P quiescing", s.P2PUsed ? "yes" : "no");

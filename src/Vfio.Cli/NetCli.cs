@@ -36,9 +36,37 @@ internal static class NetCli
         return mode;
     }
 
-    public static Option<string> IdleTimeout() => new("--idle-timeout") { Description = "Fail when the peer sends nothing (not even a keepalive) for this long", DefaultValueFactory = _ => "15s" };
+    public static Option<Duration> IdleTimeout() => CliOptions.Duration("--idle-timeout", "Fail when the peer sends nothing (not even a keepalive) for this long", "15s");
 
-    public static Option<string> HandshakeTimeout() => new("--handshake-timeout") { Description = "Longest wait for TLS + hello on one connection", DefaultValueFactory = _ => "10s" };
+    public static Option<Duration> HandshakeTimeout() => CliOptions.Duration("--handshake-timeout", "Longest wait for TLS + hello on one connection", "10s");
+
+    /// <summary>An endpoint option checked while parsing (<see cref="ParseEndpoint"/>).</summary>
+    public static Option<(string Host, int Port)> Endpoint(string name, string description, bool requireScheme) => new(name)
+    {
+        Description = description,
+        Required = true,
+        HelpName = requireScheme ? "tcp://HOST:PORT" : "HOST:PORT",
+        CustomParser = r =>
+        {
+            try
+            {
+                return ParseEndpoint(r.Tokens[^1].Value, name, requireScheme);
+            }
+            catch (VfioException e)
+            {
+                r.AddError(e.Message);
+                return default;
+            }
+        },
+    };
+
+    /// <summary>Adds the rule that <paramref name="cert"/> and <paramref name="key"/> are given together.</summary>
+    public static void RequireTogether(Command command, Option<string?> cert, Option<string?> key)
+        => command.Validators.Add(r =>
+        {
+            if (r.GetValue(cert) is null != (r.GetValue(key) is null))
+                r.AddError($"{cert.Name} and {key.Name} go together");
+        });
 
     /// <summary>Parses <c>tcp://HOST:PORT</c>, <c>HOST:PORT</c>, <c>[v6]:PORT</c>.</summary>
     public static (string Host, int Port) ParseEndpoint(string text, string what, bool requireScheme)
@@ -47,11 +75,11 @@ internal static class NetCli
         if (rest.StartsWith("tcp://", StringComparison.OrdinalIgnoreCase))
             rest = rest[6..];
         else if (requireScheme)
-            throw new VfioException(Errno.EINVAL, $"parse {what}", $"'{text}' is not a tcp:// address (write tcp://HOST:PORT)");
+            throw new VfioException(Errno.EINVAL, what, $"'{text}' is not a tcp:// address (write tcp://HOST:PORT)");
         rest = rest.TrimEnd('/');
         int colon = rest.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(rest[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 0 or > 65535)
-            throw new VfioException(Errno.EINVAL, $"parse {what}", $"'{text}' has no valid port (write HOST:PORT, e.g. 10.213.0.2:7400)");
+            throw new VfioException(Errno.EINVAL, what, $"'{text}' has no valid port (write HOST:PORT, e.g. 10.213.0.2:7400)");
         string host = rest[..colon];
         if (host.StartsWith('[') && host.EndsWith(']'))
             host = host[1..^1];
@@ -86,15 +114,6 @@ internal static class NetCli
         if (collection.Count == 0)
             throw new VfioException(Errno.EINVAL, $"load {what} {path}", "the file holds no PEM certificate");
         return collection;
-    }
-
-    public static TimeSpan Duration(string text, string what) => Units.ParseDuration(text, what);
-
-    public static int Fail(Exception e, string side)
-    {
-        string message = e is VfioException or Vfio.Engine.MigrationException ? e.Message : e is OperationCanceledException ? "ECANCELED: interrupted" : $"{e.GetType().Name}: {e.Message}";
-        Console.Error.WriteLine($"vfio-mig {side}: error: {message}");
-        return 1;
     }
 
     public static string Hex(byte[] digest) => Convert.ToHexStringLower(digest);

@@ -4,24 +4,61 @@ using Vfio.Sample;
 
 namespace Vfio.Cli;
 
-/// <summary>Parsing and printing of sizes (64MiB, 1GiB, 4096), rates (16MiB/s) and durations (300ms, 2s).</summary>
+/// <summary>
+/// Parsing and printing of sizes, rates and durations. Sizes are binary as in QEMU: <c>K</c>/<c>KiB</c> = 1024,
+/// <c>M</c>/<c>MiB</c>, <c>G</c>/<c>GiB</c>, <c>T</c>/<c>TiB</c>; a plain number is bytes. The SI spellings
+/// <c>KB</c>, <c>MB</c>, <c>GB</c>, <c>TB</c> are rejected with an explanation, since they mean 1000ⁿ to some
+/// readers and 1024ⁿ to others.
+/// </summary>
 internal static class Units
 {
+    private static readonly (string Suffix, long Multiplier)[] s_binary =
+    [
+        ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30), ("TiB", 1L << 40),
+        ("K", 1L << 10), ("M", 1L << 20), ("G", 1L << 30), ("T", 1L << 40), ("B", 1),
+    ];
+
+    /// <summary>A byte count (<c>64MiB</c>, <c>64M</c>, <c>1.5GiB</c>, <c>4096</c>); EINVAL otherwise.</summary>
     public static long ParseBytes(string text, string what)
     {
         text = text.Trim();
-        (string suffix, long mul)[] units = [("GiB", 1L << 30), ("MiB", 1L << 20), ("KiB", 1L << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("G", 1L << 30), ("M", 1L << 20), ("K", 1L << 10), ("B", 1)];
-        foreach (var (suffix, mul) in units)
-        {
-            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
-                && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0)
-                return checked((long)(v * mul));
-        }
         if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long plain))
             return plain;
-        throw new VfioException(Errno.EINVAL, $"parse --{what}", $"'{text}' is not a size (write e.g. 64MiB, 1GiB or 4096)");
+        foreach (string si in (string[])["KB", "MB", "GB", "TB"])
+        {
+            if (text.EndsWith(si, StringComparison.OrdinalIgnoreCase) && text.Length > si.Length && char.IsAsciiDigit(text[^(si.Length + 1)]))
+            {
+                string number = text[..^si.Length];
+                throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is ambiguous (1000 or 1024 per {si[0]}?): sizes are binary as in QEMU; write {number}{si[0]}iB or {number}{si[0]}, or a plain byte count");
+            }
+        }
+        foreach (var (suffix, multiplier) in s_binary)
+        {
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
+                && decimal.TryParse(text[..^suffix.Length], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out decimal value))
+            {
+                decimal bytes = value * multiplier;
+                if (bytes > long.MaxValue)
+                    break;
+                if (bytes != decimal.Truncate(bytes))
+                    throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is not a whole number of bytes");
+                return (long)bytes;
+            }
+        }
+        throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is not a size (write e.g. 64MiB, 1GiB or 4096; binary suffixes K, M, G, T as in QEMU)");
     }
 
+    /// <summary>A device state size: a positive multiple of the sample device's 4 KiB page.</summary>
+    public static long ParseDeviceSize(string text, string what)
+    {
+        long bytes = ParseBytes(text, what);
+        int page = SampleDeviceOptions.Default.PageSize;
+        if (bytes < page || bytes % page != 0)
+            throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is {bytes} bytes; a device size must be a positive multiple of 4 KiB (e.g. 64MiB)");
+        return bytes;
+    }
+
+    /// <summary>A rate in bytes per second (<c>16MiB/s</c>, <c>16MiB</c>, <c>0</c>).</summary>
     public static long ParseRate(string text, string what)
     {
         text = text.Trim();
@@ -30,6 +67,7 @@ internal static class Units
         return ParseBytes(text, what);
     }
 
+    /// <summary>A duration with its unit: <c>300ms</c>, <c>2s</c>, <c>1.5m</c>, <c>500us</c>.</summary>
     public static TimeSpan ParseDuration(string text, string what)
     {
         text = text.Trim();
@@ -37,16 +75,31 @@ internal static class Units
         foreach (var (suffix, ms) in units)
         {
             if (text.EndsWith(suffix, StringComparison.Ordinal)
-                && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0)
+                && double.TryParse(text[..^suffix.Length], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double v)
+                && v * ms < TimeSpan.MaxValue.TotalMilliseconds)
+            {
                 return TimeSpan.FromMilliseconds(v * ms);
+            }
         }
-        throw new VfioException(Errno.EINVAL, $"parse --{what}", $"'{text}' is not a duration (write e.g. 300ms or 2s)");
+        throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is not a duration (write e.g. 300ms, 2s or 1m)");
     }
 
+    /// <summary>One of the four capability sets a device may offer: 0x1, 0x3, 0x5, 0x7 (STOP_COPY is mandatory).</summary>
     public static VfioMigrationFlags ParseCaps(string text)
-        => MigrationStateMachine.TryParseCaps(text, out var caps)
+        => MigrationStateMachine.TryParseCaps(text, out var caps) && IsDefined(caps)
             ? caps
-            : throw new VfioException(Errno.EINVAL, "parse --caps", $"'{text}' is not a capability mask (write 0x1, 0x3, 0x5 or 0x7)");
+            : throw new VfioException(Errno.EINVAL, "--caps", $"'{text}' is not a capability set (0x1 STOP_COPY, 0x3 +P2P, 0x5 +PRE_COPY, 0x7 all; STOP_COPY is mandatory)");
+
+    /// <summary>True for 0x1, 0x3, 0x5 and 0x7.</summary>
+    public static bool IsDefined(VfioMigrationFlags caps)
+        => caps.HasFlag(VfioMigrationFlags.StopCopy)
+            && (caps & ~(VfioMigrationFlags.StopCopy | VfioMigrationFlags.P2P | VfioMigrationFlags.PreCopy)) == 0;
+
+    /// <summary>A whole number from <paramref name="min"/> to <paramref name="max"/>.</summary>
+    public static int ParseInt(string text, string what, int min, int max)
+        => int.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int value) && value >= min && value <= max
+            ? value
+            : throw new VfioException(Errno.EINVAL, $"--{what}", string.Create(CultureInfo.InvariantCulture, $"'{text}' is not a whole number from {min} to {max}"));
 
     /// <summary>
     /// Parses sample-device fault names joined by <c>+</c> (e.g. <c>skip-enomsg+reuse-stream</c>); shared by
@@ -58,14 +111,15 @@ internal static class Units
         foreach (var name in text.Split('+', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             if (!SampleDeviceFaultNames.TryParse(name, out var fault))
-                throw new VfioException(Errno.EINVAL, $"parse --{what}", $"'{name}' is not a fault (one of {string.Join(", ", SampleDeviceFaultNames.All)})");
+                throw new VfioException(Errno.EINVAL, $"--{what}", $"'{name}' is not a fault (one of {string.Join(", ", SampleDeviceFaultNames.All)})");
             faults |= fault;
         }
         if (faults == SampleDeviceFaults.None && !text.Trim().Equals("none", StringComparison.OrdinalIgnoreCase))
-            throw new VfioException(Errno.EINVAL, $"parse --{what}", "no fault named (write e.g. skip-enomsg or skip-enomsg+reuse-stream)");
+            throw new VfioException(Errno.EINVAL, $"--{what}", "no fault named (write e.g. skip-enomsg or skip-enomsg+reuse-stream)");
         return faults;
     }
 
+    /// <summary>Bytes for people: <c>61.0 MiB</c>.</summary>
     public static string FormatBytes(double bytes) => bytes switch
     {
         >= 1L << 30 => (bytes / (1L << 30)).ToString("0.00", CultureInfo.InvariantCulture) + " GiB",
@@ -73,4 +127,15 @@ internal static class Units
         >= 1L << 10 => (bytes / (1L << 10)).ToString("0.0", CultureInfo.InvariantCulture) + " KiB",
         _ => bytes.ToString("0", CultureInfo.InvariantCulture) + " B",
     };
+
+    /// <summary>Bytes as an option value that parses back to the same count: <c>64MiB</c>, <c>4096</c>.</summary>
+    public static string FormatExact(long bytes)
+    {
+        foreach (var (suffix, multiplier) in s_binary.Take(4).Reverse())
+        {
+            if (bytes != 0 && bytes % multiplier == 0)
+                return (bytes / multiplier).ToString(CultureInfo.InvariantCulture) + suffix;
+        }
+        return bytes.ToString(CultureInfo.InvariantCulture);
+    }
 }

@@ -143,7 +143,7 @@ public sealed class LibVfioUserSampleDeviceTests
     public async Task Serve_refuses_sample_device_options_for_the_libvfio_user_profile(string option, string value)
     {
         using var serve = new TestSupport.CliProcess("serve", "--socket", TestSupport.TempSocketPath(), "--device", "libvfio-user-sample", option, value);
-        Assert.Equal(1, await serve.WaitAsync(Timeout));
-        Assert.Contains($"EINVAL: serve: {option} does not apply to --device libvfio-user-sample", serve.Error, StringComparison.Ordinal);
+        Assert.Equal(2, await serve.WaitAsync(Timeout)); // a usage error (docs/cli/conventions.md)
+        Assert.StartsWith($"vfio-mig serve: error: EINVAL: {option} does not apply to --device libvfio-user-sample", serve.Error, StringComparison.Ordinal);
     }
 }

@@ -210,9 +210,15 @@ internal static class TestSupport
         private readonly Lock _lock = new();
 
         public CliProcess(params string[] args)
+            : this(null, args)
+        {
+        }
+
+        /// <summary>Starts the CLI in <paramref name="workingDirectory"/> (null: this process's).</summary>
+        public CliProcess(string? workingDirectory, string[] args)
         {
             string? binary = PublishedCli;
-            var psi = new ProcessStartInfo(binary ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var psi = new ProcessStartInfo(binary ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory ?? "" };
             if (binary is null)
                 psi.ArgumentList.Add(CliDll());
             foreach (var a in args)

@@ -24,18 +24,20 @@ internal static class BenchCommand
 
     public static Command Create()
     {
-        var size = new Option<string>("--size") { Description = "Device state size, e.g. 1GiB", DefaultValueFactory = _ => "1GiB" };
-        var runs = new Option<int>("--runs") { Description = "Measured pairs of runs (vfio-user and raw copy, alternating which goes first); the ratio is their median", DefaultValueFactory = _ => 5 };
-        var xfer = new Option<string>("--max-xfer") { Description = "Client max_data_xfer_size = MIG_DATA_READ size (our server accepts up to 64MiB)", DefaultValueFactory = _ => "1MiB" };
-        var json = new Option<bool>("--json") { Description = "Print one JSON document (snake_case keys) on stdout; the text goes to stderr" };
+        var size = CliOptions.DeviceSize("1GiB");
+        var runs = CliOptions.Int("--runs", "Measured pairs of runs (vfio-user and raw copy, alternating which goes first); the ratio is their median", 5, 1, 100);
+        var xfer = CliOptions.Size("--max-xfer", "Client max_data_xfer_size = MIG_DATA_READ size (4KiB..64MiB; our server accepts up to 64MiB)", "1MiB", 4096, 64L << 20);
+        var json = CliOptions.Json();
         var vfioUser = new Command("vfio-user", "Stop-copy throughput of the vfio-user client+server vs a raw AF_UNIX socketpair copy") { size, runs, xfer, json };
+        vfioUser.WithHelp(addresses: false,
+            "vfio-mig bench vfio-user --size 1GiB",
+            "vfio-mig bench vfio-user --size 256MiB --runs 3 --max-xfer 4MiB");
         vfioUser.SetAction(async (parse, cancellationToken) =>
         {
-            try
             {
-                long bytes = Units.ParseBytes(parse.GetValue(size)!, "size");
-                BenchClientOptions = new VfioUserClientOptions { MaxDataTransferSize = (int)Math.Clamp(Units.ParseBytes(parse.GetValue(xfer)!, "max-xfer"), 4096, 64L << 20) };
-                int n = Math.Max(1, parse.GetValue(runs));
+                long bytes = parse.GetValue(size).Bytes;
+                BenchClientOptions = new VfioUserClientOptions { MaxDataTransferSize = (int)parse.GetValue(xfer).Bytes };
+                int n = parse.GetValue(runs);
                 bool asJson = parse.GetValue(json);
                 var text = asJson ? Console.Error : Console.Out;
                 var ci = CultureInfo.InvariantCulture;
@@ -46,12 +48,15 @@ internal static class BenchCommand
                 using (var warmSample = BenchDevice.Create(warmUp, memoryImage: false))
                 using (var warmImage = BenchDevice.Create(warmUp, memoryImage: true))
                 {
-                    for (int w = 0; w < 3; w++)
+                    await CliProgress.For(asJson).StepAsync("warming up (3 untimed rounds)", async () =>
                     {
-                        await MeasureVfioUserAsync(warmSample, cancellationToken).ConfigureAwait(false);
-                        await MeasureVfioUserAsync(warmImage, cancellationToken).ConfigureAwait(false);
-                        await MeasureRawAsync(warmUp, source, cancellationToken).ConfigureAwait(false);
-                    }
+                        for (int w = 0; w < 3; w++)
+                        {
+                            await MeasureVfioUserAsync(warmSample, cancellationToken).ConfigureAwait(false);
+                            await MeasureVfioUserAsync(warmImage, cancellationToken).ConfigureAwait(false);
+                            await MeasureRawAsync(warmUp, source, cancellationToken).ConfigureAwait(false);
+                        }
+                    }).ConfigureAwait(false);
                 }
                 double headline = 0;
                 for (int pass = 0; pass < 2; pass++)
@@ -101,15 +106,10 @@ internal static class BenchCommand
                 text.WriteLine(string.Create(ci, $"ratio: {headline:0.00} (sample device through client+server vs raw socketpair, blocking; target >= {Target:0.00}: {(headline >= Target ? "met" : "NOT met")})"));
                 if (asJson)
                     await report.WriteAsync(Console.Out).ConfigureAwait(false);
-                return 0;
-            }
-            catch (VfioException ex)
-            {
-                Console.Error.WriteLine(ex.Message);
-                return 1;
+                return ExitCodes.Success;
             }
         });
-        return new Command("bench", "Benchmarks.") { vfioUser };
+        return new Command("bench", "Benchmarks: vfio-user (stop-copy over a socket) and tcp (migration over loopback TCP), each against a raw copy in the same run.") { vfioUser };
     }
 
     // Serves the device on one end of a socketpair, drives RUNNING→STOP_COPY, reads the stream to its end (timed),

@@ -12,8 +12,20 @@ internal static class CheckCommand
 {
     public static Command Create()
     {
-        var device = new Argument<string>("device") { Description = "Device to check: sample:[options], unix:PATH or vfio:NAME" };
-        var json = new Option<bool>("--json") { Description = "Print the report as JSON" };
+        var device = new Argument<string>("device") { Description = "Device to check: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME", HelpName = "ADDRESS" };
+        device.Validators.Add(r =>
+        {
+            try
+            {
+                DeviceAddress.Parse(r.Tokens[0].Value);
+            }
+            catch (VfioException e)
+            {
+                r.AddError(e.Message);
+            }
+        });
+        var json = CliOptions.Json();
+        var connectTimeout = CliOptions.ConnectTimeout();
         var only = new Option<string[]>("--only")
         {
             Description = $"Run only these groups (repeatable or comma-separated): {string.Join(", ", ConformanceGroups.Selectable)}",
@@ -26,36 +38,54 @@ internal static class CheckCommand
 
         var command = new Command("check", "Check a migration-capable device against the VFIO migration v2 protocol rules.")
         {
-            device, json, only, destructive, peer, strict, junit,
+            device, json, only, destructive, peer, strict, junit, connectTimeout,
         };
+        command.WithHelp(addresses: true,
+            "vfio-mig check sample:size=4MiB",
+            "vfio-mig check sample:size=4MiB,fault=reuse-stream     # a deliberately broken device fails sessions.stale-stream",
+            "vfio-mig check unix:./a.sock --allow-destructive --json",
+            "vfio-mig check vfio:A --peer vfio:B");
         command.SetAction((parse, cancellationToken) => RunAsync(
-            new CheckSettings(parse.GetValue(device)!, parse.GetValue(json), parse.GetValue(only) ?? [], parse.GetValue(destructive), parse.GetValue(peer), parse.GetValue(strict), parse.GetValue(junit)),
+            new CheckSettings(parse.GetValue(device)!, parse.GetValue(json), parse.GetValue(only) ?? [], parse.GetValue(destructive), parse.GetValue(peer), parse.GetValue(strict), parse.GetValue(junit), parse.GetValue(connectTimeout).Value),
             Console.Out, Console.Error, cancellationToken));
         return command;
     }
 
-    internal sealed record CheckSettings(string Device, bool Json, IReadOnlyList<string> Only, bool AllowDestructive, string? Peer, bool Strict, string? Junit = null);
+    internal sealed record CheckSettings(string Device, bool Json, IReadOnlyList<string> Only, bool AllowDestructive, string? Peer, bool Strict, string? Junit = null, TimeSpan? ConnectTimeout = null);
 
-    /// <summary>Runs the check; 0 = conformant (no rule failed), 1 = not conformant, 2 = usage, open or report-file error.</summary>
+    /// <summary>Runs the check; 0 = conformant (no rule failed), 1 = not conformant or the device could not be opened, 2 = usage or report-file error.</summary>
     internal static async Task<int> RunAsync(CheckSettings settings, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await CheckAsync(settings, stdout, cancellationToken).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // the shared error path prints every failure as one line
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            return CliErrors.Report("check", e, stderr);
+        }
+    }
+
+    private static async Task<int> CheckAsync(CheckSettings settings, TextWriter stdout, CancellationToken cancellationToken)
     {
         var groups = settings.Only.SelectMany(g => g.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Distinct().ToList();
         foreach (var g in groups)
         {
             if (!ConformanceGroups.Selectable.Contains(g))
-            {
-                await stderr.WriteLineAsync($"EINVAL: --only: '{g}' is not a group (one of {string.Join(", ", ConformanceGroups.Selectable)})").ConfigureAwait(false);
-                return ExitCodes.Usage;
-            }
+                throw CliException.Usage("--only", $"'{g}' is not a group (one of {string.Join(", ", ConformanceGroups.Selectable)})");
         }
 
         IVfioMigrationDevice? device = null, peerDevice = null;
         try
         {
-            var address = DeviceAddress.Parse(settings.Device);
-            device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
-            if (settings.Peer is { } peerText)
-                peerDevice = await DeviceAddress.Parse(peerText).OpenAsync(cancellationToken).ConfigureAwait(false);
+            var timeout = settings.ConnectTimeout ?? CliOptions.DefaultConnectTimeout;
+            var address = ParseAddress(settings.Device);
+            var peerAddress = settings.Peer is { } peerText ? ParseAddress(peerText) : null;
+            device = await address.OpenAsync(timeout, cancellationToken).ConfigureAwait(false);
+            if (peerAddress is not null)
+                peerDevice = await peerAddress.OpenAsync(timeout, cancellationToken).ConfigureAwait(false);
 
             var sample = (device as InProcessMigrationDevice)?.Device as SampleDevice;
             var options = new ConformanceOptions
@@ -81,16 +111,10 @@ internal static class CheckCommand
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
-                    await stderr.WriteLineAsync($"EIO: --junit {junitPath}: the report could not be written ({ex.Message})").ConfigureAwait(false);
-                    return ExitCodes.Usage;
+                    throw new CliException(ExitCodes.Usage, Errno.EIO, $"--junit {junitPath}", $"the report could not be written ({ex.Message})");
                 }
             }
             return report.Conformant ? ExitCodes.Success : ExitCodes.Failed;
-        }
-        catch (VfioException ex)
-        {
-            await stderr.WriteLineAsync(ex.Message).ConfigureAwait(false);
-            return ExitCodes.Usage;
         }
         finally
         {
@@ -98,6 +122,18 @@ internal static class CheckCommand
                 await peerDevice.DisposeAsync().ConfigureAwait(false);
             if (device is not null)
                 await device.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static DeviceAddress ParseAddress(string text)
+    {
+        try
+        {
+            return DeviceAddress.Parse(text);
+        }
+        catch (VfioException e)
+        {
+            throw CliException.WithExitCode(e, ExitCodes.Usage);
         }
     }
 

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Vfio.Kernel;
 using Vfio.Migration;
 using Vfio.Sample;
@@ -22,44 +21,46 @@ internal static class InfoCommand
 
     public static Command Create()
     {
-        var device = new Argument<string?>("device") { Description = "unix:PATH (a vfio-user server), vfio:NAME (a kernel VFIO device) or sample:[options] (in-process, served over a socketpair)", Arity = ArgumentArity.ZeroOrOne };
-        var json = new Option<bool>("--json") { Description = "Print JSON" };
+        var device = CliOptions.DeviceArgument("The device: unix:PATH (a vfio-user server), vfio:NAME (a kernel VFIO device) or sample:[KEY=VALUE,...] (in process, served over a socketpair)", optional: true);
+        var json = CliOptions.Json();
         var list = new Option<bool>("--list") { Description = "List the VFIO devices found in sysfs (mdevs and vfio-bound PCI devices)" };
-        var command = new Command("info", "Print a device's info, regions, IRQs and migration capabilities.") { device, json, list };
+        var connectTimeout = CliOptions.ConnectTimeout();
+        var command = new Command("info", "Print a device's info, regions, IRQs and migration capabilities.") { device, json, list, connectTimeout };
+        command.WithHelp(addresses: true,
+            "vfio-mig info unix:./a.sock                 # a vfio-user server (vfio-mig serve)",
+            "vfio-mig info sample:size=2MiB,caps=0x5 --json",
+            "vfio-mig info --list                        # kernel devices; then: vfio-mig info vfio:NAME");
+        command.Validators.Add(r =>
+        {
+            if (!r.GetValue(list) && r.GetResult(device) is null)
+                r.AddError("give a device address (unix:PATH, vfio:NAME, sample:[KEY=VALUE,...]) or --list");
+        });
         command.SetAction(async (parse, cancellationToken) =>
         {
-            try
+            if (parse.GetValue(list))
+                return ListKernelDevices();
+            var address = parse.GetValue(device)!;
+            bool asJson = parse.GetValue(json);
+            if (address.Scheme == "vfio")
             {
-                if (parse.GetValue(list))
-                    return ListKernelDevices();
-                string? text = parse.GetValue(device);
-                if (text is null)
-                {
-                    Console.Error.WriteLine("EINVAL: give a device address (unix:PATH, vfio:NAME, sample:[options]) or --list");
-                    return 2;
-                }
-                var address = DeviceAddress.Parse(text);
-                if (address.Scheme == "vfio")
-                {
-                    await using var kernel = KernelMigrationDevice.Open(address.Target);
-                    var described = kernel.Describe();
-                    Console.Out.Write(parse.GetValue(json) ? KernelJson(described) : described.ToString());
-                    return 0;
-                }
-                var report = address.Scheme switch
-                {
-                    "unix" => await QueryUnixAsync(address, cancellationToken).ConfigureAwait(false),
-                    "sample" => await QuerySampleAsync(address, cancellationToken).ConfigureAwait(false),
-                    _ => throw new VfioException(Errno.EOPNOTSUPP, $"info {address}", $"the {address.Scheme}: transport is not available in this build"),
-                };
-                Console.Out.Write(parse.GetValue(json) ? report.ToJson() : report.ToText());
-                return 0;
+                await using var kernel = KernelMigrationDevice.Open(address.Target);
+                var described = kernel.Describe();
+                if (asJson)
+                    CliJsonContext.Write(Console.Out, KernelJson(described), CliJsonContext.Default.KernelInfoJson);
+                else
+                    Console.Out.Write(described.ToString());
+                return ExitCodes.Success;
             }
-            catch (VfioException ex)
+            var report = address.Scheme switch
             {
-                Console.Error.WriteLine(ex.Message);
-                return 1;
-            }
+                "unix" => await QueryUnixAsync(address, parse.GetValue(connectTimeout).Value, cancellationToken).ConfigureAwait(false),
+                _ => await QuerySampleAsync(address, cancellationToken).ConfigureAwait(false),
+            };
+            if (asJson)
+                CliJsonContext.Write(Console.Out, report.ToJson(), CliJsonContext.Default.InfoJson);
+            else
+                Console.Out.Write(report.ToText());
+            return ExitCodes.Success;
         });
         return command;
     }
@@ -74,42 +75,14 @@ internal static class InfoCommand
         return 0;
     }
 
-    private static string KernelJson(KernelDeviceReport r)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            w.WriteString("device", "vfio:" + r.Entry.Name);
-            w.WriteString("bus", r.Entry.Bus.ToString().ToLowerInvariant());
-            w.WriteString("iommu", r.IommuType == 3 ? "type1v2" : "type1");
-            w.WriteNumber("flags", r.Info.Flags);
-            w.WriteStartArray("regions");
-            foreach (var g in r.Regions)
-            {
-                w.WriteStartObject();
-                w.WriteNumber("index", g.Index);
-                w.WriteNumber("size", g.Size);
-                w.WriteNumber("offset", g.Offset);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            w.WriteStartObject("migration");
-            if (r.Capabilities is { } caps)
-                w.WriteString("caps", MigrationStateMachine.FormatCaps(caps));
-            if (r.State is { } st)
-                w.WriteString("state", MigrationStateMachine.Name(st));
-            if (r.MigrationError is not null)
-                w.WriteString("error", r.MigrationError);
-            w.WriteEndObject();
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(ms.ToArray()) + "\n";
-    }
+    private static KernelInfoJson KernelJson(KernelDeviceReport r)
+        => new("vfio:" + r.Entry.Name, r.Entry.Bus.ToString().ToLowerInvariant(), r.IommuType == 3 ? "type1v2" : "type1", r.Info.Flags,
+            [.. r.Regions.Select(g => new KernelRegionJson(g.Index, g.Size, g.Offset))],
+            new MigrationInfoJson(r.Capabilities is { } caps ? MigrationStateMachine.FormatCaps(caps) : null, r.State is { } st ? MigrationStateMachine.Name(st) : null, null, r.MigrationError));
 
-    private static async Task<InfoReport> QueryUnixAsync(DeviceAddress address, CancellationToken cancellationToken)
+    private static async Task<InfoReport> QueryUnixAsync(DeviceAddress address, TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
-        await using var client = await VfioUserClient.ConnectAsync(address.Target, null, cancellationToken).ConfigureAwait(false);
+        await using var client = await address.ConnectUnixAsync(connectTimeout, cancellationToken).ConfigureAwait(false);
         return await QueryAsync(client, address.ToString(), cancellationToken).ConfigureAwait(false);
     }
 
@@ -133,7 +106,21 @@ internal static class InfoCommand
 
     private static async Task<InfoReport> QueryAsync(VfioUserClient client, string name, CancellationToken cancellationToken)
     {
-        var info = await client.GetDeviceInfoAsync(cancellationToken).ConfigureAwait(false);
+        DeviceInfoPayload info;
+        try
+        {
+            info = await client.GetDeviceInfoAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (VfioException e) when (e.Errno == Errno.EINVAL)
+        {
+            // The server's reason stays on the server; the usual one is a device a migration left stopped.
+            var now = await new VfioUserMigrationDevice(client, ownsClient: false).GetStateAsync(cancellationToken).ConfigureAwait(false);
+            if (now == VfioMigrationState.Running)
+                throw;
+            throw new CliException(ExitCodes.Failed, Errno.EINVAL, $"info {name}",
+                $"the device is in {MigrationStateMachine.Name(now)}: a vfio-user server answers device, region and IRQ queries only while RUNNING (spec §7.4)",
+                ["a migration stopped it (this was its source): migrate it back, or restart its server"], e);
+        }
         var regions = new List<RegionRow>();
         for (uint i = 0; i < Math.Min(info.NumRegions, 100u); i++)
         {
@@ -195,55 +182,8 @@ internal static class InfoCommand
             return sb.ToString();
         }
 
-        public string ToJson()
-        {
-            using var ms = new MemoryStream();
-            using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
-            {
-                w.WriteStartObject();
-                w.WriteString("device", Device);
-                w.WriteString("protocol", "vfio-user " + Version);
-                w.WriteNumber("max_data_xfer_size", MaxDataTransferSize);
-                w.WriteNumber("max_msg_fds", MaxMessageFds);
-                w.WriteBoolean("twin_socket", TwinSocket);
-                w.WriteNumber("socket_send_buffer", SocketSendBuffer);
-                w.WriteNumber("socket_receive_buffer", SocketReceiveBuffer);
-                w.WriteNumber("flags", Flags);
-                w.WriteStartArray("regions");
-                foreach (var r in Regions)
-                {
-                    w.WriteStartObject();
-                    w.WriteNumber("index", r.Index);
-                    w.WriteString("name", r.Name);
-                    w.WriteNumber("size", r.Size);
-                    w.WriteNumber("flags", r.Flags);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-                w.WriteStartArray("irqs");
-                foreach (var q in Irqs)
-                {
-                    w.WriteStartObject();
-                    w.WriteNumber("index", q.Index);
-                    w.WriteString("name", q.Name);
-                    w.WriteNumber("count", q.Count);
-                    w.WriteNumber("flags", q.Flags);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-                w.WriteStartObject("migration");
-                if (MigrationCaps is not null)
-                    w.WriteString("caps", MigrationCaps);
-                if (MigrationState is not null)
-                    w.WriteString("state", MigrationState);
-                if (StopCopySize is { } s)
-                    w.WriteNumber("stop_copy_size", s);
-                if (MigrationError is not null)
-                    w.WriteString("error", MigrationError);
-                w.WriteEndObject();
-                w.WriteEndObject();
-            }
-            return Encoding.UTF8.GetString(ms.ToArray()) + "\n";
-        }
+        public InfoJson ToJson() => new(Device, "vfio-user " + Version, MaxDataTransferSize, MaxMessageFds, TwinSocket, SocketSendBuffer, SocketReceiveBuffer, Flags,
+            [.. Regions.Select(r => new RegionJson(r.Index, r.Name, r.Size, r.Flags))], [.. Irqs.Select(q => new IrqJson(q.Index, q.Name, q.Count, q.Flags))],
+            new MigrationInfoJson(MigrationCaps, MigrationState, StopCopySize, MigrationError));
     }
 }

@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using Vfio.Engine;
 using Vfio.Migration;
 using Vfio.Net;
@@ -18,23 +16,46 @@ internal static class MigrateCommand
 {
     public static Command Create()
     {
-        var from = new Option<string>("--from") { Description = "Source device (unix:PATH or sample:[options])", Required = true };
-        var to = new Option<string>("--to") { Description = "Destination device (unix:PATH or sample:[options])", Required = true };
-        var downtime = new Option<string>("--downtime-limit") { Description = "Target downtime for the switchover, e.g. 300ms", DefaultValueFactory = _ => "300ms" };
-        var json = new Option<bool>("--json") { Description = "Print one JSON summary instead of progress and text" };
-        var noVerify = new Option<bool>("--no-verify") { Description = "Skip the SHA-256 comparison of the source and destination state" };
+        var from = CliOptions.Device("--from", "Source device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
+        var to = CliOptions.Device("--to", "Destination device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
+        var downtime = CliOptions.DowntimeLimit();
+        var force = CliOptions.ForceSwitchover();
+        var json = CliOptions.Json();
+        var noVerify = new Option<bool>("--no-verify") { Description = "Skip the SHA-256 comparison of the source and destination state (for a destination that changes its own state once running)" };
         var precopy = PreCopyChoice.Create();
-        var sourceWrite = new Option<string[]>("--source-write")
+        var connectTimeout = CliOptions.ConnectTimeout();
+        var sourceWrite = new Option<RegionWrite[]>("--source-write")
         {
             Description = "REGION_WRITE into the vfio-user source before migrating, REGION:OFFSET:VALUE (VALUE = hex bytes or u64=N little-endian); repeatable",
             AllowMultipleArgumentsPerToken = false,
+            CustomParser = r =>
+            {
+                try
+                {
+                    return [.. r.Tokens.Select(t => RegionWrite.Parse(t.Value))];
+                }
+                catch (VfioException e)
+                {
+                    r.AddError(e.Message);
+                    return [];
+                }
+            },
         };
         var stateDir = MigrationRecords.StateDirOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, loaded, committed, started)", Hidden = true };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, json, noVerify, precopy, sourceWrite, stateDir, pauseAt,
+            from, to, downtime, force, json, noVerify, precopy, connectTimeout, sourceWrite, stateDir, pauseAt,
         };
+        command.WithHelp(addresses: true,
+            "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --downtime-limit 300ms",
+            "vfio-mig migrate --from unix:./a.sock --to sample:size=64MiB,caps=0x5 --json",
+            "vfio-mig migrate --from vfio:A --to vfio:B                 # kernel devices (vfio-mig info --list)");
+        command.Validators.Add(r =>
+        {
+            if (r.ReferenceOrNull(from) is { } a && r.ReferenceOrNull(to) is { } b && a.SameDeviceAs(b))
+                r.AddError($"--from and --to name the same device ({a}); a device cannot be migrated into itself");
+        });
         command.SetAction(async (parse, cancellationToken) =>
         {
             bool asJson = parse.GetValue(json);
@@ -46,15 +67,18 @@ internal static class MigrateCommand
             {
                 var options = MigrationOptions.Default with
                 {
-                    DowntimeLimit = Units.ParseDuration(parse.GetValue(downtime)!, "downtime-limit"),
+                    DowntimeLimit = parse.GetValue(downtime).Value,
+                    NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
                     MigrationId = id,
                     DecisionStore = store,
                     Checkpoint = PauseHook(parse.GetValue(pauseAt)),
                 };
-                var src = DeviceAddress.Parse(parse.GetValue(from)!);
-                var dst = DeviceAddress.Parse(parse.GetValue(to)!);
-                source = await src.OpenAsync(cancellationToken).ConfigureAwait(false);
-                destination = await dst.OpenAsync(cancellationToken).ConfigureAwait(false);
+                var src = parse.GetValue(from)!;
+                var dst = parse.GetValue(to)!;
+                var timeout = parse.GetValue(connectTimeout).Value;
+                var progress = CliProgress.For(asJson);
+                source = await progress.StepAsync($"connecting to {src}", () => src.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
+                destination = await progress.StepAsync($"connecting to {dst}", () => dst.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
                 await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
                 // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
                 // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
@@ -62,18 +86,19 @@ internal static class MigrateCommand
                 ulong? bar0 = null;
                 if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
                     bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
-                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, asJson ? null : Console.Out, cancellationToken).ConfigureAwait(false);
-                if (!asJson)
-                    Console.Out.WriteLine($"migration {id}: {src} -> {dst} (records in {store.Directory})");
-                var progress = asJson ? null : new ConsoleProgress();
-                var stats = await MigrationEngine.MigrateAsync([source], [destination], options, progress, cancellationToken).ConfigureAwait(false);
+                options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, progress.Out, cancellationToken).ConfigureAwait(false);
+                progress.Line($"migration {id}: {src} -> {dst} (records in {store.Directory})");
+                var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));
+                var (from0, to0) = (source, destination);
+                var stats = await view.RunAsync(p => MigrationEngine.MigrateAsync([from0], [to0], options, p, cancellationToken)).ConfigureAwait(false);
                 string? verified = null, skipped = null;
                 if (verify)
-                    (verified, skipped) = await VerifyAsync(source, destination, bar0, cancellationToken).ConfigureAwait(false);
+                    (verified, skipped) = await progress.StepAsync("verifying (SHA-256 of both devices)", () => VerifyAsync(from0, to0, bar0, cancellationToken)).ConfigureAwait(false);
                 var ci = CultureInfo.InvariantCulture;
                 if (asJson)
                 {
-                    Console.Out.Write(ToJson(id, src.ToString(), dst.ToString(), stats, verified, skipped));
+                    CliJsonContext.Write(Console.Out, new MigrateJson(true, id.ToString("D"), src.ToString(), dst.ToString(), options.DowntimeLimit.TotalMilliseconds, MigrationJson.From(stats),
+                        verified is not null ? "match" : "skipped", verified, skipped), CliJsonContext.Default.MigrateJson);
                 }
                 else
                 {
@@ -86,31 +111,29 @@ internal static class MigrateCommand
                     if (skipped is not null)
                         Console.Out.WriteLine(skipped);
                 }
-                return 0;
+                return ExitCodes.Success;
             }
-            catch (VerificationException ex)
+            catch (Exception ex) when (ex is (VfioException or OperationCanceledException) and not CliException)
             {
-                Console.Error.WriteLine(ex.Message);
-                return ExitCodes.VerificationMismatch;
-            }
-            catch (Exception ex) when (ex is VfioException or MigrationException or OperationCanceledException)
-            {
+                // A held migration prints the records and the resolve command after the line (MigrationRecords).
                 bool held = ex is MigrationException { Held: true };
-                Console.Error.WriteLine($"vfio-mig migrate: error: {(ex is OperationCanceledException ? "ECANCELED: the migration was canceled" : ex.Message)}");
-                if (ex is MigrationException { RecoveryErrors.Count: > 0 } failed)
-                {
-                    foreach (var r in failed.RecoveryErrors)
-                        Console.Error.WriteLine("vfio-mig migrate: recovery: " + r);
-                }
+                var (errno, line) = CliErrors.Describe(ex);
+                Console.Error.WriteLine($"vfio-mig migrate: error: {line}");
+                foreach (var hint in CliErrors.HintsOf(ex))
+                    Console.Error.WriteLine("  hint: " + hint);
                 var devices = new List<(MigrationSide, IVfioMigrationDevice)>();
                 if (source is not null)
                     devices.Add((MigrationSide.Source, source));
                 if (destination is not null)
                     devices.Add((MigrationSide.Destination, destination));
                 await MigrationRecords.ReportAsync("migrate", devices, held, id, dir).ConfigureAwait(false);
+                int code = held ? ExitCodes.Held : ExitCodes.Failed;
                 if (asJson)
-                    Console.Out.WriteLine($"{{\"migration_id\":\"{id}\",\"success\":false,\"held\":{(held ? "true" : "false")},\"resolve\":{(held ? JsonSerializer.Serialize(MigrationRecords.ResolveCommand(id, dir), MigrateJsonContext.Default.String) : "null")}}}");
-                return held ? ExitCodes.Held : ex is VfioException { Errno: Errno.EINVAL } && source is null ? ExitCodes.Usage : ExitCodes.Failed;
+                {
+                    CliJsonContext.Write(Console.Out, new MigrateFailureJson(false, "migrate", VfioException.NameOf(errno), line, code, id.ToString("D"), held,
+                        held ? MigrationRecords.ResolveCommand(id, dir) : null), CliJsonContext.Default.MigrateFailureJson);
+                }
+                return code;
             }
             finally
             {
@@ -123,13 +146,12 @@ internal static class MigrateCommand
         return command;
     }
 
-    private static async Task WriteSourceAsync(IVfioMigrationDevice source, string[] values, CancellationToken cancellationToken)
+    private static async Task WriteSourceAsync(IVfioMigrationDevice source, RegionWrite[] writes, CancellationToken cancellationToken)
     {
-        var writes = values.Select(RegionWrite.Parse).ToList();
-        if (writes.Count == 0)
+        if (writes.Length == 0)
             return;
         if (source is not VfioUserMigrationDevice user)
-            throw new VfioException(Errno.EINVAL, "--source-write", $"{source.Name} is not a vfio-user device (unix:PATH)");
+            throw CliException.Usage("--source-write", $"{source.Name} is not a vfio-user device (unix:PATH)");
         foreach (var w in writes)
             await user.Client.RegionWriteAsync(w.Region, w.Offset, w.Data, cancellationToken).ConfigureAwait(false);
     }
@@ -153,7 +175,10 @@ internal static class MigrateCommand
         return verdict switch
         {
             1 => (Convert.ToHexStringLower(a.Value), null),
-            2 => throw new VerificationException($"EIO: verify: destination {b.Kind} sha256 {Convert.ToHexStringLower(b.Value)} differs from source {Convert.ToHexStringLower(a.Value)}"),
+            2 => throw new CliException(ExitCodes.VerificationMismatch, Errno.EIO, "verify",
+                $"destination {b.Kind} sha256 {Convert.ToHexStringLower(b.Value)} differs from source {Convert.ToHexStringLower(a.Value)}",
+                ["a destination that changes its own state once RUNNING (e.g. vfio-mig serve --dirty-rate) moves away from the source at once: --no-verify skips this check",
+                 "the destination is RUNNING with the migrated state; the source is stopped"]),
             _ => (null, note),
         };
     }
@@ -204,50 +229,4 @@ internal static class MigrateCommand
             await Task.Delay(Timeout.Infinite, CancellationToken.None).ConfigureAwait(false);
         };
     }
-
-    private static string ToJson(Guid id, string from, string to, MigrationStatistics stats, string? verified, string? skipped)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            w.WriteString("migration_id", id.ToString("D"));
-            w.WriteString("from", from);
-            w.WriteString("to", to);
-            w.WriteBoolean("success", true);
-            w.WriteNumber("rounds", stats.Rounds);
-            w.WriteNumber("pre_copy_bytes", stats.PreCopyBytes);
-            w.WriteNumber("stop_copy_bytes", stats.StopCopyBytes);
-            w.WriteNumber("total_bytes", stats.TotalBytes);
-            w.WriteNumber("downtime_ms", stats.Downtime.TotalMilliseconds);
-            w.WriteNumber("total_ms", stats.TotalTime.TotalMilliseconds);
-            w.WriteNumber("stop_copy_bytes_per_second", stats.StopCopyBandwidthBytesPerSecond);
-            w.WriteBoolean("forced_switchover", stats.ForcedSwitchover);
-            if (verified is not null)
-                w.WriteString("verified_sha256", verified);
-            if (skipped is not null)
-                w.WriteString("verification_note", skipped);
-            w.WriteStartArray("warnings");
-            foreach (var warning in stats.Warnings)
-                w.WriteStringValue(warning);
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(ms.ToArray()) + "\n";
-    }
-
-    private sealed class ConsoleProgress : IProgress<MigrationProgress>
-    {
-        public void Report(MigrationProgress value)
-        {
-            var ci = CultureInfo.InvariantCulture;
-            Console.Out.WriteLine(string.Create(ci,
-                $"[{value.Elapsed.TotalSeconds,6:0.00}s] {value.Phase,-10} round {value.Round,3}  sent {Units.FormatBytes(value.TotalBytes),10}  pending {Units.FormatBytes(value.PendingBytes),10}  {Units.FormatBytes(value.BandwidthBytesPerSecond)}/s{(value.Message is null ? "" : "  " + value.Message)}"));
-        }
-    }
-
-    private sealed class VerificationException(string message) : Exception(message);
 }
-
-[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
-internal sealed partial class MigrateJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

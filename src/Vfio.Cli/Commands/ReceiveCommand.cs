@@ -11,8 +11,8 @@ internal static class ReceiveCommand
 {
     public static Command Create()
     {
-        var listen = new Option<string>("--listen") { Description = "HOST:PORT to listen on (an IP; port 0 picks one and prints it)", Required = true };
-        var into = new Option<string>("--into") { Description = "Destination device: sample:[options], unix:PATH or vfio:NAME", Required = true };
+        var listen = NetCli.Endpoint("--listen", "HOST:PORT to listen on (an IP; port 0 picks one and prints it)", requireScheme: false);
+        var into = CliOptions.Device("--into", "Destination device: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME");
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM server certificate (enables TLS; needs --tls-key)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA: require a sender certificate issued by it (mutual TLS)" };
@@ -22,25 +22,51 @@ internal static class ReceiveCommand
         var revocation = NetCli.Revocation();
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
-        var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", DefaultValueFactory = _ => "none" };
-        var maxQueued = new Option<string>("--max-queued") { Description = "Most out-of-order channel data held at once (≥ 4MiB)", DefaultValueFactory = _ => "64MiB" };
+        var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", HelpName = "DURATION", DefaultValueFactory = _ => "none" };
+        acceptTimeout.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && r.Tokens[^1].Value != "none")
+            {
+                try
+                {
+                    Units.ParseDuration(r.Tokens[^1].Value, "accept-timeout");
+                }
+                catch (VfioException e)
+                {
+                    r.AddError(e.Message);
+                }
+            }
+        });
+        var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", "64MiB", NetProtocol.MaxFramePayload, 16L << 30);
+        var json = CliOptions.Json();
+        var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, inject,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject,
         };
+        command.WithHelp(addresses: true,
+            "vfio-mig token new --output token.txt   # mode 0600; copy it to the sender",
+            "vfio-mig receive --listen 0.0.0.0:7400 --into sample:size=64MiB,seed=2 --token-file token.txt",
+            "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json");
+        NetCli.RequireTogether(command, tlsCert, tlsKey);
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(clientCa) is not null && r.GetValue(tlsCert) is null)
+                r.AddError("--client-ca needs TLS (--tls-cert and --tls-key)");
+            if (r.GetValue(inject) is { } fault && fault != "resume-stop")
+                r.AddError("--inject-fault takes resume-stop");
+        });
         command.SetAction(async (parse, cancellationToken) =>
         {
             IVfioMigrationDevice? device = null;
             bool committed = false;
             try
             {
-                var (host, port) = NetCli.ParseEndpoint(parse.GetValue(listen)!, "--listen", requireScheme: false);
+                var (host, port) = parse.GetValue(listen);
                 string? certPath = parse.GetValue(tlsCert), keyPath = parse.GetValue(tlsKey), caPath = parse.GetValue(clientCa), tokenPath = parse.GetValue(token);
-                if (certPath is null != (keyPath is null))
-                    return Usage("--tls-cert and --tls-key go together");
-                if (caPath is not null && certPath is null)
-                    return Usage("--client-ca needs TLS (--tls-cert and --tls-key)");
+                bool asJson = parse.GetValue(json);
+                var progress = CliProgress.For(asJson);
                 var security = new NetSecurityOptions
                 {
                     UseTls = certPath is not null,
@@ -50,74 +76,84 @@ internal static class ReceiveCommand
                     Insecure = parse.GetValue(insecure),
                     AllowAnonymousSenders = parse.GetValue(anonymous),
                     Revocation = NetCli.ParseRevocation(parse.GetValue(revocation)!),
-                    IdleTimeout = NetCli.Duration(parse.GetValue(idle)!, "idle-timeout"),
-                    HandshakeTimeout = NetCli.Duration(parse.GetValue(handshake)!, "handshake-timeout"),
+                    IdleTimeout = parse.GetValue(idle).Value,
+                    HandshakeTimeout = parse.GetValue(handshake).Value,
                 };
                 security.ValidateReceiver();
                 string acceptText = parse.GetValue(acceptTimeout)!;
                 var acceptOptions = new NetAcceptOptions
                 {
-                    AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : NetCli.Duration(acceptText, "accept-timeout"),
+                    AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : Units.ParseDuration(acceptText, "accept-timeout"),
                     OnDropped = line => Console.Error.WriteLine("vfio-mig receive: " + line),
                 };
-                var sessionOptions = new NetSessionOptions { MaxQueuedBytes = Math.Max(NetProtocol.MaxFramePayload, Units.ParseBytes(parse.GetValue(maxQueued)!, "max-queued")) };
+                var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes };
 
-                var address = DeviceAddress.Parse(parse.GetValue(into)!);
-                device = await address.OpenAsync(cancellationToken).ConfigureAwait(false);
+                var address = parse.GetValue(into)!;
+                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, cancellationToken).AsTask()).ConfigureAwait(false);
                 var raw = device;
-                if (parse.GetValue(inject) is { } fault)
-                {
-                    if (fault != "resume-stop")
-                        return Usage("--inject-fault takes resume-stop");
+                if (parse.GetValue(inject) is not null)
                     device = new FaultInjectingDevice(device);
-                }
 
                 await using var listener = NetListener.Bind(host, port);
                 string mode = NetCli.DescribeMode(security, receiver: true, "receive");
-                Console.WriteLine($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
+                // The line a script waits for; under --json it goes to stderr with the rest of the progress.
+                progress.Line($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
+                progress.Out.Flush();
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
-                Console.WriteLine($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
+                progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var result = await NetMigration.ReceiveAsync(session, [device], MigrationOptions.Default,
-                    ct => DeviceDigest.ComputeAsync(raw, ct), null, () => committed = true, cancellationToken).ConfigureAwait(false);
+                var target = device;
+                var view = progress.Migration(MigrationOptions.Default.DowntimeLimit);
+                var result = await view.RunAsync(p => NetMigration.ReceiveAsync(session, [target], MigrationOptions.Default,
+                    ct => DeviceDigest.ComputeAsync(raw, ct), p, () => committed = true, cancellationToken)).ConfigureAwait(false);
                 var s = result.Statistics;
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                if (asJson)
+                {
+                    CliJsonContext.Write(Console.Out, new ReceiveJson(result.Verdict != 2, address.ToString(), listener.LocalEndPoint.ToString() ?? "", session.Peer.ToString() ?? "", session.ChannelCount,
+                        MigrationJson.From(s), session.Reassembly.PeakQueuedBytes, session.Reassembly.CapacityBytes, result.Verdict switch { 1 => "match", 2 => "mismatch", _ => "skipped" },
+                        NetCli.Hex(result.Status.Digest), result.Note.Length > 0 ? result.Note : null), CliJsonContext.Default.ReceiveJson);
+                }
+                progress.Line(string.Create(CultureInfo.InvariantCulture,
                     $"received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));
                 if (result.Status.Digest.Length > 0)
-                    Console.WriteLine($"destination sha256 {NetCli.Hex(result.Status.Digest)}");
+                    progress.Line($"destination sha256 {NetCli.Hex(result.Status.Digest)}");
                 switch (result.Verdict)
                 {
                     case 1:
-                        Console.WriteLine($"verified: destination matches source (sha256 {NetCli.Hex(result.Status.Digest)})");
-                        return 0;
+                        progress.Line($"verified: destination matches source (sha256 {NetCli.Hex(result.Status.Digest)})");
+                        return ExitCodes.Success;
                     case 2:
-                        Console.Error.WriteLine($"vfio-mig receive: error: EIO: the destination state differs from the source (source sha256 {NetCli.Hex(result.SourceDigest)})");
-                        return 1;
+                        throw new CliException(ExitCodes.VerificationMismatch, Errno.EIO, "verify", $"the destination state differs from the source (source sha256 {NetCli.Hex(result.SourceDigest)})",
+                            ["the destination is RUNNING with the migrated state"]);
                     default:
-                        Console.WriteLine(result.Note);
-                        return 0;
+                        progress.Line(result.Note);
+                        return ExitCodes.Success;
                 }
             }
-            catch (Exception e) when (e is VfioException or MigrationException or OperationCanceledException or IOException)
+            catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage or ExitCodes.VerificationMismatch })
             {
-                int code = NetCli.Fail(e, "receive");
+                string hint;
                 if (committed)
                 {
-                    Console.Error.WriteLine("vfio-mig receive: the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running");
+                    hint = "the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running";
                 }
-                else if (device is not null)
+                else if (device is null)
+                {
+                    hint = "no destination device was opened";
+                }
+                else
                 {
                     try
                     {
                         await device.ResetAsync(CancellationToken.None).ConfigureAwait(false);
-                        Console.Error.WriteLine("vfio-mig receive: the destination device was reset; nothing of the migration was applied");
+                        hint = "the destination device was reset; nothing of the migration was applied";
                     }
                     catch (VfioException r)
                     {
-                        Console.Error.WriteLine($"vfio-mig receive: error: reset of the destination failed too: {r.Message}");
+                        hint = $"reset of the destination failed too: {r.Message}";
                     }
                 }
-                return code;
+                throw CliException.WithHints(e, hint);
             }
             finally
             {
@@ -126,11 +162,5 @@ internal static class ReceiveCommand
             }
         });
         return command;
-    }
-
-    private static int Usage(string message)
-    {
-        Console.Error.WriteLine($"vfio-mig receive: error: EINVAL: {message}");
-        return 2;
     }
 }

@@ -28,6 +28,7 @@ internal static class TcpBenchCommand
 
     /// <summary>The ratio the headline (sample device, 1 channel vs 1 raw connection) is held to.</summary>
     private const double Target = 0.6;
+    private static CliProgress s_progress = CliProgress.Plain(Console.Out);
 
     private enum DeviceKind
     {
@@ -40,37 +41,27 @@ internal static class TcpBenchCommand
 
     public static Command Create()
     {
-        var size = new Option<string>("--size") { Description = "Device state size (both devices)", DefaultValueFactory = _ => "1GiB" };
-        var channels = new Option<int>("--channels") { Description = "Channels of the multi-channel runs (compared with 1)", DefaultValueFactory = _ => 4 };
-        var runs = new Option<int>("--runs") { Description = "Pairs (migration and raw copy of the same bytes, alternating which goes first) per channel count; the ratio is their median", DefaultValueFactory = _ => 3 };
-        var json = new Option<bool>("--json") { Description = "Print one JSON document (snake_case keys) on stdout; the text goes to stderr" };
+        var size = CliOptions.Size("--size", "Device state size (both devices; 1MiB..16GiB, a multiple of 4KiB)", "1GiB", 1 << 20, 16L << 30, multipleOf: 4096);
+        var channels = CliOptions.Int("--channels", $"Channels of the multi-channel runs (compared with 1; 1..{NetProtocol.MaxChannels})", 4, 1, NetProtocol.MaxChannels);
+        var runs = CliOptions.Int("--runs", "Pairs (migration and raw copy of the same bytes, alternating which goes first) per channel count (1..20); the ratio is their median", 3, 1, 20);
+        var json = CliOptions.Json();
         var tls = new Option<bool>("--tls") { Description = "Run the migrations and the transport-only rows over TLS (a throw-away certificate made in process), and add a raw TLS copy" };
         var command = new Command("tcp", "Migrate a sample device over loopback TCP with 1 and N channels, each paired with a raw blocking TCP copy of the same bytes over as many connections.")
         {
             size, channels, runs, tls, json,
         };
+        command.WithHelp(addresses: false,
+            "vfio-mig bench tcp --size 1GiB --channels 4",
+            "vfio-mig bench tcp --size 256MiB --runs 3 --tls");
         command.SetAction(async (parse, cancellationToken) =>
         {
-            try
-            {
-                long bytes = Units.ParseBytes(parse.GetValue(size)!, "size");
-                int n = parse.GetValue(channels);
-                if (n is < 1 or > NetProtocol.MaxChannels)
-                    throw new VfioException(Errno.EINVAL, "bench tcp", $"--channels must be 1..{NetProtocol.MaxChannels}");
-                if (bytes < (1 << 20) || bytes > (16L << 30))
-                    throw new VfioException(Errno.EINVAL, "bench tcp", "--size must be 1MiB..16GiB");
-                bool useTls = parse.GetValue(tls);
-                s_runs = parse.GetValue(runs);
-                if (s_runs is < 1 or > 20)
-                    throw new VfioException(Errno.EINVAL, "bench tcp", "--runs must be 1..20");
-                (s_send, s_receive) = useTls ? MakeTls() : (NetSecurityOptions.InsecureDefault, NetSecurityOptions.InsecureDefault);
-                await RunAsync(bytes, n, useTls, parse.GetValue(json), cancellationToken).ConfigureAwait(false);
-                return 0;
-            }
-            catch (Exception e) when (e is VfioException or MigrationException or IOException)
-            {
-                return NetCli.Fail(e, "bench tcp");
-            }
+            long bytes = parse.GetValue(size).Bytes;
+            int n = parse.GetValue(channels);
+            bool useTls = parse.GetValue(tls);
+            s_runs = parse.GetValue(runs);
+            (s_send, s_receive) = useTls ? MakeTls() : (NetSecurityOptions.InsecureDefault, NetSecurityOptions.InsecureDefault);
+            await RunAsync(bytes, n, useTls, parse.GetValue(json), cancellationToken).ConfigureAwait(false);
+            return ExitCodes.Success;
         });
         return command;
     }
@@ -78,6 +69,7 @@ internal static class TcpBenchCommand
     private static async Task RunAsync(long bytes, int n, bool useTls, bool asJson, CancellationToken cancellationToken)
     {
         s_text = asJson ? Console.Error : Console.Out;
+        s_progress = CliProgress.For(asJson);
         bool image = bytes <= MemoryImageDevice.MaxSize;
         string security = useTls ? "migrations over TLS; the raw references are plain TCP, a raw TLS copy is context" : "no TLS";
         Line($"bench tcp: {Units.FormatBytes(bytes)} sample device, path {Path} loopback, sender and receiver in this process, {Environment.ProcessorCount} CPUs, {security}, {s_runs} pair(s) per channel count");
@@ -86,12 +78,15 @@ internal static class TcpBenchCommand
         // calls, then compiles in the background) before any clock starts, and that compiling does not share
         // the cores with a timed run.
         var warm = new BenchBuffer(32 << 20, random: true);
-        for (int round = 0; round < 3; round++)
+        await s_progress.StepAsync("warming up (3 untimed rounds)", async () =>
         {
-            await MigrateAsync(DeviceKind.Sample, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
-            await RawCopyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
-            await TransportOnlyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
-        }
+            for (int round = 0; round < 3; round++)
+            {
+                await MigrateAsync(DeviceKind.Sample, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
+                await RawCopyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
+                await TransportOnlyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
+            }
+        }).ConfigureAwait(false);
         await Task.Delay(200, cancellationToken).ConfigureAwait(false);
 
         // The raw references read a source as large as the device state and write a destination as large, both
@@ -111,7 +106,7 @@ internal static class TcpBenchCommand
             for (int i = 0; i < s_runs; i++)
             {
                 Run? rawFirst = i % 2 == 1 && streamBytes > 0 ? await RawCopyAsync(streamBytes, c, source, destination, cancellationToken).ConfigureAwait(false) : null;
-                var migration = await MigrateAsync(DeviceKind.Sample, bytes, c, cancellationToken).ConfigureAwait(false);
+                var migration = await s_progress.StepAsync(F($"pair {i + 1}, {c} channel(s): migrating"), () => MigrateAsync(DeviceKind.Sample, bytes, c, cancellationToken)).ConfigureAwait(false);
                 streamBytes = migration.Bytes;
                 var raw = rawFirst ?? await RawCopyAsync(streamBytes, c, source, destination, cancellationToken).ConfigureAwait(false);
                 series.Pair(streamBytes, migration.Time.TotalSeconds, 0, raw.Time.TotalSeconds, 0);

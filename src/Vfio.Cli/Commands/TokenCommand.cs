@@ -10,27 +10,22 @@ internal static class TokenCommand
     {
         var output = new Option<string?>("--output", "-o") { Description = "Write the token to this new file (created with mode 0600; an existing file is never overwritten). Without it the token goes to stdout" };
         var create = new Command("new", "Make a new random 256-bit migration token (the only kind --token-file accepts).") { output };
+        create.WithHelp(addresses: false,
+            "vfio-mig token new --output token.txt     # then copy token.txt to the other host",
+            "vfio-mig token new                        # to stdout (a file you store it in must be mode 0600)");
         create.SetAction(parse =>
         {
             var token = NetToken.New();
-            try
+            if (parse.GetValue(output) is { } path)
             {
-                if (parse.GetValue(output) is { } path)
-                {
-                    token.WriteNewFile(path);
-                    Console.Error.WriteLine($"vfio-mig token: wrote a new token to {path} (mode 0600); copy it to the other host with the same care");
-                }
-                else
-                {
-                    Console.WriteLine(token.Format());
-                }
-                return ExitCodes.Success;
+                token.WriteNewFile(path);
+                Console.Error.WriteLine($"vfio-mig token: wrote a new token to {path} (mode 0600); copy it to the other host with the same care");
             }
-            catch (VfioException e)
+            else
             {
-                Console.Error.WriteLine($"vfio-mig token: error: {e.Message}");
-                return ExitCodes.Failed;
+                Console.WriteLine(token.Format());
             }
+            return ExitCodes.Success;
         });
         return new Command("token", "Pre-shared tokens for send/receive.") { create };
     }

@@ -265,7 +265,7 @@ public sealed class NetListener : IAsyncDisposable
         }
 
         /// <summary>
-        /// The secret of session <paramref name="id"/> for a data channel's proof: waits (bounded) for a control
+        /// The secret of the session <paramref name="hello"/> names, for a data channel's proof: waits (bounded) for a control
         /// channel of that session still in its handshake; null when no such session is open.
         /// </summary>
         public async Task<byte[]?> SessionSecretAsync(NetHello hello)

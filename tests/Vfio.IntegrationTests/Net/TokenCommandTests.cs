@@ -21,7 +21,7 @@ public sealed class TokenCommandTests(ITestOutputHelper log) : IDisposable
 
         using var second = CliProcess.Start(null, ["token", "new", "--output", path], "token", log);
         Assert.Equal(1, await second.WaitForExitAsync(s_exit));
-        Assert.Contains("vfio-mig token: error: EEXIST", second.StderrText, StringComparison.Ordinal);
+        Assert.Contains("vfio-mig token new: error: EEXIST", second.StderrText, StringComparison.Ordinal);
         Assert.True(NetToken.ReadFile(path).Key.SequenceEqual(key));
     }
 

@@ -37,19 +37,22 @@ public class DemoCommandTests
         Assert.True(exit == 0, stderr);
         using var doc = JsonDocument.Parse(stdout);
         Assert.True(doc.RootElement.GetProperty("verified").GetBoolean());
-        Assert.True(doc.RootElement.GetProperty("preCopyUsed").GetBoolean());
-        Assert.False(doc.RootElement.GetProperty("p2pUsed").GetBoolean());
-        Assert.True(doc.RootElement.GetProperty("downtimeMs").GetDouble() > 0);
+        var migration = doc.RootElement.GetProperty("migration");
+        Assert.True(migration.GetProperty("pre_copy_used").GetBoolean());
+        Assert.False(migration.GetProperty("p2p_used").GetBoolean());
+        Assert.True(migration.GetProperty("downtime_ms").GetDouble() > 0);
+        Assert.Equal(64, doc.RootElement.GetProperty("sha256").GetString()!.Length);
         Assert.Contains("verified: destination matches source", stderr, StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Demo_NotConverging_ExitsWithTwoAndSaysWhy()
+    public async Task Demo_NotConverging_ExitsWithOneAndSaysWhy()
     {
         var (exit, _, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--dirty-rate", "64MiB/s", "--downtime-limit", "0ms", "--max-rounds", "2");
-        Assert.Equal(2, exit);
-        Assert.Contains("ETIMEDOUT", stderr, StringComparison.Ordinal);
-        Assert.Contains("RUNNING again", stderr, StringComparison.Ordinal);
+        Assert.Equal(1, exit);
+        Assert.StartsWith("vfio-mig demo: error: ETIMEDOUT: migration failed in pre-copy", stderr, StringComparison.Ordinal);
+        Assert.Contains("  hint: the source devices are RUNNING again", stderr, StringComparison.Ordinal);
+        Assert.Contains("  hint: --force-switchover", stderr, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -57,6 +60,6 @@ public class DemoCommandTests
     {
         var (exit, _, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--devices", "2", "--caps", "0x5");
         Assert.Equal(2, exit);
-        Assert.Contains("EOPNOTSUPP", stderr, StringComparison.Ordinal);
+        Assert.StartsWith("vfio-mig demo: error: EINVAL: --devices: 2 devices migrate together only with P2P", stderr, StringComparison.Ordinal);
     }
 }

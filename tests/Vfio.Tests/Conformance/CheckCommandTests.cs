@@ -88,7 +88,7 @@ public partial class CheckCommandTests
 
         Assert.Equal(2, exit);
         Assert.Empty(output);
-        Assert.StartsWith("E", err, StringComparison.Ordinal);
+        Assert.StartsWith("vfio-mig check: error: E", err, StringComparison.Ordinal);
     }
 
     [Fact]

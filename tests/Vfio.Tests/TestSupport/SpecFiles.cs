@@ -2,7 +2,7 @@ using Vfio.Migration;
 
 namespace Vfio.Tests.TestSupport;
 
-/// <summary>Finds the shared spec folder (X/shared/spec beside the repository checkout X/main) and common data.</summary>
+/// <summary>Finds test fixtures in the repository (tests/fixtures) and common data.</summary>
 internal static class SpecFiles
 {
     public static readonly VfioMigrationFlags[] DefinedCaps =
@@ -15,8 +15,8 @@ internal static class SpecFiles
 
     public static readonly VfioMigrationState[] AllStates = Enum.GetValues<VfioMigrationState>();
 
-    /// <summary>The path of <c>shared/spec/fsm-paths.csv</c>; throws (the test fails) when it cannot be found.</summary>
-    public static string FsmPathsCsv => Find(Path.Combine("shared", "spec", "fsm-paths.csv"));
+    /// <summary>The path of <c>tests/fixtures/fsm-paths.csv</c> (see tests/fixtures/README.md); throws (the test fails) when it cannot be found.</summary>
+    public static string FsmPathsCsv => Find(Path.Combine("tests", "fixtures", "fsm-paths.csv"));
 
     public static string Find(string relative)
     {
@@ -26,6 +26,6 @@ internal static class SpecFiles
             if (File.Exists(candidate))
                 return candidate;
         }
-        throw new FileNotFoundException($"{relative} not found in any parent of {AppContext.BaseDirectory} (the repo is expected at X/main with X/shared beside it)");
+        throw new FileNotFoundException($"{relative} not found in any parent of {AppContext.BaseDirectory} (it is part of the repository)");
     }
 }

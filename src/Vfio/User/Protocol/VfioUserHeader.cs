@@ -26,7 +26,7 @@ public readonly record struct VfioUserHeader(ushort MessageId, VfioUserCommand C
     /// <summary>True when the NO_REPLY bit is set.</summary>
     public bool NoReply => (Flags & VfioUserMessageFlags.NoReply) != 0;
 
-    /// <summary>Payload length (msg_size − 16); only meaningful after <see cref="VfioUserFrame.TryReadHeader"/> validated it.</summary>
+    /// <summary>Payload length (msg_size − 16); only meaningful after <see cref="VfioUserFrame.ReadHeader"/> validated it.</summary>
     public int PayloadLength => (int)(MessageSize - Size);
 
     /// <summary>Writes the header.</summary>

@@ -1,6 +1,6 @@
 namespace Vfio.User.Server;
 
-/// <summary>How <see cref="VfioUserConnection.DmaReadAsync"/> and <see cref="VfioUserConnection.DmaWriteAsync"/> reach client memory.</summary>
+/// <summary>How <see cref="VfioUserConnection.DmaReadAsync(ulong, Memory{byte}, DmaAccessMode, CancellationToken)"/> and <see cref="VfioUserConnection.DmaWriteAsync(ulong, ReadOnlyMemory{byte}, DmaAccessMode, CancellationToken)"/> reach client memory.</summary>
 public enum DmaAccessMode
 {
     /// <summary>Through the mmap of an fd-backed mapping when there is one (a write marks its pages dirty for DMA logging), else messages.</summary>

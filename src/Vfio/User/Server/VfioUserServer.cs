@@ -106,7 +106,8 @@ public sealed class VfioUserServer : IAsyncDisposable
         throw new VfioException(Errno.EADDRINUSE, $"listen on {Path}", "another server is listening on this socket");
     }
 
-    private static bool IsSocket(string path) => LStatMode(path) is { } mode && (mode & Interop.Interop.S_IFMT) == Interop.Interop.S_IFSOCK;
+    /// <summary>True when <paramref name="path"/> is a socket file (lstat; the CLI names a path that is not one).</summary>
+    internal static bool IsSocket(string path) => LStatMode(path) is { } mode && (mode & Interop.Interop.S_IFMT) == Interop.Interop.S_IFSOCK;
 
     // lstat(2) st_mode, or null when nothing is at the path (symlinks are not followed).
     private static unsafe uint? LStatMode(string path)

@@ -1,0 +1,1 @@
+return await MinimalDevice.Example.RunAsync(Console.Out).ConfigureAwait(false);

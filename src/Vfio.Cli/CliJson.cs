@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Vfio.Cli;
+
+/// <summary>
+/// The one JSON context of the CLI: source-generated, snake_case keys, indented. Every <c>--json</c> document is
+/// one of the records below (schemas in docs/cli/*.md); a new command adds its record here.
+/// </summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(ErrorJson))]
+[JsonSerializable(typeof(DemoJson))]
+[JsonSerializable(typeof(MigrateJson))]
+[JsonSerializable(typeof(MigrateFailureJson))]
+[JsonSerializable(typeof(SendJson))]
+[JsonSerializable(typeof(ReceiveJson))]
+[JsonSerializable(typeof(InfoJson))]
+[JsonSerializable(typeof(KernelInfoJson))]
+[JsonSerializable(typeof(PathJson))]
+[JsonSerializable(typeof(ServeJson))]
+internal sealed partial class CliJsonContext : JsonSerializerContext
+{
+    /// <summary>Writes <paramref name="value"/> as one JSON document and a newline.</summary>
+    public static void Write<T>(TextWriter writer, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
+    {
+        writer.WriteLine(JsonSerializer.Serialize(value, type));
+        writer.Flush();
+    }
+}
+
+/// <summary>A failure under <c>--json</c>: printed on stdout as well as the error line on stderr.</summary>
+internal sealed record ErrorJson(bool Ok, string Command, string Errno, string Error, int ExitCode);
+
+/// <summary>Statistics every migrating command reports (demo, migrate, send, receive).</summary>
+internal sealed record MigrationJson(
+    int Devices, bool PreCopyUsed, bool P2pUsed, int Rounds, long PreCopyBytes, long StopCopyBytes, long TotalBytes, long StreamBytes,
+    double PreCopyBytesPerSecond, double StopCopyBytesPerSecond, long PendingBytesAtSwitchover, bool ForcedSwitchover,
+    double SetupMs, double PreCopyMs, double StopCopyMs, double DestinationStartMs, double DowntimeMs, double TotalMs, IReadOnlyList<string> Warnings)
+{
+    public static MigrationJson From(Vfio.Engine.MigrationStatistics s) => new(
+        s.DeviceCount, s.PreCopyUsed, s.P2PUsed, s.Rounds, s.PreCopyBytes, s.StopCopyBytes, s.TotalBytes, s.StreamBytes,
+        Math.Round(s.PreCopyBandwidthBytesPerSecond), Math.Round(s.StopCopyBandwidthBytesPerSecond), s.PendingBytesAtSwitchover, s.ForcedSwitchover,
+        Ms(s.SetupTime), Ms(s.PreCopyTime), Ms(s.StopCopyTime), Ms(s.DestinationStartTime), Ms(s.Downtime), Ms(s.TotalTime), [.. s.Warnings]);
+
+    private static double Ms(TimeSpan t) => Math.Round(t.TotalMilliseconds, 3);
+}
+
+internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged, string SourceSha256, string DestinationSha256);
+
+internal sealed record DemoJson(bool Ok, long SizeBytes, string Caps, long DirtyRateBytesPerSecond, double DowntimeLimitMs, MigrationJson Migration,
+    IReadOnlyList<DemoDeviceJson> PerDevice, bool Verified, string Sha256);
+
+internal sealed record MigrateJson(bool Ok, string MigrationId, string From, string To, double DowntimeLimitMs, MigrationJson Migration, string Verification, string? Sha256, string? VerificationNote);
+
+/// <summary>A failed <c>migrate</c> under --json: the error document plus the migration id and, when held, the resolve command.</summary>
+internal sealed record MigrateFailureJson(bool Ok, string Command, string Errno, string Error, int ExitCode, string MigrationId, bool Held, string? Resolve);
+
+internal sealed record SendJson(bool Ok, string From, string To, int Channels, string Security, MigrationJson Migration, double ThroughputBytesPerSecond,
+    string Verification, string SourceSha256, string DestinationSha256, string? DigestKind, string? Note);
+
+internal sealed record ReceiveJson(bool Ok, string Into, string Listen, string Peer, int Channels, MigrationJson Migration, long ReorderPeakBytes, long ReorderCapacityBytes,
+    string Verification, string DestinationSha256, string? Note);
+
+internal sealed record RegionJson(uint Index, string Name, ulong Size, uint Flags);
+
+internal sealed record IrqJson(uint Index, string Name, uint Count, uint Flags);
+
+internal sealed record MigrationInfoJson(string? Caps, string? State, ulong? StopCopySize, string? Error);
+
+internal sealed record InfoJson(string Device, string Protocol, int MaxDataXferSize, int MaxMsgFds, bool TwinSocket, int SocketSendBuffer, int SocketReceiveBuffer,
+    uint Flags, IReadOnlyList<RegionJson> Regions, IReadOnlyList<IrqJson> Irqs, MigrationInfoJson Migration);
+
+internal sealed record KernelRegionJson(uint Index, ulong Size, ulong Offset);
+
+internal sealed record KernelInfoJson(string Device, string Bus, string Iommu, uint Flags, IReadOnlyList<KernelRegionJson> Regions, MigrationInfoJson Migration);
+
+internal sealed record PathRowJson(string Caps, string From, string To, string Path, bool Succeeds);
+
+internal sealed record PathJson(IReadOnlyList<PathRowJson> Paths);
+
+internal sealed record ServeJson(bool Ok, string Socket, string Device, long SizeBytes, string Caps, int Connections);
