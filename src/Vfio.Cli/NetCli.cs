@@ -11,7 +11,30 @@ internal static class NetCli
 {
     public static Option<string?> TokenFile() => new("--token-file") { Description = "Pre-shared token file made by `vfio-mig token new` (mode 0600). Required without TLS unless --insecure" };
 
-    public static Option<bool> Insecure() => new("--insecure") { Description = "Allow plain TCP without TLS or token (nothing is authenticated)" };
+    public static Option<bool> Insecure() => new("--insecure") { Description = "Tests only: plain TCP without TLS or token; frames are neither authenticated nor encrypted" };
+
+    public static Option<string> Revocation() => new("--revocation") { Description = "Peer certificate revocation check: online (fetch the CRL/OCSP the chain names, default), offline (cached only) or none", DefaultValueFactory = _ => "online" };
+
+    /// <summary>Parses <c>--revocation</c>.</summary>
+    public static System.Security.Cryptography.X509Certificates.X509RevocationMode ParseRevocation(string text) => text switch
+    {
+        "online" => System.Security.Cryptography.X509Certificates.X509RevocationMode.Online,
+        "offline" => System.Security.Cryptography.X509Certificates.X509RevocationMode.Offline,
+        "none" => System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+        _ => throw new VfioException(Errno.EINVAL, "parse --revocation", $"'{text}' is not online, offline or none"),
+    };
+
+    /// <summary>The protection in words, for the connected/listening line; warns on stderr about the weak modes.</summary>
+    public static string DescribeMode(NetSecurityOptions security, bool receiver, string side)
+    {
+        bool certs = receiver ? security.TrustedCertificates is not null : security.Certificate is not null;
+        string mode = security.UseTls ? (certs ? "mutual TLS" : "TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token, sealed frames" : "INSECURE plain TCP";
+        if (!security.SealsFrames)
+            Console.Error.WriteLine($"vfio-mig {side}: warning: --insecure: nothing is authenticated or encrypted; anyone on the path can read and change the device state (for tests only)");
+        else if (receiver && security.AllowAnonymousSenders && security.Token is null && security.TrustedCertificates is null)
+            Console.Error.WriteLine($"vfio-mig {side}: warning: --allow-anonymous-senders: any host that reaches this port can write the destination device's state");
+        return mode;
+    }
 
     public static Option<Duration> IdleTimeout() => CliOptions.Duration("--idle-timeout", "Fail when the peer sends nothing (not even a keepalive) for this long", "15s");
 
@@ -44,10 +67,6 @@ internal static class NetCli
             if (r.GetValue(cert) is null != (r.GetValue(key) is null))
                 r.AddError($"{cert.Name} and {key.Name} go together");
         });
-
-    /// <summary>How a session is secured, in words.</summary>
-    public static string Mode(NetSecurityOptions security, bool mutual)
-        => security.UseTls ? (mutual ? "mutual TLS" : "TLS") + (security.Token is null ? "" : " + token") : security.Token is not null ? "token" : "INSECURE plain TCP";
 
     /// <summary>Parses <c>tcp://HOST:PORT</c>, <c>HOST:PORT</c>, <c>[v6]:PORT</c>.</summary>
     public static (string Host, int Port) ParseEndpoint(string text, string what, bool requireScheme)

@@ -18,6 +18,8 @@ internal static class ReceiveCommand
         var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA: require a sender certificate issued by it (mutual TLS)" };
         var token = NetCli.TokenFile();
         var insecure = NetCli.Insecure();
+        var anonymous = new Option<bool>("--allow-anonymous-senders") { Description = "With TLS and neither --client-ca nor --token-file: accept any sender (refused otherwise)" };
+        var revocation = NetCli.Revocation();
         var idle = NetCli.IdleTimeout();
         var handshake = NetCli.HandshakeTimeout();
         var acceptTimeout = new Option<string>("--accept-timeout") { Description = "Give up (ETIMEDOUT) when no authenticated sender has connected within this long; none waits until interrupted", HelpName = "DURATION", DefaultValueFactory = _ => "none" };
@@ -43,10 +45,10 @@ internal static class ReceiveCommand
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, stateDir, pauseAt,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
-            "vfio-mig token new > token.txt     # then copy token.txt to the sender",
+            "vfio-mig token new --output token.txt   # mode 0600; copy it to the sender",
             "vfio-mig receive --listen 0.0.0.0:7400 --into sample:size=64MiB,seed=2 --token-file token.txt",
             "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json");
         NetCli.RequireTogether(command, tlsCert, tlsKey);
@@ -76,10 +78,12 @@ internal static class ReceiveCommand
                     TrustedCertificates = caPath is null ? null : NetCli.LoadCa(caPath, "--client-ca"),
                     Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
+                    AllowAnonymousSenders = parse.GetValue(anonymous),
+                    Revocation = NetCli.ParseRevocation(parse.GetValue(revocation)!),
                     IdleTimeout = parse.GetValue(idle).Value,
                     HandshakeTimeout = parse.GetValue(handshake).Value,
                 };
-                security.Validate("receive");
+                security.ValidateReceiver();
                 string acceptText = parse.GetValue(acceptTimeout)!;
                 var acceptOptions = new NetAcceptOptions
                 {
@@ -95,7 +99,7 @@ internal static class ReceiveCommand
                     device = new FaultInjectingDevice(device);
 
                 await using var listener = NetListener.Bind(host, port);
-                string mode = NetCli.Mode(security, mutual: security.TrustedCertificates is not null);
+                string mode = NetCli.DescribeMode(security, receiver: true, "receive");
                 // The line a script waits for; under --json it goes to stderr with the rest of the progress.
                 progress.Line($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
                 progress.Out.Flush();

@@ -19,6 +19,7 @@ internal static class SendCommand
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var token = NetCli.TokenFile();
         var insecure = NetCli.Insecure();
+        var revocation = NetCli.Revocation();
         var channels = CliOptions.Int("--channels", $"TCP connections to spread the device data over (1..{NetProtocol.MaxChannels})", 1, 1, NetProtocol.MaxChannels);
         var downtime = CliOptions.DowntimeLimit();
         var force = CliOptions.ForceSwitchover();
@@ -32,7 +33,7 @@ internal static class SendCommand
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, started)", Hidden = true };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, stateDir, pauseAt,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig send --from sample:size=64MiB,dirty-rate=8MiB/s --to tcp://10.0.0.2:7400 --token-file token.txt",
@@ -58,6 +59,7 @@ internal static class SendCommand
                     Certificate = certPath is null ? null : NetCli.LoadCertificate(certPath, keyPath, "--tls-cert"),
                     Token = tokenPath is null ? null : NetToken.ReadFile(tokenPath),
                     Insecure = parse.GetValue(insecure),
+                    Revocation = NetCli.ParseRevocation(parse.GetValue(revocation)!),
                     IdleTimeout = parse.GetValue(idle).Value,
                     HandshakeTimeout = parse.GetValue(handshake).Value,
                     ConnectTimeout = parse.GetValue(connect).Value,
@@ -84,7 +86,7 @@ internal static class SendCommand
 
                 ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
                 await using var session = await progress.StepAsync($"connecting to {host}:{port}", () => NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken)).ConfigureAwait(false);
-                string mode = NetCli.Mode(security, mutual: security.Certificate is not null);
+                string mode = NetCli.DescribeMode(security, receiver: false, "send");
                 progress.Line($"connected to {host}:{port}: {n} channel(s), {mode}; migration {id}");
                 var dev = device;
                 var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));

@@ -166,10 +166,11 @@ internal static class TcpBenchCommand
         san.AddIpAddress(IPAddress.Loopback);
         request.CertificateExtensions.Add(san.Build());
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
         using var made = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
         var certificate = X509CertificateLoader.LoadPkcs12(made.Export(X509ContentType.Pkcs12), null);
         var trusted = new X509Certificate2Collection(X509CertificateLoader.LoadCertificate(made.RawData));
-        return (new NetSecurityOptions { UseTls = true, TrustedCertificates = trusted }, new NetSecurityOptions { UseTls = true, Certificate = certificate });
+        return (new NetSecurityOptions { UseTls = true, TrustedCertificates = trusted }, new NetSecurityOptions { UseTls = true, Certificate = certificate, AllowAnonymousSenders = true });
     }
 
     private static (MigrationDevice Source, MigrationDevice Destination) MakeDevices(DeviceKind kind, long bytes) => kind switch

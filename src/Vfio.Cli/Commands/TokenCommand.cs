@@ -12,7 +12,7 @@ internal static class TokenCommand
         var create = new Command("new", "Make a new random 256-bit migration token (the only kind --token-file accepts).") { output };
         create.WithHelp(addresses: false,
             "vfio-mig token new --output token.txt     # then copy token.txt to the other host",
-            "vfio-mig token new > token.txt            # the same, to stdout");
+            "vfio-mig token new                        # to stdout (a file you store it in must be mode 0600)");
         create.SetAction(parse =>
         {
             var token = NetToken.New();

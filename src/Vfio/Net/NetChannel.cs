@@ -5,7 +5,10 @@ namespace Vfio.Net;
 
 using Stream = System.IO.Stream;
 
-/// <summary>One established, authenticated connection of a migration session: frame writes are serialised.</summary>
+/// <summary>
+/// One established, authenticated connection of a migration session: frame writes are serialised, and with session
+/// keys every frame is sealed on the way out and opened on the way in (<see cref="NetFrameCipher"/>).
+/// </summary>
 public sealed class NetChannel : IAsyncDisposable
 {
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -13,13 +16,24 @@ public sealed class NetChannel : IAsyncDisposable
     private long _lastSent = Stopwatch.GetTimestamp();
     private int _disposed;
 
-    internal NetChannel(Socket socket, Stream stream, int index, string name)
+    private readonly NetFrameCipher? _seal;
+    private readonly NetFrameCipher? _open;
+
+    internal NetChannel(Socket socket, Stream stream, int index, string name, NetChannelKeys? keys)
     {
         Socket = socket;
         Stream = stream;
         Index = index;
         Name = name;
+        if (keys is not null)
+        {
+            _seal = new NetFrameCipher(keys.Send);
+            _open = new NetFrameCipher(keys.Receive);
+        }
     }
+
+    /// <summary>True when frames are sealed (every mode but <c>--insecure</c>).</summary>
+    public bool Sealed => _seal is not null;
 
     /// <summary>Kernel send and receive buffer size of every migration socket.</summary>
     internal const int SocketBufferBytes = 4 << 20;
@@ -62,7 +76,7 @@ public sealed class NetChannel : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await NetFrame.WriteAsync(Stream, type, sequence, payload, cancellationToken).ConfigureAwait(false);
+            await NetFrame.WriteAsync(Stream, type, sequence, payload, _seal, cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
@@ -75,13 +89,18 @@ public sealed class NetChannel : IAsyncDisposable
         }
     }
 
-    /// <summary>Writes an already encoded frame (see <see cref="NetFrame.EncodeInPlace"/>).</summary>
-    public async ValueTask WriteEncodedAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    /// <summary>
+    /// Completes and writes a frame whose payload sits at <see cref="NetProtocol.FrameHeaderSize"/> of
+    /// <paramref name="buffer"/> (see <see cref="NetFrame.EncodeInPlace"/>). Sealing happens under the write lock, so
+    /// frame counters follow the order on the wire.
+    /// </summary>
+    public async ValueTask WriteInPlaceAsync(byte[] buffer, NetFrameType type, ulong sequence, int length, bool payloadCrc, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await Stream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+            int frameLength = NetFrame.EncodeInPlace(buffer, type, sequence, length, _seal, payloadCrc);
+            await Stream.WriteAsync(buffer.AsMemory(0, frameLength), cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
@@ -99,7 +118,7 @@ public sealed class NetChannel : IAsyncDisposable
     {
         try
         {
-            var frame = await NetFrame.ReadAsync(Stream, Name, cancellationToken).ConfigureAwait(false);
+            var frame = await NetFrame.ReadAsync(Stream, Name, _open, cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastReceived, Stopwatch.GetTimestamp());
             return frame;
         }
@@ -148,6 +167,8 @@ public sealed class NetChannel : IAsyncDisposable
         {
         }
         Socket.Dispose();
+        _seal?.Dispose();
+        _open?.Dispose();
         // _writeLock is not disposed: a late keepalive may still wait on it, and it holds no kernel handle.
     }
 }

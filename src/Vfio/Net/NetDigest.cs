@@ -38,6 +38,30 @@ public sealed record NetDigest(byte[] Value, string Kind, string Note)
     public static string NotComparable(string sourceKind, string destinationKind)
         => $"verification skipped: the source digest covers {sourceKind} but the destination's covers {destinationKind}, so they are not comparable";
 
+    /// <summary>Longest Bye payload: verdict(1) digest-length(1) digest(≤ 64) kind-length(1) kind(≤ 32).</summary>
+    public const int MaxByeLength = 1 + 1 + 64 + 1 + MaxKindLength;
+
+    /// <summary>The Bye payload: the sender's verdict and the source digest with its kind, so the receiver can compare itself.</summary>
+    internal static byte[] EncodeBye(byte verdict, NetDigest source)
+    {
+        byte[] kind = EncodeKind(source.Kind);
+        if (source.Value.Length > 64)
+            throw new ArgumentException("digest too long", nameof(source));
+        return [verdict, (byte)source.Value.Length, .. source.Value, (byte)kind.Length, .. kind];
+    }
+
+    /// <summary>Decodes a Bye payload; EBADMSG when malformed.</summary>
+    internal static (byte Verdict, NetDigest Source) DecodeBye(ReadOnlySpan<byte> payload)
+    {
+        int dl = payload.Length > 1 ? payload[1] : -1;
+        int kl = dl is >= 0 and <= 64 && payload.Length > 2 + dl ? payload[2 + dl] : -1;
+        if (payload.Length < 3 || kl < 0 || kl > MaxKindLength || payload.Length != 3 + dl + kl || payload[0] > 3)
+            throw new VfioException(Errno.EBADMSG, "decode goodbye", "the sender's final frame (Bye) is malformed");
+        var digest = payload.Slice(2, dl).ToArray();
+        string kind = DecodeKind(payload.Slice(3 + dl, kl));
+        return (payload[0], new NetDigest(digest, kind, digest.Length == 0 ? "verification skipped: the sender could not compute a source digest" : ""));
+    }
+
     /// <summary>The kind as it goes on the wire: ASCII, clipped to <see cref="MaxKindLength"/> bytes.</summary>
     internal static byte[] EncodeKind(string kind)
     {

@@ -12,15 +12,16 @@ using Stream = System.IO.Stream;
 ///  +--------+--------+--------+-----------------+--------------------------------+----------------+
 ///  | type   | flags  | rsvd=0 | length (u32)    | sequence (u64)                 | crc32c(0..16)  |
 ///  +--------+--------+--------+-----------------+--------------------------------+----------------+
-///  | payload: length bytes (≤ 4 MiB)                                             |
+///  | payload: length bytes (≤ 4 MiB), AES-256-GCM ciphertext when sealed         |
 ///  +-----------------------------------------------------------------------------+
-///  | crc32c (u32) of header + payload                                            |
+///  | sealed: GCM tag (16 bytes; associated data = bytes 0..16)                   |
+///  | --insecure: crc32c (u32) of header + payload                                |
 ///  +-----------------------------------------------------------------------------+
 /// </code>
 /// The header has its own CRC so that a damaged length or sequence number is caught before it is acted on
-/// (a damaged length would otherwise make the reader wait for bytes that never come).
+/// (a damaged length would otherwise make the reader wait for bytes that never come). The CRC only catches
+/// accidents; the GCM tag (with <see cref="NetFrameCipher"/>'s implicit frame counter) catches an attacker.
 /// </summary>
-/// <remarks>The payload buffer is rented from <see cref="ArrayPool{T}.Shared"/>; call <see cref="Return"/> once done.</remarks>
 public sealed class NetFrame
 {
     private NetFrame(NetFrameType type, ulong sequence, byte[] buffer, int length)
@@ -32,9 +33,9 @@ public sealed class NetFrame
     }
 
     /// <summary>
-    /// Header flag (Data frames only): the trailer is zero and the payload is not checksummed here, because the
-    /// payload is a slice of a stream that checks itself (the engine's migration stream has a CRC32C per frame).
-    /// The header is always checked.
+    /// Header flag (unsealed Data frames only): the trailer is zero and the payload is not checksummed here, because
+    /// the payload is a slice of a stream that checks itself (the engine's migration stream has a CRC32C per frame).
+    /// The header is always checked. Sealed frames never carry it: the tag covers everything.
     /// </summary>
     public const byte FlagNoPayloadCrc = 1;
 
@@ -62,16 +63,16 @@ public sealed class NetFrame
             ArrayPool<byte>.Shared.Return(b);
     }
 
-    /// <summary>Writes one frame (header, payload, CRC) to <paramref name="stream"/>.</summary>
-    public static async ValueTask WriteAsync(Stream stream, NetFrameType type, ulong sequence, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    /// <summary>Writes one frame (header, payload, trailer) to <paramref name="stream"/>; sealed when <paramref name="cipher"/> is given.</summary>
+    internal static async ValueTask WriteAsync(Stream stream, NetFrameType type, ulong sequence, ReadOnlyMemory<byte> payload, NetFrameCipher? cipher, CancellationToken cancellationToken)
     {
         if (payload.Length > NetProtocol.MaxFramePayload)
             throw new ArgumentOutOfRangeException(nameof(payload), "frame payload too large");
-        int total = NetProtocol.FrameHeaderSize + payload.Length + NetProtocol.FrameTrailerSize;
-        byte[] buf = ArrayPool<byte>.Shared.Rent(total);
+        byte[] buf = ArrayPool<byte>.Shared.Rent(NetProtocol.FrameHeaderSize + payload.Length + NetProtocol.FrameTrailerSize);
         try
         {
-            Encode(buf, type, sequence, payload.Span);
+            payload.Span.CopyTo(buf.AsSpan(NetProtocol.FrameHeaderSize));
+            int total = EncodeInPlace(buf, type, sequence, payload.Length, cipher, payloadCrc: true);
             await stream.WriteAsync(buf.AsMemory(0, total), cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -82,42 +83,35 @@ public sealed class NetFrame
 
     /// <summary>
     /// Completes a frame whose payload already sits at offset <see cref="NetProtocol.FrameHeaderSize"/> of
-    /// <paramref name="buffer"/>: writes the header and the CRC trailer in place and returns the frame length.
+    /// <paramref name="buffer"/> (with <see cref="NetProtocol.FrameTrailerSize"/> bytes of room after it): writes the
+    /// header and the trailer in place, sealing the payload when <paramref name="cipher"/> is given, and returns the
+    /// frame length. <paramref name="payloadCrc"/> false skips the payload CRC of an unsealed Data frame.
     /// </summary>
-    public static int EncodeInPlace(Span<byte> buffer, NetFrameType type, ulong sequence, int payloadLength, bool payloadCrc = true)
+    internal static int EncodeInPlace(Span<byte> buffer, NetFrameType type, ulong sequence, int payloadLength, NetFrameCipher? cipher, bool payloadCrc = true)
     {
+        bool skipCrc = cipher is null && !payloadCrc && type == NetFrameType.Data;
         buffer[0] = (byte)type;
-        buffer[1] = payloadCrc ? (byte)0 : FlagNoPayloadCrc;
+        buffer[1] = skipCrc ? FlagNoPayloadCrc : (byte)0;
         BinaryPrimitives.WriteUInt16BigEndian(buffer[2..], 0);
         BinaryPrimitives.WriteUInt32BigEndian(buffer[4..], (uint)payloadLength);
         BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], sequence);
         BinaryPrimitives.WriteUInt32BigEndian(buffer[16..], Crc32C.Compute(buffer[..16]));
         int end = NetProtocol.FrameHeaderSize + payloadLength;
-        BinaryPrimitives.WriteUInt32BigEndian(buffer[end..], payloadCrc ? Crc32C.Compute(buffer[..end]) : 0u);
-        return end + NetProtocol.FrameTrailerSize;
-    }
-
-    /// <summary>Encodes a frame into <paramref name="destination"/> (header + payload + CRC).</summary>
-    public static int Encode(Span<byte> destination, NetFrameType type, ulong sequence, ReadOnlySpan<byte> payload)
-    {
-        destination[0] = (byte)type;
-        destination[1] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(destination[2..], 0);
-        BinaryPrimitives.WriteUInt32BigEndian(destination[4..], (uint)payload.Length);
-        BinaryPrimitives.WriteUInt64BigEndian(destination[8..], sequence);
-        BinaryPrimitives.WriteUInt32BigEndian(destination[16..], Crc32C.Compute(destination[..16]));
-        payload.CopyTo(destination[NetProtocol.FrameHeaderSize..]);
-        int end = NetProtocol.FrameHeaderSize + payload.Length;
-        uint crc = Crc32C.Compute(destination[..end]);
-        BinaryPrimitives.WriteUInt32BigEndian(destination[end..], crc);
-        return end + NetProtocol.FrameTrailerSize;
+        if (cipher is not null)
+        {
+            cipher.Seal(buffer[..16], buffer[NetProtocol.FrameHeaderSize..end], buffer.Slice(end, NetProtocol.TagSize));
+            return end + NetProtocol.TagSize;
+        }
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[end..], skipCrc ? 0u : Crc32C.Compute(buffer[..end]));
+        return end + NetProtocol.CrcTrailerSize;
     }
 
     /// <summary>
-    /// Reads one frame. Returns null on a clean end of stream before a header; throws
-    /// <see cref="VfioException"/> EBADMSG on a bad type, oversize length or CRC mismatch, ECONNRESET on a cut mid-frame.
+    /// Reads one frame, and opens it when <paramref name="cipher"/> is given. Returns null on a clean end of stream
+    /// before a header; throws <see cref="VfioException"/> EBADMSG on a bad type, oversize length, CRC mismatch or
+    /// failed authentication, ECONNRESET on a cut mid-frame.
     /// </summary>
-    public static async ValueTask<NetFrame?> ReadAsync(Stream stream, string channel, CancellationToken cancellationToken)
+    internal static async ValueTask<NetFrame?> ReadAsync(Stream stream, string channel, NetFrameCipher? cipher, CancellationToken cancellationToken)
     {
         byte[] header = new byte[NetProtocol.FrameHeaderSize];
         int got = await ReadAtLeastAsync(stream, header, header.Length, cancellationToken).ConfigureAwait(false);
@@ -128,14 +122,15 @@ public sealed class NetFrame
         if (Crc32C.Compute(header.AsSpan(0, 16)) != BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)))
             throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", "CRC32C mismatch in a frame header: the data was damaged in transit");
         byte t = header[0];
-        bool noPayloadCrc = header[1] == FlagNoPayloadCrc && t == (byte)NetFrameType.Data;
+        bool noPayloadCrc = header[1] == FlagNoPayloadCrc && t == (byte)NetFrameType.Data && cipher is null;
         if (t is < (byte)NetFrameType.Data or > (byte)NetFrameType.Bye || (header[1] != 0 && !noPayloadCrc) || header[2] != 0 || header[3] != 0)
             throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"corrupted frame header (type {t}, flags {header[1]}): the data was damaged in transit");
         uint length = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(4));
         if (length > NetProtocol.MaxFramePayload)
             throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"frame length {length} exceeds the limit of {NetProtocol.MaxFramePayload} bytes: the data was damaged in transit or the peer misbehaves");
         ulong sequence = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8));
-        int rest = (int)length + NetProtocol.FrameTrailerSize;
+        int trailer = cipher is null ? NetProtocol.CrcTrailerSize : NetProtocol.TagSize;
+        int rest = (int)length + trailer;
         byte[] body = ArrayPool<byte>.Shared.Rent(rest);
         bool ok = false;
         try
@@ -143,10 +138,18 @@ public sealed class NetFrame
             got = await ReadAtLeastAsync(stream, body, rest, cancellationToken).ConfigureAwait(false);
             if (got < rest)
                 throw new VfioException(Errno.ECONNRESET, $"read frame on {channel}", "the connection closed in the middle of a frame");
-            uint want = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan((int)length));
-            uint crc = noPayloadCrc ? 0u : ~Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, header), body.AsSpan(0, (int)length));
-            if (crc != want)
-                throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"CRC32C mismatch in a {(NetFrameType)t} frame (sequence {sequence}): the data was damaged in transit");
+            if (cipher is not null)
+            {
+                if (!cipher.Open(header.AsSpan(0, 16), body.AsSpan(0, (int)length), body.AsSpan((int)length, NetProtocol.TagSize)))
+                    throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"a {(NetFrameType)t} frame (sequence {sequence}) failed authentication: it was altered, replayed, reordered, cut out of another channel or session, or sent by someone without the session keys");
+            }
+            else
+            {
+                uint want = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan((int)length));
+                uint crc = noPayloadCrc ? 0u : ~Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, header), body.AsSpan(0, (int)length));
+                if (crc != want)
+                    throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"CRC32C mismatch in a {(NetFrameType)t} frame (sequence {sequence}): the data was damaged in transit");
+            }
             ok = true;
             return new NetFrame((NetFrameType)t, sequence, body, (int)length);
         }

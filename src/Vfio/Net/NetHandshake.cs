@@ -8,27 +8,41 @@ using Stream = System.IO.Stream;
 
 /// <summary>
 /// The versioned hello / challenge / proof / verdict exchange that opens every connection (after TLS, if any).
+/// The receiver proves itself first, so a sender never hands its proof to a receiver that has not shown it holds
+/// the key:
 /// <code>
 ///  sender                                   receiver
-///    hello (64)            ───────────────▶
-///                          ◀─────────────── challenge (48 + reason): status, flags, server nonce
-///    proof (32)            ───────────────▶   HMAC-SHA256(token, "vfio-mig/1 client" | hello | challenge)
-///                          ◀─────────────── verdict (36 + reason): status, server proof
-///                                             HMAC-SHA256(token, "vfio-mig/1 server" | hello | challenge | proof)
+///    hello (64)            ───────────────▶   sender nonce, flags (bit0 will prove a key, bit1 sealed frames)
+///                          ◀─────────────── challenge (48): status, flags (bit0 proves a key, bit1 sealed), receiver nonce
+///                          ◀─────────────── receiver proof (32)  (a refusal has its reason text here instead)
+///    sender proof (32)     ───────────────▶
+///                          ◀─────────────── verdict (4 + reason): status
+///
+///  receiver proof = HMAC-SHA256(P, "vfio-mig/2 receiver" | B | hello | challenge)
+///  sender proof   = HMAC-SHA256(P, "vfio-mig/2 sender"   | B | hello | challenge | receiver proof)
 /// </code>
-/// Challenge: magic(8) version(2) status(1) flags(1: bit0 token required) reason-length(2) reserved(2) nonce(32).
-/// Verdict: status(1) reserved(1) reason-length(2) server-proof(32). Proofs compare in constant time.
+/// P is the proof key: the token's key on the control channel, a key derived from the session secret on data
+/// channels (<see cref="NetKeySchedule"/>); without one (TLS only, or --insecure) the proofs are zeros. B binds the
+/// proofs to the TLS connection (SHA-256 of the receiver's certificate, empty without TLS), so a TLS interceptor
+/// with another certificate cannot relay them. Challenge: magic(8) version(2) status(1) flags(1) reason-length(2)
+/// reserved(2) nonce(32). Verdict: status(1) reserved(1) reason-length(2). Proofs compare in constant time.
 /// </summary>
-public static class NetHandshake
+internal static class NetHandshake
 {
-    private static ReadOnlySpan<byte> ClientLabel => "vfio-mig/1 client"u8;
-    private static ReadOnlySpan<byte> ServerLabel => "vfio-mig/1 server"u8;
+    private static ReadOnlySpan<byte> SenderLabel => "vfio-mig/2 sender"u8;
+    private static ReadOnlySpan<byte> ReceiverLabel => "vfio-mig/2 receiver"u8;
 
-    /// <summary>Challenge flag: the receiver requires a token proof.</summary>
-    public const byte FlagTokenRequired = 1;
+    /// <summary>Challenge flag: the receiver proves a key (and requires the sender's proof).</summary>
+    public const byte FlagProves = 1;
 
-    /// <summary>Runs the sender's half. Throws EACCES (refused or receiver unauthenticated) or EPROTO (malformed reply).</summary>
-    public static async Task RunClientAsync(Stream stream, NetSecurityOptions security, NetHello hello, string peer, CancellationToken cancellationToken)
+    /// <summary>Hello and challenge flag: this side seals every frame (it has TLS or a token).</summary>
+    public const byte FlagSealed = 2;
+
+    /// <summary>
+    /// Runs the sender's half. <paramref name="sessionSecret"/> is null on the control channel and the control
+    /// channel's session secret on data channels. Throws EACCES (refused or receiver unauthenticated) or EPROTO.
+    /// </summary>
+    public static async Task<NetHandshakeResult> RunClientAsync(Stream stream, NetSecurityOptions security, NetHello hello, byte[] binding, byte[]? sessionSecret, string peer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(security);
@@ -37,8 +51,8 @@ public static class NetHandshake
         byte[] helloBytes = hello.Encode();
         await WriteAsync(stream, helloBytes, op, cancellationToken).ConfigureAwait(false);
 
-        byte[] challenge = new byte[NetProtocol.ChallengeSize];
-        await ReadExactAsync(stream, challenge, op, "challenge", cancellationToken).ConfigureAwait(false);
+        byte[] challenge = new byte[NetProtocol.ChallengeSize + NetProtocol.ProofSize];
+        await ReadExactAsync(stream, challenge.AsMemory(0, NetProtocol.ChallengeSize), op, "challenge", cancellationToken).ConfigureAwait(false);
         if (challenge[0] == 0x15 || challenge[0] == 0x16)
             throw new VfioException(Errno.EPROTO, op, "the receiver answered with TLS: it requires TLS, give --tls-ca (and --tls-cert/--tls-key for mutual TLS)");
         if (!challenge.AsSpan(0, 8).SequenceEqual(NetProtocol.Magic))
@@ -46,38 +60,55 @@ public static class NetHandshake
         var status = (NetRefusal)challenge[10];
         byte flags = challenge[11];
         int reasonLength = BinaryPrimitives.ReadUInt16BigEndian(challenge.AsSpan(12));
-        string reason = await ReadReasonAsync(stream, reasonLength, op, cancellationToken).ConfigureAwait(false);
         if (status != NetRefusal.None)
-            throw Refused(op, status, reason);
+            throw Refused(op, status, await ReadReasonAsync(stream, reasonLength, op, cancellationToken).ConfigureAwait(false));
+        if (reasonLength != 0)
+            throw new VfioException(Errno.EPROTO, op, "the receiver's challenge is malformed (a reason text on an acceptance)");
+        await ReadExactAsync(stream, challenge.AsMemory(NetProtocol.ChallengeSize), op, "proof", cancellationToken).ConfigureAwait(false);
 
-        bool tokenRequired = (flags & FlagTokenRequired) != 0;
+        bool sealedFrames = security.SealsFrames;
+        if (((flags & FlagSealed) != 0) != sealedFrames)
+            throw new VfioException(Errno.EACCES, op, sealedFrames
+                ? "the receiver runs --insecure (frames neither authenticated nor encrypted); this sender refuses that: give both sides the same --token-file, or TLS"
+                : "the receiver protects every frame but this sender runs --insecure: give it the receiver's --token-file or TLS options");
+        byte[]? proofKey = ProofKey(security, hello.IsControl, sessionSecret);
         byte[] proof = new byte[NetProtocol.ProofSize];
-        if (security.Token is { } token)
-            proof = Mac(token.Key, ClientLabel, helloBytes, challenge, []);
+        if (proofKey is not null)
+        {
+            // Nothing of ours leaves before the receiver has proven the key.
+            if ((flags & FlagProves) == 0)
+                throw new VfioException(Errno.EACCES, op, "the receiver does not check tokens, so it cannot prove it knows ours: give it the same --token-file");
+            byte[] expected = Mac(proofKey, ReceiverLabel, binding, helloBytes, challenge.AsSpan(0, NetProtocol.ChallengeSize));
+            if (!CryptographicOperations.FixedTimeEquals(expected, challenge.AsSpan(NetProtocol.ChallengeSize)))
+            {
+                // Zeros tell the receiver "refused" and reveal nothing; then the refusal below.
+                await TryWriteAsync(stream, new byte[NetProtocol.ProofSize], cancellationToken).ConfigureAwait(false);
+                throw new VfioException(Errno.EACCES, op, "the receiver's token proof did not match: the two sides hold different tokens" + (binding.Length > 0 ? ", or the TLS connection is intercepted" : ""));
+            }
+            proof = Mac(proofKey, SenderLabel, binding, helloBytes, challenge);
+        }
+        else if ((flags & FlagProves) != 0)
+        {
+            throw new VfioException(Errno.EACCES, op, "the receiver requires a pre-shared token and this sender has none: give it the same --token-file");
+        }
         await WriteAsync(stream, proof, op, cancellationToken).ConfigureAwait(false);
 
         byte[] verdict = new byte[NetProtocol.VerdictSize];
         await ReadExactAsync(stream, verdict, op, "verdict", cancellationToken).ConfigureAwait(false);
         status = (NetRefusal)verdict[0];
         reasonLength = BinaryPrimitives.ReadUInt16BigEndian(verdict.AsSpan(2));
-        reason = await ReadReasonAsync(stream, reasonLength, op, cancellationToken).ConfigureAwait(false);
+        string reason = await ReadReasonAsync(stream, reasonLength, op, cancellationToken).ConfigureAwait(false);
         if (status != NetRefusal.None)
             throw Refused(op, status, reason);
-        if (security.Token is { } t)
-        {
-            if (!tokenRequired)
-                throw new VfioException(Errno.EACCES, op, "the receiver does not check tokens, so it cannot prove it knows ours: give it the same --token-file");
-            byte[] expected = Mac(t.Key, ServerLabel, helloBytes, challenge, proof);
-            if (!CryptographicOperations.FixedTimeEquals(expected, verdict.AsSpan(4, 32)))
-                throw new VfioException(Errno.EACCES, op, "the receiver's token proof did not match: it holds a different token");
-        }
+        return Result(security, hello, helloBytes, challenge, binding, sessionSecret, sender: true);
     }
 
     /// <summary>
     /// Runs the receiver's half. <paramref name="admit"/> may refuse a well-formed hello (unknown session, busy).
-    /// Sends the refusal to the sender and throws EACCES/EPROTO here too.
+    /// <paramref name="sessionSecretFor"/>: the secret of the session a data channel names (null for a control channel,
+    /// or when no such session is open). Sends a refusal to the sender and throws EACCES/EPROTO here too.
     /// </summary>
-    public static async Task<NetHello> RunServerAsync(Stream stream, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, string peer, CancellationToken cancellationToken)
+    public static async Task<NetHandshakeResult> RunServerAsync(Stream stream, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, byte[] binding, Func<NetHello, Task<byte[]?>> sessionSecretFor, string peer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(security);
@@ -85,11 +116,10 @@ public static class NetHandshake
         string op = $"handshake with {peer}";
         byte[] helloBytes = new byte[NetProtocol.HelloSize];
         await ReadExactAsync(stream, helloBytes, op, "hello", cancellationToken).ConfigureAwait(false);
-        bool tokenRequired = security.Token is not null;
-        byte[] challenge = new byte[NetProtocol.ChallengeSize];
+        bool sealedFrames = security.SealsFrames;
+        byte[] challenge = new byte[NetProtocol.ChallengeSize + NetProtocol.ProofSize];
         NetProtocol.Magic.CopyTo(challenge);
         BinaryPrimitives.WriteUInt16BigEndian(challenge.AsSpan(8), NetProtocol.Version);
-        challenge[11] = tokenRequired ? FlagTokenRequired : (byte)0;
         RandomNumberGenerator.Fill(challenge.AsSpan(16, 32));
 
         var hello = NetHello.TryDecode(helloBytes, out string? bad);
@@ -100,44 +130,76 @@ public static class NetHandshake
         }
         if (hello.Version != NetProtocol.Version)
         {
-            string why = $"handshake version {hello.Version} is not supported (this receiver speaks {NetProtocol.Version})";
+            string why = $"protocol version {hello.Version} is not supported (this receiver speaks {NetProtocol.Version}): run the same vfio-mig version on both hosts";
             await RefuseChallengeAsync(stream, challenge, NetRefusal.VersionMismatch, why, cancellationToken).ConfigureAwait(false);
             throw new VfioException(Errno.EPROTO, op, why);
         }
         var (refusal, reason) = admit(hello);
+        if (refusal == NetRefusal.None)
+            (refusal, reason) = Compatible(security, hello);
+        byte[]? sessionSecret = null;
+        if (refusal == NetRefusal.None && !hello.IsControl && security.SealsFrames)
+        {
+            sessionSecret = await sessionSecretFor(hello).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (sessionSecret is null)
+                (refusal, reason) = (NetRefusal.UnknownSession, "the data channel does not belong to the open session");
+        }
         if (refusal != NetRefusal.None)
         {
             await RefuseChallengeAsync(stream, challenge, refusal, reason ?? refusal.ToString(), cancellationToken).ConfigureAwait(false);
             throw new VfioException(refusal == NetRefusal.Busy ? Errno.EBUSY : Errno.EACCES, op, reason ?? refusal.ToString());
         }
+        byte[]? proofKey = ProofKey(security, hello.IsControl, sessionSecret);
+        challenge[11] = (byte)((proofKey is null ? 0 : FlagProves) | (sealedFrames ? FlagSealed : 0));
+        if (proofKey is not null)
+            Mac(proofKey, ReceiverLabel, binding, helloBytes, challenge.AsSpan(0, NetProtocol.ChallengeSize)).CopyTo(challenge, NetProtocol.ChallengeSize);
         await WriteAsync(stream, challenge, op, cancellationToken).ConfigureAwait(false);
 
         byte[] proof = new byte[NetProtocol.ProofSize];
         await ReadExactAsync(stream, proof, op, "proof", cancellationToken).ConfigureAwait(false);
         byte[] verdict = new byte[NetProtocol.VerdictSize];
-        if (security.Token is { } token)
+        if (proofKey is not null && !CryptographicOperations.FixedTimeEquals(Mac(proofKey, SenderLabel, binding, helloBytes, challenge), proof))
         {
-            if ((hello.Flags & NetHello.FlagHasToken) == 0)
-            {
-                const string why = "this receiver requires a pre-shared token and the sender offered none: give the sender the same --token-file";
-                await RefuseVerdictAsync(stream, verdict, NetRefusal.TokenRequired, why, cancellationToken).ConfigureAwait(false);
-                throw new VfioException(Errno.EACCES, op, why);
-            }
-            byte[] expected = Mac(token.Key, ClientLabel, helloBytes, challenge, []);
-            if (!CryptographicOperations.FixedTimeEquals(expected, proof))
-            {
-                const string why = "the sender's token proof did not match: the two sides hold different tokens";
-                await RefuseVerdictAsync(stream, verdict, NetRefusal.BadProof, why, cancellationToken).ConfigureAwait(false);
-                throw new VfioException(Errno.EACCES, op, why);
-            }
-            Mac(token.Key, ServerLabel, helloBytes, challenge, proof).CopyTo(verdict.AsSpan(4));
+            string why = hello.IsControl
+                ? "the sender's token proof did not match (or it refused ours): the two sides hold different tokens"
+                : "the data channel's proof did not match the session: it does not come from the sender of the control channel";
+            await RefuseVerdictAsync(stream, verdict, NetRefusal.BadProof, why, cancellationToken).ConfigureAwait(false);
+            throw new VfioException(Errno.EACCES, op, why);
         }
         await WriteAsync(stream, verdict, op, cancellationToken).ConfigureAwait(false);
-        return hello;
+        return Result(security, hello, helloBytes, challenge, binding, sessionSecret, sender: false);
+    }
+
+    // What the receiver refuses before it says anything about keys: a sender whose protection differs from its own.
+    private static (NetRefusal, string?) Compatible(NetSecurityOptions security, NetHello hello)
+    {
+        bool senderSeals = (hello.Flags & NetHello.FlagSealed) != 0;
+        if (hello.IsControl && security.Token is not null && (hello.Flags & NetHello.FlagHasToken) == 0)
+            return (NetRefusal.TokenRequired, "this receiver requires a pre-shared token and the sender offered none: give the sender the same --token-file");
+        if (senderSeals && !security.SealsFrames)
+            return (NetRefusal.TokenRequired, "this receiver runs --insecure and has no token, so it cannot prove the sender's: give it the same --token-file");
+        if (!senderSeals && security.SealsFrames)
+            return (NetRefusal.TokenRequired, "this receiver protects every frame and the sender runs --insecure: give the sender the same --token-file or TLS options");
+        return (NetRefusal.None, null);
+    }
+
+    private static byte[]? ProofKey(NetSecurityOptions security, bool control, byte[]? sessionSecret)
+    {
+        if (!control)
+            return sessionSecret is null ? null : NetKeySchedule.DataChannelProofKey(sessionSecret);
+        return security.Token?.Key.ToArray();
+    }
+
+    private static NetHandshakeResult Result(NetSecurityOptions security, NetHello hello, byte[] helloBytes, byte[] challenge, byte[] binding, byte[]? sessionSecret, bool sender)
+    {
+        if (!security.SealsFrames)
+            return new NetHandshakeResult(hello, null, null);
+        byte[] secret = hello.IsControl ? NetKeySchedule.SessionSecret(security.Token, binding, helloBytes, challenge) : sessionSecret!;
+        return new NetHandshakeResult(hello, secret, NetKeySchedule.ChannelKeys(secret, helloBytes, challenge, sender));
     }
 
     /// <summary>Sends a bare refusal challenge (used when a plain sender reaches a TLS-only receiver).</summary>
-    public static Task RefusePlainAsync(Stream stream, NetRefusal refusal, string reason, CancellationToken cancellationToken)
+    internal static Task RefusePlainAsync(Stream stream, NetRefusal refusal, string reason, CancellationToken cancellationToken)
     {
         byte[] challenge = new byte[NetProtocol.ChallengeSize];
         NetProtocol.Magic.CopyTo(challenge);
@@ -153,12 +215,13 @@ public static class NetHandshake
             _ => Errno.EACCES,
         }, op, "the receiver refused: " + (reason.Length > 0 ? reason : status.ToString()));
 
+    // A refusal is the fixed 48 bytes and the reason, never a proof: readable by any version's sender.
     private static async Task RefuseChallengeAsync(Stream stream, byte[] challenge, NetRefusal refusal, string reason, CancellationToken cancellationToken)
     {
         byte[] text = Truncate(reason);
         challenge[10] = (byte)refusal;
         BinaryPrimitives.WriteUInt16BigEndian(challenge.AsSpan(12), (ushort)text.Length);
-        await TryWriteAsync(stream, [.. challenge, .. text], cancellationToken).ConfigureAwait(false);
+        await TryWriteAsync(stream, [.. challenge.AsSpan(0, NetProtocol.ChallengeSize), .. text], cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task RefuseVerdictAsync(Stream stream, byte[] verdict, NetRefusal refusal, string reason, CancellationToken cancellationToken)
@@ -188,13 +251,14 @@ public static class NetHandshake
         }
     }
 
-    private static byte[] Mac(ReadOnlySpan<byte> key, ReadOnlySpan<byte> label, byte[] hello, byte[] challenge, byte[] proof)
+    private static byte[] Mac(byte[] key, ReadOnlySpan<byte> label, byte[] binding, byte[] hello, ReadOnlySpan<byte> challenge)
     {
         using var h = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
         h.AppendData(label);
+        h.AppendData([(byte)binding.Length]);
+        h.AppendData(binding);
         h.AppendData(hello);
         h.AppendData(challenge);
-        h.AppendData(proof);
         return h.GetHashAndReset();
     }
 
@@ -222,7 +286,7 @@ public static class NetHandshake
         }
     }
 
-    private static async Task ReadExactAsync(Stream stream, byte[] buffer, string op, string what, CancellationToken cancellationToken)
+    private static async Task ReadExactAsync(Stream stream, Memory<byte> buffer, string op, string what, CancellationToken cancellationToken)
     {
         int total = 0;
         while (total < buffer.Length)
@@ -230,7 +294,7 @@ public static class NetHandshake
             int n;
             try
             {
-                n = await stream.ReadAsync(buffer.AsMemory(total), cancellationToken).ConfigureAwait(false);
+                n = await stream.ReadAsync(buffer[total..], cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
@@ -242,3 +306,6 @@ public static class NetHandshake
         }
     }
 }
+
+/// <summary>What a completed handshake yields: the hello, and with sealed frames the session secret and the channel's keys.</summary>
+internal sealed record NetHandshakeResult(NetHello Hello, byte[]? SessionSecret, NetChannelKeys? Keys);

@@ -10,12 +10,16 @@ namespace Vfio.Net;
 ///  | "VFIOMIG\0"   | version| kind | flags| index  | count  | session id (16) | client nonce   |
 ///  +---------------+--------+------+------+--------+--------+-----------------+----------------+
 /// </code>
-/// kind 0 = control channel (index 0), 1 = data channel; flags bit 0 = the sender holds a token.
+/// kind 0 = control channel (index 0), 1 = data channel; flags bit 0 = the sender holds a token, bit 1 = it seals
+/// every frame (it has TLS or a token; clear only with --insecure).
 /// </summary>
 public sealed record NetHello(ushort Version, byte Kind, byte Flags, ushort ChannelIndex, ushort ChannelCount, Guid SessionId, byte[] Nonce)
 {
     /// <summary>Flag: the sender holds a pre-shared token and will prove it.</summary>
     public const byte FlagHasToken = 1;
+
+    /// <summary>Flag: the sender seals every frame (same value as <see cref="NetHandshake.FlagSealed"/>).</summary>
+    public const byte FlagSealed = NetHandshake.FlagSealed;
 
     /// <summary>True for the control channel.</summary>
     public bool IsControl => Kind == 0;

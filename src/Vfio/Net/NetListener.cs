@@ -65,7 +65,7 @@ public sealed class NetListener : IAsyncDisposable
     public async Task<NetReceiverSession> AcceptSessionAsync(NetSecurityOptions security, NetSessionOptions? options = null, NetAcceptOptions? accept = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(security);
-        security.Validate("receive");
+        security.ValidateReceiver();
         options ??= NetSessionOptions.Default;
         accept ??= NetAcceptOptions.Default;
         var assembly = new SessionAssembly(security, accept);
@@ -144,16 +144,16 @@ public sealed class NetListener : IAsyncDisposable
         try
         {
             NetChannel.Tune(socket);
-            var (channel, hello) = await HandshakeAsync(socket, peer, assembly.Security, h =>
+            var (channel, hello, secret) = await HandshakeAsync(socket, peer, assembly.Security, h =>
             {
                 var verdict = assembly.Check(h);
                 if (verdict.Item1 == NetRefusal.None && h.IsControl)
                     control = h.SessionId;
                 return verdict;
-            }, cancellationToken).ConfigureAwait(false);
+            }, assembly.SessionSecretAsync, cancellationToken).ConfigureAwait(false);
             if (!hello.IsControl)
                 await assembly.WaitForControlAsync(hello.SessionId).ConfigureAwait(false);
-            assembly.Join(channel, hello, peer);
+            assembly.Join(channel, hello, peer, secret);
         }
         catch (Exception e) when (e is VfioException or IOException or SocketException or ObjectDisposedException)
         {
@@ -191,6 +191,7 @@ public sealed class NetListener : IAsyncDisposable
         private readonly Lock _lock = new();
         private readonly TaskCompletionSource<NetChannel[]> _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private NetChannel[]? _channels;
+        private byte[]? _sessionSecret;
         private int _joined;
         private int _dropped;
 
@@ -263,8 +264,21 @@ public sealed class NetListener : IAsyncDisposable
             await Task.WhenAny(settled, Task.Delay(security.HandshakeTimeout)).ConfigureAwait(false);
         }
 
-        /// <summary>An authenticated connection: opens the session (control) or joins it (data).</summary>
-        public void Join(NetChannel channel, NetHello hello, string peer)
+        /// <summary>
+        /// The secret of the session <paramref name="hello"/> names, for a data channel's proof: waits (bounded) for a control
+        /// channel of that session still in its handshake; null when no such session is open.
+        /// </summary>
+        public async Task<byte[]?> SessionSecretAsync(NetHello hello)
+        {
+            if (hello.IsControl)
+                return null;
+            await WaitForControlAsync(hello.SessionId).ConfigureAwait(false);
+            lock (_lock)
+                return _channels is not null && SessionId == hello.SessionId ? _sessionSecret : null;
+        }
+
+        /// <summary>An authenticated connection: opens the session (control, with its secret) or joins it (data).</summary>
+        public void Join(NetChannel channel, NetHello hello, string peer, byte[]? secret)
         {
             NetChannel[]? complete = null;
             string? refused = null;
@@ -280,6 +294,7 @@ public sealed class NetListener : IAsyncDisposable
                     {
                         _channels = new NetChannel[hello.ChannelCount];
                         SessionId = hello.SessionId;
+                        _sessionSecret = secret;
                         _joined = 0;
                         _ = ExpireAsync(_channels);
                     }
@@ -346,7 +361,7 @@ public sealed class NetListener : IAsyncDisposable
         }
     }
 
-    private static async Task<(NetChannel, NetHello)> HandshakeAsync(Socket socket, string peer, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, CancellationToken cancellationToken)
+    private static async Task<(NetChannel, NetHello, byte[]?)> HandshakeAsync(Socket socket, string peer, NetSecurityOptions security, Func<NetHello, (NetRefusal, string?)> admit, Func<NetHello, Task<byte[]?>> sessionSecret, CancellationToken cancellationToken)
     {
         Stream stream = new NetworkStream(socket, ownsSocket: false);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -367,9 +382,11 @@ public sealed class NetListener : IAsyncDisposable
                 throw new VfioException(Errno.EPROTO, $"handshake with {peer}", "the sender started TLS but this receiver has no --tls-cert/--tls-key (plain TCP with a token, or TLS on both sides)");
             if (security.UseTls)
                 stream = await NetTls.AuthenticateServerAsync(stream, peer, security, cts.Token).ConfigureAwait(false);
-            var hello = await NetHandshake.RunServerAsync(stream, security, admit, peer, cts.Token).ConfigureAwait(false);
+            byte[] binding = security.UseTls ? NetTls.Binding(security.Certificate) : [];
+            var result = await NetHandshake.RunServerAsync(stream, security, admit, binding, sessionSecret, peer, cts.Token).ConfigureAwait(false);
+            var hello = result.Hello;
             string name = hello.IsControl ? $"control channel from {peer}" : $"channel {hello.ChannelIndex} from {peer}";
-            return (new NetChannel(socket, stream, hello.ChannelIndex, name), hello);
+            return (new NetChannel(socket, stream, hello.ChannelIndex, name, result.Keys), hello, result.SessionSecret);
         }
         catch (Exception e)
         {

@@ -53,10 +53,10 @@ public static class NetMigration
             throw new VfioException(status.Errno, "receiver", status.Message);
         var source = await sourceDigest(cancellationToken).ConfigureAwait(false);
         var (verdict, note) = NetDigest.Judge(source, new NetDigest(status.Digest, status.DigestKind, status.Note));
-        // Bye: the verdict, then the source digest, or for "not comparable" the source digest's kind.
-        byte[] digest = verdict == 3 ? [] : source.Value;
-        await session.SendByeAsync(verdict, verdict == 3 ? NetDigest.EncodeKind(source.Kind) : digest, cancellationToken).ConfigureAwait(false);
-        return new NetMigrationResult(statistics, status, verdict, digest, note);
+        // Bye: the verdict and the source digest with its kind; the receiver compares for itself.
+        byte[] bye = NetDigest.EncodeBye(verdict, source);
+        await session.SendByeAsync(bye[0], bye[1..], cancellationToken).ConfigureAwait(false);
+        return new NetMigrationResult(statistics, status, verdict, verdict == 3 ? [] : source.Value, note);
     }
 
     /// <summary>
@@ -82,14 +82,15 @@ public static class NetMigration
             throw;
         }
         var status = new NetStatus(true, 0, "destination devices are RUNNING", digest.Value, digest.Note, digest.Kind);
-        var (verdict, rest) = await session.SendStatusAsync(status, cancellationToken).ConfigureAwait(false);
-        return verdict switch
-        {
-            1 or 2 => new NetMigrationResult(statistics, status, verdict, rest, ""),
-            3 => new NetMigrationResult(statistics, status, verdict, [], NetDigest.NotComparable(NetDigest.DecodeKind(rest), digest.Kind)),
-            _ => new NetMigrationResult(statistics, status, verdict, rest,
-                digest.Note.Length > 0 ? digest.Note : "verification skipped: the sender could not compute a source digest"),
-        };
+        var (senderVerdict, rest) = await session.SendStatusAsync(status, cancellationToken).ConfigureAwait(false);
+        if (rest.Length == 0 && senderVerdict == 0)
+            throw new VfioException(Errno.ECONNRESET, "receive", "the sender ended the session without its final word (Bye), so the end of the session cannot be verified");
+        // The receiver judges for itself: the sender's verdict is only compared with it, never trusted.
+        var (bye, source) = NetDigest.DecodeBye([senderVerdict, .. rest]);
+        var (verdict, note) = NetDigest.Judge(source, digest);
+        if (verdict != bye)
+            throw new VfioException(Errno.EBADMSG, "receive", $"the sender's verdict ({bye}) differs from this side's comparison of the digests ({verdict})");
+        return new NetMigrationResult(statistics, status, verdict, verdict == 3 ? [] : source.Value, note);
     }
 
     // Large pipe buffers: the default 4 KiB reads would cost one reassembly round trip per 4 KiB.

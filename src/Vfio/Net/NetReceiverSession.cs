@@ -25,7 +25,7 @@ public sealed class NetReceiverSession : NetSession
     {
         _security = security;
         SessionId = sessionId;
-        _reorder = new ReorderBuffer(options.MaxQueuedBytes);
+        _reorder = new ReorderBuffer(options.MaxQueuedBytes, options.MaxQueuedSegments);
         _readers = new Task[channels.Length];
         for (int i = 0; i < channels.Length; i++)
         {
@@ -61,7 +61,7 @@ public sealed class NetReceiverSession : NetSession
     /// <summary>
     /// Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye. Returns the
     /// sender's verdict (0 not verified, 1 digests match, 2 digests differ, 3 not comparable) and the rest of the
-    /// Bye payload: the source digest, or for verdict 3 the source digest's kind.
+    /// Bye payload (see <see cref="NetDigest.DecodeBye"/>); (0, empty) when the sender closed without a Bye.
     /// </summary>
     public async Task<(byte Verdict, byte[] SourceDigest)> SendStatusAsync(NetStatus status, CancellationToken cancellationToken = default)
     {
@@ -149,7 +149,7 @@ public sealed class NetReceiverSession : NetSession
                             break;
                         case NetFrameType.Bye when channel.Index == 0:
                             channel.ExpectingFrames = false;
-                            if (frame.Length > 65)
+                            if (frame.Length > NetDigest.MaxByeLength)
                                 throw new VfioException(Errno.EBADMSG, $"receive on {channel.Name}", "malformed goodbye frame");
                             _byePayload = frame.Payload.ToArray();
                             _bye.TrySetResult();

@@ -76,8 +76,13 @@ public sealed class NetSenderSession : NetSession
         var list = new List<NetChannel>();
         try
         {
+            byte[]? sessionSecret = null;
             for (int i = 0; i < channels; i++)
-                list.Add(await ConnectOneAsync(host, port, i, channels, id, security, cancellationToken).ConfigureAwait(false));
+            {
+                var (channel, secret) = await ConnectOneAsync(host, port, i, channels, id, security, sessionSecret, cancellationToken).ConfigureAwait(false);
+                list.Add(channel);
+                sessionSecret ??= secret;
+            }
         }
         catch
         {
@@ -88,7 +93,7 @@ public sealed class NetSenderSession : NetSession
         return new NetSenderSession([.. list], security, options) { SessionId = id };
     }
 
-    private static async Task<NetChannel> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, CancellationToken cancellationToken)
+    private static async Task<(NetChannel, byte[]?)> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, byte[]? sessionSecret, CancellationToken cancellationToken)
     {
         string name = $"channel {index} to {host}:{port}";
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
@@ -115,13 +120,20 @@ public sealed class NetSenderSession : NetSession
             stream = new NetworkStream(socket, ownsSocket: false);
             using var hsCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             hsCts.CancelAfter(security.HandshakeTimeout);
+            NetHandshakeResult result;
             try
             {
+                byte[] binding = [];
                 if (security.UseTls)
-                    stream = await NetTls.AuthenticateClientAsync(stream, host, security, hsCts.Token).ConfigureAwait(false);
+                {
+                    var ssl = await NetTls.AuthenticateClientAsync(stream, host, security, hsCts.Token).ConfigureAwait(false);
+                    stream = ssl;
+                    binding = NetTls.Binding(ssl.RemoteCertificate);
+                }
                 byte[] nonce = RandomNumberGenerator.GetBytes(32);
-                var hello = new NetHello(NetProtocol.Version, index == 0 ? (byte)0 : (byte)1, security.Token is null ? (byte)0 : NetHello.FlagHasToken, (ushort)index, (ushort)count, id, nonce);
-                await NetHandshake.RunClientAsync(stream, security, hello, $"{host}:{port}", hsCts.Token).ConfigureAwait(false);
+                byte flags = (byte)((security.Token is null ? 0 : NetHello.FlagHasToken) | (security.SealsFrames ? NetHello.FlagSealed : 0));
+                var hello = new NetHello(NetProtocol.Version, index == 0 ? (byte)0 : (byte)1, flags, (ushort)index, (ushort)count, id, nonce);
+                result = await NetHandshake.RunClientAsync(stream, security, hello, binding, sessionSecret, $"{host}:{port}", hsCts.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException || (e is VfioException { Errno: Errno.ECANCELED } && hsCts.IsCancellationRequested)) 
             {
@@ -129,7 +141,7 @@ public sealed class NetSenderSession : NetSession
                     throw;
                 throw new VfioException(Errno.ETIMEDOUT, $"handshake on {name}", $"the receiver did not complete the handshake within {security.HandshakeTimeout.TotalSeconds:0.#} s");
             }
-            return new NetChannel(socket, stream, index, name);
+            return (new NetChannel(socket, stream, index, name, result.Keys), result.SessionSecret);
         }
         catch
         {
@@ -178,7 +190,7 @@ public sealed class NetSenderSession : NetSession
     {
         ThrowIfFaulted();
         byte[] payload = [verdict, .. sourceDigest ?? []];
-        if (payload.Length > 65)
+        if (payload.Length > NetDigest.MaxByeLength)
             throw new ArgumentException("digest too long", nameof(sourceDigest));
         await Channels[0].WriteFrameAsync(NetFrameType.Bye, 0, payload, cancellationToken).ConfigureAwait(false);
     }
@@ -298,8 +310,7 @@ public sealed class NetSenderSession : NetSession
             {
                 try
                 {
-                    int frameLength = NetFrame.EncodeInPlace(buffer, NetFrameType.Data, seq, length, _options.PayloadCrc);
-                    await channel.WriteEncodedAsync(buffer.AsMemory(0, frameLength), Cts.Token).ConfigureAwait(false);
+                    await channel.WriteInPlaceAsync(buffer, NetFrameType.Data, seq, length, _options.PayloadCrc, Cts.Token).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -344,6 +355,8 @@ public sealed class NetSenderSession : NetSession
                         case NetFrameType.Return:
                             if (frame.Sequence != _returnSeq++)
                                 throw new VfioException(Errno.EBADMSG, $"receive on {control.Name}", "return-path frames arrived out of order");
+                            if (frame.Length == 0)
+                                throw new VfioException(Errno.EBADMSG, $"receive on {control.Name}", "an empty return-path frame (a protocol error: it would read as the end of the return path)");
                             _return.Enqueue(frame.Payload.Span);
                             break;
                         case NetFrameType.Status:

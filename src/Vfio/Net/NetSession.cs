@@ -21,6 +21,9 @@ public abstract class NetSession : IAsyncDisposable
 
     private protected NetChannel[] Channels { get; }
 
+    /// <summary>One channel, for tests that play a hostile peer over an authenticated session.</summary>
+    internal NetChannel ChannelAt(int index) => Channels[index];
+
     private protected CancellationTokenSource Cts { get; } = new();
 
     /// <summary>The task reading the control channel; an Abort waits (bounded) for the peer to close it.</summary>

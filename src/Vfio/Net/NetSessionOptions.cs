@@ -12,8 +12,11 @@ public sealed record NetSessionOptions
     /// </summary>
     public int SegmentSize { get; init; } = 512 << 10;
 
-    /// <summary>Receiver: most bytes of out-of-order segments held at once (≥ 4 MiB).</summary>
+    /// <summary>Receiver: most memory out-of-order segments may hold at once, counted as their buffers occupy it (≥ 4 MiB).</summary>
     public long MaxQueuedBytes { get; init; } = 64L << 20;
+
+    /// <summary>Receiver: most out-of-order segments held at once, whatever their size (≥ 1).</summary>
+    public int MaxQueuedSegments { get; init; } = 4096;
 
     /// <summary>
     /// Sender: checksum Data payloads too (CRC32C trailer). Off by default: the engine's migration stream carries a

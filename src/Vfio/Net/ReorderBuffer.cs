@@ -2,21 +2,28 @@ namespace Vfio.Net;
 
 /// <summary>
 /// Receiver side of multi-channel striping: segments arrive on several channels, each tagged with a global
-/// sequence number, and leave in order as one byte stream. At most <see cref="CapacityBytes"/> of
-/// out-of-order segments are held; a channel whose segment does not fit waits (and so stops reading its
-/// socket, which pushes back on the sender through TCP). The segment the reader needs next is always
-/// admitted, so the cap can never deadlock the transfer.
+/// sequence number, and leave in order as one byte stream. What is held is bounded twice: at most
+/// <see cref="CapacitySegments"/> segments, and at most <see cref="CapacityBytes"/> of memory, where each segment
+/// counts what it really occupies (its pooled buffer, not just its payload, plus <see cref="SegmentOverheadBytes"/>
+/// of bookkeeping) so that many small or empty segments cannot hold more than the cap. Empty data segments are a
+/// protocol error. A channel whose segment does not fit waits (and so stops reading its socket, which pushes back
+/// on the sender through TCP). The segment the reader needs next is always admitted, so the caps can never
+/// deadlock the transfer.
 /// </summary>
 public sealed class ReorderBuffer
 {
     /// <summary>How far ahead of the reader a sequence number may be before it is a protocol error.</summary>
     public const ulong MaxWindow = 1UL << 24;
 
+    /// <summary>What one held segment costs beyond its buffer (frame object, table entry), counted against the byte cap.</summary>
+    public const int SegmentOverheadBytes = 256;
+
     private readonly Lock _lock = new();
     private readonly Dictionary<ulong, NetFrame> _segments = [];
     private TaskCompletionSource _changed = NewSignal();
     private ulong _next;
     private long _queuedBytes;
+    private int _queuedSegments;
     private long _peakQueuedBytes;
     private NetFrame? _current;
     private int _currentOffset;
@@ -25,17 +32,32 @@ public sealed class ReorderBuffer
     private long _bytesRead;
     private Exception? _fault;
 
-    /// <summary>Creates a buffer holding at most <paramref name="capacityBytes"/> of queued segments.</summary>
-    public ReorderBuffer(long capacityBytes)
+    /// <summary>Creates a buffer holding at most <paramref name="capacityBytes"/> and <paramref name="capacitySegments"/> of queued segments.</summary>
+    public ReorderBuffer(long capacityBytes, int capacitySegments = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacityBytes, NetProtocol.MaxFramePayload);
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacitySegments, 1);
         CapacityBytes = capacityBytes;
+        CapacitySegments = capacitySegments;
     }
 
-    /// <summary>The cap on queued bytes.</summary>
+    /// <summary>The cap on the memory of queued segments (buffers plus bookkeeping).</summary>
     public long CapacityBytes { get; }
 
-    /// <summary>The most bytes ever queued at once (for tests and reports).</summary>
+    /// <summary>The cap on the number of queued segments.</summary>
+    public int CapacitySegments { get; }
+
+    /// <summary>Segments held now (for tests and reports).</summary>
+    public int QueuedSegments
+    {
+        get
+        {
+            lock (_lock)
+                return _queuedSegments;
+        }
+    }
+
+    /// <summary>The most memory ever held at once by queued segments (for tests and reports).</summary>
     public long PeakQueuedBytes
     {
         get
@@ -49,8 +71,8 @@ public sealed class ReorderBuffer
     public long BytesRead => Interlocked.Read(ref _bytesRead);
 
     /// <summary>
-    /// Adds a segment, waiting while the cap is reached. Takes ownership of <paramref name="frame"/>.
-    /// Throws EBADMSG for a duplicate, late or absurdly early sequence number.
+    /// Adds a segment, waiting while a cap is reached. Takes ownership of <paramref name="frame"/>.
+    /// Throws EBADMSG for an empty segment and for a duplicate, late or absurdly early sequence number.
     /// </summary>
     public async ValueTask AddAsync(NetFrame frame, string channel, CancellationToken cancellationToken)
     {
@@ -66,15 +88,19 @@ public sealed class ReorderBuffer
                     if (_fault is not null)
                         throw _fault;
                     ulong seq = frame.Sequence;
+                    if (frame.Length == 0)
+                        throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} is empty (a protocol error)");
                     if (seq < _next || _segments.ContainsKey(seq))
                         throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} arrived twice");
                     if (seq - _next > MaxWindow || (_total is { } t && seq >= t))
                         throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} is out of range (next expected {_next})");
-                    if (seq == _next || _queuedBytes + frame.Length <= CapacityBytes)
+                    long charge = Charge(frame);
+                    if (seq == _next || (_queuedBytes + charge <= CapacityBytes && _queuedSegments < CapacitySegments))
                     {
                         _segments.Add(seq, frame);
                         owned = false;
-                        _queuedBytes += frame.Length;
+                        _queuedBytes += charge;
+                        _queuedSegments++;
                         _peakQueuedBytes = Math.Max(_peakQueuedBytes, _queuedBytes);
                         SignalLocked();
                         return;
@@ -116,6 +142,7 @@ public sealed class ReorderBuffer
                 f.Return();
             _segments.Clear();
             _queuedBytes = 0;
+            _queuedSegments = 0;
             _current?.Return();
             _current = null;
             SignalLocked();
@@ -147,7 +174,8 @@ public sealed class ReorderBuffer
                     _bytesRead += n;
                     if (_currentOffset == cur.Length)
                     {
-                        _queuedBytes -= cur.Length;
+                        _queuedBytes -= Charge(cur);
+                        _queuedSegments--;
                         cur.Return();
                         _current = null;
                         _next++;
@@ -208,12 +236,16 @@ public sealed class ReorderBuffer
         {
             if (_fault is null)
             {
-                _queuedBytes -= segment.Length;
+                _queuedBytes -= Charge(segment);
+                _queuedSegments--;
                 SignalLocked();
             }
         }
         segment.Return();
     }
+
+    // What a held segment occupies: its whole pooled buffer (rented sizes are rounded up) and its bookkeeping.
+    private static long Charge(NetFrame frame) => frame.Buffer.Length + SegmentOverheadBytes;
 
     private void SignalLocked()
     {

@@ -105,7 +105,7 @@ public sealed class HandshakeLimitTests
         header[0] = (byte)NetFrameType.Data;
         BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(4), uint.MaxValue);
         BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(16), Crc32C.Compute(header.AsSpan(0, 16))); // a well-formed lie
-        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(header), "test", default));
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(header), "test", null, default));
         Assert.Equal(Errno.EBADMSG, e.Errno);
         Assert.Contains("exceeds the limit", e.Message, StringComparison.Ordinal);
     }
@@ -118,10 +118,10 @@ public sealed class HandshakeLimitTests
     public async Task FrameWithDamagedHeader_FailsAtOnce_WithoutWaitingForABody(int at)
     {
         var ms = new MemoryStream();
-        await NetFrame.WriteAsync(ms, NetFrameType.Data, 7, new byte[1000], default);
+        await NetFrame.WriteAsync(ms, NetFrameType.Data, 7, new byte[1000], null, default);
         byte[] bytes = ms.ToArray();
         bytes[at] ^= 0x10;
-        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(bytes), "test", default));
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(bytes), "test", null, default));
         Assert.Equal(Errno.EBADMSG, e.Errno);
         Assert.Contains("frame header", e.Message, StringComparison.Ordinal);
     }
@@ -130,10 +130,10 @@ public sealed class HandshakeLimitTests
     public async Task FrameWithFlippedPayloadBit_FailsCrc()
     {
         var ms = new MemoryStream();
-        await NetFrame.WriteAsync(ms, NetFrameType.Data, 7, new byte[1000], default);
+        await NetFrame.WriteAsync(ms, NetFrameType.Data, 7, new byte[1000], null, default);
         byte[] bytes = ms.ToArray();
         bytes[500] ^= 1;
-        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(bytes), "test", default));
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(bytes), "test", null, default));
         Assert.Contains("CRC32C mismatch", e.Message, StringComparison.Ordinal);
     }
 
@@ -141,18 +141,20 @@ public sealed class HandshakeLimitTests
     public async Task NoPayloadCrcFlag_OnlyForDataFrames_HeaderStillChecked()
     {
         byte[] frame = new byte[NetProtocol.FrameHeaderSize + 100 + NetProtocol.FrameTrailerSize];
-        int n = NetFrame.EncodeInPlace(frame, NetFrameType.Data, 3, 100, payloadCrc: false);
+        int n = NetFrame.EncodeInPlace(frame, NetFrameType.Data, 3, 100, null, payloadCrc: false);
         Assert.Equal(NetFrame.FlagNoPayloadCrc, frame[1]);
-        var ok = await NetFrame.ReadAsync(new MemoryStream(frame, 0, n), "test", default);
+        var ok = await NetFrame.ReadAsync(new MemoryStream(frame, 0, n), "test", null, default);
         Assert.Equal(3ul, ok!.Sequence);
 
         byte[] status = (byte[])frame.Clone();
-        NetFrame.EncodeInPlace(status, NetFrameType.Status, 0, 100, payloadCrc: false);
-        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(status, 0, n), "test", default));
+        NetFrame.EncodeInPlace(status, NetFrameType.Status, 0, 100, null);
+        status[1] = NetFrame.FlagNoPayloadCrc; // only Data frames may carry it, whatever the header CRC says
+        BinaryPrimitives.WriteUInt32BigEndian(status.AsSpan(16), Crc32C.Compute(status.AsSpan(0, 16)));
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(status, 0, n), "test", null, default));
         Assert.Equal(Errno.EBADMSG, e.Errno);
 
         frame[5] ^= 0x01; // the length
-        e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(frame, 0, n), "test", default));
+        e = await Assert.ThrowsAsync<VfioException>(async () => await NetFrame.ReadAsync(new MemoryStream(frame, 0, n), "test", null, default));
         Assert.Contains("frame header", e.Message, StringComparison.Ordinal);
     }
 

@@ -5,14 +5,18 @@ namespace Vfio.IntegrationTests.Net;
 
 public sealed class ReorderBufferTests
 {
+    // A payload whose received buffer (payload + CRC trailer) is exactly 1 MiB, and what holding it costs.
+    private const int Seg = (1 << 20) - NetProtocol.CrcTrailerSize;
+    private const long Charge = (1 << 20) + ReorderBuffer.SegmentOverheadBytes;
+
     private static async Task<NetFrame> FrameAsync(ulong seq, int length, byte fill)
     {
         var ms = new MemoryStream();
         byte[] payload = new byte[length];
         Array.Fill(payload, fill);
-        await NetFrame.WriteAsync(ms, NetFrameType.Data, seq, payload, default);
+        await NetFrame.WriteAsync(ms, NetFrameType.Data, seq, payload, null, default);
         ms.Position = 0;
-        return (await NetFrame.ReadAsync(ms, "test", default))!;
+        return (await NetFrame.ReadAsync(ms, "test", null, default))!;
     }
 
     [Fact]
@@ -43,21 +47,21 @@ public sealed class ReorderBufferTests
     [Fact]
     public async Task Cap_BlocksOutOfOrderSegmentsUntilTheReaderCatchesUp_ButAlwaysAdmitsTheNextOne()
     {
-        int seg = 1 << 20;
-        var buffer = new ReorderBuffer(4L << 20);
+        int seg = Seg;
+        var buffer = new ReorderBuffer(4 * Charge);
         for (ulong s = 1; s <= 4; s++)
             await buffer.AddAsync(await FrameAsync(s, seg, (byte)s), "c", default);
         var blocked = buffer.AddAsync(await FrameAsync(5, seg, 5), "c", default).AsTask();
         await Task.Delay(100);
         Assert.False(blocked.IsCompleted);
-        Assert.Equal(4L << 20, buffer.PeakQueuedBytes);
+        Assert.Equal(4 * Charge, buffer.PeakQueuedBytes);
         await buffer.AddAsync(await FrameAsync(0, seg, 0), "c", default); // the next one is always admitted
         var sink = new byte[2 * seg];
         int n = 0;
         while (n < 2 * seg)
             n += await buffer.ReadAsync(sink.AsMemory(n), default);
         await blocked.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.True(buffer.PeakQueuedBytes <= (5L << 20), "the cap plus one next-needed segment bounds what is held");
+        Assert.True(buffer.PeakQueuedBytes <= 5 * Charge, "the cap plus one next-needed segment bounds what is held");
     }
 
     [Fact]
@@ -101,8 +105,8 @@ public sealed class ReorderBufferTests
     [Fact]
     public async Task PipeReader_HeldSegmentsCountAgainstTheCap_UntilConsumed()
     {
-        int seg = 1 << 20;
-        var buffer = new ReorderBuffer(4L << 20);
+        int seg = Seg;
+        var buffer = new ReorderBuffer(4 * Charge);
         var reader = new ReorderPipeReader(buffer);
         await buffer.AddAsync(await FrameAsync(0, seg, 0), "c", default);
         var result = await reader.ReadAsync(); // holds segment 0 without consuming it
@@ -114,7 +118,7 @@ public sealed class ReorderBufferTests
         Assert.False(blocked.IsCompleted); // 1 held + 3 queued = the cap
         reader.AdvanceTo(result.Buffer.End); // consumed: given back
         await blocked.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.True(buffer.PeakQueuedBytes <= (5L << 20));
+        Assert.True(buffer.PeakQueuedBytes <= 5 * Charge);
         var pending = reader.ReadAsync().AsTask();
         await Task.Delay(50);
         Assert.False(pending.IsCompleted); // segment 1 is missing
@@ -125,5 +129,23 @@ public sealed class ReorderBufferTests
         reader.AdvanceTo(result.Buffer.End);
         buffer.Fault(new VfioException(Errno.ECANCELED, "test", "done"));
         await reader.CompleteAsync();
+    }
+
+    [Fact]
+    public async Task Caps_CountSegments_AndWhatTheirBuffersOccupy_AndRefuseEmptySegments()
+    {
+        var buffer = new ReorderBuffer(NetProtocol.MaxFramePayload, capacitySegments: 3);
+        for (ulong s = 1; s <= 3; s++)
+            await buffer.AddAsync(await FrameAsync(s, 1, (byte)s), "c", default);
+        var blocked = buffer.AddAsync(await FrameAsync(4, 1, 4), "c", default).AsTask();
+        await Task.Delay(100);
+        Assert.False(blocked.IsCompleted); // three 1-byte segments reach the segment cap
+        Assert.Equal(3, buffer.QueuedSegments);
+        Assert.True(buffer.PeakQueuedBytes >= 3L * ReorderBuffer.SegmentOverheadBytes, "a tiny segment still counts its bookkeeping");
+        var e = await Assert.ThrowsAsync<VfioException>(async () => await buffer.AddAsync(await FrameAsync(9, 0, 0), "c", default));
+        Assert.Equal(Errno.EBADMSG, e.Errno);
+        Assert.Contains("empty", e.Message, StringComparison.Ordinal);
+        buffer.Fault(new VfioException(Errno.ECANCELED, "test", "done"));
+        await Assert.ThrowsAsync<VfioException>(() => blocked);
     }
 }

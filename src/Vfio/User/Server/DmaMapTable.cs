@@ -3,12 +3,19 @@ using Vfio.User.Protocol;
 
 namespace Vfio.User.Server;
 
-/// <summary>One DMA mapping: fd-backed (mmapped here) or message mode (DMA_READ/DMA_WRITE to the client).</summary>
+/// <summary>
+/// One DMA mapping: fd-backed or message mode (DMA_READ/DMA_WRITE to the client). An fd-backed mapping is mmapped
+/// only when the client's file cannot shrink under it: a memfd sealed with F_SEAL_SHRINK (checked with
+/// fcntl F_GET_SEALS) and at least as large as the mapping. Any other file is accessed with pread/pwrite, so a
+/// client that truncates its file later makes the device's DMA fail with EFAULT instead of killing the server
+/// with SIGBUS.
+/// </summary>
 public sealed class DmaMapping : IDisposable
 {
     private readonly Lock _useLock = new();
     private nint _mapBase;
     private nuint _mapLength;
+    private bool _closed;
 
     internal DmaMapping(ulong address, ulong size, ulong offset, uint flags, SafeFdHandle? fd)
     {
@@ -34,20 +41,31 @@ public sealed class DmaMapping : IDisposable
     /// <summary>The backing fd, or null in message mode.</summary>
     public SafeFdHandle? Fd { get; }
 
-    /// <summary>True when DMA to this range goes through an mmap of the client's fd.</summary>
+    /// <summary>True when DMA to this range goes through the client's fd (an mmap of it, or pread/pwrite).</summary>
     public bool IsFdBacked => Fd is not null;
 
-    /// <summary>Start of the mapping in our address space (fd-backed only).</summary>
+    /// <summary>True when the fd is mmapped here (a memfd sealed against shrinking); false means pread/pwrite.</summary>
+    public bool IsMapped => _mapBase != 0;
+
+    /// <summary>Start of the mapping in our address space (mmapped only, else 0).</summary>
     public nint BaseAddress { get; private set; }
 
-    internal void Map()
+    internal unsafe void Map()
     {
+        int seals = Interop.Interop.Kernel.Fcntl(Fd!, Interop.Interop.Kernel.F_GET_SEALS, 0);
+        if (seals < 0 || (seals & Interop.Interop.Kernel.F_SEAL_SHRINK) == 0)
+            return; // not a memfd, or one that may shrink: pread/pwrite only
+        byte* stat = stackalloc byte[Interop.Interop.StatSize];
+        Interop.Interop.CheckIo(Interop.Interop.FStat(Fd!.Fd, stat), "fstat DMA region fd");
+        long fileSize = *(long*)(stat + Interop.Interop.StatSizeOffset);
+        if ((ulong)fileSize < Offset + Size)
+            VfioException.Throw(Errno.EINVAL, "DMA_MAP", $"the file is {fileSize} bytes, smaller than the mapping's end 0x{Offset + Size:x}");
         const ulong page = 4096;
         ulong aligned = Offset & ~(page - 1);
         ulong delta = Offset - aligned;
         _mapLength = (nuint)(Size + delta);
         int prot = ((Flags & DmaMapPayload.FlagRead) != 0 ? Interop.Interop.PROT_READ : 0) | ((Flags & DmaMapPayload.FlagWrite) != 0 ? Interop.Interop.PROT_WRITE : 0);
-        nint at = Interop.Interop.MMap(0, _mapLength, prot, Interop.Interop.MAP_SHARED, Fd!.Fd, (long)aligned);
+        nint at = Interop.Interop.MMap(0, _mapLength, prot, Interop.Interop.MAP_SHARED, Fd.Fd, (long)aligned);
         if (at == Interop.Interop.MAP_FAILED)
             Interop.Interop.ThrowLastError($"mmap DMA region 0x{Address:x}+0x{Size:x} (fd offset 0x{Offset:x})");
         _mapBase = at;
@@ -55,29 +73,82 @@ public sealed class DmaMapping : IDisposable
     }
 
     /// <summary>
-    /// Copies client memory at <paramref name="address"/> out of our mmap. Holds the mapping for the copy, so an
-    /// unmap (the client's DMA_UNMAP, its disconnect) waits for it; after the unmap it is EFAULT.
+    /// Copies client memory at <paramref name="address"/> out of our mmap or with pread. Holds the mapping for the
+    /// copy, so an unmap (the client's DMA_UNMAP, its disconnect) waits for it; after the unmap it is EFAULT. A file
+    /// that ends before the range (the client truncated it) is EFAULT.
     /// </summary>
     internal unsafe void CopyOut(ulong address, Span<byte> destination)
     {
         lock (_useLock)
-            new ReadOnlySpan<byte>((byte*)MappedAt(address, destination.Length), destination.Length).CopyTo(destination);
+        {
+            CheckUsable(address, destination.Length);
+            if (_mapBase != 0)
+            {
+                new ReadOnlySpan<byte>((byte*)MappedAt(address), destination.Length).CopyTo(destination);
+                return;
+            }
+            long at = FileOffset(address);
+            int done = 0;
+            fixed (byte* p = destination)
+            {
+                while (done < destination.Length)
+                {
+                    nint n = Interop.Interop.Kernel.PRead(Fd!, p + done, (nuint)(destination.Length - done), at + done);
+                    if (n < 0 && Interop.Interop.LastErrno == Errno.EINTR)
+                        continue;
+                    if (n < 0)
+                        Interop.Interop.ThrowLastError($"pread DMA region 0x{Address:x}");
+                    if (n == 0)
+                        VfioException.Throw(Errno.EFAULT, "DMA read", $"the client's file ends before 0x{address + (ulong)done:x} (it was truncated after DMA_MAP)");
+                    done += (int)n;
+                }
+            }
+        }
     }
 
-    /// <summary>Copies into client memory at <paramref name="address"/> through our mmap (see <see cref="CopyOut"/>).</summary>
+    /// <summary>Copies into client memory at <paramref name="address"/> through our mmap or with pwrite (see <see cref="CopyOut"/>).</summary>
     internal unsafe void CopyIn(ulong address, ReadOnlySpan<byte> source)
     {
         lock (_useLock)
-            source.CopyTo(new Span<byte>((byte*)MappedAt(address, source.Length), source.Length));
+        {
+            CheckUsable(address, source.Length);
+            if (_mapBase != 0)
+            {
+                source.CopyTo(new Span<byte>((byte*)MappedAt(address), source.Length));
+                return;
+            }
+            long at = FileOffset(address);
+            // Never grow a file the client truncated: the same EFAULT as a read.
+            byte* stat = stackalloc byte[Interop.Interop.StatSize];
+            Interop.Interop.CheckIo(Interop.Interop.FStat(Fd!.Fd, stat), "fstat DMA region fd");
+            if (*(long*)(stat + Interop.Interop.StatSizeOffset) < at + source.Length)
+                VfioException.Throw(Errno.EFAULT, "DMA write", $"the client's file ends before 0x{address + (ulong)source.Length:x} (it was truncated after DMA_MAP)");
+            int done = 0;
+            fixed (byte* p = source)
+            {
+                while (done < source.Length)
+                {
+                    nint n = Interop.Interop.Kernel.PWrite(Fd!, p + done, (nuint)(source.Length - done), at + done);
+                    if (n < 0 && Interop.Interop.LastErrno == Errno.EINTR)
+                        continue;
+                    if (n <= 0)
+                        Interop.Interop.ThrowLastError($"pwrite DMA region 0x{Address:x}");
+                    done += (int)n;
+                }
+            }
+        }
     }
 
     // Must hold _useLock.
-    private nint MappedAt(ulong address, int length)
+    private void CheckUsable(ulong address, int length)
     {
-        if (BaseAddress == 0 || !Contains(address, (ulong)length))
+        if (_closed || !Contains(address, (ulong)length))
             VfioException.Throw(Errno.EFAULT, "DMA", $"0x{address:x}+{length} is no longer mapped");
-        return BaseAddress + (nint)(address - Address);
     }
+
+    private nint MappedAt(ulong address) => BaseAddress + (nint)(address - Address);
+
+    private long FileOffset(ulong address) => checked((long)(Offset + (address - Address)));
 
     /// <summary>Whether [addr, addr+len) lies inside this mapping.</summary>
     public bool Contains(ulong address, ulong length) => address >= Address && length <= Size && address - Address <= Size - length;
@@ -87,6 +158,7 @@ public sealed class DmaMapping : IDisposable
     {
         lock (_useLock)
         {
+            _closed = true;
             if (_mapBase != 0)
             {
                 Interop.Interop.MUnmap(_mapBase, _mapLength);
