@@ -44,16 +44,29 @@ public sealed class LibVfioUserSampleTests
     }
 
     [Fact]
-    public async Task Migrate_of_an_unwritten_sample_fails_at_the_destination_RUNNING_spec_7_5()
+    public async Task Migrate_of_an_unwritten_sample_is_held_when_the_destination_refuses_RUNNING_spec_7_5()
     {
-        // BAR0 = 0 is in the past: the destination's timer cannot be armed, SET RUNNING answers EINVAL.
+        // BAR0 = 0 is in the past: the destination's timer cannot be armed, SET RUNNING answers EINVAL. That
+        // happens after the commit, so the migration ends held (exit 4): the destination keeps the loaded
+        // state in STOP, the source stays stopped (docs/commit-protocol.md).
         await using var a = new LibVfioUserSample(bar1: Pattern(3));
         await using var b = new LibVfioUserSample();
-        using var migrate = new TestSupport.CliProcess("migrate", "--from", "unix:" + a.Path, "--to", "unix:" + b.Path);
-        int rc = await migrate.WaitAsync(Timeout);
-        Assert.True(rc == 1, $"migrate exited {rc}; stdout: {migrate.Output} stderr: {migrate.Error}");
-        Assert.Contains("RUNNING", migrate.Error, StringComparison.Ordinal);
-        Assert.Contains("EINVAL", migrate.Error, StringComparison.Ordinal);
+        string stateDir = Path.Combine(Path.GetTempPath(), "vfio-mig-state-" + Guid.NewGuid().ToString("N")[..12]);
+        try
+        {
+            using var migrate = new TestSupport.CliProcess("migrate", "--from", "unix:" + a.Path, "--to", "unix:" + b.Path, "--state-dir", stateDir);
+            int rc = await migrate.WaitAsync(Timeout);
+            Assert.True(rc == 4, $"migrate exited {rc}; stdout: {migrate.Output} stderr: {migrate.Error}");
+            Assert.Contains("RUNNING", migrate.Error, StringComparison.Ordinal);
+            Assert.Contains("EINVAL", migrate.Error, StringComparison.Ordinal);
+            Assert.Contains("is HELD", migrate.Error, StringComparison.Ordinal);
+            Assert.Contains("vfio-mig resolve ", migrate.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (Directory.Exists(stateDir))
+                Directory.Delete(stateDir, recursive: true);
+        }
         Assert.Equal(Pattern(3), b.Bar1); // the data did move
         Assert.False(a.Aborted || b.Aborted, "a sample assert failed");
     }

@@ -11,7 +11,7 @@ namespace Vfio.IntegrationTests.Net;
 /// <summary>One sweep configuration: channels and the link's security.</summary>
 internal sealed record SweepConfig(int Channels, bool Tls)
 {
-    public override string ToString() => $"{Channels} channel(s), {(Tls ? "TLS" : "token")}";
+    public override string ToString() => $"{Channels} channel(s), {(Tls ? "mutual TLS" : "token")}";
 }
 
 /// <summary>One fault: kind, connection, direction, byte offset.</summary>
@@ -52,8 +52,9 @@ internal sealed class FaultSweep : IDisposable
         var handshake = TimeSpan.FromSeconds(3);
         if (_certs is { } c)
         {
-            return (new NetSecurityOptions { UseTls = true, TrustedCertificates = [c.Ca], IdleTimeout = idle, HandshakeTimeout = handshake },
-                    new NetSecurityOptions { UseTls = true, Certificate = c.Server, IdleTimeout = idle, HandshakeTimeout = handshake });
+            // Mutual TLS: a receiver accepts no anonymous sender (docs/security.md).
+            return (new NetSecurityOptions { UseTls = true, TrustedCertificates = [c.Ca], Certificate = c.Client, IdleTimeout = idle, HandshakeTimeout = handshake },
+                    new NetSecurityOptions { UseTls = true, Certificate = c.Server, TrustedCertificates = [c.Ca], IdleTimeout = idle, HandshakeTimeout = handshake });
         }
         var token = new NetSecurityOptions { Token = s_token, IdleTimeout = idle, HandshakeTimeout = handshake };
         return (token, token);
