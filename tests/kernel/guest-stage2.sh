@@ -28,6 +28,10 @@ setup_failed() {
 mkdir -p /dev/shm /dev/pts /tmp/home
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t devpts devpts /dev/pts 2>/dev/null
+# The guest sees the host's root file system read-only; vfio-mig's state directory (/var/lib/vfio-mig as
+# root, where every migration keeps its records) goes to a tmpfs.
+mkdir -p /var/lib 2>/dev/null
+mount -t tmpfs -o mode=0755 tmpfs /var/lib || echo "kernel-rig-guest: cannot mount a tmpfs on /var/lib: migrations will fail to keep records"
 hostname kernel-rig 2>/dev/null
 # loopback: the dotnet test host talks to vstest over 127.0.0.1
 ip link set lo up 2>/dev/null || /bin/busybox ip link set lo up
