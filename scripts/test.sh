@@ -35,6 +35,9 @@ echo "== restore and build"
 dotnet restore Vfio.slnx || exit 1
 dotnet build Vfio.slnx --no-restore -c Release || exit 1
 
+echo "== the benches' raw-copy reference (C, when cc exists)"
+bash scripts/build-rawcopy.sh || status=1
+
 echo "== .NET tests"
 dotnet test Vfio.slnx --no-build -c Release 2>&1 | tee -a "$log"
 tests=${PIPESTATUS[0]}

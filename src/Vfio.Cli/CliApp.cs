@@ -15,6 +15,7 @@ internal static class CliApp
     {
         var bench = BenchCommand.Create();
         bench.Subcommands.Add(TcpBenchCommand.Create());
+        bench.Subcommands.Add(MigrateBenchCommand.Create());
         var root = new RootCommand("vfio-mig: Linux VFIO device migration protocol v2 — devices, live migration, conformance.")
         {
             CheckCommand.Create(),

@@ -29,37 +29,16 @@ public class MemoryBoundTests
     private static async Task<long> OverheadAsync(long size)
     {
         using var demo = new TestSupport.CliProcess("demo", "--size", (size / MiB).ToString(CultureInfo.InvariantCulture) + "MiB", "--dirty-rate", "16MiB/s", "--json");
-        string status = $"/proc/{demo.Process.Id}/status";
         long peak = 0;
         var until = DateTime.UtcNow + TimeSpan.FromMinutes(5);
         while (!demo.Process.HasExited)
         {
             Assert.True(DateTime.UtcNow < until, $"demo --size {size} still running after 5 minutes; stderr: {demo.Error}");
-            peak = Math.Max(peak, ReadHighWaterMark(status));
+            peak = Math.Max(peak, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(demo.Process.Id));
             await Task.Delay(20);
         }
         Assert.Equal(0, await demo.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.True(peak >= 2 * size, $"peak RSS {peak / MiB} MiB is below the two devices' {2 * size / MiB} MiB: the polling missed the run");
         return peak - (2 * size);
-    }
-
-    // VmHWM in bytes; 0 once the process is gone.
-    private static long ReadHighWaterMark(string statusPath)
-    {
-        try
-        {
-            foreach (var line in File.ReadLines(statusPath))
-            {
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-        return 0;
     }
 }

@@ -214,11 +214,13 @@ internal static class TestSupport
         {
         }
 
-        /// <summary>Starts the CLI in <paramref name="workingDirectory"/> (null: this process's).</summary>
-        public CliProcess(string? workingDirectory, string[] args)
+        /// <summary>Starts the CLI in <paramref name="workingDirectory"/> (null: this process's), with <paramref name="environment"/> added.</summary>
+        public CliProcess(string? workingDirectory, string[] args, params (string Name, string Value)[] environment)
         {
             string? binary = PublishedCli;
             var psi = new ProcessStartInfo(binary ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory ?? "" };
+            foreach (var (name, value) in environment)
+                psi.Environment[name] = value;
             if (binary is null)
                 psi.ArgumentList.Add(CliDll());
             foreach (var a in args)

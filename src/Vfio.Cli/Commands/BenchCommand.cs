@@ -41,9 +41,16 @@ internal static class BenchCommand
                 bool asJson = parse.GetValue(json);
                 var text = asJson ? Console.Error : Console.Out;
                 var ci = CultureInfo.InvariantCulture;
-                var source = RawSource(bytes);
                 text.WriteLine(DescribeSocketBuffers());
+                // The reference streams from memory as large as the device state (touched before any clock), as the
+                // device reads its state, into one 1 MiB buffer, as the reader below; the same socket buffers as every
+                // vfio-user socket gets, so the ratio compares protocols, not settings.
+                using var raw = RawCopy.Start(tcp: false, 1, bytes, RawCopy.Chunk, ProtocolLimits.SocketBufferSize);
+                // Context only: re-sending one cache-hot 1 MiB buffer (a cache-resident copy).
+                using var hot = RawCopy.Start(tcp: false, 1, RawCopy.Chunk, RawCopy.Chunk, ProtocolLimits.SocketBufferSize);
+                text.WriteLine(raw.Description);
                 var report = new BenchReport("vfio-user", bytes, n, Target);
+                report.UsedReference(raw);
                 long warmUp = Math.Min(bytes, 64L << 20); // enough to get the hot paths optimised, never more than measured
                 using (var warmSample = BenchDevice.Create(warmUp, memoryImage: false))
                 using (var warmImage = BenchDevice.Create(warmUp, memoryImage: true))
@@ -54,7 +61,7 @@ internal static class BenchCommand
                         {
                             await MeasureVfioUserAsync(warmSample, cancellationToken).ConfigureAwait(false);
                             await MeasureVfioUserAsync(warmImage, cancellationToken).ConfigureAwait(false);
-                            await MeasureRawAsync(warmUp, source, cancellationToken).ConfigureAwait(false);
+                            raw.Run(warmUp);
                         }
                     }).ConfigureAwait(false);
                 }
@@ -64,7 +71,7 @@ internal static class BenchCommand
                     bool memoryImage = pass == 1;
                     string what = memoryImage ? "memory-image device (transport only)" : "sample device";
                     text.WriteLine($"== {what}");
-                    var series = report.Add(memoryImage ? "memory_image" : "sample", "raw_socketpair_blocking");
+                    var series = report.Add(memoryImage ? "memory_image" : "sample", "raw_socketpair_1");
                     double best = 0, bestRaw = 0, bestHot = 0;
                     long streamBytes = 0;
                     // One device for all runs, like the raw reference's one source buffer: a fresh GiB per run would
@@ -73,20 +80,18 @@ internal static class BenchCommand
                     for (int i = 0; i < n; i++)
                     {
                         // Pairs alternate which side runs first, so neither always inherits the other's aftermath.
-                        (double Seconds, double CpuSeconds)? rawFirst = i % 2 == 1 && streamBytes > 0
-                            ? await MeasureRawAsync(streamBytes, source, cancellationToken).ConfigureAwait(false)
-                            : null;
+                        (double Seconds, double CpuSeconds)? rawFirst = i % 2 == 1 && streamBytes > 0 ? raw.Run(streamBytes) : null;
                         var (moved, seconds, cpu) = await MeasureVfioUserAsync(hosted, cancellationToken).ConfigureAwait(false);
                         streamBytes = moved;
                         double ours = moved / seconds;
-                        var (rawSeconds, rawCpu) = rawFirst ?? await MeasureRawAsync(moved, source, cancellationToken).ConfigureAwait(false);
-                        double raw = moved / rawSeconds;
+                        var (rawSeconds, rawCpu) = rawFirst ?? raw.Run(moved);
+                        double rawRate = moved / rawSeconds;
                         series.Pair(moved, seconds, cpu, rawSeconds, rawCpu);
-                        bestHot = Math.Max(bestHot, moved / (await MeasureRawAsync(moved, s_hotSource, cancellationToken).ConfigureAwait(false)).Seconds);
+                        bestHot = Math.Max(bestHot, moved / hot.Run(moved).Seconds);
                         double gib = moved / (double)(1L << 30);
-                        text.WriteLine(string.Create(ci, $"run {i + 1}: vfio-user {Units.FormatBytes(ours)}/s (cpu {cpu / gib:0.00} s/GiB), raw socketpair {Units.FormatBytes(raw)}/s (cpu {rawCpu / gib:0.00} s/GiB), ratio {ours / raw:0.00}"));
+                        text.WriteLine(string.Create(ci, $"run {i + 1}: vfio-user {Units.FormatBytes(ours)}/s (cpu {cpu / gib:0.00} s/GiB), raw socketpair {Units.FormatBytes(rawRate)}/s (cpu {rawCpu / gib:0.00} s/GiB), ratio {ours / rawRate:0.00}"));
                         best = Math.Max(best, ours);
-                        bestRaw = Math.Max(bestRaw, raw);
+                        bestRaw = Math.Max(bestRaw, rawRate);
                     }
                     text.WriteLine(string.Create(ci, $"stop-copy stream: {Units.FormatBytes(streamBytes)} for a {Units.FormatBytes(bytes)} device"));
                     if (!memoryImage)
@@ -109,7 +114,7 @@ internal static class BenchCommand
                 return ExitCodes.Success;
             }
         });
-        return new Command("bench", "Benchmarks: vfio-user (stop-copy over a socket) and tcp (migration over loopback TCP), each against a raw copy in the same run.") { vfioUser };
+        return new Command("bench", "Benchmarks: vfio-user (stop-copy over a socket), tcp (migration over loopback TCP) and migrate (between processes), each against a raw blocking copy of the same bytes in the same run.") { vfioUser };
     }
 
     // Serves the device on one end of a socketpair, drives RUNNING→STOP_COPY, reads the stream to its end (timed),
@@ -157,57 +162,6 @@ internal static class BenchCommand
         while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
             total += n;
         return total / clock.Elapsed.TotalSeconds;
-    }
-
-    // The raw reference sends the same number of bytes from memory as large as the device state (touched before
-    // any clock starts), as the device reads its state: re-sending one cache-hot 1 MiB buffer would compare a
-    // cache-resident copy with a migration that streams a GiB through memory.
-    private static BenchBuffer RawSource(long deviceSize) => new(deviceSize, random: true);
-
-    private static readonly BenchBuffer s_hotSource = new(1 << 20, random: false);
-
-    // The same number of bytes through a bare socketpair, the plainest fast way: blocking send and recv on two
-    // dedicated threads, the writer sending ≤ 1 MiB slices of source (cycling), the reader receiving into 1 MiB.
-    private static Task<(double Seconds, double CpuSeconds)> MeasureRawAsync(long bytes, BenchBuffer source, CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var (a, b) = UnixFdSocket.CreateSocketPair();
-        // The same socket buffers as every vfio-user socket gets, so the ratio compares protocols, not settings.
-        UnixFdSocket.EnlargeBuffers(a, ProtocolLimits.SocketBufferSize);
-        UnixFdSocket.EnlargeBuffers(b, ProtocolLimits.SocketBufferSize);
-        using (a)
-        using (b)
-        {
-            var buffer = new byte[1 << 20];
-            Exception? failed = null;
-            var writer = new Thread(() =>
-            {
-                try
-                {
-                    for (long sent = 0; sent < bytes;)
-                        sent += a.Send(source.At(sent, Math.Min(1 << 20, bytes - sent)).Span, SocketFlags.None);
-                }
-                catch (SocketException ex)
-                {
-                    failed = ex;
-                }
-            }) { IsBackground = true, Name = "bench-raw-writer" };
-            BenchSupport.Settle();
-            var clock = BenchSupport.StartClock();
-            writer.Start();
-            for (long got = 0; got < bytes;)
-            {
-                int n = b.Receive(buffer, SocketFlags.None);
-                if (n == 0)
-                    break;
-                got += n;
-            }
-            writer.Join();
-            var result = clock.Read();
-            if (failed is not null)
-                throw new VfioException(Errno.EIO, "bench raw copy", failed.Message);
-            return Task.FromResult(result);
-        }
     }
 
     // What every socket of both paths gets: the kernel caps the request at net.core.wmem_max/rmem_max.

@@ -10,6 +10,7 @@ namespace Vfio.Cli.Commands;
 /// </summary>
 internal sealed class BenchReport(string bench, long sizeBytes, int runs, double target)
 {
+    private readonly List<RawCopy> _references = [];
     private readonly List<BenchSeries> _series = [];
     private string _headlineSeries = "";
     private double _headline;
@@ -21,6 +22,9 @@ internal sealed class BenchReport(string bench, long sizeBytes, int runs, double
         _series.Add(series);
         return series;
     }
+
+    /// <summary>Records a raw reference the series were paired with (its tool and description go into the document).</summary>
+    public void UsedReference(RawCopy reference) => _references.Add(reference);
 
     /// <summary>Sets the headline: the median ratio of one series.</summary>
     public void Headline(string series, double ratio)
@@ -41,6 +45,11 @@ internal sealed class BenchReport(string bench, long sizeBytes, int runs, double
             w.WriteNumber("runs", runs);
             w.WriteNumber("cpus", Environment.ProcessorCount);
             w.WriteString("load_average", LoadAverage());
+            w.WriteString("raw_reference_tool", string.Join(",", _references.Select(r => r.Tool).Distinct()));
+            w.WriteStartArray("raw_references");
+            foreach (var r in _references)
+                w.WriteStringValue(r.Description);
+            w.WriteEndArray();
             w.WriteString("headline_series", _headlineSeries);
             w.WriteNumber("headline_ratio", Math.Round(_headline, 4));
             w.WriteNumber("target_ratio", target);
@@ -54,8 +63,8 @@ internal sealed class BenchReport(string bench, long sizeBytes, int runs, double
         await output.WriteLineAsync(System.Text.Encoding.UTF8.GetString(buffer.ToArray())).ConfigureAwait(false);
     }
 
-    // The 1, 5 and 15 minute load averages: on a shared machine they say how much the figures may be disturbed.
-    private static string LoadAverage()
+    /// <summary>The 1, 5 and 15 minute load averages: on a shared machine they say how much the figures may be disturbed.</summary>
+    public static string LoadAverage()
     {
         try
         {
@@ -73,6 +82,12 @@ internal sealed class BenchReport(string bench, long sizeBytes, int runs, double
 internal sealed class BenchSeries(string name, string reference)
 {
     private readonly List<(long Bytes, double Seconds, double Cpu, double RawSeconds, double RawCpu)> _pairs = [];
+
+    /// <summary>What our side moves (the series' key in the document).</summary>
+    public string Name => name;
+
+    /// <summary>Pairs recorded so far.</summary>
+    public int Count => _pairs.Count;
 
     /// <summary>Extra figures printed beside the series (context, never the reference).</summary>
     public Dictionary<string, double> Context { get; } = [];

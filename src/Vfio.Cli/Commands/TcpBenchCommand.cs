@@ -83,16 +83,11 @@ internal static class TcpBenchCommand
             for (int round = 0; round < 3; round++)
             {
                 await MigrateAsync(DeviceKind.Sample, 32 << 20, 1 + (round % 2), cancellationToken, report: false).ConfigureAwait(false);
-                await RawCopyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
                 await TransportOnlyAsync(32 << 20, 1 + (round % 2), warm, warm, cancellationToken).ConfigureAwait(false);
             }
         }).ConfigureAwait(false);
         await Task.Delay(200, cancellationToken).ConfigureAwait(false);
 
-        // The raw references read a source as large as the device state and write a destination as large, both
-        // made and touched before any clock starts, as the migrations read and write their devices.
-        var source = new BenchBuffer(bytes, random: true);
-        var destination = new BenchBuffer(bytes, random: false);
         var report = new BenchReport("tcp", bytes, s_runs, Target);
         var counts = n == 1 ? new[] { 1 } : new[] { 1, n };
         var medians = new Dictionary<int, double>();
@@ -100,23 +95,31 @@ internal static class TcpBenchCommand
         foreach (int c in counts)
         {
             // c channels against c raw connections, paired; the pairs alternate which half runs first.
-            var series = report.Add(F($"sample_{c}ch"), F($"raw_tcp_{c}conn_blocking"));
+            var series = report.Add(F($"sample_{c}ch"), F($"raw_tcp_{c}"));
             times[c] = [];
+            // The raw reference reads a source as large as the device state and writes a sink as large (both touched
+            // before any clock), as the migrations read and write their devices; the channels' socket options.
+            using var raw = RawCopy.Start(tcp: true, c, bytes, bytes, NetChannel.SocketBufferBytes);
+            report.UsedReference(raw);
+            Line($"{raw.Description}");
             long streamBytes = 0;
             for (int i = 0; i < s_runs; i++)
             {
-                Run? rawFirst = i % 2 == 1 && streamBytes > 0 ? await RawCopyAsync(streamBytes, c, source, destination, cancellationToken).ConfigureAwait(false) : null;
+                Run? rawFirst = i % 2 == 1 && streamBytes > 0 ? RawRun(raw, streamBytes) : null;
                 var migration = await s_progress.StepAsync(F($"pair {i + 1}, {c} channel(s): migrating"), () => MigrateAsync(DeviceKind.Sample, bytes, c, cancellationToken)).ConfigureAwait(false);
                 streamBytes = migration.Bytes;
-                var raw = rawFirst ?? await RawCopyAsync(streamBytes, c, source, destination, cancellationToken).ConfigureAwait(false);
-                series.Pair(streamBytes, migration.Time.TotalSeconds, 0, raw.Time.TotalSeconds, 0);
+                var rawRun = rawFirst ?? RawRun(raw, streamBytes);
+                series.Pair(streamBytes, migration.Time.TotalSeconds, 0, rawRun.Time.TotalSeconds, 0);
                 times[c].Add(migration.Time);
-                Line($"pair {i + 1}, {c} channel(s): migration {Units.FormatBytes(streamBytes / migration.Time.TotalSeconds)}/s, raw TCP copy over {c} connection(s) {Units.FormatBytes(streamBytes / raw.Time.TotalSeconds)}/s, ratio {raw.Time / migration.Time:0.00}");
+                Line($"pair {i + 1}, {c} channel(s): migration {Units.FormatBytes(streamBytes / migration.Time.TotalSeconds)}/s, raw TCP copy over {c} connection(s) {Units.FormatBytes(streamBytes / rawRun.Time.TotalSeconds)}/s, ratio {rawRun.Time / migration.Time:0.00}");
             }
             medians[c] = series.MedianRatio;
         }
 
-        // Context, one run each, never a reference.
+        // Context, one run each, never a reference; the transport-only and TLS rows copy between buffers as large as
+        // the state, as the raw reference does.
+        var source = new BenchBuffer(bytes, random: true);
+        var destination = new BenchBuffer(bytes, random: false);
         var context = report.Add("context", "");
         var engine = await InProcessAsync(DeviceKind.Sample, bytes, cancellationToken).ConfigureAwait(false);
         Report("context: engine in process, no TCP, sample device", engine);
@@ -147,6 +150,8 @@ internal static class TcpBenchCommand
         if (asJson)
             await report.WriteAsync(Console.Out).ConfigureAwait(false);
     }
+
+    private static Run RawRun(RawCopy raw, long bytes) => new(TimeSpan.FromSeconds(raw.Run(bytes).Seconds), bytes);
 
     private static double Median(List<TimeSpan> times) => times.Order().ElementAt(times.Count / 2).TotalSeconds;
 
@@ -280,84 +285,6 @@ internal static class TcpBenchCommand
         await sender.CompleteAsync(cancellationToken).ConfigureAwait(false);
         await reader.ConfigureAwait(false);
         return new Run(clock.Elapsed, bytes);
-    }
-
-    /// <summary>
-    /// The raw reference: <paramref name="bytes"/> from <paramref name="from"/> into <paramref name="into"/> over
-    /// <paramref name="connections"/> loopback TCP connections (the same socket options as the channels), the
-    /// plainest fast way: per connection one thread with blocking 1 MiB sends and one with blocking receives, each
-    /// connection a contiguous share of the bytes. The connections are made before the clock starts.
-    /// </summary>
-    private static Task<Run> RawCopyAsync(long bytes, int connections, BenchBuffer from, BenchBuffer into, CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(connections);
-        var pairs = new List<(Socket Client, Socket Server)>();
-        try
-        {
-            for (int c = 0; c < connections; c++)
-            {
-                var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-                NetChannel.Tune(client);
-                client.Connect(listener.LocalEndPoint!);
-                var server = listener.Accept();
-                NetChannel.Tune(server);
-                pairs.Add((client, server));
-            }
-            var threads = new List<Thread>();
-            Exception? failed = null;
-            void Guard(Action body)
-            {
-                try
-                {
-                    body();
-                }
-                catch (SocketException ex)
-                {
-                    failed = ex;
-                }
-            }
-            for (int c = 0; c < connections; c++)
-            {
-                long begin = bytes * c / connections, end = bytes * (c + 1) / connections;
-                var (client, server) = pairs[c];
-                threads.Add(new Thread(() => Guard(() =>
-                {
-                    for (long at = begin; at < end;)
-                        at += client.Send(from.At(at, Math.Min(1 << 20, end - at)).Span, SocketFlags.None);
-                })) { IsBackground = true, Name = "bench-raw-send" });
-                threads.Add(new Thread(() => Guard(() =>
-                {
-                    for (long at = begin; at < end;)
-                    {
-                        int r = server.Receive(into.At(at, Math.Min(1 << 20, end - at)).Span, SocketFlags.None);
-                        if (r == 0)
-                            throw new SocketException((int)SocketError.ConnectionReset);
-                        at += r;
-                    }
-                })) { IsBackground = true, Name = "bench-raw-receive" });
-            }
-            BenchSupport.Settle();
-            var clock = Stopwatch.StartNew();
-            foreach (var t in threads)
-                t.Start();
-            foreach (var t in threads)
-                t.Join();
-            var elapsed = clock.Elapsed;
-            if (failed is not null)
-                throw new VfioException(Errno.EIO, "bench tcp raw copy", failed.Message);
-            return Task.FromResult(new Run(elapsed, bytes));
-        }
-        finally
-        {
-            foreach (var (client, server) in pairs)
-            {
-                client.Dispose();
-                server.Dispose();
-            }
-        }
     }
 
     /// <summary>Context only: the same bytes over one TLS connection with the sessions' certificate and options.</summary>

@@ -118,7 +118,7 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
         Assert.Equal(0.6, root.GetProperty("target_ratio").GetDouble());
         var series = root.GetProperty("series").EnumerateArray().ToList();
         Assert.Equal(["sample_1ch", "sample_2ch", "context"], series.Select(s => s.GetProperty("name").GetString()));
-        Assert.Equal("raw_tcp_2conn_blocking", series[1].GetProperty("reference").GetString());
+        Assert.Equal("raw_tcp_2", series[1].GetProperty("reference").GetString());
         Assert.Single(series[0].GetProperty("pairs").EnumerateArray());
         Assert.True(series[0].GetProperty("pairs")[0].GetProperty("raw_seconds").GetDouble() > 0);
     }
