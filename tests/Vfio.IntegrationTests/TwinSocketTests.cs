@@ -51,6 +51,30 @@ public sealed class TwinSocketTests
         Assert.Null(client.TwinFailure);
     }
 
+    // Spec §10.1 item 1: 64 KiB pieces are for servers that may read a body with one recv() (libvfio-user, which never
+    // offers a twin socket, §1.1); a server with the twin socket gets writes of its max_data_xfer_size.
+    [Fact]
+    public async Task Writes_go_in_max_data_xfer_size_pieces_with_the_twin_and_in_64KiB_pieces_without()
+    {
+        await using var fx = new TestSupport.ServerFixture();
+        await using (var twin = await VfioUserClient.ConnectAsync(fx.Path, null, Ct))
+        {
+            Assert.True(twin.TwinSocketEnabled);
+            Assert.Equal(twin.ServerMaxDataTransferSize, twin.WriteChunk);
+            Assert.True(twin.WriteChunk > ProtocolLimits.SafeChunkToLibVfioUser, $"server max_data_xfer_size {twin.ServerMaxDataTransferSize}");
+            // A whole chunk in one REGION_WRITE reaches the device intact.
+            var data = new byte[twin.WriteChunk];
+            new Random(5).NextBytes(data);
+            await twin.RegionWriteAsync(0, 0, data, Ct);
+            var back = new byte[data.Length];
+            await twin.RegionReadAsync(0, 0, back, Ct);
+            Assert.Equal(data, back);
+        }
+        await using var plain = await VfioUserClient.ConnectAsync(fx.Path, new VfioUserClientOptions { TwinSocket = false }, Ct);
+        Assert.False(plain.TwinSocketEnabled);
+        Assert.Equal(ProtocolLimits.SafeChunkToLibVfioUser, plain.WriteChunk);
+    }
+
     [Fact]
     public async Task A_client_that_does_not_ask_gets_no_twin_and_dma_shares_the_main_socket()
     {

@@ -53,8 +53,14 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     /// <summary>The server's capabilities JSON as received.</summary>
     public VersionCapabilities ServerCapabilities { get; private set; } = new();
 
-    /// <summary>Largest data count per outgoing write message.</summary>
-    internal int WriteChunk => Math.Max(1, Math.Min(_options.WriteChunkSize, ServerMaxDataTransferSize));
+    /// <summary>
+    /// Largest data count per outgoing write message (REGION_WRITE, MIG_DATA_WRITE): the server's max_data_xfer_size
+    /// when the server enabled the twin socket, else <see cref="VfioUserClientOptions.WriteChunkSize"/> (64 KiB). The
+    /// small pieces are for libvfio-user, which reads a body with one recv() (spec §10.1 item 1) and never offers a
+    /// twin socket (spec §1.1); a server that implements the twin socket reads whole messages, as ours does, and a
+    /// 1 MiB frame of migration data then goes in one message instead of sixteen.
+    /// </summary>
+    internal int WriteChunk => Math.Max(1, TwinSocketEnabled ? ServerMaxDataTransferSize : Math.Min(_options.WriteChunkSize, ServerMaxDataTransferSize));
 
     /// <summary>Largest data count per read request (what both sides accept).</summary>
     internal int ReadChunk => Math.Max(1, Math.Min(_options.MaxDataTransferSize, ServerMaxDataTransferSize));

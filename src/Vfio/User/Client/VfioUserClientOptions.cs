@@ -17,8 +17,9 @@ public sealed record VfioUserClientOptions
     public int MaxMessageFds { get; init; } = ProtocolLimits.MaxMessageFds;
 
     /// <summary>
-    /// Largest data chunk we put in one outgoing REGION_WRITE / MIG_DATA_WRITE. 64 KiB by default: libvfio-user reads a
-    /// body with one recv() and desyncs on larger ones (spec §10.1 item 1).
+    /// Largest data chunk we put in one outgoing REGION_WRITE / MIG_DATA_WRITE to a server without the twin socket.
+    /// 64 KiB by default: libvfio-user reads a body with one recv() and desyncs on larger ones (spec §10.1 item 1).
+    /// A server that enabled the twin socket (ours; libvfio-user never does) gets its max_data_xfer_size instead.
     /// </summary>
     public int WriteChunkSize { get; init; } = ProtocolLimits.SafeChunkToLibVfioUser;
 
