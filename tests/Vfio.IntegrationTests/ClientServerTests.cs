@@ -184,6 +184,43 @@ public sealed class ClientServerTests
         Assert.Equal(src.Device.ComputeSha256(), dst.Device.ComputeSha256());
     }
 
+    // Pre-copy reads are pipelined while the device fills whole reads; a state change in the middle of a round collects
+    // the reads still in flight first, so their data comes next in the stream and none is answered as a STOP_COPY read.
+    [Fact]
+    public async Task Pre_copy_reads_in_flight_at_a_state_change_keep_their_data_in_stream_order()
+    {
+        // 2 MiB: of the four 1 MiB reads in flight after the first, the third comes back short and the fourth empty; read
+        // in STOP_COPY, the short one would end the stream early.
+        var opts = new SampleDeviceOptions { SizeBytes = 2 << 20, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy, Seed = 21 };
+        await using var src = new TestSupport.ServerFixture(opts);
+        await using var dst = new TestSupport.ServerFixture(opts with { Seed = 22 });
+        await using var a = await VfioUserMigrationDevice.ConnectAsync(src.Path, null, Ct);
+        await using var b = await VfioUserMigrationDevice.ConnectAsync(dst.Path, null, Ct);
+        await using var save = await a.SetStateAsync(VfioMigrationState.PreCopy, Ct);
+        Assert.NotNull(save);
+        await using var load = await b.SetStateAsync(VfioMigrationState.Resuming, Ct);
+        Assert.NotNull(load);
+        var buffer = new byte[100_000]; // smaller than a read request: the rest of each reply waits in the stream
+        long total = 0;
+        for (int i = 0; i < 3; i++)
+        {
+            int n = await save.ReadAsync(buffer, Ct);
+            Assert.True(n > 0);
+            total += n;
+            await load.WriteAsync(buffer.AsMemory(0, n), Ct);
+        }
+        Assert.Same(save, await a.SetStateAsync(VfioMigrationState.StopCopy, Ct) ?? save); // the saving stream continues
+        int read;
+        while ((read = await save.ReadAsync(buffer, Ct)) > 0)
+        {
+            total += read;
+            await load.WriteAsync(buffer.AsMemory(0, read), Ct);
+        }
+        Assert.True(total > opts.SizeBytes);
+        Assert.Null(await b.SetStateAsync(VfioMigrationState.Stop, Ct)); // the destination validates every record
+        Assert.Equal(src.Device.ComputeSha256(), dst.Device.ComputeSha256());
+    }
+
     [Fact]
     public async Task Pre_copy_emulated_info_and_short_reads_mean_no_more_for_now()
     {

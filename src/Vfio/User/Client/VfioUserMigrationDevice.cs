@@ -67,6 +67,8 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
     /// <inheritdoc/>
     public async ValueTask<IMigrationDataStream?> SetStateAsync(VfioMigrationState target, CancellationToken cancellationToken = default)
     {
+        if (_stream is { Kind: DataSessionKind.Saving } saving && MigrationStateMachine.IsPreCopy(LastState))
+            await saving.DrainPreCopyAsync(Client, cancellationToken).ConfigureAwait(false);
         var caps = await GetCapabilitiesAsync(cancellationToken).ConfigureAwait(false);
         var from = await GetStateAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -243,7 +245,10 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             var client = device.Client;
             bool stopCopy = device.LastState == VfioMigrationState.StopCopy;
             int chunk = device.ReadRequestSize;
-            if (stopCopy)
+            // STOP_COPY, and PRE_COPY while the device fills whole reads: requests pipelined. Once a pre-copy read
+            // came back short ("no more for now") one request at a time, so a round does not end with requests
+            // that would be answered after the device dirties more.
+            if (stopCopy || !_lastShort)
             {
                 while (_inflight.Count < client.Options.PipelineDepth)
                     await SendReadAsync(client, chunk, cancellationToken).ConfigureAwait(false);
@@ -253,6 +258,47 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 await SendReadAsync(client, Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
             }
             var (pending, target) = _inflight.Dequeue();
+            int requested = target.Requested;
+            int got;
+            try
+            {
+                got = await CompleteIntoAsync(client, pending, target, buffer, cancellationToken).ConfigureAwait(false);
+            }
+            catch (VfioException ex) when (ex.Errno == Errno.ENOMSG && !stopCopy)
+            {
+                // Pre-copy "no data now": collect the reads still in flight; their data, if any, is the stream's next.
+                _lastShort = true;
+                await DrainPreCopyAsync(client, cancellationToken).ConfigureAwait(false);
+                if (_leftoverCount == 0)
+                    throw;
+                return await ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+            }
+            _lastShort = got + _leftoverCount < requested;
+            if (_lastShort && !stopCopy && _inflight.Count > 0)
+                await DrainPreCopyAsync(client, cancellationToken).ConfigureAwait(false);
+            if (_lastShort && stopCopy)
+            {
+                // STOP_COPY: a short reply is the end of the stream; drain the requests still in flight.
+                _eof = true;
+                AbandonInflight();
+                while (_inflight.Count > 0)
+                {
+                    var (rest, _) = _inflight.Dequeue();
+                    try
+                    {
+                        (await client.CompleteAsync(VfioUserCommand.MigDataRead, rest, cancellationToken).ConfigureAwait(false)).Dispose();
+                    }
+                    catch (VfioException)
+                    {
+                    }
+                }
+            }
+            return got;
+        }
+
+        // Hands buffer to one in-flight read and completes it: the data lands in buffer, what does not fit in _leftover.
+        private async Task<int> CompleteIntoAsync(VfioUserClient client, Task<Transport.VfioUserMessage> pending, MigDataTarget target, Memory<byte> buffer, CancellationToken cancellationToken)
+        {
             int requested = target.Requested;
             target.Provide(buffer);
             Transport.VfioUserMessage completed;
@@ -292,25 +338,34 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 _leftoverStart = got;
                 _leftoverCount = all - got;
             }
-            _lastShort = got + _leftoverCount < requested;
-            if (_lastShort && stopCopy)
+            return got;
+        }
+
+        // Pre-copy: collects the replies of the reads still in flight (answered in order, in PRE_COPY) into _leftover,
+        // after what it holds. Called when a read came back short or empty, and before a state change: a read still in
+        // flight then would be answered, and read, as if it were a read of the next state (a short one as the end).
+        internal async Task DrainPreCopyAsync(VfioUserClient client, CancellationToken cancellationToken)
+        {
+            if (_inflight.Count == 0)
+                return;
+            var joined = new List<byte[]> { _leftover.AsSpan(_leftoverStart, _leftoverCount).ToArray() };
+            _leftoverCount = 0;
+            while (_inflight.Count > 0)
             {
-                // STOP_COPY: a short reply is the end of the stream; drain the requests still in flight.
-                _eof = true;
-                AbandonInflight();
-                while (_inflight.Count > 0)
+                var (pending, target) = _inflight.Dequeue();
+                var into = new byte[target.Requested];
+                try
                 {
-                    var (rest, _) = _inflight.Dequeue();
-                    try
-                    {
-                        (await client.CompleteAsync(VfioUserCommand.MigDataRead, rest, cancellationToken).ConfigureAwait(false)).Dispose();
-                    }
-                    catch (VfioException)
-                    {
-                    }
+                    int got = await CompleteIntoAsync(client, pending, target, into, cancellationToken).ConfigureAwait(false);
+                    joined.Add(into.AsSpan(0, got).ToArray()); // into holds the whole reply: nothing goes to _leftover
+                }
+                catch (VfioException ex) when (ex.Errno == Errno.ENOMSG)
+                {
                 }
             }
-            return got;
+            _leftover = [.. joined.SelectMany(part => part)];
+            _leftoverStart = 0;
+            _leftoverCount = _leftover.Length;
         }
 
         public async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
