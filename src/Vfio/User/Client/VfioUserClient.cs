@@ -262,7 +262,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         {
             reason = new VfioException(Errno.ECANCELED, Name, "the client was closed");
         }
-        catch (Exception ex) when (ex is VfioException or VfioUserProtocolException or VfioUserFramingException)
+        catch (VfioException ex)
         {
             reason = ex;
         }

@@ -39,7 +39,7 @@ public sealed partial class VfioUserConnection
                 message.Dispose();
             }
         }
-        catch (Exception ex) when (ex is VfioException or VfioUserProtocolException or VfioUserFramingException)
+        catch (VfioException ex)
         {
             Log.ProtocolError(_logger, Id, "twin socket: " + ex.Message);
         }
