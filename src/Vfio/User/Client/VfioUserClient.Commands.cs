@@ -144,6 +144,14 @@ public sealed partial class VfioUserClient
         return (int)head.Size;
     }
 
+    /// <summary>The head of a MIG_DATA_WRITE of <paramref name="count"/> bytes (the data follows it in the message).</summary>
+    internal static byte[] MigDataWriteHead(int count)
+    {
+        var head = new byte[MigDataPayload.Length];
+        new MigDataPayload((uint)(MigDataPayload.Length + count), (uint)count).Encode(head);
+        return head;
+    }
+
     internal static byte[] MigDataWriteRequest(ReadOnlySpan<byte> data)
     {
         var request = new byte[MigDataPayload.Length + data.Length];

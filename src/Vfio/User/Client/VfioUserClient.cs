@@ -175,7 +175,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     /// reader provides to the target. Any other command first abandons the targets still waiting: its reply queues
     /// behind theirs, so the read loop must not wait for a reader who is now waiting for that other reply.
     /// </remarks>
-    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken, MigDataTarget? dataTarget = null)
+    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken, MigDataTarget? dataTarget = null, ReadOnlyMemory<byte> data = default)
     {
         if (_closedReason is not null)
             throw new VfioException(Errno.ENOTCONN, $"{command} to {Name}", "the connection is closed: " + _closedReason.Message);
@@ -194,18 +194,26 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             AbandonDataTargets();
         else
             _dataTargets[id] = dataTarget;
-        var message = new byte[VfioUserHeader.Size + payload.Length];
-        new VfioUserHeader(id, command, (uint)message.Length, VfioUserMessageFlags.Command, 0).Encode(message);
+        // Header, payload and data (e.g. a MIG_DATA_WRITE's bytes after its head) in one pooled message: a 1 MiB write
+        // costs one copy and no fresh large-object array.
+        int length = VfioUserHeader.Size + payload.Length + data.Length;
+        var message = ArrayPool<byte>.Shared.Rent(length);
+        new VfioUserHeader(id, command, (uint)length, VfioUserMessageFlags.Command, 0).Encode(message);
         payload.Span.CopyTo(message.AsSpan(VfioUserHeader.Size));
+        data.Span.CopyTo(message.AsSpan(VfioUserHeader.Size + payload.Length));
         try
         {
-            await _socket.SendAsync(message, fds, cancellationToken).ConfigureAwait(false);
+            await _socket.SendAsync(message.AsMemory(0, length), fds, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
             _pending.TryRemove(id, out _);
             _dataTargets.TryRemove(id, out _);
             throw;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(message);
         }
         var closed = _closedReason;
         if (closed is not null && _pending.TryRemove(id, out _))

@@ -382,8 +382,8 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             {
                 for (int done = 0; done < buffer.Length; done += chunk)
                 {
-                    var piece = buffer.Span.Slice(done, Math.Min(chunk, buffer.Length - done));
-                    _writes.Enqueue(await client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteRequest(piece), null, cancellationToken).ConfigureAwait(false));
+                    var piece = buffer.Slice(done, Math.Min(chunk, buffer.Length - done));
+                    _writes.Enqueue(await client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteHead(piece.Length), null, cancellationToken, data: piece).ConfigureAwait(false));
                     if (_writes.Count >= window)
                         (await client.CompleteAsync(VfioUserCommand.MigDataWrite, _writes.Dequeue(), cancellationToken).ConfigureAwait(false)).Dispose();
                 }
