@@ -56,10 +56,10 @@ internal sealed record MigrateJson(bool Ok, string MigrationId, string From, str
 /// <summary>A failed <c>migrate</c> under --json: the error document plus the migration id and, when held, the resolve command.</summary>
 internal sealed record MigrateFailureJson(bool Ok, string Command, string Errno, string Error, int ExitCode, string MigrationId, bool Held, string? Resolve);
 
-internal sealed record SendJson(bool Ok, string From, string To, int Channels, string Security, MigrationJson Migration, double ThroughputBytesPerSecond,
+internal sealed record SendJson(bool Ok, string MigrationId, string From, string To, int Channels, string Security, MigrationJson Migration, double ThroughputBytesPerSecond,
     string Verification, string SourceSha256, string DestinationSha256, string? DigestKind, string? Note);
 
-internal sealed record ReceiveJson(bool Ok, string Into, string Listen, string Peer, int Channels, MigrationJson Migration, long ReorderPeakBytes, long ReorderCapacityBytes,
+internal sealed record ReceiveJson(bool Ok, string MigrationId, string Into, string Listen, string Peer, int Channels, MigrationJson Migration, long ReorderPeakBytes, long ReorderCapacityBytes,
     string Verification, string DestinationSha256, string? Note);
 
 internal sealed record RegionJson(uint Index, string Name, ulong Size, uint Flags);
