@@ -48,7 +48,7 @@ internal sealed record MigrationJson(
 
 internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged, string SourceSha256, string DestinationSha256);
 
-internal sealed record DemoJson(bool Ok, long SizeBytes, string Caps, long DirtyRateBytesPerSecond, double DowntimeLimitMs, MigrationJson Migration,
+internal sealed record DemoJson(bool Ok, string MigrationId, long SizeBytes, string Caps, long DirtyRateBytesPerSecond, double DowntimeLimitMs, MigrationJson Migration,
     IReadOnlyList<DemoDeviceJson> PerDevice, bool Verified, string Sha256);
 
 internal sealed record MigrateJson(bool Ok, string MigrationId, string From, string To, double DowntimeLimitMs, MigrationJson Migration, string Verification, string? Sha256, string? VerificationNote);
