@@ -46,7 +46,7 @@ internal sealed record MigrationJson(
     private static double Ms(TimeSpan t) => Math.Round(t.TotalMilliseconds, 3);
 }
 
-internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged, string SourceSha256, string DestinationSha256);
+internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged, string SourceSha256, string DestinationSha256, int Reinits);
 
 internal sealed record DemoJson(bool Ok, long SizeBytes, string Caps, long DirtyRateBytesPerSecond, double DowntimeLimitMs, MigrationJson Migration,
     IReadOnlyList<DemoDeviceJson> PerDevice, bool Verified, string Sha256);

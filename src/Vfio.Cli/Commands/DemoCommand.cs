@@ -22,16 +22,18 @@ internal static class DemoCommand
         var downtime = CliOptions.DowntimeLimit();
         var maxRounds = CliOptions.Int("--max-rounds", "Pre-copy rounds before the non-convergence policy applies", MigrationOptions.Default.MaxRounds, 1, 100_000);
         var force = CliOptions.ForceSwitchover();
+        var reinitAfter = CliOptions.Size("--reinit-after", "Each source device raises REINIT (new initial data) once after this many pre-copy bytes; the engine waits for a new switchover-ack", "0", 0, long.MaxValue);
         var json = CliOptions.Json();
 
         var command = new Command("demo", "Live-migrate in-process sample devices and verify the result by SHA-256.")
         {
-            size, devices, dirtyRate, caps, downtime, maxRounds, force, json,
+            size, devices, dirtyRate, caps, downtime, maxRounds, force, reinitAfter, json,
         };
         command.WithHelp(addresses: false,
             "vfio-mig demo                                        # one 64MiB device, verified by SHA-256",
             "vfio-mig demo --size 1GiB --dirty-rate 16MiB/s --devices 2",
             "vfio-mig demo --caps 0x3 --devices 3                 # stop-copy only, quiesced through RUNNING_P2P",
+            "vfio-mig demo --size 16MiB --reinit-after 8MiB       # REINIT mid-pre-copy: initial data acknowledged twice",
             "vfio-mig demo --size 4MiB --json | jq .migration.downtime_ms");
         command.Validators.Add(r =>
         {
@@ -48,12 +50,19 @@ internal static class DemoCommand
                 parse.GetValue(downtime).Value,
                 parse.GetValue(maxRounds),
                 parse.GetValue(force),
-                parse.GetValue(json)),
+                parse.GetValue(json))
+            {
+                ReinitAfter = parse.GetValue(reinitAfter).Bytes,
+            },
             cancellationToken));
         return command;
     }
 
-    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json);
+    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json)
+    {
+        /// <summary>Source devices raise REINIT once after this many pre-copy bytes (0 = never).</summary>
+        public long ReinitAfter { get; init; }
+    }
 
     internal static async Task<int> RunAsync(DemoSettings s, CancellationToken cancellationToken)
     {
@@ -85,6 +94,7 @@ internal static class DemoCommand
                         Capabilities = s.Caps,
                         DirtyRateBytesPerSecond = source ? s.DirtyRate : 0,
                         Seed = source ? i + 1 : i + 1001,
+                        ReinitAfterBytes = source ? s.ReinitAfter : 0,
                     });
                 }, cancellationToken)))).ConfigureAwait(false);
             for (int i = 0; i < s.Devices; i++)
@@ -117,7 +127,7 @@ internal static class DemoCommand
             if (s.Json)
             {
                 var perDevice = stats.Devices.Select((d, i) => new DemoDeviceJson(d.Index, d.Name, d.PreCopyBytes, d.StopCopyBytes, d.InitialDataAcknowledged,
-                    Convert.ToHexStringLower(sourceDigests[i]), Convert.ToHexStringLower(destinationDigests[i]))).ToList();
+                    Convert.ToHexStringLower(sourceDigests[i]), Convert.ToHexStringLower(destinationDigests[i]), d.Reinits)).ToList();
                 CliJsonContext.Write(Console.Out, new DemoJson(match, s.Size, MigrationStateMachine.FormatCaps(s.Caps), s.DirtyRate, s.DowntimeLimit.TotalMilliseconds,
                     MigrationJson.From(stats), perDevice, match, Convert.ToHexStringLower(sourceHash)), CliJsonContext.Default.DemoJson);
             }

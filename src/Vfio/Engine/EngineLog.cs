@@ -37,4 +37,7 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 107, Level = LogLevel.Debug, Message = "return path: {Type} frame, device {Device}, {Length} bytes")]
     public static partial void ReturnFrame(ILogger logger, Stream.MigrationFrameType type, ushort device, int length);
+
+    [LoggerMessage(EventId = 130, Level = LogLevel.Information, Message = "source device {Index} reported REINIT: {InitialBytes} new initial bytes (an acknowledged marker is void: {WasSent})")]
+    public static partial void Reinit(ILogger logger, int index, ulong initialBytes, bool wasSent);
 }

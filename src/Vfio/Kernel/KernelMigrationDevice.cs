@@ -188,6 +188,13 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
         return true;
     }
 
+    /// <inheritdoc/>
+    public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(TryEnablePrecopyInfoV2());
+    }
+
     /// <summary>What <c>vfio-mig info</c> prints: sysfs facts, device and region info, migration caps and state.</summary>
     public KernelDeviceReport Describe()
     {

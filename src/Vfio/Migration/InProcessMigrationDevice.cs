@@ -50,6 +50,15 @@ public sealed class InProcessMigrationDevice : IVfioMigrationDevice
     }
 
     /// <inheritdoc/>
+    public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
+    {
+        if ((Device.Capabilities & VfioMigrationFlags.PreCopy) == 0)
+            return ValueTask.FromResult(false);
+        Device.EnablePrecopyInfoV2();
+        return ValueTask.FromResult(true);
+    }
+
+    /// <inheritdoc/>
     public ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
         => ValueTask.FromResult(Device.StartDmaLogging(pageSize, ranges));
 

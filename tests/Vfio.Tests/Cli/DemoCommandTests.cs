@@ -46,6 +46,20 @@ public class DemoCommandTests
     }
 
     [Fact]
+    public async Task Demo_ReinitAfter_ShowsTheReinitAndStillVerifies()
+    {
+        // Spec §4.7: the sample source re-initialises mid-pre-copy; its new initial data is acknowledged again.
+        var (exit, stdout, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--reinit-after", "512KiB", "--json");
+        Assert.True(exit == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.True(doc.RootElement.GetProperty("verified").GetBoolean());
+        var device = doc.RootElement.GetProperty("per_device")[0];
+        Assert.Equal(1, device.GetProperty("reinits").GetInt32());
+        Assert.True(device.GetProperty("initial_data_acknowledged").GetBoolean());
+        Assert.Contains("REINIT", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Demo_NotConverging_ExitsWithOneAndSaysWhy()
     {
         var (exit, _, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--dirty-rate", "64MiB/s", "--downtime-limit", "0ms", "--max-rounds", "2");
