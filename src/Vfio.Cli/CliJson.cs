@@ -19,6 +19,7 @@ namespace Vfio.Cli;
 [JsonSerializable(typeof(KernelInfoJson))]
 [JsonSerializable(typeof(PathJson))]
 [JsonSerializable(typeof(ServeJson))]
+[JsonSerializable(typeof(CompatJson))]
 internal sealed partial class CliJsonContext : JsonSerializerContext
 {
     /// <summary>Writes <paramref name="value"/> as one JSON document and a newline.</summary>
@@ -80,3 +81,10 @@ internal sealed record PathRowJson(string Caps, string From, string To, string P
 internal sealed record PathJson(IReadOnlyList<PathRowJson> Paths);
 
 internal sealed record ServeJson(bool Ok, string Socket, string Device, long SizeBytes, string Caps, int Connections);
+
+/// <summary><c>vfio-mig compat --json</c>: the answer, every reason and note, and both profiles.</summary>
+internal sealed record CompatJson(bool Compatible, string From, string To, bool PreCopy, IReadOnlyList<CompatFindingJson> Reasons, IReadOnlyList<CompatFindingJson> Notes,
+    Vfio.Compat.MigrationProfile Source, Vfio.Compat.MigrationProfile Destination);
+
+/// <summary>One reason or note of <see cref="CompatJson"/>.</summary>
+internal sealed record CompatFindingJson(string Code, string Message);

@@ -39,6 +39,8 @@ internal sealed class FaultInjectingDevice(IVfioMigrationDevice inner) : IVfioMi
         return inner.ResetAsync(cancellationToken);
     }
 
+    public ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default) => inner.GetProfileAsync(cancellationToken);
+
     public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default) => inner.TryEnablePrecopyInfoV2Async(cancellationToken);
 
     public ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default) => inner.StartDmaLoggingAsync(pageSize, ranges, cancellationToken);

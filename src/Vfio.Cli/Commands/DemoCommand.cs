@@ -23,11 +23,12 @@ internal static class DemoCommand
         var maxRounds = CliOptions.Int("--max-rounds", "Pre-copy rounds before the non-convergence policy applies", MigrationOptions.Default.MaxRounds, 1, 100_000);
         var force = CliOptions.ForceSwitchover();
         var reinitAfter = CliOptions.Size("--reinit-after", "Each source device raises REINIT (new initial data) once after this many pre-copy bytes; the engine waits for a new switchover-ack", "0", 0, long.MaxValue);
+        var noCompat = CliOptions.NoCompatCheck();
         var json = CliOptions.Json();
 
         var command = new Command("demo", "Live-migrate in-process sample devices and verify the result by SHA-256.")
         {
-            size, devices, dirtyRate, caps, downtime, maxRounds, force, reinitAfter, json,
+            size, devices, dirtyRate, caps, downtime, maxRounds, force, reinitAfter, noCompat, json,
         };
         command.WithHelp(addresses: false,
             "vfio-mig demo                                        # one 64MiB device, verified by SHA-256",
@@ -53,6 +54,7 @@ internal static class DemoCommand
                 parse.GetValue(json))
             {
                 ReinitAfter = parse.GetValue(reinitAfter).Bytes,
+                CheckCompatibility = !parse.GetValue(noCompat),
             },
             cancellationToken));
         return command;
@@ -62,6 +64,9 @@ internal static class DemoCommand
     {
         /// <summary>Source devices raise REINIT once after this many pre-copy bytes (0 = never).</summary>
         public long ReinitAfter { get; init; }
+
+        /// <summary>Run the pre-flight compatibility check (default).</summary>
+        public bool CheckCompatibility { get; init; } = true;
     }
 
     internal static async Task<int> RunAsync(DemoSettings s, CancellationToken cancellationToken)
@@ -71,6 +76,7 @@ internal static class DemoCommand
             DowntimeLimit = s.DowntimeLimit,
             MaxRounds = s.MaxRounds,
             NonConvergence = s.Force ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
+            CheckCompatibility = s.CheckCompatibility,
         };
         var progress = CliProgress.For(s.Json);
         progress.Line(string.Create(CultureInfo.InvariantCulture,

@@ -40,4 +40,7 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 130, Level = LogLevel.Information, Message = "source device {Index} reported REINIT: {InitialBytes} new initial bytes (an acknowledged marker is void: {WasSent})")]
     public static partial void Reinit(ILogger logger, int index, ulong initialBytes, bool wasSent);
+
+    [LoggerMessage(EventId = 131, Level = LogLevel.Information, Message = "destination device {Index}: compatibility check: compatible {Compatible}, {Reasons} reason(s)")]
+    public static partial void Compatibility(ILogger logger, int index, bool compatible, int reasons);
 }

@@ -298,6 +298,13 @@ public sealed class MigrationSource
                 }
             }
 
+            var profiles = new Compat.MigrationProfile?[_count];
+            if (_options.CheckCompatibility)
+            {
+                for (int i = 0; i < _count; i++)
+                    profiles[i] = await DeviceAsync(i, "read the migration profile", d => d.GetProfileAsync(token)).ConfigureAwait(false);
+            }
+
             bool allPreCopy = _caps.All(c => (c & VfioMigrationFlags.PreCopy) != 0);
             bool allP2P = _caps.All(c => (c & VfioMigrationFlags.P2P) != 0);
             if (_count > 1 && !allP2P)
@@ -317,7 +324,24 @@ public sealed class MigrationSource
             await _writer.WriteFrameAsync(MigrationFrameType.Begin, MigrationFrame.StreamLevel, id, token).ConfigureAwait(false);
             var plan = (_preCopy ? MigrationPlanFlags.PreCopy : 0) | (_p2p ? MigrationPlanFlags.P2P : 0);
             for (int i = 0; i < _count; i++)
-                await _writer.WriteSetupAsync((ushort)i, new MigrationDeviceSetup(_caps[i], _stopCopySize[i], plan, _devices[i].Name), token).ConfigureAwait(false);
+            {
+                var setup = new MigrationDeviceSetup(_caps[i], _stopCopySize[i], plan | (profiles[i] is null ? 0 : MigrationPlanFlags.Profile), _devices[i].Name);
+                await _writer.WriteSetupAsync((ushort)i, setup, token).ConfigureAwait(false);
+                if (profiles[i] is { } profile)
+                    await _writer.WriteFrameAsync(MigrationFrameType.Profile, (ushort)i, EncodeProfile(i, profile), token).ConfigureAwait(false);
+            }
+        }
+
+        private byte[] EncodeProfile(int i, Compat.MigrationProfile profile)
+        {
+            try
+            {
+                return Compat.MigrationProfileJson.Encode(profile);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(i, ex.Errno, ex.Detail ?? ex.Message, ex);
+            }
         }
 
         // Spec §4.7 (vmm-side §1.1 step 3): opt in to precopy-info v2 where the device offers it, so a REINIT flag

@@ -39,6 +39,13 @@ public interface IVfioMigrationDevice : IAsyncDisposable
     /// </summary>
     ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default) => ValueTask.FromResult(false);
 
+    /// <summary>
+    /// The device's migration profile (identity, caps, regions, stop-copy size, device-defined format), compared
+    /// before a migration by <see cref="Compat.CompatibilityCheck"/>. The default knows only caps and size.
+    /// </summary>
+    ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default)
+        => Compat.MigrationProfiles.ReadAsync(this, new Compat.DeviceIdentity(), [], null, cancellationToken);
+
     /// <summary>DMA_LOGGING_START; returns the page size the device chose.</summary>
     ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default);
 

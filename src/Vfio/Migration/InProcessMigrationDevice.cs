@@ -50,6 +50,10 @@ public sealed class InProcessMigrationDevice : IVfioMigrationDevice
     }
 
     /// <inheritdoc/>
+    public ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default)
+        => Compat.MigrationProfiles.ReadAsync(this, new Compat.DeviceIdentity { Transport = "in-process", Model = Device.GetType().Name }, [], Device.Format, cancellationToken);
+
+    /// <inheritdoc/>
     public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
     {
         if ((Device.Capabilities & VfioMigrationFlags.PreCopy) == 0)

@@ -83,6 +83,8 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
         return Inner.ResetAsync(cancellationToken);
     }
 
+    public ValueTask<Vfio.Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default) => Inner.GetProfileAsync(cancellationToken);
+
     public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
     {
         Interlocked.Increment(ref _v2Requests);
