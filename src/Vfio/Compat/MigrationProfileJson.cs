@@ -7,7 +7,7 @@ namespace Vfio.Compat;
 /// The profile as JSON: snake_case keys, absent fields omitted, unknown keys ignored (so a newer peer may add
 /// fields). The payload of the migration stream's Profile frame and of <c>vfio-mig compat --json</c>.
 /// </summary>
-public static class MigrationProfileJson
+internal static class MigrationProfileJson
 {
     /// <summary>The largest encoded profile a reader accepts (bytes): it fits the smallest frame payload a stream may declare.</summary>
     public const int MaxBytes = 4096;
@@ -45,4 +45,4 @@ public static class MigrationProfileJson
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(MigrationProfile))]
 [JsonSerializable(typeof(CompatibilityReport))]
-public sealed partial class MigrationProfileJsonContext : JsonSerializerContext;
+internal sealed partial class MigrationProfileJsonContext : JsonSerializerContext;

@@ -3,7 +3,7 @@ using Vfio.Migration;
 namespace Vfio.Compat;
 
 /// <summary>Reads the parts of a <see cref="MigrationProfile"/> every transport shares.</summary>
-public static class MigrationProfiles
+internal static class MigrationProfiles
 {
     /// <summary>
     /// The profile of <paramref name="device"/>: its capabilities (errors propagate), its MIG_DATA_SIZE (null when the
