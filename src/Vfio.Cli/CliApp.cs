@@ -24,6 +24,7 @@ internal static class CliApp
             ServeCommand.Create(),
             InfoCommand.Create(),
             MigrateCommand.Create(),
+            CompatCommand.Create(),
             SendCommand.Create(),
             ReceiveCommand.Create(),
             TokenCommand.Create(),

@@ -27,6 +27,7 @@ namespace Vfio.Cli;
 [JsonSerializable(typeof(TokenJson))]
 [JsonSerializable(typeof(ConformanceReport))]
 [JsonSerializable(typeof(BenchJson))]
+[JsonSerializable(typeof(CompatJson))]
 internal sealed partial class CliJsonContext : JsonSerializerContext
 {
     // The output is read by people and scripts, never embedded in HTML: "§", "→" and "—" stay readable.
@@ -64,7 +65,7 @@ internal sealed record MigrationJson(
     private static double Ms(TimeSpan t) => Math.Round(t.TotalMilliseconds, 3);
 }
 
-internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged, string SourceSha256, string DestinationSha256);
+internal sealed record DemoDeviceJson(int Index, string Name, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged, string SourceSha256, string DestinationSha256, int Reinits);
 
 internal sealed record DemoJson(bool Ok, string MigrationId, long SizeBytes, string Caps, long DirtyRateBytesPerSecond, double DowntimeLimitMs, MigrationJson Migration,
     IReadOnlyList<DemoDeviceJson> PerDevice, bool Verified, string Sha256);
@@ -121,3 +122,10 @@ internal sealed record BenchJson(string Bench, long SizeBytes, int Runs, int Cpu
 internal sealed record BenchSeriesJson(string Name, string Reference, double MedianRatio, IReadOnlyList<BenchPairJson> Pairs, IReadOnlyDictionary<string, double> Context);
 
 internal sealed record BenchPairJson(long Bytes, double Seconds, double CpuSeconds, double BytesPerSecond, double RawSeconds, double RawCpuSeconds, double RawBytesPerSecond, double Ratio);
+
+/// <summary><c>vfio-mig compat --json</c>: the answer, every reason and note, and both profiles.</summary>
+internal sealed record CompatJson(bool Compatible, string From, string To, bool PreCopy, IReadOnlyList<CompatFindingJson> Reasons, IReadOnlyList<CompatFindingJson> Notes,
+    Vfio.Compat.MigrationProfile Source, Vfio.Compat.MigrationProfile Destination);
+
+/// <summary>One reason or note of <see cref="CompatJson"/>.</summary>
+internal sealed record CompatFindingJson(string Code, string Message);

@@ -67,6 +67,8 @@ internal static class CliOptions
 
     public static Option<Duration> DowntimeLimit() => Duration("--downtime-limit", "Allowed downtime; pre-copy switches over when what is pending fits in it", "300ms");
 
+    public static Option<bool> NoCompatCheck() => new("--no-compat-check") { Description = "Skip the pre-flight compatibility check of the source's profile against the destination's (docs/compatibility.md)" };
+
     public static Option<bool> ForceSwitchover() => new("--force-switchover") { Description = "Switch over anyway when pre-copy does not converge (default: fail, the source keeps running)" };
 
     /// <summary><c>--connect-timeout</c>: the longest wait for a device's (or peer's) connect and handshake.</summary>
@@ -79,6 +81,14 @@ internal static class CliOptions
     /// <summary>A device address option (<c>sample:…</c>, <c>unix:PATH</c>, <c>vfio:NAME</c>), checked while parsing.</summary>
     public static Option<DeviceAddress> Device(string name, string description)
         => new(name) { Description = description, Required = true, HelpName = "ADDRESS", CustomParser = r => Parse(r, DeviceAddress.Parse, null) };
+
+    /// <summary>Validator: <paramref name="from"/> and <paramref name="to"/> name different devices (<paramref name="why"/> ends the error).</summary>
+    public static void RequireDifferentDevices(Command command, Option<DeviceAddress> from, Option<DeviceAddress> to, string why)
+        => command.Validators.Add(r =>
+        {
+            if (r.ReferenceOrNull(from) is { } a && r.ReferenceOrNull(to) is { } b && a.SameDeviceAs(b))
+                r.AddError($"--from and --to name the same device ({a}){why}");
+        });
 
     /// <summary>A device address argument.</summary>
     public static Argument<DeviceAddress?> DeviceArgument(string description, bool optional = false)

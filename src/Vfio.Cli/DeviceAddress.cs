@@ -8,7 +8,7 @@ using Vfio.User.Server;
 namespace Vfio.Cli;
 
 /// <summary>
-/// A device named on the command line: <c>sample:[size=64MiB,caps=0x7,dirty-rate=16MiB/s,seed=1,fault=NAME+NAME]</c>
+/// A device named on the command line: <c>sample:[size=64MiB,caps=0x7,dirty-rate=16MiB/s,seed=1,reinit-after=1MiB,fault=NAME+NAME]</c>
 /// (the built-in device, in process), <c>unix:PATH</c> (a vfio-user server), <c>vfio:NAME</c> (a kernel
 /// VFIO device by sysfs name). The sample keys are checked like the matching options when the address is parsed.
 /// </summary>
@@ -18,7 +18,8 @@ internal sealed record DeviceAddress(string Scheme, string Target)
     public static readonly string[] Forms =
     [
         "sample:[KEY=VALUE,...]   the built-in sample device, in this process; keys: size=64MiB (multiple of 4KiB),",
-        "                         caps=0x1|0x3|0x5|0x7, dirty-rate=16MiB/s, seed=N, fault=NAME[+NAME] (for check)",
+        "                         caps=0x1|0x3|0x5|0x7, dirty-rate=16MiB/s, seed=N, fault=NAME[+NAME] (for check),",
+        "                         reinit-after=SIZE (raise REINIT once after SIZE pre-copy bytes)",
         "unix:PATH                a vfio-user server's socket (vfio-mig serve, libvfio-user, QEMU's vfio-user)",
         "vfio:NAME                a kernel VFIO device: an mdev UUID or a PCI address (vfio-mig info --list)",
         "tcp://HOST:PORT          a vfio-mig receiver (send --to; receive --listen takes HOST:PORT)",
@@ -131,7 +132,8 @@ internal sealed record DeviceAddress(string Scheme, string Target)
                 "dirty-rate" => options with { DirtyRateBytesPerSecond = Units.ParseRate(value, "dirty-rate") },
                 "seed" => options with { Seed = Units.ParseInt(value, "seed", int.MinValue, int.MaxValue) },
                 "fault" => options with { Faults = options.Faults | Units.ParseFaults(value, "fault") },
-                _ => throw new VfioException(Errno.EINVAL, "sample: address", $"unknown key '{key}' (size, caps, dirty-rate, seed, fault)"),
+                "reinit-after" => options with { ReinitAfterBytes = Units.ParseReinitAfter(value, "reinit-after") },
+                _ => throw new VfioException(Errno.EINVAL, "sample: address", $"unknown key '{key}' (size, caps, dirty-rate, seed, reinit-after, fault)"),
             };
         }
         return options;

@@ -48,6 +48,10 @@ internal sealed class FaultInjectingDevice(IVfioMigrationDevice inner, string fa
         return inner.ResetAsync(cancellationToken);
     }
 
+    public ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default) => inner.GetProfileAsync(cancellationToken);
+
+    public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default) => inner.TryEnablePrecopyInfoV2Async(cancellationToken);
+
     public ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default) => inner.StartDmaLoggingAsync(pageSize, ranges, cancellationToken);
 
     public ValueTask StopDmaLoggingAsync(CancellationToken cancellationToken = default) => inner.StopDmaLoggingAsync(cancellationToken);

@@ -167,6 +167,8 @@ internal sealed class MigrationProgressView : IProgress<MigrationProgress>
         Row("pre-copy", s.PreCopyUsed ? "yes" : "no (stop-copy only)");
         Row("P2P quiescing", s.P2PUsed ? "yes" : "no");
         Row("pre-copy rounds", s.Rounds.ToString(c));
+        if (s.Devices.Sum(d => d.Reinits) is > 0 and var reinits)
+            Row("REINIT (new initial data)", string.Create(c, $"{reinits}, each acknowledged again before the switchover"));
         Row("pre-copy bytes", Units.FormatBytes(s.PreCopyBytes));
         Row("stop-copy bytes", Units.FormatBytes(s.StopCopyBytes));
         Row("stream bytes (framed)", Units.FormatBytes(s.StreamBytes));

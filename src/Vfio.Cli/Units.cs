@@ -48,6 +48,13 @@ internal static class Units
         throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is not a size (write e.g. 64MiB, 1GiB or 4096; binary suffixes K, M, G, T as in QEMU)");
     }
 
+    /// <summary>The sample device's REINIT trigger: a positive byte count of pre-copy data.</summary>
+    public static long ParseReinitAfter(string text, string what)
+    {
+        long bytes = ParseBytes(text, what);
+        return bytes > 0 ? bytes : throw new VfioException(Errno.EINVAL, $"--{what}", $"'{text}' is not a positive byte count (REINIT is raised once after that many pre-copy bytes)");
+    }
+
     /// <summary>A device state size: a positive multiple of the sample device's 4 KiB page.</summary>
     public static long ParseDeviceSize(string text, string what)
     {

@@ -22,17 +22,20 @@ internal static class DemoCommand
         var downtime = CliOptions.DowntimeLimit();
         var maxRounds = CliOptions.Int("--max-rounds", "Pre-copy rounds before the non-convergence policy applies", MigrationOptions.Default.MaxRounds, 1, 100_000);
         var force = CliOptions.ForceSwitchover();
+        var reinitAfter = CliOptions.Size("--reinit-after", "Each source device raises REINIT (new initial data) once after this many pre-copy bytes; the engine waits for a new switchover-ack", "0", 0, long.MaxValue);
+        var noCompat = CliOptions.NoCompatCheck();
         var json = CliOptions.Json();
         var stateDir = MigrationRecords.StateDirOption();
 
         var command = new Command("demo", "Live-migrate in-process sample devices and verify the result by SHA-256.")
         {
-            size, devices, dirtyRate, caps, downtime, maxRounds, force, json, stateDir,
+            size, devices, dirtyRate, caps, downtime, maxRounds, force, reinitAfter, noCompat, json, stateDir,
         };
         command.WithHelp(addresses: false,
             "vfio-mig demo                                        # one 64MiB device, verified by SHA-256",
             "vfio-mig demo --size 1GiB --dirty-rate 16MiB/s --devices 2",
             "vfio-mig demo --caps 0x3 --devices 3                 # stop-copy only, quiesced through RUNNING_P2P",
+            "vfio-mig demo --size 16MiB --reinit-after 8MiB       # REINIT mid-pre-copy: initial data acknowledged twice",
             "vfio-mig demo --size 4MiB --json | jq .migration.downtime_ms");
         command.Validators.Add(r =>
         {
@@ -50,12 +53,23 @@ internal static class DemoCommand
                 parse.GetValue(maxRounds),
                 parse.GetValue(force),
                 parse.GetValue(json),
-                parse.GetValue(stateDir)),
+                parse.GetValue(stateDir))
+            {
+                ReinitAfter = parse.GetValue(reinitAfter).Bytes,
+                CheckCompatibility = !parse.GetValue(noCompat),
+            },
             cancellationToken));
         return command;
     }
 
-    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? StateDir = null);
+    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? StateDir = null)
+    {
+        /// <summary>Source devices raise REINIT once after this many pre-copy bytes (0 = never).</summary>
+        public long ReinitAfter { get; init; }
+
+        /// <summary>Run the pre-flight compatibility check (default).</summary>
+        public bool CheckCompatibility { get; init; } = true;
+    }
 
     internal static async Task<int> RunAsync(DemoSettings s, CancellationToken cancellationToken)
     {
@@ -69,6 +83,7 @@ internal static class DemoCommand
             NonConvergence = s.Force ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
             MigrationId = id,
             DecisionStore = store,
+            CheckCompatibility = s.CheckCompatibility,
         };
         var progress = CliProgress.For(s.Json);
         progress.Line(string.Create(CultureInfo.InvariantCulture,
@@ -92,6 +107,7 @@ internal static class DemoCommand
                         Capabilities = s.Caps,
                         DirtyRateBytesPerSecond = source ? s.DirtyRate : 0,
                         Seed = source ? i + 1 : i + 1001,
+                        ReinitAfterBytes = source ? s.ReinitAfter : 0,
                     });
                 }, cancellationToken)))).ConfigureAwait(false);
             for (int i = 0; i < s.Devices; i++)
@@ -125,7 +141,7 @@ internal static class DemoCommand
             if (s.Json)
             {
                 var perDevice = stats.Devices.Select((d, i) => new DemoDeviceJson(d.Index, d.Name, d.PreCopyBytes, d.StopCopyBytes, d.InitialDataAcknowledged,
-                    Convert.ToHexStringLower(sourceDigests[i]), Convert.ToHexStringLower(destinationDigests[i]))).ToList();
+                    Convert.ToHexStringLower(sourceDigests[i]), Convert.ToHexStringLower(destinationDigests[i]), d.Reinits)).ToList();
                 CliJsonContext.Write(Console.Out, new DemoJson(match, id.ToString("D"), s.Size, MigrationStateMachine.FormatCaps(s.Caps), s.DirtyRate, s.DowntimeLimit.TotalMilliseconds,
                     MigrationJson.From(stats), perDevice, match, Convert.ToHexStringLower(sourceHash)), CliJsonContext.Default.DemoJson);
             }

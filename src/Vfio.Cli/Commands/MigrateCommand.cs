@@ -23,6 +23,7 @@ internal static class MigrateCommand
         var json = CliOptions.Json();
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip the SHA-256 comparison of the source and destination state (for a destination that changes its own state once running)" };
         var precopy = PreCopyChoice.Create();
+        var noCompat = CliOptions.NoCompatCheck();
         var connectTimeout = CliOptions.ConnectTimeout();
         var sourceWrite = new Option<RegionWrite[]>("--source-write")
         {
@@ -45,17 +46,13 @@ internal static class MigrateCommand
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, loaded, committed, started)", Hidden = true };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, force, json, noVerify, precopy, connectTimeout, sourceWrite, stateDir, pauseAt,
+            from, to, downtime, force, json, noVerify, precopy, noCompat, connectTimeout, sourceWrite, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --downtime-limit 300ms",
             "vfio-mig migrate --from unix:./a.sock --to sample:size=64MiB,caps=0x5 --json",
             "vfio-mig migrate --from vfio:A --to vfio:B                 # kernel devices (vfio-mig info --list)");
-        command.Validators.Add(r =>
-        {
-            if (r.ReferenceOrNull(from) is { } a && r.ReferenceOrNull(to) is { } b && a.SameDeviceAs(b))
-                r.AddError($"--from and --to name the same device ({a}); a device cannot be migrated into itself");
-        });
+        CliOptions.RequireDifferentDevices(command, from, to, "; a device cannot be migrated into itself");
         command.SetAction(async (parse, cancellationToken) =>
         {
             bool asJson = parse.GetValue(json);
@@ -72,6 +69,7 @@ internal static class MigrateCommand
                     MigrationId = id,
                     DecisionStore = store,
                     Checkpoint = PauseHook(parse.GetValue(pauseAt)),
+                    CheckCompatibility = !parse.GetValue(noCompat),
                 };
                 var src = parse.GetValue(from)!;
                 var dst = parse.GetValue(to)!;

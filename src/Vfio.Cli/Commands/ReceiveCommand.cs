@@ -39,13 +39,14 @@ internal static class ReceiveCommand
         });
         var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", "64MiB", NetProtocol.MaxFramePayload, 16L << 30);
         var json = CliOptions.Json();
+        var noCompat = CliOptions.NoCompatCheck();
         var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP; start makes it fail to start after the commit", Hidden = true };
         var stateDir = MigrationRecords.StateDirOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, stateDir, pauseAt,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, noCompat, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig token new --output token.txt   # mode 0600; copy it to the sender",
@@ -107,7 +108,12 @@ internal static class ReceiveCommand
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
                 progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var engine = MigrationOptions.Default with { DecisionStore = store, Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
+                var engine = MigrationOptions.Default with
+                {
+                    DecisionStore = store,
+                    Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)),
+                    CheckCompatibility = !parse.GetValue(noCompat),
+                };
                 engineRan = true;
                 var target = device;
                 var view = progress.Migration(engine.DowntimeLimit);

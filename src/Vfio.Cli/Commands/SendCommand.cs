@@ -29,11 +29,12 @@ internal static class SendCommand
         var handshake = NetCli.HandshakeTimeout();
         var connect = CliOptions.ConnectTimeout();
         var precopy = PreCopyChoice.Create();
+        var noCompat = CliOptions.NoCompatCheck();
         var stateDir = MigrationRecords.StateDirOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, started)", Hidden = true };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, stateDir, pauseAt,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, noCompat, stateDir, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig send --from sample:size=64MiB,dirty-rate=8MiB/s --to tcp://10.0.0.2:7400 --token-file token.txt",
@@ -73,6 +74,7 @@ internal static class SendCommand
                     MigrationId = id,
                     DecisionStore = MigrationRecords.Open(dir),
                     Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)),
+                    CheckCompatibility = !parse.GetValue(noCompat),
                 };
 
                 var address = parse.GetValue(from)!;

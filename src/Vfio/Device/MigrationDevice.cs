@@ -43,6 +43,13 @@ public abstract partial class MigrationDevice : IDisposable
     /// <summary>VFIO_DEVICE_FEATURE_MIGRATION: the capability flags.</summary>
     public VfioMigrationFlags Capabilities { get; }
 
+    /// <summary>
+    /// The device's own description of its migration data (format name and version, feature bits, parameters,
+    /// limits), compared before a migration (docs/compatibility.md). Null (the default): no description; the
+    /// device checks the stream itself while loading.
+    /// </summary>
+    public virtual Compat.DeviceFormat? Format => null;
+
     /// <summary>GET MIG_DEVICE_STATE: the last committed state.</summary>
     /// <remarks>
     /// Waits for a SET in progress on another thread. Called on the thread that holds the state lock (from

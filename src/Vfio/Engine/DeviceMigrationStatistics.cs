@@ -11,6 +11,12 @@ namespace Vfio.Engine;
 /// <param name="InitialDataAcknowledged">Whether the destination acknowledged the initial bytes before switchover.</param>
 public sealed record DeviceMigrationStatistics(int Index, string Name, VfioMigrationFlags Capabilities, long PreCopyBytes, long StopCopyBytes, bool InitialDataAcknowledged)
 {
+    /// <summary>Source side: the device accepted the MIG_PRECOPY_INFOv2 opt-in, so its REINIT flags were honoured (spec §4.7).</summary>
+    public bool PrecopyInfoV2 { get; init; }
+
+    /// <summary>Source side: how many times the device reported REINIT (new initial data) during pre-copy.</summary>
+    public int Reinits { get; init; }
+
     /// <summary>All device bytes moved.</summary>
     public long TotalBytes => PreCopyBytes + StopCopyBytes;
 }

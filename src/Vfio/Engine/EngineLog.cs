@@ -38,4 +38,10 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 107, EventName = "MigrationReturnFrame", Level = LogLevel.Debug, Message = "return path: {Type} frame, device {Device}, {Length} bytes")]
     public static partial void ReturnFrame(ILogger logger, Stream.MigrationFrameType type, ushort device, int length);
+
+    [LoggerMessage(EventId = 130, EventName = "MigrationReinit", Level = LogLevel.Information, Message = "source device {Index} reported REINIT: {InitialBytes} new initial bytes (an acknowledged marker is void: {WasSent})")]
+    public static partial void Reinit(ILogger logger, int index, ulong initialBytes, bool wasSent);
+
+    [LoggerMessage(EventId = 131, EventName = "MigrationCompatibilityChecked", Level = LogLevel.Information, Message = "destination device {Index}: compatibility check: compatible {Compatible}, {Reasons} reason(s)")]
+    public static partial void Compatibility(ILogger logger, int index, bool compatible, int reasons);
 }

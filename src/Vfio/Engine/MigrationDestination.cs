@@ -74,6 +74,7 @@ public sealed class MigrationDestination
         private readonly MigrationStreamReader _reader;
         private readonly int _count;
         private readonly MigrationDeviceSetup[] _setups;
+        private readonly Compat.MigrationProfile?[] _profiles;
         private readonly VfioMigrationFlags[] _caps;
         private readonly IMigrationDataStream?[] _streams;
         private readonly bool[] _touched;
@@ -106,6 +107,7 @@ public sealed class MigrationDestination
             _writer = new MigrationStreamWriter(returnPath, MigrationStreamKind.Return, (ushort)_count, ReturnMaxPayload);
             _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferSize, (int)MigrationFrameCodec.DefaultMaxPayload));
             _setups = new MigrationDeviceSetup[_count];
+            _profiles = new Compat.MigrationProfile?[_count];
             _caps = new VfioMigrationFlags[_count];
             _streams = new IMigrationDataStream?[_count];
             _touched = new bool[_count];
@@ -370,7 +372,12 @@ public sealed class MigrationDestination
                 if (frame.Type != MigrationFrameType.Setup || frame.Device != i)
                     throw Fail(-1, Errno.EPROTO, $"expected the Setup frame of device {i}, got {frame}");
                 _setups[i] = MigrationFrameCodec.ReadSetup(frame.Payload);
+                if ((_setups[i].Plan & MigrationPlanFlags.Profile) != 0)
+                    _profiles[i] = await ReadProfileAsync(i, token).ConfigureAwait(false);
             }
+            // Devices left mid-migration are reset first: a stopped vfio-user device answers no region queries.
+            await PrepareDevicesAsync(token).ConfigureAwait(false);
+            await CheckCompatibilityAsync(token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
                 var caps = await DeviceAsync(i, "VFIO_DEVICE_FEATURE_MIGRATION", d => d.GetCapabilitiesAsync(token)).ConfigureAwait(false);
@@ -383,7 +390,6 @@ public sealed class MigrationDestination
                 if (_count > 1 && (caps & VfioMigrationFlags.P2P) == 0)
                     throw Fail(i, Errno.EOPNOTSUPP, $"{_count} devices migrate together, but this device lacks P2P (caps {MigrationStateMachine.FormatCaps(caps)}); they could not be started together safely");
             }
-            await PrepareDevicesAsync(token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
                 _touched[i] = true;
@@ -395,6 +401,51 @@ public sealed class MigrationDestination
             _phase = (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0 ? MigrationPhase.PreCopy : MigrationPhase.Switchover;
             EngineLog.Starting(_log, MigrationSide.Destination, _count, (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0, (_setups[0].Plan & MigrationPlanFlags.P2P) != 0);
             Report("destination devices in RESUMING", force: true);
+        }
+
+        private async Task<Compat.MigrationProfile> ReadProfileAsync(int i, CancellationToken token)
+        {
+            var frame = await NextFrameAsync(token).ConfigureAwait(false);
+            if (frame.Type == MigrationFrameType.Abort)
+                throw SourceAborted(frame);
+            if (frame.Type != MigrationFrameType.Profile || frame.Device != i)
+                throw Fail(-1, Errno.EPROTO, $"expected the Profile frame of device {i} after its Setup, got {frame}");
+            var bytes = System.Buffers.BuffersExtensions.ToArray(frame.Payload);
+            try
+            {
+                return Compat.MigrationProfileJson.Decode(bytes);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(i, ex.Errno, $"the source's profile: {ex.Detail ?? ex.Message}", ex);
+            }
+        }
+
+        // Pre-flight compatibility (docs/compatibility.md): every device pair, every reason, before any device is
+        // touched here and before Ready lets any source device leave RUNNING.
+        private async Task CheckCompatibilityAsync(CancellationToken token)
+        {
+            if (!_options.CheckCompatibility)
+                return;
+            var reasons = new List<string>();
+            int first = -1;
+            for (int i = 0; i < _count; i++)
+            {
+                if (_profiles[i] is not { } source)
+                {
+                    _warnings.Add($"device {i}: the source sent no profile (its compatibility check is off); not checked");
+                    continue;
+                }
+                var mine = await DeviceAsync(i, "read the migration profile", d => d.GetProfileAsync(token)).ConfigureAwait(false);
+                var report = Compat.CompatibilityCheck.Check(source, mine, (_setups[i].Plan & MigrationPlanFlags.PreCopy) != 0, _count);
+                EngineLog.Compatibility(_log, i, report.Compatible, report.Reasons.Count);
+                if (report.Compatible)
+                    continue;
+                first = first < 0 ? i : first;
+                reasons.AddRange(report.Reasons.Select(r => _count > 1 ? $"device {i}: {r.Message}" : r.Message));
+            }
+            if (reasons.Count > 0)
+                throw Fail(reasons.Count == 1 || _count == 1 ? first : -1, Errno.EOPNOTSUPP, $"incompatible ({reasons.Count} reason{(reasons.Count == 1 ? "" : "s")}): {string.Join("; ", reasons)}");
         }
 
         private async Task LoadAsync(CancellationToken token)

@@ -35,6 +35,13 @@ public sealed record MigrationOptions
     /// </summary>
     public bool RequireSwitchoverAck { get; init; } = true;
 
+    /// <summary>
+    /// Pre-flight compatibility (docs/compatibility.md): the source sends each device's profile after its Setup
+    /// frame and the destination compares it with its own device's before any source device leaves RUNNING,
+    /// refusing with every reason. Default true. Off on either side: no check (the destination warns).
+    /// </summary>
+    public bool CheckCompatibility { get; init; } = true;
+
     /// <summary>How long the source pauses after a pre-copy round that found no data. Default 10 ms.</summary>
     public TimeSpan IdleRoundDelay { get; init; } = TimeSpan.FromMilliseconds(10);
 

@@ -80,6 +80,8 @@ public sealed class MigrationSource
         private readonly bool[] _initSent;
         private readonly int[] _markersSent; // InitDataSent frames written per device (main loop)
         private readonly int[] _acksReceived; // InitDataAck frames received per device (return loop)
+        private readonly bool[] _precopyInfoV2; // the device accepted the MIG_PRECOPY_INFOv2 opt-in: its REINIT is real
+        private readonly int[] _reinits;
         private readonly VfioMigrationFlags[] _destinationCaps;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -137,6 +139,8 @@ public sealed class MigrationSource
             _initSent = new bool[_count];
             _markersSent = new int[_count];
             _acksReceived = new int[_count];
+            _precopyInfoV2 = new bool[_count];
+            _reinits = new int[_count];
             _destinationCaps = new VfioMigrationFlags[_count];
             _log = options.LoggerFactory.CreateLogger<MigrationSource>();
             _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
@@ -294,6 +298,13 @@ public sealed class MigrationSource
                 }
             }
 
+            var profiles = new Compat.MigrationProfile?[_count];
+            if (_options.CheckCompatibility)
+            {
+                for (int i = 0; i < _count; i++)
+                    profiles[i] = await DeviceAsync(i, "read the migration profile", d => d.GetProfileAsync(token)).ConfigureAwait(false);
+            }
+
             bool allPreCopy = _caps.All(c => (c & VfioMigrationFlags.PreCopy) != 0);
             bool allP2P = _caps.All(c => (c & VfioMigrationFlags.P2P) != 0);
             if (_count > 1 && !allP2P)
@@ -303,6 +314,8 @@ public sealed class MigrationSource
             }
             _preCopy = _options.UsePreCopy && allPreCopy;
             _p2p = allP2P;
+            if (_preCopy)
+                await EnablePrecopyInfoV2Async(token).ConfigureAwait(false);
             EngineLog.Starting(_log, MigrationSide.Source, _count, _preCopy, _p2p);
 
             await _writer.WritePreambleAsync(token).ConfigureAwait(false);
@@ -311,7 +324,33 @@ public sealed class MigrationSource
             await _writer.WriteFrameAsync(MigrationFrameType.Begin, MigrationFrame.StreamLevel, id, token).ConfigureAwait(false);
             var plan = (_preCopy ? MigrationPlanFlags.PreCopy : 0) | (_p2p ? MigrationPlanFlags.P2P : 0);
             for (int i = 0; i < _count; i++)
-                await _writer.WriteSetupAsync((ushort)i, new MigrationDeviceSetup(_caps[i], _stopCopySize[i], plan, _devices[i].Name), token).ConfigureAwait(false);
+            {
+                var setup = new MigrationDeviceSetup(_caps[i], _stopCopySize[i], plan | (profiles[i] is null ? 0 : MigrationPlanFlags.Profile), _devices[i].Name);
+                await _writer.WriteSetupAsync((ushort)i, setup, token).ConfigureAwait(false);
+                if (profiles[i] is { } profile)
+                    await _writer.WriteFrameAsync(MigrationFrameType.Profile, (ushort)i, EncodeProfile(i, profile), token).ConfigureAwait(false);
+            }
+        }
+
+        private byte[] EncodeProfile(int i, Compat.MigrationProfile profile)
+        {
+            try
+            {
+                return Compat.MigrationProfileJson.Encode(profile);
+            }
+            catch (VfioException ex)
+            {
+                throw Fail(i, ex.Errno, ex.Detail ?? ex.Message, ex);
+            }
+        }
+
+        // Spec §4.7 (vmm-side §1.1 step 3): opt in to precopy-info v2 where the device offers it, so a REINIT flag
+        // is the device's word and not an echo. A device that does not offer it migrates as before; any other
+        // failure fails the setup, while every source still runs untouched.
+        private async Task EnablePrecopyInfoV2Async(CancellationToken token)
+        {
+            for (int i = 0; i < _count; i++)
+                _precopyInfoV2[i] = await DeviceAsync(i, "SET MIG_PRECOPY_INFOv2", d => d.TryEnablePrecopyInfoV2Async(token)).ConfigureAwait(false);
         }
 
         private void CheckDestinationCaps()
@@ -429,18 +468,51 @@ public sealed class MigrationSource
             return moved;
         }
 
-        // VFIO_MIG_GET_PRECOPY_INFO. REINIT (new initial data appeared) means the initial data must be sent
-        // and acknowledged again before the switchover.
+        // VFIO_MIG_GET_PRECOPY_INFO. REINIT (new initial data appeared, spec §4.7) means the initial data must be
+        // sent and acknowledged again before the switchover. Without the v2 opt-in the flag is an echo: ignored.
         private async Task<Device.PrecopyEstimate> QueryPrecopyAsync(int i, CancellationToken token)
         {
             var stream = _streams[i]!;
             var info = await DeviceAsync(i, "VFIO_MIG_GET_PRECOPY_INFO", _ => stream.GetPrecopyInfoAsync(token)).ConfigureAwait(false);
-            if (info.Reinit && _initSent[i])
+            if (info.Reinit && _precopyInfoV2[i])
             {
-                _initSent[i] = false;
-                Report($"device {i} reported REINIT: its new initial data needs a new switchover-ack", force: true);
+                _reinits[i]++;
+                EngineLog.Reinit(_log, i, info.InitialBytes, _initSent[i]);
+                if (_initSent[i])
+                {
+                    _initSent[i] = false;
+                    Report($"device {i} reported REINIT: its new initial data needs a new switchover-ack", force: true);
+                }
             }
             return info;
+        }
+
+        // The switchover's last look (vmm-side §1.4, as QEMU 11.1): a device still pre-copying that reports REINIT
+        // now, or whose query fails, has initial data the destination never acknowledged, and no ack may be asked
+        // for after the switchover decision: the migration fails and the sources run on.
+        private async Task CheckNoReinitAtSwitchoverAsync(CancellationToken token)
+        {
+            if (!_preCopy || _forced || !_options.RequireSwitchoverAck)
+                return;
+            for (int i = 0; i < _count; i++)
+            {
+                if (!_precopyInfoV2[i] || _streams[i] is not { } stream)
+                    continue;
+                string why;
+                try
+                {
+                    var info = await stream.GetPrecopyInfoAsync(token).ConfigureAwait(false);
+                    if (!info.Reinit)
+                        continue;
+                    _reinits[i]++;
+                    why = $"reported REINIT ({info.InitialBytes} new initial bytes)";
+                }
+                catch (VfioException ex)
+                {
+                    why = $"could not be asked for REINIT ({ex.Message}), so a re-init is assumed";
+                }
+                throw Fail(i, Errno.EAGAIN, $"at the switchover the device {why}: its new initial data was never acknowledged by the destination and no switchover-ack may be requested after the switchover decision; the migration may be retried");
+            }
         }
 
         // Bandwidth = pre-copy bytes / time spent reading and sending them (idle waits excluded).
@@ -497,6 +569,7 @@ public sealed class MigrationSource
                     await DeviceAsync(i, $"SET device_state {MigrationStateMachine.Name(quiet)}", d => d.SetStateAsync(quiet, token)).ConfigureAwait(false);
                 }
             }
+            await CheckNoReinitAtSwitchoverAsync(token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
                 _touched[i] = true;
@@ -923,7 +996,7 @@ public sealed class MigrationSource
             long stop = _stopCopyBytes.Sum();
             var devices = new DeviceMigrationStatistics[_count];
             for (int i = 0; i < _count; i++)
-                devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], IsAcked(i));
+                devices[i] = new DeviceMigrationStatistics(i, _devices[i].Name, _caps[i], _preCopyBytes[i], _stopCopyBytes[i], IsAcked(i)) { PrecopyInfoV2 = _precopyInfoV2[i], Reinits = _reinits[i] };
             return new MigrationStatistics
             {
                 MigrationId = _id,

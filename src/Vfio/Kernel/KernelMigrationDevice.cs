@@ -189,6 +189,21 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
         return true;
     }
 
+    /// <inheritdoc/>
+    /// <remarks>Identity from sysfs: PCI ids (PCI devices), the mdev type (mdevs), the driver and its module version.</remarks>
+    public ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default)
+    {
+        var regions = Device.GetRegions().Select(r => new Compat.RegionProfile(r.Index, r.Size, r.Flags)).ToList();
+        return Compat.MigrationProfiles.ReadAsync(this, VfioSysfs.Identity(Device.Entry), regions, null, cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(TryEnablePrecopyInfoV2());
+    }
+
     /// <summary>What <c>vfio-mig info</c> prints: sysfs facts, device and region info, migration caps and state.</summary>
     public KernelDeviceReport Describe()
     {

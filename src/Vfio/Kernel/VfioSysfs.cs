@@ -49,6 +49,62 @@ public static class VfioSysfs
         return entry;
     }
 
+    /// <summary>
+    /// Who the device is, from sysfs: PCI vendor/device/subsystem ids (PCI devices), the mdev type's name (mdevs),
+    /// the bound driver and its module's <c>version</c> (else <c>srcversion</c>). Unreadable attributes stay null.
+    /// </summary>
+    public static Compat.DeviceIdentity Identity(KernelDeviceEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        var identity = new Compat.DeviceIdentity
+        {
+            Transport = "kernel",
+            Driver = entry.Driver,
+            DriverVersion = Attribute(entry.SysfsPath, "driver/module/version") ?? Attribute(entry.SysfsPath, "driver/module/srcversion"),
+        };
+        if (entry.Bus == KernelDeviceBus.Mdev)
+            return identity with { Model = Attribute(entry.SysfsPath, "mdev_type/name") ?? LinkName(Path.Combine(entry.SysfsPath, "mdev_type")) };
+        return identity with
+        {
+            VendorId = HexAttribute(entry.SysfsPath, "vendor"),
+            DeviceId = HexAttribute(entry.SysfsPath, "device"),
+            SubsystemVendorId = HexAttribute(entry.SysfsPath, "subsystem_vendor"),
+            SubsystemId = HexAttribute(entry.SysfsPath, "subsystem_device"),
+        };
+    }
+
+    private static string? Attribute(string directory, string name)
+    {
+        try
+        {
+            string text = File.ReadAllText(Path.Combine(directory, name)).Trim();
+            return text.Length == 0 ? null : text;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static ushort? HexAttribute(string directory, string name)
+    {
+        string? text = Attribute(directory, name);
+        return text is not null && text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            && ushort.TryParse(text.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ushort value) ? value : null;
+    }
+
+    private static string? LinkName(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget is { } target ? Path.GetFileName(target.TrimEnd('/')) : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The group number from an <c>iommu_group</c> symlink target such as <c>../../kernel/iommu_groups/12</c>.</summary>
     public static int? ParseGroupLink(string? linkTarget)
     {

@@ -32,6 +32,20 @@ public interface IVfioMigrationDevice : IAsyncDisposable
     /// <summary>VFIO_DEVICE_RESET: state RUNNING, every data stream terminated.</summary>
     ValueTask ResetAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// SET MIG_PRECOPY_INFOv2 (feature 12, spec §4.7): opt in to REINIT reporting for as long as the device stays
+    /// open. True when the device accepted; false when it does not offer it (kernels before 7.1, transports without
+    /// PRECOPY_INFO, devices without PRE_COPY). The default is false: a transport opts in only where it can.
+    /// </summary>
+    ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default) => ValueTask.FromResult(false);
+
+    /// <summary>
+    /// The device's migration profile (identity, caps, regions, stop-copy size, device-defined format), compared
+    /// before a migration by <see cref="Compat.CompatibilityCheck"/>. The default knows only caps and size.
+    /// </summary>
+    ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default)
+        => Compat.MigrationProfiles.ReadAsync(this, new Compat.DeviceIdentity(), [], null, cancellationToken);
+
     /// <summary>DMA_LOGGING_START; returns the page size the device chose.</summary>
     ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default);
 

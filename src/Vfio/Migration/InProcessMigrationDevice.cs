@@ -50,6 +50,19 @@ public sealed class InProcessMigrationDevice : IVfioMigrationDevice
     }
 
     /// <inheritdoc/>
+    public ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default)
+        => Compat.MigrationProfiles.ReadAsync(this, new Compat.DeviceIdentity { Transport = "in-process", Model = Device.GetType().Name }, [], Device.Format, cancellationToken);
+
+    /// <inheritdoc/>
+    public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
+    {
+        if ((Device.Capabilities & VfioMigrationFlags.PreCopy) == 0)
+            return ValueTask.FromResult(false);
+        Device.EnablePrecopyInfoV2();
+        return ValueTask.FromResult(true);
+    }
+
+    /// <inheritdoc/>
     public ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
         => ValueTask.FromResult(Device.StartDmaLogging(pageSize, ranges));
 

@@ -65,6 +65,19 @@ public sealed class LibVfioUserSampleDevice : MigrationDevice
         _timer = _time.CreateTimer(_ => Fire(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>The sample's stream: BAR1 ‖ BAR0, exactly <see cref="StreamSize"/> bytes on both sides.</summary>
+    public override Compat.DeviceFormat Format => new()
+    {
+        Name = "libvfio-user-sample",
+        Version = 1,
+        MinVersion = 1,
+        Parameters = new Dictionary<string, ulong>
+        {
+            ["bar1_bytes"] = Bar1Size,
+            ["stream_bytes"] = StreamSize,
+        },
+    };
+
     /// <summary>The time_t last written to BAR0 (or migrated in).</summary>
     public long Bar0
     {

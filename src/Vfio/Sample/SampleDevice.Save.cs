@@ -20,6 +20,9 @@ public sealed partial class SampleDevice
     private int _pendingLength;
     private bool _pendingIsInitial;
     private bool _producedInitial;
+    private long _preCopyRead;
+    private bool _reinitDone;
+    private bool _initialReportedDone;
 
     private void BeginSave()
     {
@@ -32,6 +35,9 @@ public sealed partial class SampleDevice
             _sequence = 0;
             _pagesSent = 0;
             _pendingLength = 0;
+            _preCopyRead = 0;
+            _reinitDone = false;
+            _initialReportedDone = false;
             _saveDirty.ClearAll();
         }
     }
@@ -72,9 +78,13 @@ public sealed partial class SampleDevice
                     _pendingIsInitial = _producedInitial;
                 }
             }
+            if (!final)
+                _preCopyRead += total;
         }
         return total;
     }
+
+
 
     // Must hold _memLock. Writes the next record into target; returns its size, 0 when nothing is due.
     private int ProduceRecord(Span<byte> target, bool final)
@@ -123,14 +133,32 @@ public sealed partial class SampleDevice
     {
         lock (_memLock)
         {
-            // A partly read staged record counts where it came from: the initial pass or a dirty re-send.
-            ulong staged = (ulong)_pendingLength;
-            ulong initial = (_pendingIsInitial ? staged : 0)
-                + (_headerSent ? 0UL : RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize)
-                + (ulong)(_memory.PageCount - _initialNext) * (ulong)_pageRecordSize;
-            ulong dirty = (_pendingIsInitial ? 0 : staged) + ((ulong)_saveDirty.Count * (ulong)_pageRecordSize);
-            return new PrecopyEstimate(initial, dirty);
+            var estimate = Estimate();
+            // The REINIT option (spec §4.7): once the user was told all initial data was read and enough pre-copy
+            // bytes went out, the device re-initialises: every page is initial data again (a new initial pass),
+            // and this answer says so. The base class hides the flag from users that did not opt in.
+            if (Options.ReinitAfterBytes > 0 && !_reinitDone && _initialReportedDone && _preCopyRead >= Options.ReinitAfterBytes)
+            {
+                _reinitDone = true;
+                _initialNext = 0;
+                return Estimate() with { Reinit = true };
+            }
+            if (estimate.InitialBytes == 0)
+                _initialReportedDone = true;
+            return estimate;
         }
+    }
+
+    // Must hold _memLock.
+    private PrecopyEstimate Estimate()
+    {
+        // A partly read staged record counts where it came from: the initial pass or a dirty re-send.
+        ulong staged = (ulong)_pendingLength;
+        ulong initial = (_pendingIsInitial ? staged : 0)
+            + (_headerSent ? 0UL : RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize)
+            + (ulong)(_memory.PageCount - _initialNext) * (ulong)_pageRecordSize;
+        ulong dirty = (_pendingIsInitial ? 0 : staged) + ((ulong)_saveDirty.Count * (ulong)_pageRecordSize);
+        return new PrecopyEstimate(initial, dirty);
     }
 
     /// <inheritdoc/>
@@ -144,7 +172,7 @@ public sealed partial class SampleDevice
         {
             if (!_saveActive)
                 return headerBytes + ((ulong)_memory.PageCount * (ulong)_pageRecordSize) + endBytes;
-            var pre = GetPrecopyEstimate();
+            var pre = Estimate();
             return pre.InitialBytes + pre.DirtyBytes + (_endSent ? 0 : endBytes);
         }
     }

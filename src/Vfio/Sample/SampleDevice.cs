@@ -44,6 +44,23 @@ public sealed partial class SampleDevice : MigrationDevice
     /// <summary>The options the device was made with.</summary>
     public SampleDeviceOptions Options { get; }
 
+    /// <summary>
+    /// The sample stream format: version <see cref="SampleStreamFormat.StreamVersion"/>; feature bit 0 = a second
+    /// initial pass (REINIT) may follow; page size and page count must be equal (the HEADER record checks them).
+    /// </summary>
+    public override Compat.DeviceFormat Format => new()
+    {
+        Name = "vfio-mig-sample",
+        Version = SampleStreamFormat.StreamVersion,
+        MinVersion = SampleStreamFormat.StreamVersion,
+        Features = SampleStreamFormat.FeatureReinit,
+        Parameters = new Dictionary<string, ulong>
+        {
+            ["page_size"] = (ulong)Options.PageSize,
+            ["page_count"] = (ulong)_memory.PageCount,
+        },
+    };
+
     /// <summary>Size of the state in bytes.</summary>
     public long SizeBytes => _memory.Size;
 

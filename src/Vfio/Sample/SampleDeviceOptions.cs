@@ -23,6 +23,14 @@ public sealed record SampleDeviceOptions
     /// <summary>Seed of the initial content and of the workload; two devices with one seed start identical.</summary>
     public int Seed { get; init; } = 1;
 
+    /// <summary>
+    /// Re-initialise once mid-pre-copy (0 = never): at the first PRECOPY_INFO after one that reported no initial
+    /// bytes left, once at least this many pre-copy bytes were read, the device restarts its initial pass (as a
+    /// device reconfigured mid-migration would) and that answer carries REINIT when the user opted in to
+    /// precopy-info v2 (spec §4.7). The stream stays valid either way.
+    /// </summary>
+    public long ReinitAfterBytes { get; init; }
+
     /// <summary>Deliberate protocol violations, for the conformance checker's own tests.</summary>
     public SampleDeviceFaults Faults { get; init; }
 }

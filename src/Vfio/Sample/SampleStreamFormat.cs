@@ -27,6 +27,9 @@ public static class SampleStreamFormat
     /// <summary>Stream version.</summary>
     public const uint StreamVersion = 1;
 
+    /// <summary>Profile feature bit: the stream may carry a second initial pass after a REINIT (the loader takes repeated pages).</summary>
+    public const ulong FeatureReinit = 0x1;
+
     /// <summary>HEADER payload: magic u64, version u32, page size u32, page count u64.</summary>
     public const int HeaderPayloadSize = 24;
 

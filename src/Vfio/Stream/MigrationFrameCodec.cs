@@ -185,7 +185,7 @@ internal static class MigrationFrameCodec
     }
 
     /// <summary>True for types that travel source → destination.</summary>
-    public static bool IsForward(MigrationFrameType type) => (byte)type is >= 0x01 and <= 0x0A;
+    public static bool IsForward(MigrationFrameType type) => (byte)type is >= 0x01 and <= 0x0B;
 
     /// <summary>True for types that travel destination → source.</summary>
     public static bool IsReturn(MigrationFrameType type) => (byte)type is >= 0x41 and <= 0x46;
@@ -199,6 +199,7 @@ internal static class MigrationFrameCodec
         {
             MigrationFrameType.Setup => (deviceOk, length is >= SetupFixedSize and <= SetupFixedSize + MaxNameBytes, $"{SetupFixedSize}–{SetupFixedSize + MaxNameBytes} payload bytes"),
             MigrationFrameType.PreCopyData or MigrationFrameType.StopCopyData => (deviceOk, length > 0, "at least 1 payload byte"),
+            MigrationFrameType.Profile => (deviceOk, length is > 0 and <= Compat.MigrationProfileJson.MaxBytes, $"1–{Compat.MigrationProfileJson.MaxBytes} payload bytes"),
             MigrationFrameType.InitDataSent or MigrationFrameType.InitDataAck => (deviceOk, length == 0, "no payload"),
             MigrationFrameType.Switchover or MigrationFrameType.End or MigrationFrameType.Commit or MigrationFrameType.Committed => (streamLevel, length == 0, "no payload"),
             MigrationFrameType.Begin => (streamLevel, length == MigrationIdSize, $"{MigrationIdSize} payload bytes"),
@@ -252,7 +253,7 @@ internal static class MigrationFrameCodec
         int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(p[20..]);
         if (nameLength != p.Length - SetupFixedSize)
             throw new VfioException(Errno.EPROTO, Decode, $"setup payload names {nameLength} name bytes but carries {p.Length - SetupFixedSize}");
-        if ((plan & ~(MigrationPlanFlags.PreCopy | MigrationPlanFlags.P2P)) != 0)
+        if ((plan & ~(MigrationPlanFlags.PreCopy | MigrationPlanFlags.P2P | MigrationPlanFlags.Profile)) != 0)
             throw new VfioException(Errno.EPROTO, Decode, $"setup payload has unknown plan bits 0x{(uint)plan:x}");
         string name = DecodeUtf8(p[SetupFixedSize..], "device name");
         return new MigrationDeviceSetup(caps, size, plan, name);

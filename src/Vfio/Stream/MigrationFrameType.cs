@@ -36,6 +36,12 @@ internal enum MigrationFrameType : byte
     /// <summary>Forward, stream-level: every device loaded; the source will never restart by itself; the destination may decide committed.</summary>
     Commit = 0x0A,
 
+    /// <summary>
+    /// Forward, per device, right after its Setup when the plan has <see cref="MigrationPlanFlags.Profile"/>: the source
+    /// device's migration profile (UTF-8 JSON, at most <see cref="Compat.MigrationProfileJson.MaxBytes"/> bytes).
+    /// </summary>
+    Profile = 0x0B,
+
     /// <summary>Return, per device: the destination device is in RESUMING; payload = its capabilities (u64).</summary>
     Ready = 0x41,
 

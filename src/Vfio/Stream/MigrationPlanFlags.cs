@@ -12,4 +12,7 @@ internal enum MigrationPlanFlags : uint
 
     /// <summary>The migration quiesces devices through the P2P states (RUNNING_P2P / PRE_COPY_P2P).</summary>
     P2P = 0x2,
+
+    /// <summary>A Profile frame follows this device's Setup frame (the destination checks compatibility).</summary>
+    Profile = 0x4,
 }

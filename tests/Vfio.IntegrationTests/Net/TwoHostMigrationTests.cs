@@ -193,6 +193,23 @@ public sealed partial class TwoHostMigrationTests(ITestOutputHelper log) : IDisp
     }
 
     [Fact]
+    public async Task IncompatibleDevices_TheReceiverRefusesTheSendersProfile_BeforeTheSourceStops()
+    {
+        // docs/compatibility.md: the profile crosses in the forward stream's Profile frame; every reason comes back.
+        using var hosts = TwoHosts.Create(log);
+        string token = TokenFile();
+        var (receiver, port) = await StartReceiverAsync(hosts, "--into", "sample:size=2MiB,caps=0x3,seed=2", "--token-file", token);
+        using var _r = receiver;
+        using var sender = hosts.StartSender(["send", "--from", "sample:size=1MiB,seed=1", "--to", $"tcp://{hosts.ReceiverAddress}:{port}", "--token-file", token]);
+        Assert.Equal(1, await sender.WaitForExitAsync(s_exit));
+        Assert.Equal(1, await receiver.WaitForExitAsync(s_exit));
+        Assert.Contains("EOPNOTSUPP", sender.StderrText, StringComparison.Ordinal);
+        Assert.Contains("incompatible (2 reasons)", sender.StderrText, StringComparison.Ordinal);
+        Assert.Contains("page_count differs: source 256, destination 512", receiver.StderrText, StringComparison.Ordinal);
+        Assert.Contains("is RUNNING, state unchanged", sender.StderrText, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task LinkCutMidMigration_BothSidesFail_SourceRunsUnchanged()
     {
         using var hosts = TwoHosts.Create(log);

@@ -1,23 +1,10 @@
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace Vfio.Tests.Cli;
 
 public class DemoCommandTests
 {
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "vfio-mig.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args)
-            psi.ArgumentList.Add(a);
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
-        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args) => CliProcess.RunAsync(args);
 
     [Fact]
     public async Task Demo_RedirectedOutput_EndsWithTheVerifiedLine()
@@ -68,6 +55,20 @@ public class DemoCommandTests
             if (Directory.Exists(dir))
                 Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Demo_ReinitAfter_ShowsTheReinitAndStillVerifies()
+    {
+        // Spec §4.7: the sample source re-initialises mid-pre-copy; its new initial data is acknowledged again.
+        var (exit, stdout, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--reinit-after", "512KiB", "--json");
+        Assert.True(exit == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.True(doc.RootElement.GetProperty("verified").GetBoolean());
+        var device = doc.RootElement.GetProperty("per_device")[0];
+        Assert.Equal(1, device.GetProperty("reinits").GetInt32());
+        Assert.True(device.GetProperty("initial_data_acknowledged").GetBoolean());
+        Assert.Contains("REINIT", stderr, StringComparison.Ordinal);
     }
 
     [Fact]

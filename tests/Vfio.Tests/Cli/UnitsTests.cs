@@ -73,5 +73,7 @@ public class UnitsTests
         Assert.Equal(Errno.EINVAL, Assert.Throws<VfioException>(() => DeviceAddress.Parse("sample:caps=0x2")).Errno);
         Assert.Equal(Errno.EINVAL, Assert.Throws<VfioException>(() => DeviceAddress.Parse("sample:seed=x")).Errno);
         Assert.Equal(4L << 20, DeviceAddress.ParseSampleOptions("size=4M,caps=0x5,seed=-3").SizeBytes);
+        Assert.Equal(1L << 20, DeviceAddress.ParseSampleOptions("reinit-after=1MiB").ReinitAfterBytes);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<VfioException>(() => DeviceAddress.Parse("sample:reinit-after=0")).Errno);
     }
 }

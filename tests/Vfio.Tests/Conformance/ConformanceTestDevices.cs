@@ -51,6 +51,10 @@ internal class DelegatingDevice(IVfioMigrationDevice inner) : IVfioMigrationDevi
 
     public virtual ValueTask ResetAsync(CancellationToken cancellationToken = default) => inner.ResetAsync(cancellationToken);
 
+    public virtual ValueTask<Vfio.Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default) => inner.GetProfileAsync(cancellationToken);
+
+    public virtual ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default) => inner.TryEnablePrecopyInfoV2Async(cancellationToken);
+
     public virtual ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
         => inner.StartDmaLoggingAsync(pageSize, ranges, cancellationToken);
 

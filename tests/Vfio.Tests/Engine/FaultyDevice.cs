@@ -34,6 +34,17 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     /// <summary>Reports REINIT once, on the second PRECOPY_INFO that finds no initial bytes left.</summary>
     public bool ReinitOnce { get; init; }
 
+    /// <summary>Reports REINIT on every PRECOPY_INFO while the inner device is in PRE_COPY_P2P (the switchover's last check).</summary>
+    public bool ReinitInPreCopyP2P { get; init; }
+
+    /// <summary>False: the device does not offer MIG_PRECOPY_INFOv2 (an old kernel); its REINIT flags are echoes.</summary>
+    public bool OffersPrecopyInfoV2 { get; init; } = true;
+
+    /// <summary>How often the opt-in was asked for.</summary>
+    public int PrecopyInfoV2Requests => Volatile.Read(ref _v2Requests);
+
+    private int _v2Requests;
+
     public int Resets => Volatile.Read(ref _resets);
 
     private bool _zeroSeen;
@@ -72,6 +83,14 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
         return Inner.ResetAsync(cancellationToken);
     }
 
+    public ValueTask<Vfio.Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default) => Inner.GetProfileAsync(cancellationToken);
+
+    public ValueTask<bool> TryEnablePrecopyInfoV2Async(CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _v2Requests);
+        return OffersPrecopyInfoV2 ? Inner.TryEnablePrecopyInfoV2Async(cancellationToken) : ValueTask.FromResult(false);
+    }
+
     public ValueTask<ulong> StartDmaLoggingAsync(ulong pageSize, IReadOnlyList<VfioDmaLoggingRange> ranges, CancellationToken cancellationToken = default)
         => Inner.StartDmaLoggingAsync(pageSize, ranges, cancellationToken);
 
@@ -104,6 +123,8 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
         public async ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)
         {
             var estimate = await stream.GetPrecopyInfoAsync(cancellationToken);
+            if (owner.ReinitInPreCopyP2P && await owner.Inner.GetStateAsync(cancellationToken) == VfioMigrationState.PreCopyP2P)
+                return estimate with { Reinit = true };
             if (owner.ReinitOnce && estimate.InitialBytes == 0 && !owner._reinitDone)
             {
                 if (owner._zeroSeen)

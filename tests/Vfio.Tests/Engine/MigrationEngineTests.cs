@@ -131,13 +131,14 @@ public class MigrationEngineTests
     }
 
     [Fact]
-    public async Task MigrateAsync_IncompatibleDestinationDevice_FailsInLoadAndLeavesSourceIntact()
+    public async Task MigrateAsync_IncompatibleDestinationDevice_WithoutTheCompatCheck_FailsInLoadAndLeavesSourceIntact()
     {
         // A destination of another size rejects the sample stream's header (EINVAL from the device's write).
         await using var src = new EngineTestDevices(1, Caps7);
         await using var dst = new EngineTestDevices(1, Caps7, size: 2 << 20);
         var before = src.SourceDevices[0].ComputeSha256();
-        var ex = await Assert.ThrowsAsync<MigrationException>(() => MigrationEngine.MigrateAsync(src.Sources, dst.Destinations, null, null, TestContext.Current.CancellationToken));
+        var options = MigrationOptions.Default with { CheckCompatibility = false };
+        var ex = await Assert.ThrowsAsync<MigrationException>(() => MigrationEngine.MigrateAsync(src.Sources, dst.Destinations, options, null, TestContext.Current.CancellationToken));
         Assert.Equal(MigrationSide.Destination, ex.Side);
         Assert.Equal(Errno.EINVAL, ex.Errno);
         Assert.Equal(0, ex.DeviceIndex);
@@ -356,7 +357,10 @@ public class MigrationEngineTests
         var (bytes, stats) = await StreamCapture.MigrateAsync(devices.Sources, devices.Destinations);
         var frames = await StreamCapture.DecodeAsync(bytes);
         Assert.Equal(stats.StreamBytes, bytes.Length);
-        Assert.Equal([(Vfio.Stream.MigrationFrameType.Begin, (ushort)0xFFFF), (Vfio.Stream.MigrationFrameType.Setup, (ushort)0), (Vfio.Stream.MigrationFrameType.Setup, (ushort)1)], frames.Take(3).Select(f => (f.Type, f.Device)));
+        Assert.Equal(
+            [(Vfio.Stream.MigrationFrameType.Begin, (ushort)0xFFFF), (Vfio.Stream.MigrationFrameType.Setup, (ushort)0), (Vfio.Stream.MigrationFrameType.Profile, (ushort)0),
+                (Vfio.Stream.MigrationFrameType.Setup, (ushort)1), (Vfio.Stream.MigrationFrameType.Profile, (ushort)1)],
+            frames.Take(5).Select(f => (f.Type, f.Device)));
         Assert.Equal(Vfio.Stream.MigrationFrameCodec.MigrationIdSize, frames[0].Length);
         Assert.NotEqual(Guid.Empty, stats.MigrationId);
         Assert.Equal(Vfio.Stream.MigrationFrameType.End, frames[^2].Type);

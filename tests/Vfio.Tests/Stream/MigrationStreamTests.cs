@@ -22,7 +22,8 @@ public class MigrationStreamTests
         Gen.Const(new FrameSpec(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, [])),
         Gen.Const(new FrameSpec(MigrationFrameType.End, MigrationFrame.StreamLevel, [])),
         Gen.Select(Gen.UShort[0, Devices - 1], Gen.ULong, (d, v) => new FrameSpec(MigrationFrameType.DeviceEnd, d, U64(v))),
-        Gen.Select(Gen.UShort[0, Devices - 1], Gen.ULong, Gen.UInt[0, 3], Gen.String[0, 40], (d, caps, plan, name) =>
+        Gen.Select(Gen.UShort[0, Devices - 1], Gen.Byte.Array[1, MigrationFrameCodec.SetupFixedSize], (d, p) => new FrameSpec(MigrationFrameType.Profile, d, p)),
+        Gen.Select(Gen.UShort[0, Devices - 1], Gen.ULong, Gen.UInt[0, 7], Gen.String[0, 40], (d, caps, plan, name) =>
             new FrameSpec(MigrationFrameType.Setup, d, Setup(new MigrationDeviceSetup((VfioMigrationFlags)caps, caps ^ 0x55, (MigrationPlanFlags)plan, name)))),
         Gen.Select(Gen.Int[0, 4095], Gen.Byte[1, 8], Gen.String[0, 200], (e, ph, m) =>
             new FrameSpec(MigrationFrameType.Abort, MigrationFrame.StreamLevel, Status(new MigrationStatus((Errno)e, ph, m)))));
@@ -102,7 +103,7 @@ public class MigrationStreamTests
     [Fact]
     public void SetupAndStatusPayloads_RoundTrip()
     {
-        Gen.Select(Gen.ULong, Gen.ULong, Gen.UInt[0, 3], Gen.String[Gen.Char.AlphaNumeric, 0, 300]).Sample((caps, size, plan, name) =>
+        Gen.Select(Gen.ULong, Gen.ULong, Gen.UInt[0, 7], Gen.String[Gen.Char.AlphaNumeric, 0, 300]).Sample((caps, size, plan, name) =>
         {
             var s = new MigrationDeviceSetup((VfioMigrationFlags)caps, size, (MigrationPlanFlags)plan, name);
             var back = MigrationFrameCodec.ReadSetup(new ReadOnlySequence<byte>(Setup(s)));
@@ -204,6 +205,9 @@ public class MigrationStreamTests
     [InlineData((byte)MigrationFrameType.End, 0, 0, "it is a stream-level frame")]                  // End must be stream-level
     [InlineData((byte)MigrationFrameType.InitDataSent, 0xFFFF, 0, "must name a device")]           // marker needs a device
     [InlineData((byte)MigrationFrameType.DeviceEnd, 0, 4, "8 payload bytes")]                       // wrong size
+    [InlineData((byte)MigrationFrameType.Profile, 0, 0, "1–4096 payload bytes")]                   // empty profile
+    [InlineData((byte)MigrationFrameType.Profile, 0, 4097, "1–4096 payload bytes")]                // profile above MaxBytes
+    [InlineData((byte)MigrationFrameType.Profile, 0xFFFF, 8, "must name a device")]                // profile needs a device
     [InlineData((byte)0x30, 0, 0, "unknown type")]                              // unknown
     public void MalformedFrames_AreRejectedWithEproto(byte frameType, int device, int length, string words)
     {

@@ -116,6 +116,46 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// What the server reports: its VERSION (minor and capabilities), its regions (REGION_INFO), and for a PCI device
+    /// the ids in config space. The vfio-user protocol carries no device-defined format, so <c>Format</c> is null.
+    /// </remarks>
+    public async ValueTask<Compat.MigrationProfile> GetProfileAsync(CancellationToken cancellationToken = default)
+    {
+        var caps = Client.ServerCapabilities;
+        string server = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"vfio-user 0.{Client.ServerMinor}, max_data_xfer_size {Client.ServerMaxDataTransferSize}, max_msg_fds {Client.ServerMaxMessageFds}{(caps.Migration?.PageSize is { } pg ? $", migration pgsize {pg}" : "")}");
+        var identity = new Compat.DeviceIdentity { Transport = "vfio-user", Server = server };
+        var regions = new List<Compat.RegionProfile>();
+        try
+        {
+            var info = await Client.GetDeviceInfoAsync(cancellationToken).ConfigureAwait(false);
+            for (uint i = 0; i < Math.Min(info.NumRegions, ProfileRegionLimit); i++)
+            {
+                var region = await Client.GetRegionInfoAsync(i, cancellationToken).ConfigureAwait(false);
+                regions.Add(new Compat.RegionProfile(i, region.Size, region.Flags));
+            }
+            if ((info.Flags & DeviceInfoPayload.FlagPci) != 0 && regions.Count > PciConfigRegion && regions[(int)PciConfigRegion].Size >= 0x30)
+            {
+                var config = new byte[0x30];
+                await Client.RegionReadAsync(PciConfigRegion, 0, config, cancellationToken).ConfigureAwait(false);
+                identity = Compat.MigrationProfiles.WithPciIds(identity, config);
+            }
+        }
+        catch (VfioException ex) when (ex.Errno == Errno.EINVAL)
+        {
+            // libvfio-user answers only REGION_READ/WRITE and DEVICE_FEATURE while the device is stopped (spec §7.4):
+            // the profile then has no regions and no PCI ids, which the check notes instead of comparing.
+            regions.Clear();
+        }
+        return await Compat.MigrationProfiles.ReadAsync(this, identity, regions, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    // VFIO_PCI_CONFIG_REGION_INDEX; and a bound on the regions a server may claim to have.
+    private const uint PciConfigRegion = 7;
+    private const uint ProfileRegionLimit = 64;
+
+    /// <inheritdoc/>
     public async ValueTask ResetAsync(CancellationToken cancellationToken = default)
     {
         await Client.ResetAsync(cancellationToken).ConfigureAwait(false);
