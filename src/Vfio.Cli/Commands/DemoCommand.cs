@@ -23,16 +23,18 @@ internal static class DemoCommand
         var maxRounds = CliOptions.Int("--max-rounds", "Pre-copy rounds before the non-convergence policy applies", MigrationOptions.Default.MaxRounds, 1, 100_000);
         var force = CliOptions.ForceSwitchover();
         var json = CliOptions.Json();
+        var record = FlightRecords.RecordOption();
 
         var command = new Command("demo", "Live-migrate in-process sample devices and verify the result by SHA-256.")
         {
-            size, devices, dirtyRate, caps, downtime, maxRounds, force, json,
+            size, devices, dirtyRate, caps, downtime, maxRounds, force, json, record,
         };
         command.WithHelp(addresses: false,
             "vfio-mig demo                                        # one 64MiB device, verified by SHA-256",
             "vfio-mig demo --size 1GiB --dirty-rate 16MiB/s --devices 2",
             "vfio-mig demo --caps 0x3 --devices 3                 # stop-copy only, quiesced through RUNNING_P2P",
-            "vfio-mig demo --size 4MiB --json | jq .migration.downtime_ms");
+            "vfio-mig demo --size 4MiB --json | jq .migration.downtime_ms",
+            "vfio-mig demo --record demo.jsonl && vfio-mig report demo.jsonl --svg demo.svg   # the timeline as a picture");
         command.Validators.Add(r =>
         {
             // Not given: the defaults (one device, 0x7) need no P2P check.
@@ -48,17 +50,20 @@ internal static class DemoCommand
                 parse.GetValue(downtime).Value,
                 parse.GetValue(maxRounds),
                 parse.GetValue(force),
-                parse.GetValue(json)),
+                parse.GetValue(json),
+                parse.GetValue(record)),
             cancellationToken));
         return command;
     }
 
-    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json);
+    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? Record = null);
 
     internal static async Task<int> RunAsync(DemoSettings s, CancellationToken cancellationToken)
     {
+        using var recorder = FlightRecords.Open(s.Record);
         var options = MigrationOptions.Default with
         {
+            FlightRecorder = recorder,
             DowntimeLimit = s.DowntimeLimit,
             MaxRounds = s.MaxRounds,
             NonConvergence = s.Force ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
@@ -103,7 +108,7 @@ internal static class DemoCommand
             }
             catch (Exception e) when (e is MigrationException or OperationCanceledException)
             {
-                throw CliException.WithHints(e, SourcesState(sourceDevices));
+                throw CliException.WithHints(e, SourcesState(sourceDevices), FlightRecords.Hint(recorder, "demo", (e as MigrationException)?.MigrationId, null));
             }
 
             // Compare by SHA-256; several devices: SHA-256 over the concatenated per-device digests.

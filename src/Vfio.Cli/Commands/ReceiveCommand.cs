@@ -42,15 +42,17 @@ internal static class ReceiveCommand
         var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
         var stateDir = MigrationRecords.StateDirOption();
+        var record = FlightRecords.RecordOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, stateDir, pauseAt,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, stateDir, record, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig token new --output token.txt   # mode 0600; copy it to the sender",
             "vfio-mig receive --listen 0.0.0.0:7400 --into sample:size=64MiB,seed=2 --token-file token.txt",
-            "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json");
+            "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json",
+            "vfio-mig receive --listen 0.0.0.0:7400 --into vfio:B --token-file token.txt --record dst.jsonl   # vfio-mig report src.jsonl dst.jsonl");
         NetCli.RequireTogether(command, tlsCert, tlsKey);
         command.Validators.Add(r =>
         {
@@ -65,6 +67,8 @@ internal static class ReceiveCommand
             bool committed = false;
             bool engineRan = false;
             string? dir = parse.GetValue(stateDir);
+            using var recorder = FlightRecords.Open(parse.GetValue(record));
+            NetReceiverSession? wire = null;
             try
             {
                 var (host, port) = parse.GetValue(listen);
@@ -104,14 +108,16 @@ internal static class ReceiveCommand
                 progress.Line($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
                 progress.Out.Flush();
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
+                wire = session;
                 progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var engine = MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir), Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
+                var engine = MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir), FlightRecorder = recorder, Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
                 engineRan = true;
                 var target = device;
                 var view = progress.Migration(engine.DowntimeLimit);
                 var result = await view.RunAsync(p => NetMigration.ReceiveAsync(session, [target], engine,
                     ct => DeviceDigest.ComputeAsync(raw, ct), p, () => committed = true, cancellationToken)).ConfigureAwait(false);
+                FlightRecords.RecordWire(recorder, "destination", session);
                 var s = result.Statistics;
                 if (asJson)
                 {
@@ -138,11 +144,15 @@ internal static class ReceiveCommand
             }
             catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage or ExitCodes.VerificationMismatch })
             {
+                if (wire is not null)
+                    FlightRecords.RecordWire(recorder, "destination", wire);
+                string recordHint = FlightRecords.Hint(recorder, "receive", (e as MigrationException)?.MigrationId, dir);
                 if (e is MigrationException { Held: true } held && device is not null)
                 {
                     // This host is the destination: it decides, so its resolve is the one command that settles it.
                     CliErrors.Report("receive", e, Console.Error);
-                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], true, held.MigrationId, dir).ConfigureAwait(false);
+                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], true, held.MigrationId, dir,
+                        [$"resolve it with: {MigrationRecords.ResolveCommand(held.MigrationId, dir)}", recordHint]).ConfigureAwait(false);
                     return ExitCodes.Held;
                 }
                 string hint;
@@ -170,7 +180,7 @@ internal static class ReceiveCommand
                         hint = $"cannot read the destination's state after the failure: {r.Message}";
                     }
                 }
-                throw CliException.WithHints(e, hint);
+                throw CliException.WithHints(e, hint, recordHint);
             }
             finally
             {

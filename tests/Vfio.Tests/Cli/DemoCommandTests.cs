@@ -1,23 +1,10 @@
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace Vfio.Tests.Cli;
 
 public class DemoCommandTests
 {
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "vfio-mig.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args)
-            psi.ArgumentList.Add(a);
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
-        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args) => TestSupport.CliProcess.RunAsync(args);
 
     [Fact]
     public async Task Demo_RedirectedOutput_EndsWithTheVerifiedLine()
