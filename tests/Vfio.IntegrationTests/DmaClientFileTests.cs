@@ -22,7 +22,7 @@ public sealed class DmaClientFileTests
             fd = (int)Interop.Interop.CheckIo(Interop.Interop.MemFdCreate(p, Interop.Interop.MFD_CLOEXEC | Interop.Interop.MFD_ALLOW_SEALING), "memfd_create");
         var handle = new SafeFdHandle(fd);
         Interop.Interop.CheckIo(Interop.Interop.FTruncate(fd, size), "ftruncate");
-        Interop.Interop.CheckIo(Interop.Interop.Kernel.Fcntl(handle, Interop.Interop.Kernel.F_ADD_SEALS, Interop.Interop.Kernel.F_SEAL_SHRINK), "F_ADD_SEALS");
+        Interop.Interop.CheckIo(Interop.Interop.Fcntl(handle, Interop.Interop.F_ADD_SEALS, Interop.Interop.F_SEAL_SHRINK), "F_ADD_SEALS");
         return handle;
     }
 

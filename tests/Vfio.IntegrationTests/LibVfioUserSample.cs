@@ -76,7 +76,7 @@ internal sealed class LibVfioUserSample : IAsyncDisposable
             {
                 message = await socket.ReceiveAsync().ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is VfioException or VfioUserProtocolException)
+            catch (VfioException)
             {
                 return;
             }

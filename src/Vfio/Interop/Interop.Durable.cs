@@ -4,13 +4,6 @@ namespace Vfio.Interop;
 
 internal static partial class Interop
 {
-    internal const int O_RDONLY = 0;
-    internal const int O_DIRECTORY = 0x10000;
-    internal const int O_CLOEXEC = 0x80000;
-
-    [LibraryImport(Libc, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    internal static partial int Open(string path, int flags);
-
     [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
     internal static partial int FSync(int fd);
 

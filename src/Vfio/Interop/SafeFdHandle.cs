@@ -2,9 +2,18 @@ using System.Runtime.InteropServices;
 
 namespace Vfio.Interop;
 
-/// <summary>An owned file descriptor (eventfd, memfd, DMA backing file, received SCM_RIGHTS fd).</summary>
+/// <summary>
+/// The one owned file descriptor type: eventfd, memfd, DMA backing file, received SCM_RIGHTS fd, and the kernel's
+/// container, group, device and migration data fds. Descriptor 0 is valid; only negative values are invalid.
+/// </summary>
 public sealed class SafeFdHandle : SafeHandle
 {
+    /// <summary>An invalid handle (the interop marshaller creates it, then sets the descriptor).</summary>
+    public SafeFdHandle()
+        : base(new IntPtr(-1), ownsHandle: true)
+    {
+    }
+
     /// <summary>Takes ownership of <paramref name="fd"/>.</summary>
     public SafeFdHandle(int fd, bool ownsHandle = true)
         : base(new IntPtr(-1), ownsHandle)
@@ -13,10 +22,14 @@ public sealed class SafeFdHandle : SafeHandle
     }
 
     /// <inheritdoc/>
-    public override bool IsInvalid => handle.ToInt64() < 0;
+    /// <remarks>
+    /// Compares the low 32 bits: a marshalled <c>int</c> return of -1 (<c>open</c>) arrives zero-extended in a
+    /// 64-bit register, so the whole pointer-sized value is positive.
+    /// </remarks>
+    public override bool IsInvalid => (int)handle < 0;
 
     /// <summary>The raw descriptor number (valid while this handle is open).</summary>
-    public int Fd => (int)handle.ToInt64();
+    public int Fd => (int)handle;
 
     /// <summary>A new anonymous memory file (memfd, close-on-exec) of <paramref name="size"/> bytes, e.g. guest memory to DMA_MAP.</summary>
     internal static unsafe SafeFdHandle CreateMemFd(long size)
@@ -39,5 +52,5 @@ public sealed class SafeFdHandle : SafeHandle
     }
 
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() => Interop.Close((int)handle.ToInt64()) == 0;
+    protected override bool ReleaseHandle() => Interop.Close((int)handle) == 0;
 }

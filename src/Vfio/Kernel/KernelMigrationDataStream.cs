@@ -1,4 +1,5 @@
 using Vfio.Device;
+using Vfio.Interop;
 using Vfio.Migration;
 using Vfio.Uapi;
 
@@ -23,11 +24,11 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
 {
     private const int PollSliceMilliseconds = 50;
 
-    private readonly SafeVfioFdHandle _fd;
+    private readonly SafeFdHandle _fd;
     private readonly string _name;
     private VfioException? _fault;
 
-    internal KernelMigrationDataStream(SafeVfioFdHandle fd, DataSessionKind kind, string name)
+    internal KernelMigrationDataStream(SafeFdHandle fd, DataSessionKind kind, string name)
     {
         _fd = fd;
         Kind = kind;
@@ -59,7 +60,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
                 case Errno.EINTR:
                     continue;
                 case Errno.EAGAIN:
-                    await WaitReadyAsync(Interop.Interop.Kernel.POLLIN, cancellationToken).ConfigureAwait(false);
+                    await WaitReadyAsync(Interop.Interop.POLLIN, cancellationToken).ConfigureAwait(false);
                     continue;
                 case Errno.ENOMSG:
                     throw new VfioException(Errno.ENOMSG, $"read {_name}",
@@ -91,7 +92,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
                 case Errno.EINTR:
                     continue;
                 case Errno.EAGAIN:
-                    await WaitReadyAsync(Interop.Interop.Kernel.POLLOUT, cancellationToken).ConfigureAwait(false);
+                    await WaitReadyAsync(Interop.Interop.POLLOUT, cancellationToken).ConfigureAwait(false);
                     continue;
                 default:
                     throw Fault(errno, "write");
@@ -129,7 +130,7 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
                 _ => null,
             };
             if (errno is Errno.EINVAL or Errno.ENOTTY)
-                Interop.Interop.Kernel.ThrowIo(errno, $"VFIO_MIG_GET_PRECOPY_INFO on {_name}", _ => why);
+                Interop.Interop.ThrowIo(errno, $"VFIO_MIG_GET_PRECOPY_INFO on {_name}", _ => why);
             throw Fault(errno, "VFIO_MIG_GET_PRECOPY_INFO", why);
         }
         var result = VfioPrecopyInfo.Decode(info);
@@ -146,13 +147,13 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     private void MakeNonBlocking()
     {
         // Best effort: a descriptor that refuses F_SETFL keeps blocking semantics, which every driver supports.
-        int flags = Interop.Interop.Kernel.Fcntl(_fd, Interop.Interop.Kernel.F_GETFL, 0);
-        if (flags >= 0 && (flags & Interop.Interop.Kernel.O_NONBLOCK) == 0)
-            _ = Interop.Interop.Kernel.Fcntl(_fd, Interop.Interop.Kernel.F_SETFL, flags | Interop.Interop.Kernel.O_NONBLOCK);
+        int flags = Interop.Interop.Fcntl(_fd, Interop.Interop.F_GETFL, 0);
+        if (flags >= 0 && (flags & Interop.Interop.O_NONBLOCK) == 0)
+            _ = Interop.Interop.Fcntl(_fd, Interop.Interop.F_SETFL, flags | Interop.Interop.O_NONBLOCK);
     }
 
     /// <summary>True when the descriptor is in non-blocking mode (tests).</summary>
-    internal bool IsNonBlocking => (Interop.Interop.Kernel.Fcntl(_fd, Interop.Interop.Kernel.F_GETFL, 0) & Interop.Interop.Kernel.O_NONBLOCK) != 0;
+    internal bool IsNonBlocking => (Interop.Interop.Fcntl(_fd, Interop.Interop.F_GETFL, 0) & Interop.Interop.O_NONBLOCK) != 0;
 
     private void CheckUsable(string what)
     {
@@ -193,11 +194,11 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
         _fd.DangerousAddRef(ref added);
         try
         {
-            var pfd = new Interop.Interop.Kernel.PollFd { Fd = _fd.Fd, Events = events };
-            int rc = Interop.Interop.Kernel.Poll(&pfd, 1, timeoutMilliseconds);
+            var pfd = new Interop.Interop.PollFd { Fd = _fd.Fd, Events = events };
+            int rc = Interop.Interop.Poll(&pfd, 1, timeoutMilliseconds);
             if (rc < 0)
             {
-                var errno = Interop.Interop.Kernel.LastErrno();
+                var errno = Interop.Interop.LastErrno;
                 if (errno == Errno.EINTR)
                     return false;
                 throw Fault(errno, "poll");
@@ -215,8 +216,8 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     {
         fixed (byte* p = buffer)
         {
-            long n = Interop.Interop.Kernel.Read(_fd, p, (nuint)buffer.Length);
-            errno = n < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
+            long n = Interop.Interop.Read(_fd, p, (nuint)buffer.Length);
+            errno = n < 0 ? Interop.Interop.LastErrno : Errno.None;
             return n;
         }
     }
@@ -225,8 +226,8 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     {
         fixed (byte* p = buffer)
         {
-            long n = Interop.Interop.Kernel.Write(_fd, p, (nuint)buffer.Length);
-            errno = n < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
+            long n = Interop.Interop.Write(_fd, p, (nuint)buffer.Length);
+            errno = n < 0 ? Interop.Interop.LastErrno : Errno.None;
             return n;
         }
     }
@@ -235,8 +236,8 @@ public sealed class KernelMigrationDataStream : IMigrationDataStream
     {
         fixed (byte* p = info)
         {
-            int rc = Interop.Interop.Kernel.Ioctl(_fd, VfioIoctl.VFIO_MIG_GET_PRECOPY_INFO, p);
-            errno = rc < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
+            int rc = Interop.Interop.Ioctl(_fd, VfioIoctl.VFIO_MIG_GET_PRECOPY_INFO, p);
+            errno = rc < 0 ? Interop.Interop.LastErrno : Errno.None;
             return rc;
         }
     }

@@ -1,4 +1,5 @@
 using Vfio.Device;
+using Vfio.Interop;
 using Vfio.Migration;
 using Vfio.Uapi;
 
@@ -74,7 +75,7 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
         if (result.DataFd < 0)
             return null;
         var kind = target == VfioMigrationState.Resuming ? DataSessionKind.Resuming : DataSessionKind.Saving;
-        return new KernelMigrationDataStream(new SafeVfioFdHandle(result.DataFd, ownsHandle: true), kind, $"{Name} {MigrationStateMachine.Name(target)} data fd {result.DataFd}");
+        return new KernelMigrationDataStream(new SafeFdHandle(result.DataFd, ownsHandle: true), kind, $"{Name} {MigrationStateMachine.Name(target)} data fd {result.DataFd}");
     }
 
     /// <inheritdoc/>
@@ -228,7 +229,7 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
     private static void Check(int rc, string operation, Func<Errno, string?>? explain = null)
     {
         if (rc < 0)
-            Interop.Interop.Kernel.ThrowIo((Errno)(-rc), operation, explain);
+            Interop.Interop.ThrowIo((Errno)(-rc), operation, explain);
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
@@ -251,6 +252,6 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
             Errno.ENOTTY => "the device does not support migration",
             _ => null,
         };
-        Interop.Interop.Kernel.ThrowIo(errno, operation, _ => why is null ? now : $"{why}; {now}");
+        Interop.Interop.ThrowIo(errno, operation, _ => why is null ? now : $"{why}; {now}");
     }
 }

@@ -1,4 +1,5 @@
 using System.Text;
+using Vfio.Interop;
 using Vfio.Uapi;
 
 namespace Vfio.Kernel;
@@ -12,11 +13,11 @@ namespace Vfio.Kernel;
 /// <remarks>Every failing call throws <see cref="VfioException"/> with the kernel's errno.</remarks>
 public sealed class KernelVfioDevice : IDisposable
 {
-    private readonly SafeVfioFdHandle _container;
-    private readonly SafeVfioFdHandle _group;
-    private readonly SafeVfioFdHandle _device;
+    private readonly SafeFdHandle _container;
+    private readonly SafeFdHandle _group;
+    private readonly SafeFdHandle _device;
 
-    private KernelVfioDevice(KernelDeviceEntry entry, SafeVfioFdHandle container, SafeVfioFdHandle group, SafeVfioFdHandle device, int iommuType)
+    private KernelVfioDevice(KernelDeviceEntry entry, SafeFdHandle container, SafeFdHandle group, SafeFdHandle device, int iommuType)
     {
         Entry = entry;
         _container = container;
@@ -35,7 +36,7 @@ public sealed class KernelVfioDevice : IDisposable
     public int IommuType { get; }
 
     /// <summary>The device descriptor.</summary>
-    internal SafeVfioFdHandle DeviceHandle => _device;
+    internal SafeFdHandle DeviceHandle => _device;
 
     /// <summary>Finds <paramref name="name"/> in sysfs and opens it through its group and a new container.</summary>
     public static KernelVfioDevice Open(string name, VfioHostPaths? paths = null)
@@ -44,7 +45,7 @@ public sealed class KernelVfioDevice : IDisposable
         var entry = VfioSysfs.Find(name, paths);
         int groupNumber = entry.IommuGroup!.Value;
 
-        SafeVfioFdHandle? container = null, group = null, device = null;
+        SafeFdHandle? container = null, group = null, device = null;
         try
         {
             container = OpenFile(paths.Container, $"open vfio:{name}: container {paths.Container}", errno => errno switch
@@ -85,7 +86,7 @@ public sealed class KernelVfioDevice : IDisposable
                 if (iommuType == VfioIoctl.VFIO_TYPE1v2_IOMMU && v1 && TrySetIommu(container, VfioIoctl.VFIO_TYPE1_IOMMU, out _))
                     iommuType = VfioIoctl.VFIO_TYPE1_IOMMU;
                 else
-                    Interop.Interop.Kernel.ThrowIo(errno, $"VFIO_SET_IOMMU({(iommuType == 3 ? "TYPE1v2" : "TYPE1")})");
+                    Interop.Interop.ThrowIo(errno, $"VFIO_SET_IOMMU({(iommuType == 3 ? "TYPE1v2" : "TYPE1")})");
             }
 
             device = GetDeviceFd(group, name);
@@ -147,10 +148,10 @@ public sealed class KernelVfioDevice : IDisposable
             long n = PRead(destination[done..], fileOffset + done);
             if (n < 0)
             {
-                var errno = Interop.Interop.Kernel.LastErrno();
+                var errno = Interop.Interop.LastErrno;
                 if (errno == Errno.EINTR)
                     continue;
-                Interop.Interop.Kernel.ThrowIo(errno, $"pread region {index} at 0x{offset + (ulong)done:x}");
+                Interop.Interop.ThrowIo(errno, $"pread region {index} at 0x{offset + (ulong)done:x}");
             }
             if (n == 0)
                 throw new VfioException(Errno.EIO, $"pread region {index} at 0x{offset + (ulong)done:x}", "the device returned end of file inside the region");
@@ -169,10 +170,10 @@ public sealed class KernelVfioDevice : IDisposable
             long n = PWrite(source[done..], fileOffset + done);
             if (n < 0)
             {
-                var errno = Interop.Interop.Kernel.LastErrno();
+                var errno = Interop.Interop.LastErrno;
                 if (errno == Errno.EINTR)
                     continue;
-                Interop.Interop.Kernel.ThrowIo(errno, $"pwrite region {index} at 0x{offset + (ulong)done:x}");
+                Interop.Interop.ThrowIo(errno, $"pwrite region {index} at 0x{offset + (ulong)done:x}");
             }
             if (n == 0)
                 throw new VfioException(Errno.EIO, $"pwrite region {index} at 0x{offset + (ulong)done:x}", "the device accepted no bytes");
@@ -183,7 +184,7 @@ public sealed class KernelVfioDevice : IDisposable
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset()
     {
-        Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(_device, VfioIoctl.VFIO_DEVICE_RESET, 0), "VFIO_DEVICE_RESET",
+        Interop.Interop.CheckIo(Interop.Interop.Ioctl(_device, VfioIoctl.VFIO_DEVICE_RESET, 0), "VFIO_DEVICE_RESET",
             errno => errno == Errno.ENOTTY ? "the device does not support reset" : null);
     }
 
@@ -195,8 +196,8 @@ public sealed class KernelVfioDevice : IDisposable
     {
         fixed (byte* p = call)
         {
-            int rc = Interop.Interop.Kernel.Ioctl(_device, VfioIoctl.VFIO_DEVICE_FEATURE, p);
-            return rc < 0 ? -(int)Interop.Interop.Kernel.LastErrno() : rc;
+            int rc = Interop.Interop.Ioctl(_device, VfioIoctl.VFIO_DEVICE_FEATURE, p);
+            return rc < 0 ? -(int)Interop.Interop.LastErrno : rc;
         }
     }
 
@@ -222,52 +223,52 @@ public sealed class KernelVfioDevice : IDisposable
     private unsafe long PRead(Span<byte> destination, long fileOffset)
     {
         fixed (byte* p = destination)
-            return Interop.Interop.Kernel.PRead(_device, p, (nuint)destination.Length, fileOffset);
+            return Interop.Interop.PRead(_device, p, (nuint)destination.Length, fileOffset);
     }
 
     private unsafe long PWrite(ReadOnlySpan<byte> source, long fileOffset)
     {
         fixed (byte* p = source)
-            return Interop.Interop.Kernel.PWrite(_device, p, (nuint)source.Length, fileOffset);
+            return Interop.Interop.PWrite(_device, p, (nuint)source.Length, fileOffset);
     }
 
-    private static SafeVfioFdHandle OpenFile(string path, string operation, Func<Errno, string?> explain)
+    private static SafeFdHandle OpenFile(string path, string operation, Func<Errno, string?> explain)
     {
-        var handle = Interop.Interop.Kernel.Open(path, Interop.Interop.Kernel.O_RDWR | Interop.Interop.Kernel.O_CLOEXEC);
+        var handle = Interop.Interop.OpenHandle(path, Interop.Interop.O_RDWR | Interop.Interop.O_CLOEXEC);
         if (handle.IsInvalid)
         {
-            var errno = Interop.Interop.Kernel.LastErrno();
+            var errno = Interop.Interop.LastErrno;
             handle.Dispose();
-            Interop.Interop.Kernel.ThrowIo(errno, operation, explain);
+            Interop.Interop.ThrowIo(errno, operation, explain);
         }
         return handle;
     }
 
-    private static int IoctlValue(SafeVfioFdHandle fd, uint request, nuint arg, string operation)
-        => (int)Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(fd, request, arg), operation);
+    private static int IoctlValue(SafeFdHandle fd, uint request, nuint arg, string operation)
+        => (int)Interop.Interop.CheckIo(Interop.Interop.Ioctl(fd, request, arg), operation);
 
-    private static unsafe void IoctlStruct<T>(SafeVfioFdHandle fd, uint request, ref T value, string operation)
+    private static unsafe void IoctlStruct<T>(SafeFdHandle fd, uint request, ref T value, string operation)
         where T : unmanaged
     {
         fixed (T* p = &value)
-            Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(fd, request, p), operation);
+            Interop.Interop.CheckIo(Interop.Interop.Ioctl(fd, request, p), operation);
     }
 
-    private static VfioGroupStatusAbi GetGroupStatus(SafeVfioFdHandle group)
+    private static VfioGroupStatusAbi GetGroupStatus(SafeFdHandle group)
     {
         var status = new VfioGroupStatusAbi { Argsz = VfioGroupStatusAbi.Size };
         IoctlStruct(group, VfioIoctl.VFIO_GROUP_GET_STATUS, ref status, "VFIO_GROUP_GET_STATUS");
         return status;
     }
 
-    private static unsafe void SetContainer(SafeVfioFdHandle group, SafeVfioFdHandle container)
+    private static unsafe void SetContainer(SafeFdHandle group, SafeFdHandle container)
     {
         bool added = false;
         container.DangerousAddRef(ref added);
         try
         {
             int fd = container.Fd;
-            Interop.Interop.Kernel.CheckIo(Interop.Interop.Kernel.Ioctl(group, VfioIoctl.VFIO_GROUP_SET_CONTAINER, &fd), "VFIO_GROUP_SET_CONTAINER",
+            Interop.Interop.CheckIo(Interop.Interop.Ioctl(group, VfioIoctl.VFIO_GROUP_SET_CONTAINER, &fd), "VFIO_GROUP_SET_CONTAINER",
                 errno => errno == Errno.EBUSY ? "the group already belongs to a container" : null);
         }
         finally
@@ -277,14 +278,14 @@ public sealed class KernelVfioDevice : IDisposable
         }
     }
 
-    private static bool TrySetIommu(SafeVfioFdHandle container, int type, out Errno errno)
+    private static bool TrySetIommu(SafeFdHandle container, int type, out Errno errno)
     {
-        int rc = Interop.Interop.Kernel.Ioctl(container, VfioIoctl.VFIO_SET_IOMMU, (nuint)type);
-        errno = rc < 0 ? Interop.Interop.Kernel.LastErrno() : Errno.None;
+        int rc = Interop.Interop.Ioctl(container, VfioIoctl.VFIO_SET_IOMMU, (nuint)type);
+        errno = rc < 0 ? Interop.Interop.LastErrno : Errno.None;
         return rc >= 0;
     }
 
-    private static unsafe SafeVfioFdHandle GetDeviceFd(SafeVfioFdHandle group, string name)
+    private static unsafe SafeFdHandle GetDeviceFd(SafeFdHandle group, string name)
     {
         int byteCount = Encoding.UTF8.GetByteCount(name);
         Span<byte> cname = byteCount < 256 ? stackalloc byte[byteCount + 1] : new byte[byteCount + 1];
@@ -292,13 +293,13 @@ public sealed class KernelVfioDevice : IDisposable
         cname[byteCount] = 0;
         int fd;
         fixed (byte* p = cname)
-            fd = Interop.Interop.Kernel.Ioctl(group, VfioIoctl.VFIO_GROUP_GET_DEVICE_FD, p);
-        Interop.Interop.Kernel.CheckIo(fd, $"VFIO_GROUP_GET_DEVICE_FD({name})", errno => errno switch
+            fd = Interop.Interop.Ioctl(group, VfioIoctl.VFIO_GROUP_GET_DEVICE_FD, p);
+        Interop.Interop.CheckIo(fd, $"VFIO_GROUP_GET_DEVICE_FD({name})", errno => errno switch
         {
             Errno.EBUSY => "the device is already open (VFIO allows one open per device through a group)",
             Errno.ENODEV => "the group has no device with this name",
             _ => null,
         });
-        return new SafeVfioFdHandle(fd, ownsHandle: true);
+        return new SafeFdHandle(fd, ownsHandle: true);
     }
 }

@@ -15,17 +15,7 @@ public static class NetErrors
         var socket = e as SocketException ?? e.InnerException as SocketException;
         if (socket is not null)
         {
-            var (errno, words) = socket.SocketErrorCode switch
-            {
-                SocketError.ConnectionRefused => (Errno.ECONNREFUSED, "connection refused: nothing listens there"),
-                SocketError.ConnectionReset => (Errno.ECONNRESET, "the peer reset the connection"),
-                SocketError.ConnectionAborted => (Errno.ECONNRESET, "the connection was aborted"),
-                SocketError.TimedOut => (Errno.ETIMEDOUT, "the connection timed out"),
-                SocketError.HostUnreachable or SocketError.NetworkUnreachable or SocketError.NetworkDown => (Errno.ETIMEDOUT, "the peer is unreachable (" + socket.SocketErrorCode + ")"),
-                SocketError.Shutdown or SocketError.NotConnected => (Errno.ENOTCONN, "the connection is closed"),
-                SocketError.OperationAborted => (Errno.ECANCELED, "the operation was aborted"),
-                _ => (Errno.EIO, socket.Message),
-            };
+            var (errno, words) = Interop.SocketErrno.Map(socket);
             return new VfioException(errno, operation, words, e);
         }
         if (e is AuthenticationException)

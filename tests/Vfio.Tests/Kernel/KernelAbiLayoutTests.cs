@@ -50,8 +50,8 @@ public class KernelAbiLayoutTests
     [Fact]
     public void PollFd_Is8Bytes()
     {
-        var s = new Interop.Interop.Kernel.PollFd();
-        Assert.Equal(8, Unsafe.SizeOf<Interop.Interop.Kernel.PollFd>());
+        var s = new Interop.Interop.PollFd();
+        Assert.Equal(8, Unsafe.SizeOf<Interop.Interop.PollFd>());
         Assert.Equal(0, Offset(ref s, ref s.Fd));
         Assert.Equal(4, Offset(ref s, ref s.Events));
         Assert.Equal(6, Offset(ref s, ref s.REvents));

@@ -100,18 +100,18 @@ public class KernelHeaderCheckTests
         Check("VFIO_DEVICE_FEATURE", VfioIoctl.VFIO_DEVICE_FEATURE);
 
         // libc facts the interop layer hard-codes.
-        var pfd = new Interop.Interop.Kernel.PollFd();
-        Check("sizeof(struct pollfd)", Unsafe.SizeOf<Interop.Interop.Kernel.PollFd>());
+        var pfd = new Interop.Interop.PollFd();
+        Check("sizeof(struct pollfd)", Unsafe.SizeOf<Interop.Interop.PollFd>());
         Check("offsetof(struct pollfd, events)", KernelAbiLayoutTests.Offset(ref pfd, ref pfd.Events));
         Check("offsetof(struct pollfd, revents)", KernelAbiLayoutTests.Offset(ref pfd, ref pfd.REvents));
-        Check("POLLIN", Interop.Interop.Kernel.POLLIN);
-        Check("POLLOUT", Interop.Interop.Kernel.POLLOUT);
-        Check("O_RDWR", Interop.Interop.Kernel.O_RDWR);
-        Check("O_WRONLY", Interop.Interop.Kernel.O_WRONLY);
-        Check("O_CLOEXEC", Interop.Interop.Kernel.O_CLOEXEC);
-        Check("O_NONBLOCK", Interop.Interop.Kernel.O_NONBLOCK);
-        Check("F_GETFL", Interop.Interop.Kernel.F_GETFL);
-        Check("F_SETFL", Interop.Interop.Kernel.F_SETFL);
+        Check("POLLIN", Interop.Interop.POLLIN);
+        Check("POLLOUT", Interop.Interop.POLLOUT);
+        Check("O_RDWR", Interop.Interop.O_RDWR);
+        Check("O_WRONLY", Interop.Interop.O_WRONLY);
+        Check("O_CLOEXEC", Interop.Interop.O_CLOEXEC);
+        Check("O_NONBLOCK", Interop.Interop.O_NONBLOCK);
+        Check("F_GETFL", Interop.Interop.F_GETFL);
+        Check("F_SETFL", Interop.Interop.F_SETFL);
         return sb.ToString();
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Vfio.Cli;
 using Vfio.Device;
+using Vfio.Interop;
 using Vfio.Kernel;
 using Vfio.Uapi;
 
@@ -17,19 +18,19 @@ public sealed class KernelHostBehaviourTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
-    private static SafeVfioFdHandle OpenRaw(string path, int flags)
+    private static SafeFdHandle OpenRaw(string path, int flags)
     {
-        var fd = Interop.Interop.Kernel.Open(path, flags | Interop.Interop.Kernel.O_CLOEXEC);
-        Assert.False(fd.IsInvalid, $"open {path}: {Interop.Interop.Kernel.LastErrno()}");
+        var fd = Interop.Interop.OpenHandle(path, flags | Interop.Interop.O_CLOEXEC);
+        Assert.False(fd.IsInvalid, $"open {path}: {Interop.Interop.LastErrno}");
         return fd;
     }
 
     [Fact]
     public void CheckIo_MapsTheCallsErrno_ToVfioExceptionWithOperationAndPlainWords()
     {
-        using var fd = Interop.Interop.Kernel.Open(Path.Combine(_root, "missing"), Interop.Interop.Kernel.O_RDWR);
+        using var fd = Interop.Interop.OpenHandle(Path.Combine(_root, "missing"), Interop.Interop.O_RDWR);
         Assert.True(fd.IsInvalid);
-        var e = Assert.Throws<VfioException>(() => Interop.Interop.Kernel.CheckIo(-1, "open missing", errno => errno == Errno.ENOENT ? "explained" : null));
+        var e = Assert.Throws<VfioException>(() => Interop.Interop.CheckIo(-1, "open missing", errno => errno == Errno.ENOENT ? "explained" : null));
         Assert.Equal(Errno.ENOENT, e.Errno);
         Assert.Equal("open missing", e.Operation);
         Assert.StartsWith("ENOENT: open missing: ", e.Message, StringComparison.Ordinal);
@@ -38,28 +39,28 @@ public sealed class KernelHostBehaviourTests : IDisposable
 
     [Fact]
     public void CheckIo_PassesNonNegativeResultsThrough()
-        => Assert.Equal(7, Interop.Interop.Kernel.CheckIo(7, "anything"));
+        => Assert.Equal(7, Interop.Interop.CheckIo(7, "anything"));
 
     [Fact]
     public unsafe void VfioIoctl_OnANonVfioFile_IsENOTTY()
     {
-        using var fd = OpenRaw("/dev/null", Interop.Interop.Kernel.O_RDWR);
+        using var fd = OpenRaw("/dev/null", Interop.Interop.O_RDWR);
         byte* call = stackalloc byte[16];
-        int rc = Interop.Interop.Kernel.Ioctl(fd, VfioIoctl.VFIO_DEVICE_FEATURE, call);
+        int rc = Interop.Interop.Ioctl(fd, VfioIoctl.VFIO_DEVICE_FEATURE, call);
         Assert.Equal(-1, rc);
-        Assert.Equal(Errno.ENOTTY, Interop.Interop.Kernel.LastErrno());
+        Assert.Equal(Errno.ENOTTY, Interop.Interop.LastErrno);
     }
 
     [Fact]
-    public void SafeVfioFdHandle_ClosesOnce_AndZeroIsAValidDescriptor()
+    public void SafeFdHandle_ClosesOnce_AndZeroIsAValidDescriptor()
     {
-        var fd = OpenRaw("/dev/null", Interop.Interop.Kernel.O_RDONLY);
+        var fd = OpenRaw("/dev/null", Interop.Interop.O_RDONLY);
         int number = fd.Fd;
         Assert.True(number >= 0);
         fd.Dispose();
         Assert.True(fd.IsClosed);
-        Assert.False(new SafeVfioFdHandle(0, ownsHandle: false).IsInvalid);
-        Assert.True(new SafeVfioFdHandle().IsInvalid);
+        Assert.False(new SafeFdHandle(0, ownsHandle: false).IsInvalid);
+        Assert.True(new SafeFdHandle().IsInvalid);
     }
 
     [Fact]
@@ -67,7 +68,7 @@ public sealed class KernelHostBehaviourTests : IDisposable
     {
         string file = Path.Combine(_root, "saved");
         File.WriteAllBytes(file, [1, 2, 3, 4, 5]);
-        await using var stream = new KernelMigrationDataStream(OpenRaw(file, Interop.Interop.Kernel.O_RDONLY), DataSessionKind.Saving, "test");
+        await using var stream = new KernelMigrationDataStream(OpenRaw(file, Interop.Interop.O_RDONLY), DataSessionKind.Saving, "test");
         var buffer = new byte[3];
         Assert.Equal(3, await stream.ReadAsync(buffer, TestContext.Current.CancellationToken));
         Assert.Equal(new byte[] { 1, 2, 3 }, buffer);
@@ -83,7 +84,7 @@ public sealed class KernelHostBehaviourTests : IDisposable
         string file = Path.Combine(_root, "resumed");
         File.WriteAllBytes(file, []);
         var data = Enumerable.Range(0, 100_000).Select(i => (byte)i).ToArray();
-        await using (var stream = new KernelMigrationDataStream(OpenRaw(file, Interop.Interop.Kernel.O_WRONLY), DataSessionKind.Resuming, "test"))
+        await using (var stream = new KernelMigrationDataStream(OpenRaw(file, Interop.Interop.O_WRONLY), DataSessionKind.Resuming, "test"))
             await stream.WriteAsync(data, TestContext.Current.CancellationToken);
         Assert.Equal(data, File.ReadAllBytes(file));
     }
@@ -93,7 +94,7 @@ public sealed class KernelHostBehaviourTests : IDisposable
     {
         string file = Path.Combine(_root, "ro");
         File.WriteAllBytes(file, [9, 9, 9]);
-        await using var stream = new KernelMigrationDataStream(OpenRaw(file, Interop.Interop.Kernel.O_RDONLY), DataSessionKind.Saving, "test");
+        await using var stream = new KernelMigrationDataStream(OpenRaw(file, Interop.Interop.O_RDONLY), DataSessionKind.Saving, "test");
         var first = await Assert.ThrowsAsync<VfioException>(async () => await stream.WriteAsync(new byte[] { 1 }, TestContext.Current.CancellationToken));
         Assert.Equal(Errno.EBADF, first.Errno);
         Assert.True(stream.IsFaulted);
@@ -106,7 +107,7 @@ public sealed class KernelHostBehaviourTests : IDisposable
     [Fact]
     public async Task Stream_Disposed_ThrowsObjectDisposed()
     {
-        var stream = new KernelMigrationDataStream(OpenRaw("/dev/zero", Interop.Interop.Kernel.O_RDONLY), DataSessionKind.Saving, "test");
+        var stream = new KernelMigrationDataStream(OpenRaw("/dev/zero", Interop.Interop.O_RDONLY), DataSessionKind.Saving, "test");
         await stream.DisposeAsync();
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await stream.ReadAsync(new byte[1], TestContext.Current.CancellationToken));
     }
@@ -114,7 +115,7 @@ public sealed class KernelHostBehaviourTests : IDisposable
     [Fact]
     public async Task Stream_PrecopyInfoOnAFdWithoutTheIoctl_IsENOTTY_AndDoesNotPoison()
     {
-        await using var stream = new KernelMigrationDataStream(OpenRaw("/dev/zero", Interop.Interop.Kernel.O_RDONLY), DataSessionKind.Saving, "test");
+        await using var stream = new KernelMigrationDataStream(OpenRaw("/dev/zero", Interop.Interop.O_RDONLY), DataSessionKind.Saving, "test");
         var e = await Assert.ThrowsAsync<VfioException>(async () => await stream.GetPrecopyInfoAsync(TestContext.Current.CancellationToken));
         Assert.Equal(Errno.ENOTTY, e.Errno);
         Assert.False(stream.IsFaulted);
@@ -129,9 +130,9 @@ public sealed class KernelHostBehaviourTests : IDisposable
             await mk.WaitForExitAsync(TestContext.Current.CancellationToken);
         // O_RDWR on a FIFO never blocks in open. The fd is opened blocking: the stream itself must switch it to
         // O_NONBLOCK, or the read below would hang the test thread instead of returning a pending task.
-        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Interop.Kernel.O_RDWR), DataSessionKind.Saving, "fifo");
+        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Interop.O_RDWR), DataSessionKind.Saving, "fifo");
         Assert.True(stream.IsNonBlocking);
-        using var writer = OpenRaw(fifo, Interop.Interop.Kernel.O_WRONLY | Interop.Interop.Kernel.O_NONBLOCK);
+        using var writer = OpenRaw(fifo, Interop.Interop.O_WRONLY | Interop.Interop.O_NONBLOCK);
         var read = stream.ReadAsync(new byte[16], TestContext.Current.CancellationToken).AsTask();
         await Task.Delay(150, TestContext.Current.CancellationToken);
         Assert.False(read.IsCompleted);
@@ -146,16 +147,16 @@ public sealed class KernelHostBehaviourTests : IDisposable
         string fifo = Path.Combine(_root, "fifo2");
         using (var mk = Process.Start("mkfifo", fifo))
             await mk.WaitForExitAsync(TestContext.Current.CancellationToken);
-        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Interop.Kernel.O_RDWR), DataSessionKind.Saving, "fifo");
+        await using var stream = new KernelMigrationDataStream(OpenRaw(fifo, Interop.Interop.O_RDWR), DataSessionKind.Saving, "fifo");
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await stream.ReadAsync(new byte[16], cts.Token));
         Assert.False(stream.IsFaulted);
     }
 
-    private static unsafe void WriteBytes(SafeVfioFdHandle fd, byte[] data)
+    private static unsafe void WriteBytes(SafeFdHandle fd, byte[] data)
     {
         fixed (byte* p = data)
-            Assert.Equal(data.Length, (int)Interop.Interop.Kernel.Write(fd, p, (nuint)data.Length));
+            Assert.Equal(data.Length, (int)Interop.Interop.Write(fd, p, (nuint)data.Length));
     }
 
     private (VfioHostPaths Paths, string Uuid) FakeSysfs(int group = 7)

@@ -30,6 +30,18 @@ public sealed class WireCodecTests
         new VfioUserHeader(1, VfioUserCommand.RegionWrite, size, VfioUserMessageFlags.Command, 0).Encode(bytes);
         var ex = Assert.Throws<VfioUserFramingException>(() => VfioUserFrame.ReadHeader(bytes));
         Assert.Equal(size, ex.Header.MessageSize);
+        // One error model: a framing failure is a VfioException carrying EPROTO, caught by the same handlers.
+        VfioException asErrno = ex;
+        Assert.Equal(Errno.EPROTO, asErrno.Errno);
+        Assert.StartsWith("EPROTO: vfio-user: msg_size ", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_short_header_is_a_protocol_error_carrying_EPROTO()
+    {
+        var ex = Assert.Throws<VfioUserProtocolException>(() => VfioUserHeader.Decode(new byte[15]));
+        Assert.Equal(Errno.EPROTO, ex.Errno);
+        Assert.StartsWith("EPROTO: vfio-user: a header needs 16 bytes", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

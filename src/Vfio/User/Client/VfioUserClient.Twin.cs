@@ -50,7 +50,7 @@ public sealed partial class VfioUserClient
         catch (OperationCanceledException)
         {
         }
-        catch (Exception ex) when (ex is VfioException or VfioUserProtocolException or VfioUserFramingException)
+        catch (VfioException ex)
         {
             TwinFailure = ex;
         }

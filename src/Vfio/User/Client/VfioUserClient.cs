@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
 using Vfio.Interop;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
@@ -16,6 +17,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
 {
     private readonly UnixFdSocket _socket;
     private readonly VfioUserClientOptions _options;
+    private readonly ILogger _logger;
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly ConcurrentDictionary<ushort, MigDataTarget> _dataTargets = new();
     private readonly byte[] _migDataHead = new byte[MigDataPayload.Length];
@@ -32,6 +34,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         _socket = socket;
         Name = name;
         _options = options;
+        _logger = options.LoggerFactory.CreateLogger<VfioUserClient>();
         _socket.MaxMessageSize = VfioUserHeader.Size + 64 + Math.Max(options.MaxDataTransferSize, ProtocolLimits.MaxDataTransferSize);
     }
 
@@ -147,6 +150,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         ServerMaxMessageFds = (int)fds;
         ServerMaxDataTransferSize = (int)xfer;
         ServerCapabilities = caps;
+        VfioUserLog.Negotiated(_logger, Name, answer.Major, answer.Minor, (int)xfer, (int)fds, twin);
     }
 
     /// <summary>
@@ -262,13 +266,15 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         {
             reason = new VfioException(Errno.ECANCELED, Name, "the client was closed");
         }
-        catch (Exception ex) when (ex is VfioException or VfioUserProtocolException or VfioUserFramingException)
+        catch (VfioException ex)
         {
             reason = ex;
         }
         finally
         {
             _closedReason = reason;
+            if (!_shutdown.IsCancellationRequested)
+                VfioUserLog.ConnectionClosed(_logger, Name, reason);
             foreach (var key in _pending.Keys)
             {
                 if (_pending.TryRemove(key, out var tcs))

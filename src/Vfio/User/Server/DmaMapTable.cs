@@ -52,8 +52,8 @@ public sealed class DmaMapping : IDisposable
 
     internal unsafe void Map()
     {
-        int seals = Interop.Interop.Kernel.Fcntl(Fd!, Interop.Interop.Kernel.F_GET_SEALS, 0);
-        if (seals < 0 || (seals & Interop.Interop.Kernel.F_SEAL_SHRINK) == 0)
+        int seals = Interop.Interop.Fcntl(Fd!, Interop.Interop.F_GET_SEALS, 0);
+        if (seals < 0 || (seals & Interop.Interop.F_SEAL_SHRINK) == 0)
             return; // not a memfd, or one that may shrink: pread/pwrite only
         byte* stat = stackalloc byte[Interop.Interop.StatSize];
         Interop.Interop.CheckIo(Interop.Interop.FStat(Fd!.Fd, stat), "fstat DMA region fd");
@@ -93,7 +93,7 @@ public sealed class DmaMapping : IDisposable
             {
                 while (done < destination.Length)
                 {
-                    nint n = Interop.Interop.Kernel.PRead(Fd!, p + done, (nuint)(destination.Length - done), at + done);
+                    nint n = Interop.Interop.PRead(Fd!, p + done, (nuint)(destination.Length - done), at + done);
                     if (n < 0 && Interop.Interop.LastErrno == Errno.EINTR)
                         continue;
                     if (n < 0)
@@ -128,7 +128,7 @@ public sealed class DmaMapping : IDisposable
             {
                 while (done < source.Length)
                 {
-                    nint n = Interop.Interop.Kernel.PWrite(Fd!, p + done, (nuint)(source.Length - done), at + done);
+                    nint n = Interop.Interop.PWrite(Fd!, p + done, (nuint)(source.Length - done), at + done);
                     if (n < 0 && Interop.Interop.LastErrno == Errno.EINTR)
                         continue;
                     if (n <= 0)

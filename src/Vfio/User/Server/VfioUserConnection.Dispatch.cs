@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using Vfio.Diagnostics;
 using Vfio.Interop;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
@@ -21,7 +20,7 @@ public sealed partial class VfioUserConnection
         }
         catch (VfioException ex)
         {
-            Log.CommandFailed(_logger, header.Command.ToString(), header.MessageId, ex.Message);
+            VfioUserLog.CommandFailed(_logger, header.Command, header.MessageId, ex.Message);
             bool fatal = !_negotiated; // any failure before (or of) VERSION closes the connection (libvfio-user)
             return OutgoingReply.Fail(ex.Errno, closeAfter: fatal);
         }
@@ -29,7 +28,7 @@ public sealed partial class VfioUserConnection
         catch (Exception ex)
 #pragma warning restore CA1031
         {
-            Log.HandlerCrashed(_logger, header.Command.ToString(), header.MessageId, ex.ToString());
+            VfioUserLog.HandlerCrashed(_logger, header.Command.ToString(), header.MessageId, ex);
             return OutgoingReply.Fail(Errno.EIO);
         }
     }

@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Vfio.Diagnostics;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 
@@ -35,13 +34,13 @@ public sealed partial class VfioUserConnection
                     tcs.TrySetResult(message);
                     continue;
                 }
-                Log.ProtocolError(_logger, Id, $"twin socket: unexpected {(message.Header.IsReply ? "reply" : "command")} {message.Header.Command} id {message.Header.MessageId} ignored");
+                VfioUserLog.ProtocolError(_logger, Id, $"twin socket: unexpected {(message.Header.IsReply ? "reply" : "command")} {message.Header.Command} id {message.Header.MessageId} ignored");
                 message.Dispose();
             }
         }
-        catch (Exception ex) when (ex is VfioException or VfioUserProtocolException or VfioUserFramingException)
+        catch (VfioException ex)
         {
-            Log.ProtocolError(_logger, Id, "twin socket: " + ex.Message);
+            VfioUserLog.ProtocolError(_logger, Id, "twin socket: " + ex.Message);
         }
         FailPending(new VfioException(Errno.ECONNRESET, "vfio-user DMA request", "the twin socket closed"));
     }

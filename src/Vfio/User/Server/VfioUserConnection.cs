@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
-using Vfio.Diagnostics;
 using Vfio.Interop;
 using Vfio.Migration;
 using Vfio.User.Protocol;
@@ -90,7 +89,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                     // The body was not read; answer the command (if it was one, and if the queue has room: a client
                     // that reads nothing does not get to hold the connection open) and close: the stream is lost.
                     reason = ex.Message;
-                    Log.ProtocolError(_logger, Id, ex.Message);
+                    VfioUserLog.ProtocolError(_logger, Id, ex.Message);
                     if (ex.Header.IsCommand && !ex.Header.NoReply)
                         _commands.Writer.TryWrite(VfioUserMessage.FromBytes(ex.Header with { MessageSize = uint.MaxValue }, []));
                     break;
@@ -110,7 +109,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
         catch (VfioUserProtocolException ex)
         {
             reason = ex.Message;
-            Log.ProtocolError(_logger, Id, ex.Message);
+            VfioUserLog.ProtocolError(_logger, Id, ex.Message);
         }
         catch (VfioException ex)
         {
@@ -136,12 +135,12 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
             _device.ConnectionDetached?.Invoke(this);
             await CloseTwinSocketAsync().ConfigureAwait(false);
             Cleanup();
-            Log.ClientDisconnected(_logger, Id, reason);
+            VfioUserLog.ClientDisconnected(_logger, Id, reason);
             // Unlike a kernel device (closing its fd resets it), the device keeps its migration state: a source
             // whose migration may have been committed must never resume by itself, and a destination may hold
             // the only live copy of a committed state (docs/commit-protocol.md).
             if (_device.Migration.State != VfioMigrationState.Running)
-                Log.ClientLeftMidMigration(_logger, Id, MigrationStateMachine.Name(_device.Migration.State));
+                VfioUserLog.ClientLeftMidMigration(_logger, Id, MigrationStateMachine.Name(_device.Migration.State));
         }
     }
 

@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Vfio.Diagnostics;
 using Vfio.User.Transport;
 
 namespace Vfio.User.Server;
@@ -78,7 +77,7 @@ public sealed class VfioUserServer : IAsyncDisposable
             throw new VfioException(ex is IOException { HResult: 17 } ? Errno.EEXIST : Errno.EADDRINUSE, $"listen on {Path}", ex.Message, ex);
         }
         _listener = socket;
-        Log.Listening(_logger, Path);
+        VfioUserLog.Listening(_logger, Path);
     }
 
     private void RemoveStaleSocket()
@@ -96,7 +95,7 @@ public sealed class VfioUserServer : IAsyncDisposable
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionRefused)
         {
             File.Delete(Path);
-            Log.StaleSocketReplaced(_logger, Path);
+            VfioUserLog.StaleSocketReplaced(_logger, Path);
             return;
         }
         catch (SocketException ex)
@@ -145,7 +144,7 @@ public sealed class VfioUserServer : IAsyncDisposable
             catch (SocketException ex)
             {
                 // EMFILE and friends: keep the listener, try again shortly.
-                Log.ProtocolError(_logger, 0, "accept failed: " + ex.Message);
+                VfioUserLog.ProtocolError(_logger, 0, "accept failed: " + ex.Message);
                 await Task.Delay(100, cancellationToken).ConfigureAwait(false);
                 continue;
             }
@@ -153,7 +152,7 @@ public sealed class VfioUserServer : IAsyncDisposable
             var socket = new UnixFdSocket(client, _options.MaxMessageFds);
             var connection = new VfioUserConnection(socket, Device, _options, id);
             Volatile.Write(ref _current, connection);
-            Log.ClientConnected(_logger, id, socket.SendBufferSize, socket.ReceiveBufferSize);
+            VfioUserLog.ClientConnected(_logger, id, socket.SendBufferSize, socket.ReceiveBufferSize);
             ClientConnected?.Invoke(this, connection);
             try
             {
@@ -166,7 +165,7 @@ public sealed class VfioUserServer : IAsyncDisposable
             catch (Exception ex)
 #pragma warning restore CA1031
             {
-                Log.HandlerCrashed(_logger, "connection", id, ex.ToString());
+                VfioUserLog.HandlerCrashed(_logger, "connection", id, ex);
             }
             finally
             {

@@ -97,14 +97,7 @@ public sealed class UnixFdSocket : IDisposable
         catch (SocketException ex)
         {
             socket.Dispose();
-            var errno = ex.SocketErrorCode switch
-            {
-                SocketError.AddressNotAvailable => Errno.ENOENT,
-                SocketError.ConnectionRefused => Errno.ECONNREFUSED,
-                SocketError.AccessDenied => Errno.EACCES,
-                _ => (Errno)(ex.NativeErrorCode > 0 ? ex.NativeErrorCode : (int)Errno.EIO),
-            };
-            throw new VfioException(errno, $"connect to {path}", VfioException.Describe(errno), ex);
+            throw SocketErrno.ToException(ex, $"connect to {path}", unixPath: true);
         }
         return new UnixFdSocket(socket);
     }
@@ -171,7 +164,7 @@ public sealed class UnixFdSocket : IDisposable
             }
             catch (SocketException ex)
             {
-                throw new VfioException(ToErrno(ex), "send vfio-user message", ex.Message, ex);
+                throw SocketErrno.ToException(ex, "send vfio-user message");
             }
             catch (ObjectDisposedException ex)
             {
@@ -317,7 +310,7 @@ public sealed class UnixFdSocket : IDisposable
                     }
                     catch (SocketException ex)
                     {
-                        throw new VfioException(ToErrno(ex), "receive vfio-user message", ex.Message, ex);
+                        throw SocketErrno.ToException(ex, "receive vfio-user message");
                     }
                     catch (ObjectDisposedException ex)
                     {
@@ -380,7 +373,7 @@ public sealed class UnixFdSocket : IDisposable
             }
             catch (SocketException ex)
             {
-                throw new VfioException(ToErrno(ex), "receive vfio-user message body", ex.Message, ex);
+                throw SocketErrno.ToException(ex, "receive vfio-user message body");
             }
             catch (ObjectDisposedException ex)
             {
@@ -439,14 +432,6 @@ public sealed class UnixFdSocket : IDisposable
                 _socket.SafeHandle.DangerousRelease();
         }
     }
-
-    private static Errno ToErrno(SocketException ex) => ex.SocketErrorCode switch
-    {
-        SocketError.ConnectionReset => Errno.ECONNRESET,
-        SocketError.Shutdown or SocketError.NotConnected => Errno.ENOTCONN,
-        SocketError.OperationAborted => Errno.ECANCELED,
-        _ => ex.NativeErrorCode > 0 ? (Errno)ex.NativeErrorCode : Errno.EIO,
-    };
 
     /// <summary>Shuts the socket down both ways (wakes pending receives) without disposing.</summary>
     public void Shutdown()
