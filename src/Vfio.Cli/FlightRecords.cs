@@ -59,5 +59,31 @@ internal static class FlightRecords
         return $"flight record: {path} (vfio-mig report {Quote(path)} --svg timeline.svg draws it)";
     }
 
+    /// <summary>
+    /// Appends one <c>recovery</c> event per side, naming the decision and what was done, to the records of migration
+    /// <paramref name="id"/> saved in <paramref name="stateDirectory"/> (<c>flight/ID.*.jsonl</c>); returns how many
+    /// records were extended. A record that cannot be extended is skipped: resolving matters more than recording.
+    /// </summary>
+    public static int AppendResolution(string stateDirectory, Guid id, string decision, IEnumerable<(string Side, string Device, string Action)> devices)
+    {
+        string directory = Path.Combine(stateDirectory, "flight");
+        if (!Directory.Exists(directory))
+            return 0;
+        int extended = 0;
+        foreach (var path in Directory.GetFiles(directory, $"{id:D}.*.jsonl"))
+        {
+            try
+            {
+                foreach (var side in devices.GroupBy(d => d.Side))
+                    FlightRecorder.Append(path, new FlightEvent { Ev = "recovery", Side = side.Key, Name = "resolve", Outcome = decision, Detail = string.Join("; ", side.Select(d => $"{d.Device}: {d.Action}")) });
+                extended++;
+            }
+            catch (VfioException)
+            {
+            }
+        }
+        return extended;
+    }
+
     private static string Quote(string path) => path.Contains(' ', StringComparison.Ordinal) ? $"'{path}'" : path;
 }

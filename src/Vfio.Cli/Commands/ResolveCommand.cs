@@ -57,6 +57,7 @@ internal static class ResolveCommand
                     return ExitCodes.Held;
                 }
                 var decided = result.Decision!.Value;
+                FlightRecords.AppendResolution(store.Directory, guid, MigrationResolver.Name(decided), result.Devices.Select(d => (d.Side == MigrationSide.Source ? "source" : "destination", d.Name, d.Action)));
                 string? otherHost = destinationRecord is not null && sourceRecord is null
                     ? $"vfio-mig resolve {guid} --decision {MigrationResolver.Name(decided)}"
                     : null;

@@ -27,7 +27,7 @@ internal sealed class FlightTimeline
         Files = files;
         Headers = headers;
         ClockCorrectionMs = correction;
-        End = events.Count == 0 ? 0 : events.Max(EndOf);
+        End = events.Count == 0 ? 0 : events.Where(e => e.E.Ev != "wire").Select(EndOf).DefaultIfEmpty(0).Max();
         MigrationId = events.Select(e => e.E.MigrationId).FirstOrDefault(id => id is not null);
         Lanes = BuildLanes();
         (DowntimeStart, DowntimeEnd) = FindDowntime();
@@ -121,7 +121,8 @@ internal sealed class FlightTimeline
         foreach (var side in SidesPresent)
         {
             var sideEvents = Events.Where(e => e.E.Side == side).ToList();
-            double sideEnd = sideEvents.Max(EndOf);
+            // Wire counts are written when the host-to-host session closes, after the engine's run.
+            double sideEnd = sideEvents.Where(e => e.E.Ev != "wire").Select(EndOf).DefaultIfEmpty(0).Max();
             var phases = sideEvents.Where(e => e.E.Ev == "phase").ToList();
             var phaseSpans = new List<TimelineSpan>();
             for (int i = 0; i < phases.Count; i++)

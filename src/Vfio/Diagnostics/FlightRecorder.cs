@@ -206,6 +206,31 @@ public sealed class FlightRecorder : IDisposable
         writer.Write('\n');
     }
 
+    /// <summary>
+    /// Appends <paramref name="e"/> to the record at <paramref name="path"/> written by another process (e.g. what
+    /// <c>vfio-mig resolve</c> did later): its <c>t_ms</c> is taken from the wall clock against the record's anchor.
+    /// </summary>
+    /// <exception cref="VfioException">The record cannot be read or written.</exception>
+    public static void Append(string path, FlightEvent e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        string? first;
+        try
+        {
+            using (var reader = new StreamReader(path))
+                first = reader.ReadLine();
+            var header = first is null ? null : JsonSerializer.Deserialize(first, FlightRecordJsonContext.Default.FlightEvent);
+            if (header?.Ev != "recorder" || !DateTimeOffset.TryParse(header.Wall, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var anchor))
+                throw new VfioException(Errno.EBADMSG, "append to flight record", $"{path} does not start with a recorder line");
+            double ms = Math.Round((DateTimeOffset.UtcNow - anchor).TotalMilliseconds, 3);
+            File.AppendAllText(path, JsonSerializer.Serialize(e with { TMs = ms }, FlightRecordJsonContext.Default.FlightEvent) + "\n");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException && ex is not VfioException)
+        {
+            throw new VfioException(Errno.EIO, "append to flight record", $"{path}: {ex.Message}", ex);
+        }
+    }
+
     /// <summary>Reads a flight record: the recorder line and the events, in file order.</summary>
     /// <exception cref="VfioException">ENOENT/EACCES when the file cannot be read, EBADMSG for a line that is not a flight event (with its number).</exception>
     public static (FlightEvent Header, IReadOnlyList<FlightEvent> Events) Load(string path)

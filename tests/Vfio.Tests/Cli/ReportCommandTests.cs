@@ -174,6 +174,48 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Contains(events, e => e is { Ev: "recovery", Name: "rollback" });
     }
 
+    [Fact]
+    public void Resolve_AppendsItsDecisionToTheRecordsSavedInTheStateDirectory()
+    {
+        var id = Guid.NewGuid();
+        string flight = Path.Combine(_dir, "flight"), path = Path.Combine(flight, $"{id:D}.migrate.jsonl");
+        Directory.CreateDirectory(flight);
+        using (var recorder = new FlightRecorder())
+        {
+            recorder.Add(new FlightEvent { Ev = "fault", Side = "source", Errno = "ETIMEDOUT" });
+            recorder.Save(path);
+        }
+        int extended = FlightRecords.AppendResolution(_dir, id, "committed", [("source", "unix:a", "stopped for good (STOP)"), ("destination", "unix:b", "started (RUNNING)")]);
+        Assert.Equal(1, extended);
+        var (_, events) = FlightRecorder.Load(path);
+        var resolve = events.Where(e => e is { Ev: "recovery", Name: "resolve" }).ToList();
+        Assert.Equal(["source", "destination"], resolve.Select(e => e.Side));
+        Assert.All(resolve, e => Assert.Equal("committed", e.Outcome));
+        Assert.All(resolve, e => Assert.True(e.TMs >= events[0].TMs));
+        Assert.Contains("started (RUNNING)", resolve[1].Detail, StringComparison.Ordinal);
+        Assert.Equal(0, FlightRecords.AppendResolution(_dir, Guid.NewGuid(), "aborted", [("source", "unix:a", "resumed")]));
+    }
+
+    [Fact]
+    public async Task BadInput_IsOneErrorLineWithItsExitCode()
+    {
+        string missing = Path.Combine(_dir, "missing.jsonl"), garbage = Path.Combine(_dir, "garbage.jsonl");
+        await File.WriteAllTextAsync(garbage, "{\"t_ms\":0,\"ev\":\"recorder\",\"schema\":1,\"wall\":\"2026-12-07T06:00:00Z\"}\n{oops\n", TestContext.Current.CancellationToken);
+        foreach (var (args, exit, line) in new[]
+        {
+            (new[] { "report", missing }, ExitCodes.Failed, "vfio-mig report: error: ENOENT: read flight record: "),
+            (new[] { "report", garbage }, ExitCodes.Failed, "vfio-mig report: error: EBADMSG: read flight record: "),
+            (new[] { "report", garbage, garbage, garbage }, ExitCodes.Usage, "vfio-mig report: error: "),
+            (new[] { "report" }, ExitCodes.Usage, "vfio-mig report: error: "),
+        })
+        {
+            var stderr = new StringWriter();
+            Assert.Equal(exit, await CliApp.RunAsync(args, new StringWriter(), stderr, TestContext.Current.CancellationToken));
+            Assert.StartsWith(line, stderr.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", stderr.ToString(), StringComparison.Ordinal);
+        }
+    }
+
     private static Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args) => TestSupport.CliProcess.RunAsync(args);
 
     private static IEnumerable<XElement> Rects(XElement lane, string cls) => lane.Elements(Svg + "rect").Where(r => Classes(r).Contains(cls));
