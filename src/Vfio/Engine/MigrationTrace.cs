@@ -168,7 +168,8 @@ internal sealed class MigrationTrace
     {
         var (errno, detail) = failure switch
         {
-            MigrationException m => (m.Errno, m.Message),
+            // The errno and phase have fields of their own; the words say who saw it when it was the peer.
+            MigrationException m => (m.Errno, m.Side == _side ? m.Detail ?? m.Message : $"reported by the {(m.Side == MigrationSide.Source ? "source" : "destination")}: {m.Detail ?? m.Message}"),
             VfioException v => (v.Errno, v.Message),
             OperationCanceledException => (Errno.ECANCELED, "canceled"),
             _ => (Errno.EIO, failure.Message),
