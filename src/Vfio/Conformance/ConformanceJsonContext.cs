@@ -13,4 +13,4 @@ namespace Vfio.Conformance;
     UseStringEnumConverter = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(ConformanceReport))]
-public sealed partial class ConformanceJsonContext : JsonSerializerContext;
+internal sealed partial class ConformanceJsonContext : JsonSerializerContext;

@@ -7,4 +7,4 @@ namespace Vfio.Diagnostics;
     PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(FlightEvent))]
-public sealed partial class FlightRecordJsonContext : JsonSerializerContext;
+internal sealed partial class FlightRecordJsonContext : JsonSerializerContext;

@@ -6,7 +6,7 @@ namespace Vfio.Interop;
 /// The one owned file descriptor type: eventfd, memfd, DMA backing file, received SCM_RIGHTS fd, and the kernel's
 /// container, group, device and migration data fds. Descriptor 0 is valid; only negative values are invalid.
 /// </summary>
-public sealed class SafeFdHandle : SafeHandle
+internal sealed class SafeFdHandle : SafeHandle
 {
     /// <summary>An invalid handle (the interop marshaller creates it, then sets the descriptor).</summary>
     public SafeFdHandle()

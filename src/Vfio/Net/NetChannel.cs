@@ -9,7 +9,7 @@ using Stream = System.IO.Stream;
 /// One established, authenticated connection of a migration session: frame writes are serialised, and with session
 /// keys every frame is sealed on the way out and opened on the way in (<see cref="NetFrameCipher"/>).
 /// </summary>
-public sealed class NetChannel : IAsyncDisposable
+internal sealed class NetChannel : IAsyncDisposable
 {
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private long _lastReceived = Stopwatch.GetTimestamp();

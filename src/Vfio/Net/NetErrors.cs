@@ -4,7 +4,7 @@ using System.Security.Authentication;
 namespace Vfio.Net;
 
 /// <summary>Maps socket and TLS failures to <see cref="VfioException"/> with an errno and plain words.</summary>
-public static class NetErrors
+internal static class NetErrors
 {
     /// <summary>Converts an exception from a socket or stream operation.</summary>
     public static VfioException FromIO(Exception e, string operation)

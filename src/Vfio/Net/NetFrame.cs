@@ -22,7 +22,7 @@ using Stream = System.IO.Stream;
 /// (a damaged length would otherwise make the reader wait for bytes that never come). The CRC only catches
 /// accidents; the GCM tag (with <see cref="NetFrameCipher"/>'s implicit frame counter) catches an attacker.
 /// </summary>
-public sealed class NetFrame
+internal sealed class NetFrame
 {
     private NetFrame(NetFrameType type, ulong sequence, byte[] buffer, int length)
     {

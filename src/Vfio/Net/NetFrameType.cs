@@ -1,7 +1,7 @@
 namespace Vfio.Net;
 
 /// <summary>The frame types of a channel after the handshake (docs/network.md, "Frames").</summary>
-public enum NetFrameType : byte
+internal enum NetFrameType : byte
 {
     /// <summary>A segment of the migration stream; the sequence number orders it across channels.</summary>
     Data = 1,

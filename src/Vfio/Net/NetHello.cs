@@ -13,7 +13,7 @@ namespace Vfio.Net;
 /// kind 0 = control channel (index 0), 1 = data channel; flags bit 0 = the sender holds a token, bit 1 = it seals
 /// every frame (it has TLS or a token; clear only with --insecure).
 /// </summary>
-public sealed record NetHello(ushort Version, byte Kind, byte Flags, ushort ChannelIndex, ushort ChannelCount, Guid SessionId, byte[] Nonce)
+internal sealed record NetHello(ushort Version, byte Kind, byte Flags, ushort ChannelIndex, ushort ChannelCount, Guid SessionId, byte[] Nonce)
 {
     /// <summary>Flag: the sender holds a pre-shared token and will prove it.</summary>
     public const byte FlagHasToken = 1;

@@ -4,7 +4,7 @@ namespace Vfio.Net;
 /// Wire constants of the host-to-host migration transport (docs/network.md). Every length a peer
 /// supplies is checked against one of these before anything is allocated.
 /// </summary>
-public static class NetProtocol
+internal static class NetProtocol
 {
     /// <summary>The 8-byte magic that opens every hello and challenge: ASCII <c>VFIOMIG</c> and a zero byte.</summary>
     public static ReadOnlySpan<byte> Magic => "VFIOMIG\0"u8;

@@ -56,7 +56,7 @@ public sealed class NetReceiverSession : NetSession
     public Stream ReturnStream { get; }
 
     /// <summary>The reassembly buffer (cap, peak use).</summary>
-    public ReorderBuffer Reassembly => _reorder;
+    internal ReorderBuffer Reassembly => _reorder;
 
     /// <summary>
     /// Sends the final status, then waits (bounded by the idle timeout) for the sender's goodbye. Returns the

@@ -25,7 +25,7 @@ public abstract class NetSession : IAsyncDisposable
     internal NetChannel ChannelAt(int index) => Channels[index];
 
     /// <summary>Frames and payload bytes on all channels so far, by direction and type.</summary>
-    public IReadOnlyList<(bool Sent, string Type, long Frames, long Bytes)> WireTally() => NetWireTally.Sum(Channels.Select(c => c.Tally));
+    internal IReadOnlyList<(bool Sent, string Type, long Frames, long Bytes)> WireTally() => NetWireTally.Sum(Channels.Select(c => c.Tally));
 
     private protected CancellationTokenSource Cts { get; } = new();
 

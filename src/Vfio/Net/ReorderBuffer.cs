@@ -10,7 +10,7 @@ namespace Vfio.Net;
 /// on the sender through TCP). The segment the reader needs next is always admitted, so the caps can never
 /// deadlock the transfer.
 /// </summary>
-public sealed class ReorderBuffer
+internal sealed class ReorderBuffer
 {
     /// <summary>How far ahead of the reader a sequence number may be before it is a protocol error.</summary>
     public const ulong MaxWindow = 1UL << 24;

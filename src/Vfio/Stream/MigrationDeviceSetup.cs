@@ -7,4 +7,4 @@ namespace Vfio.Stream;
 /// <param name="StopCopySize">The source device's MIG_DATA_SIZE estimate at setup (0 when unknown).</param>
 /// <param name="Plan">Whether the device is pre-copied and whether P2P quiescing is used.</param>
 /// <param name="Name">The source device's name, for messages (at most <see cref="MigrationFrameCodec.MaxNameBytes"/> UTF-8 bytes).</param>
-public readonly record struct MigrationDeviceSetup(VfioMigrationFlags Capabilities, ulong StopCopySize, MigrationPlanFlags Plan, string Name);
+internal readonly record struct MigrationDeviceSetup(VfioMigrationFlags Capabilities, ulong StopCopySize, MigrationPlanFlags Plan, string Name);

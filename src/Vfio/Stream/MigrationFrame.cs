@@ -6,7 +6,7 @@ namespace Vfio.Stream;
 /// One decoded frame. The payload is a slice of the reader's buffer and stays valid only until the
 /// next read from the same <see cref="MigrationStreamReader"/> (or until the caller advances the buffer).
 /// </summary>
-public readonly record struct MigrationFrame(MigrationFrameType Type, ushort Device, uint Sequence, ReadOnlySequence<byte> Payload)
+internal readonly record struct MigrationFrame(MigrationFrameType Type, ushort Device, uint Sequence, ReadOnlySequence<byte> Payload)
 {
     /// <summary>The device index of stream-level frames.</summary>
     public const ushort StreamLevel = 0xFFFF;

@@ -23,7 +23,7 @@ namespace Vfio.Stream;
 /// The header CRC lets a decoder reject a corrupted length before waiting for (or buffering) the payload;
 /// the trailer CRC covers the 16 header bytes and the payload.
 /// </summary>
-public static class MigrationFrameCodec
+internal static class MigrationFrameCodec
 {
     /// <summary>Format version written and accepted.</summary>
     public const ushort Version = 2;

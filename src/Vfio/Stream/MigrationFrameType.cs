@@ -4,7 +4,7 @@ namespace Vfio.Stream;
 /// Frame types of the migration stream (source → destination, 0x01–0x3F) and of the return path
 /// (destination → source, 0x41–0x7F). See docs/stream-format.md.
 /// </summary>
-public enum MigrationFrameType : byte
+internal enum MigrationFrameType : byte
 {
     /// <summary>Forward, per device: the source device's capabilities, stop-copy estimate, plan flags and name.</summary>
     Setup = 0x01,

@@ -2,7 +2,7 @@ namespace Vfio.Stream;
 
 /// <summary>What the source will do with one device, announced in its <see cref="MigrationFrameType.Setup"/> frame.</summary>
 [Flags]
-public enum MigrationPlanFlags : uint
+internal enum MigrationPlanFlags : uint
 {
     /// <summary>Stop-copy only.</summary>
     None = 0,

@@ -7,7 +7,7 @@ namespace Vfio.Stream;
 /// <param name="Errno">The Linux errno; <see cref="Errno.None"/> for success.</param>
 /// <param name="Phase">A small phase code (the engine's <c>MigrationPhase</c> value).</param>
 /// <param name="Message">Plain words, at most <see cref="MigrationFrameCodec.MaxMessageBytes"/> UTF-8 bytes on the wire.</param>
-public readonly record struct MigrationStatus(Errno Errno, byte Phase, string Message)
+internal readonly record struct MigrationStatus(Errno Errno, byte Phase, string Message)
 {
     /// <summary>True when <see cref="Errno"/> is <see cref="Errno.None"/>.</summary>
     public bool IsSuccess => Errno == Errno.None;

@@ -1,7 +1,7 @@
 namespace Vfio.Stream;
 
 /// <summary>Which of the two byte streams of a migration a header opens.</summary>
-public enum MigrationStreamKind
+internal enum MigrationStreamKind
 {
     /// <summary>Source → destination: setup, device data and markers (magic <c>VFMIGFWD</c>).</summary>
     Forward,

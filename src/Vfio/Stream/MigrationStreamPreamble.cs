@@ -5,4 +5,4 @@ namespace Vfio.Stream;
 /// <param name="Version">Format version; this build writes and reads <see cref="MigrationFrameCodec.Version"/>.</param>
 /// <param name="DeviceCount">Number of devices (device indices are 0 … count−1).</param>
 /// <param name="MaxPayload">The largest frame payload the writer will send.</param>
-public readonly record struct MigrationStreamPreamble(MigrationStreamKind Kind, ushort Version, ushort DeviceCount, uint MaxPayload);
+internal readonly record struct MigrationStreamPreamble(MigrationStreamKind Kind, ushort Version, ushort DeviceCount, uint MaxPayload);

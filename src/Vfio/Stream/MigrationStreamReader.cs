@@ -8,7 +8,7 @@ namespace Vfio.Stream;
 /// frames, each checked by <see cref="MigrationFrameCodec"/>. Frames of the wrong direction are rejected.
 /// Never buffers more than one frame of at most the declared (and locally capped) payload size.
 /// </summary>
-public sealed class MigrationStreamReader
+internal sealed class MigrationStreamReader
 {
     private const string Operation = "read migration stream";
     private readonly PipeReader _reader;

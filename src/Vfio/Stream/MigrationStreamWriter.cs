@@ -7,7 +7,7 @@ namespace Vfio.Stream;
 /// flushed. Data frames can be filled in place (<see cref="GetPayloadBuffer"/> then
 /// <see cref="CommitAsync"/>) so device bytes are read straight into the pipe. Not thread-safe: one writer per stream.
 /// </summary>
-public sealed class MigrationStreamWriter
+internal sealed class MigrationStreamWriter
 {
     private const string Operation = "write migration stream";
     private readonly PipeWriter _writer;

@@ -2,7 +2,7 @@ namespace Vfio.Uapi;
 
 /// <summary>Operation bits of <c>vfio_device_feature.flags</c> (spec §1.4).</summary>
 [Flags]
-public enum VfioDeviceFeatureFlags : uint
+internal enum VfioDeviceFeatureFlags : uint
 {
     /// <summary>No operation bit.</summary>
     None = 0,

@@ -1,7 +1,7 @@
 namespace Vfio.Uapi;
 
 /// <summary>VFIO_DEVICE_FEATURE ids, the low 16 bits of <c>vfio_device_feature.flags</c> (spec §1.3).</summary>
-public enum VfioDeviceFeatureId : ushort
+internal enum VfioDeviceFeatureId : ushort
 {
     /// <summary>VFIO_DEVICE_FEATURE_PCI_VF_TOKEN.</summary>
     PciVfToken = 0,

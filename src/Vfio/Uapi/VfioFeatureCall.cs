@@ -6,7 +6,7 @@ namespace Vfio.Uapi;
 /// Builds complete VFIO_DEVICE_FEATURE call buffers (header + payload) exactly as spec §1.8 lists them.
 /// The kernel backend passes these to the ioctl; vfio-user carries the same bytes in DEVICE_FEATURE.
 /// </summary>
-public static class VfioFeatureCall
+internal static class VfioFeatureCall
 {
     /// <summary>A call buffer with the given flags and payload size; argsz = 8 + payload.</summary>
     public static byte[] Create(VfioDeviceFeatureId feature, VfioDeviceFeatureFlags operations, int payloadSize)

@@ -4,7 +4,7 @@ namespace Vfio.Uapi;
 /// VFIO ioctl request numbers (spec §1.5). Every VFIO ioctl is <c>_IO(';', 100 + n)</c>: no size or
 /// direction bits, because the size travels in <c>argsz</c>.
 /// </summary>
-public static class VfioIoctl
+internal static class VfioIoctl
 {
     /// <summary>VFIO_TYPE = ';'.</summary>
     public const uint VfioType = 0x3B;

@@ -6,7 +6,7 @@ namespace Vfio.Uapi;
 // All fields little-endian; each type knows its size and encodes into / decodes from a span.
 
 /// <summary><c>struct vfio_device_feature</c> header: argsz (u32) at 0, flags (u32) at 4, data[] at 8.</summary>
-public readonly record struct VfioDeviceFeature(uint Argsz, uint Flags)
+internal readonly record struct VfioDeviceFeature(uint Argsz, uint Flags)
 {
     /// <summary>Size of the header.</summary>
     public const int Size = 8;
@@ -30,7 +30,7 @@ public readonly record struct VfioDeviceFeature(uint Argsz, uint Flags)
 }
 
 /// <summary><c>struct vfio_device_feature_migration</c>: u64 flags at 0 (8 bytes).</summary>
-public readonly record struct VfioDeviceFeatureMigration(ulong Flags)
+internal readonly record struct VfioDeviceFeatureMigration(ulong Flags)
 {
     /// <summary>Size of the struct.</summary>
     public const int Size = 8;
@@ -43,7 +43,7 @@ public readonly record struct VfioDeviceFeatureMigration(ulong Flags)
 }
 
 /// <summary><c>struct vfio_device_feature_mig_state</c>: u32 device_state at 0, s32 data_fd at 4 (8 bytes).</summary>
-public readonly record struct VfioDeviceFeatureMigState(uint DeviceState, int DataFd)
+internal readonly record struct VfioDeviceFeatureMigState(uint DeviceState, int DataFd)
 {
     /// <summary>Size of the struct.</summary>
     public const int Size = 8;
@@ -87,7 +87,7 @@ public readonly record struct VfioPrecopyInfo(uint Argsz, uint Flags, ulong Init
 }
 
 /// <summary><c>struct vfio_device_feature_dma_logging_control</c>: page_size u64 @0, num_ranges u32 @8, __reserved u32 @12, ranges u64 @16 (24 bytes).</summary>
-public readonly record struct VfioDmaLoggingControl(ulong PageSize, uint NumRanges, uint Reserved, ulong Ranges)
+internal readonly record struct VfioDmaLoggingControl(ulong PageSize, uint NumRanges, uint Reserved, ulong Ranges)
 {
     /// <summary>Size of the struct.</summary>
     public const int Size = 24;
@@ -128,7 +128,7 @@ public readonly record struct VfioDmaLoggingRange(ulong Iova, ulong Length)
 }
 
 /// <summary><c>struct vfio_device_feature_dma_logging_report</c>: iova @0, length @8, page_size @16, bitmap @24, all u64 (32 bytes).</summary>
-public readonly record struct VfioDmaLoggingReport(ulong Iova, ulong Length, ulong PageSize, ulong Bitmap)
+internal readonly record struct VfioDmaLoggingReport(ulong Iova, ulong Length, ulong PageSize, ulong Bitmap)
 {
     /// <summary>Size of the struct.</summary>
     public const int Size = 32;
@@ -159,7 +159,7 @@ public readonly record struct VfioDmaLoggingReport(ulong Iova, ulong Length, ulo
 }
 
 /// <summary><c>struct vfio_device_feature_mig_data_size</c>: u64 stop_copy_length at 0 (8 bytes).</summary>
-public readonly record struct VfioDeviceFeatureMigDataSize(ulong StopCopyLength)
+internal readonly record struct VfioDeviceFeatureMigDataSize(ulong StopCopyLength)
 {
     /// <summary>Size of the struct.</summary>
     public const int Size = 8;

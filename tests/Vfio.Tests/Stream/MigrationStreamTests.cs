@@ -199,14 +199,15 @@ public class MigrationStreamTests
     }
 
     [Theory]
-    [InlineData(MigrationFrameType.PreCopyData, 7, 4, "the stream has 3 devices")]          // device out of range
-    [InlineData(MigrationFrameType.PreCopyData, 0, 0, "at least 1")]                          // empty data
-    [InlineData(MigrationFrameType.End, 0, 0, "it is a stream-level frame")]                  // End must be stream-level
-    [InlineData(MigrationFrameType.InitDataSent, 0xFFFF, 0, "must name a device")]           // marker needs a device
-    [InlineData(MigrationFrameType.DeviceEnd, 0, 4, "8 payload bytes")]                       // wrong size
-    [InlineData((MigrationFrameType)0x30, 0, 0, "unknown type")]                              // unknown
-    public void MalformedFrames_AreRejectedWithEproto(MigrationFrameType type, int device, int length, string words)
+    [InlineData((byte)MigrationFrameType.PreCopyData, 7, 4, "the stream has 3 devices")]          // device out of range
+    [InlineData((byte)MigrationFrameType.PreCopyData, 0, 0, "at least 1")]                          // empty data
+    [InlineData((byte)MigrationFrameType.End, 0, 0, "it is a stream-level frame")]                  // End must be stream-level
+    [InlineData((byte)MigrationFrameType.InitDataSent, 0xFFFF, 0, "must name a device")]           // marker needs a device
+    [InlineData((byte)MigrationFrameType.DeviceEnd, 0, 4, "8 payload bytes")]                       // wrong size
+    [InlineData((byte)0x30, 0, 0, "unknown type")]                              // unknown
+    public void MalformedFrames_AreRejectedWithEproto(byte frameType, int device, int length, string words)
     {
+        var type = (MigrationFrameType)frameType; // the frame types are internal; the theory passes their values
         var frame = new byte[MigrationFrameCodec.FrameSize(length)];
         MigrationFrameCodec.SealFrame(frame, type, (ushort)device, 0, length);
         var buffer = new ReadOnlySequence<byte>(frame);

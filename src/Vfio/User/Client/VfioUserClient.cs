@@ -157,7 +157,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     /// Sends a command and awaits its reply (drained by msg_size, payload or not). Error replies throw
     /// <see cref="VfioException"/> with the peer's errno (clamped to 1..4096, else EINVAL).
     /// </summary>
-    public async Task<VfioUserMessage> RequestAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds = null, CancellationToken cancellationToken = default)
+    internal async Task<VfioUserMessage> RequestAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds = null, CancellationToken cancellationToken = default)
     {
         var reply = await SendCommandAsync(command, payload, fds, cancellationToken).ConfigureAwait(false);
         return await CompleteAsync(command, reply, cancellationToken).ConfigureAwait(false);

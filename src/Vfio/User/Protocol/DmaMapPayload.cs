@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Vfio.User.Protocol;
 
 /// <summary>DMA_MAP request (32 bytes): argsz, flags, offset, addr, size (spec §6.1).</summary>
-public readonly record struct DmaMapPayload(uint Argsz, uint Flags, ulong Offset, ulong Address, ulong Size)
+internal readonly record struct DmaMapPayload(uint Argsz, uint Flags, ulong Offset, ulong Address, ulong Size)
 {
     /// <summary>Payload size.</summary>
     public const int Length = 32;

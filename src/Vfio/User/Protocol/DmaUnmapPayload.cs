@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Vfio.User.Protocol;
 
 /// <summary>DMA_UNMAP request/reply head (24 bytes): argsz, flags, addr, size (spec §6.2).</summary>
-public readonly record struct DmaUnmapPayload(uint Argsz, uint Flags, ulong Address, ulong Size)
+internal readonly record struct DmaUnmapPayload(uint Argsz, uint Flags, ulong Address, ulong Size)
 {
     /// <summary>Payload size.</summary>
     public const int Length = 24;

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Vfio.User.Protocol;
 
 /// <summary>REGION_READ/REGION_WRITE head (16 bytes): u64 offset, u32 region, u32 count (spec §6.8).</summary>
-public readonly record struct RegionAccessPayload(ulong Offset, uint Region, uint Count)
+internal readonly record struct RegionAccessPayload(ulong Offset, uint Region, uint Count)
 {
     /// <summary>Head size.</summary>
     public const int Length = 16;
@@ -26,7 +26,7 @@ public readonly record struct RegionAccessPayload(ulong Offset, uint Region, uin
 }
 
 /// <summary>DMA_READ/DMA_WRITE head (16 bytes, libvfio-user layout): u64 addr, u64 count (spec §6.9).</summary>
-public readonly record struct DmaAccessPayload(ulong Address, ulong Count)
+internal readonly record struct DmaAccessPayload(ulong Address, ulong Count)
 {
     /// <summary>Head size.</summary>
     public const int Length = 16;
@@ -48,7 +48,7 @@ public readonly record struct DmaAccessPayload(ulong Address, ulong Count)
 }
 
 /// <summary>MIG_DATA_READ/WRITE head (8 bytes): u32 argsz, u32 size (spec §6.13).</summary>
-public readonly record struct MigDataPayload(uint Argsz, uint Size)
+internal readonly record struct MigDataPayload(uint Argsz, uint Size)
 {
     /// <summary>Head size.</summary>
     public const int Length = 8;

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Vfio.User.Protocol;
 
 /// <summary>DEVICE_SET_IRQS head (20 bytes): argsz, flags, index, start, count (spec §6.7).</summary>
-public readonly record struct SetIrqsPayload(uint Argsz, uint Flags, uint Index, uint Start, uint Count)
+internal readonly record struct SetIrqsPayload(uint Argsz, uint Flags, uint Index, uint Start, uint Count)
 {
     /// <summary>Head size.</summary>
     public const int Length = 20;

@@ -5,7 +5,7 @@ using System.Text.Json.Serialization;
 namespace Vfio.User.Protocol;
 
 /// <summary>The JSON document in a VERSION payload: <c>{"capabilities": {...}}</c> (spec §4.2).</summary>
-public sealed class VersionDocument
+internal sealed class VersionDocument
 {
     /// <summary>The capabilities object.</summary>
     [JsonPropertyName("capabilities")]
@@ -76,7 +76,7 @@ internal sealed partial class VfioUserJsonContext : JsonSerializerContext
 }
 
 /// <summary>VERSION payload: <c>u16 major, u16 minor, char json[] (NUL-terminated)</c>.</summary>
-public readonly record struct VersionPayload(ushort Major, ushort Minor, VersionCapabilities? Capabilities)
+internal readonly record struct VersionPayload(ushort Major, ushort Minor, VersionCapabilities? Capabilities)
 {
     /// <summary>Encodes with NUL-terminated JSON (or no JSON when capabilities are null).</summary>
     public byte[] Encode()

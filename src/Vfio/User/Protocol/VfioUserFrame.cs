@@ -1,7 +1,7 @@
 namespace Vfio.User.Protocol;
 
 /// <summary>Header-level validation (the decoder): what a receiver checks before it reads or allocates a body.</summary>
-public static class VfioUserFrame
+internal static class VfioUserFrame
 {
     /// <summary>
     /// Decodes a header and checks msg_size within [16, <paramref name="maxMessageSize"/>] — the only check that must

@@ -5,7 +5,7 @@ namespace Vfio.User.Protocol;
 /// lost. The receiver answers EINVAL to <see cref="Header"/> (if it was a command) and closes.
 /// A <see cref="VfioException"/> with <see cref="Errno.EPROTO"/>.
 /// </summary>
-public sealed class VfioUserFramingException(VfioUserHeader header, string message) : VfioException(Errno.EPROTO, "vfio-user", message)
+internal sealed class VfioUserFramingException(VfioUserHeader header, string message) : VfioException(Errno.EPROTO, "vfio-user", message)
 {
     /// <summary>The offending header.</summary>
     public VfioUserHeader Header { get; } = header;

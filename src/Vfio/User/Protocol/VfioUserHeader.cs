@@ -9,7 +9,7 @@ namespace Vfio.User.Protocol;
 ///  | id   | cmd  | msg_size | flags    | error_no |  payload …
 /// </code>
 /// </summary>
-public readonly record struct VfioUserHeader(ushort MessageId, VfioUserCommand Command, uint MessageSize, VfioUserMessageFlags Flags, uint ErrorNo)
+internal readonly record struct VfioUserHeader(ushort MessageId, VfioUserCommand Command, uint MessageSize, VfioUserMessageFlags Flags, uint ErrorNo)
 {
     /// <summary>Header size in bytes.</summary>
     public const int Size = 16;

@@ -2,7 +2,7 @@ namespace Vfio.User.Protocol;
 
 /// <summary>Header flags (spec §3): bits 0–3 type, bit 4 NO_REPLY, bit 5 ERROR.</summary>
 [Flags]
-public enum VfioUserMessageFlags : uint
+internal enum VfioUserMessageFlags : uint
 {
     /// <summary>Type 0: a command.</summary>
     Command = 0,

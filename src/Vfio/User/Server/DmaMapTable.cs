@@ -10,7 +10,7 @@ namespace Vfio.User.Server;
 /// client that truncates its file later makes the device's DMA fail with EFAULT instead of killing the server
 /// with SIGBUS.
 /// </summary>
-public sealed class DmaMapping : IDisposable
+internal sealed class DmaMapping : IDisposable
 {
     private readonly Lock _useLock = new();
     private nint _mapBase;
@@ -171,7 +171,7 @@ public sealed class DmaMapping : IDisposable
 }
 
 /// <summary>The DMA mappings of one connection (spec §6.1, §6.2; libvfio-user's rules).</summary>
-public sealed class DmaMapTable : IDisposable
+internal sealed class DmaMapTable : IDisposable
 {
     private readonly List<DmaMapping> _maps = [];
     private readonly Lock _lock = new();

@@ -49,7 +49,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     public int Id { get; }
 
     /// <summary>The client's DMA mappings.</summary>
-    public DmaMapTable Dma { get; } = new();
+    internal DmaMapTable Dma { get; } = new();
 
     /// <summary>True once VERSION succeeded.</summary>
     public bool IsNegotiated => _negotiated;

@@ -6,7 +6,7 @@ namespace Vfio.User.Transport;
 /// The fds that arrived with one message. A handler claims the ones it uses with <see cref="Take"/>; the rest are
 /// closed when the message is disposed (never leak an fd the peer sent on a message that should carry none).
 /// </summary>
-public sealed class ReceivedFds : IDisposable
+internal sealed class ReceivedFds : IDisposable
 {
     private readonly SafeFdHandle?[] _fds;
 

@@ -13,7 +13,7 @@ namespace Vfio.User.Transport;
 /// <c>recvmsg(MSG_CMSG_CLOEXEC)</c> for exactly the 16 header bytes (fails on MSG_CTRUNC), then the body with
 /// plain receives until complete. Sends are serialised; header + payload (+ fds) go out in one <c>sendmsg</c>.
 /// </summary>
-public sealed class UnixFdSocket : IDisposable
+internal sealed class UnixFdSocket : IDisposable
 {
     private readonly Socket _socket;
     private readonly SemaphoreSlim _sendLock = new(1, 1);

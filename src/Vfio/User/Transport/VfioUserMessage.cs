@@ -4,7 +4,7 @@ using Vfio.User.Protocol;
 namespace Vfio.User.Transport;
 
 /// <summary>One received message: header, payload (pooled buffer) and its fds. Dispose returns the buffer and closes unclaimed fds.</summary>
-public sealed class VfioUserMessage : IDisposable
+internal sealed class VfioUserMessage : IDisposable
 {
     private byte[]? _buffer;
 
