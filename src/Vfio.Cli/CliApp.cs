@@ -88,7 +88,7 @@ internal static class CliApp
         {
             await stdout.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             int code = CliErrors.Report(name, e, stderr);
-            if (WantsJson(parse))
+            if (WantsJson(parse) && e is not CliException { DocumentPrinted: true })
             {
                 var (errno, line) = CliErrors.Describe(e);
                 CliJsonContext.Write(stdout, new ErrorJson(false, name, VfioException.NameOf(errno), line, code), CliJsonContext.Default.ErrorJson);

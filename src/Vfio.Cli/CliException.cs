@@ -28,6 +28,10 @@ internal sealed class CliException : VfioException
     /// <summary>Lines printed as <c>  hint: …</c> after the error line.</summary>
     public IReadOnlyList<string> Hints { get; }
 
+    /// <summary>The command already printed its own <c>--json</c> document (with <c>ok: false</c>), so the shared
+    /// error document is not printed as well: stdout keeps one document.</summary>
+    public bool DocumentPrinted { get; init; }
+
     /// <summary>A usage error (exit 2, EINVAL): bad arguments or input; nothing was done.</summary>
     public static CliException Usage(string operation, string detail, params string[] hints)
         => new(ExitCodes.Usage, Errno.EINVAL, operation, detail, hints);

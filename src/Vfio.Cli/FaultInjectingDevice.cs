@@ -5,11 +5,15 @@ using Vfio.Uapi;
 namespace Vfio.Cli;
 
 /// <summary>
-/// Test aid behind <c>receive --inject-fault resume-stop</c>: a destination device whose RESUMING→STOP arc (where a
-/// driver validates the loaded state) fails with EIO, as a device rejecting bad state would.
+/// Test aid behind <c>receive --inject-fault</c>: a destination device that fails with EIO either its RESUMING→STOP
+/// arc (<c>resume-stop</c>, where a driver validates the loaded state, as a device rejecting bad state would) or its
+/// start after the commit (<c>start</c>: STOP→RUNNING_P2P or RUNNING, which leaves the migration held).
 /// </summary>
-internal sealed class FaultInjectingDevice(IVfioMigrationDevice inner) : IVfioMigrationDevice
+internal sealed class FaultInjectingDevice(IVfioMigrationDevice inner, string fault) : IVfioMigrationDevice
 {
+    /// <summary>The values <c>--inject-fault</c> takes.</summary>
+    public static readonly string[] Faults = ["resume-stop", "start"];
+
     private bool _resuming;
 
     public string Name => inner.Name;
@@ -25,8 +29,13 @@ internal sealed class FaultInjectingDevice(IVfioMigrationDevice inner) : IVfioMi
             _resuming = false;
             throw new VfioException(Errno.EIO, $"SET device_state RESUMING>{target}", "injected fault: the device rejected the loaded state (--inject-fault resume-stop)");
         }
+        if (fault == "start" && target is VfioMigrationState.Running or VfioMigrationState.RunningP2P
+            && await inner.GetStateAsync(cancellationToken).ConfigureAwait(false) == VfioMigrationState.Stop)
+        {
+            throw new VfioException(Errno.EIO, $"SET device_state STOP>{target}", "injected fault: the device failed to start (--inject-fault start)");
+        }
         var stream = await inner.SetStateAsync(target, cancellationToken).ConfigureAwait(false);
-        if (target == VfioMigrationState.Resuming)
+        if (target == VfioMigrationState.Resuming && fault == "resume-stop")
             _resuming = true;
         return stream;
     }

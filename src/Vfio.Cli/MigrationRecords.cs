@@ -39,6 +39,27 @@ internal static class MigrationRecords
         }
     }
 
+    /// <summary>
+    /// The command the source host runs to apply <paramref name="decision"/> recorded here (a destination host), for
+    /// the hint a receiver prints when its sender may have been left stopped or gone.
+    /// </summary>
+    public static string SourceHostHint(Guid id, MigrationDecision decision) => decision == MigrationDecision.Committed
+        ? $"on the sending host: vfio-mig resolve {id} --decision committed (with its --state-dir, if it has one) settles the source, which must stay stopped"
+        : $"on the sending host: vfio-mig resolve {id} --decision aborted (with its --state-dir, if it has one) resumes the source if it was left stopped";
+
+    /// <summary>The decision recorded for <paramref name="id"/>, or null when none is or it cannot be read (for hints after a failure).</summary>
+    public static async Task<MigrationDecisionRecord?> TryReadDecisionAsync(IMigrationDecisionStore store, Guid id)
+    {
+        try
+        {
+            return await store.ReadDecisionAsync(id, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (VfioException)
+        {
+            return null;
+        }
+    }
+
     private static string Describe(MigrationSide side) => side == MigrationSide.Source ? "source" : "destination";
 
     private static async Task<string> StateLineAsync(MigrationSide side, IVfioMigrationDevice device, bool held)
@@ -65,4 +86,28 @@ internal static class MigrationRecords
             _ => $"in {name}",
         };
     }
+}
+
+/// <summary>
+/// A store that remembers the id of the last record the engine wrote through it: a receiver learns its migration's id
+/// from the sender's Begin, and needs it after a failure the engine did not attach it to.
+/// </summary>
+internal sealed class WatchedMigrationStore(IMigrationDecisionStore inner) : IMigrationDecisionStore
+{
+    /// <summary>The id of the last record written, or <see cref="Guid.Empty"/>.</summary>
+    public Guid LastId { get; private set; }
+
+    public ValueTask WriteRecordAsync(MigrationRecord record, CancellationToken cancellationToken = default)
+    {
+        LastId = record.Id;
+        return inner.WriteRecordAsync(record, cancellationToken);
+    }
+
+    public ValueTask<MigrationRecord?> ReadRecordAsync(Guid id, MigrationSide side, CancellationToken cancellationToken = default) => inner.ReadRecordAsync(id, side, cancellationToken);
+
+    public ValueTask<IReadOnlyList<MigrationRecord>> ListRecordsAsync(CancellationToken cancellationToken = default) => inner.ListRecordsAsync(cancellationToken);
+
+    public ValueTask<MigrationDecisionRecord> DecideAsync(MigrationDecisionRecord decision, CancellationToken cancellationToken = default) => inner.DecideAsync(decision, cancellationToken);
+
+    public ValueTask<MigrationDecisionRecord?> ReadDecisionAsync(Guid id, CancellationToken cancellationToken = default) => inner.ReadDecisionAsync(id, cancellationToken);
 }

@@ -77,6 +77,12 @@ public sealed partial class CliBadInputTests
     [InlineData("send", "EINVAL", "send", "--from", "sample:", "--to", "tcp://127.0.0.1:1", "--channels", "0")]
     [InlineData("send", "EINVAL", "send", "--from", "sample:", "--to", "tcp://127.0.0.1:1", "--tls-cert", "c.pem")]
     [InlineData("receive", "EINVAL", "receive", "--listen", "7400", "--into", "sample:")]
+    // resolve, recover, state: a migration id, a decision, a device that outlives a process
+    [InlineData("resolve", "EINVAL", "resolve", "nope")]
+    [InlineData("resolve", "EINVAL", "resolve", "6f1c0b6e-0000-4000-8000-000000000000", "--decision", "maybe")]
+    [InlineData("recover", "EINVAL", "recover", "sample:")]
+    [InlineData("state", "EINVAL", "state", "sample:")]
+    [InlineData("state", "EINVAL", "state", "pci:0000:00:01.0")]
     // the command line itself
     [InlineData("", "EINVAL", "bogus")]
     [InlineData("demo", "EINVAL", "demo", "--no-such-option")]
@@ -86,6 +92,32 @@ public sealed partial class CliBadInputTests
         var (_, error) = await FailAsync(command, 2, args);
         Assert.Contains($": error: {errno}: ", error, StringComparison.Ordinal);
         Assert.Contains($"  hint: vfio-mig{(command.Length == 0 ? "" : " " + command)} --help", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Resolve_recover_and_state_fail_through_the_shared_error_path()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "vfio-cli-" + Guid.NewGuid().ToString("N")[..10]);
+        string id = Guid.NewGuid().ToString("D");
+        var (_, error) = await FailAsync("resolve", 1, "resolve", id, "--state-dir", dir);
+        Assert.Contains($"ENOENT: resolve: no record of migration {id} in {dir}", error, StringComparison.Ordinal);
+        Assert.Contains("  hint: run it on the host (and with the --state-dir) of the migration", error, StringComparison.Ordinal);
+
+        string missing = TestSupport.TempSocketPath();
+        (_, error) = await FailAsync("recover", 1, "recover", "unix:" + missing, "--state-dir", dir);
+        Assert.Contains("ENOENT", error, StringComparison.Ordinal);
+        (_, error) = await FailAsync("state", 1, "state", "unix:" + missing, "--state-dir", dir);
+        Assert.Contains("ENOENT", error, StringComparison.Ordinal);
+
+        // Under --json the failure is one document on stdout too.
+        using var json = new TestSupport.CliProcess("resolve", id, "--state-dir", dir, "--json");
+        Assert.Equal(1, await json.WaitOrExplainAsync(Deadline));
+        using var doc = System.Text.Json.JsonDocument.Parse(json.Output);
+        Assert.False(doc.RootElement.GetProperty("ok").GetBoolean());
+        Assert.Equal("resolve", doc.RootElement.GetProperty("command").GetString());
+        Assert.Equal("ENOENT", doc.RootElement.GetProperty("errno").GetString());
+        Assert.Equal(1, doc.RootElement.GetProperty("exit_code").GetInt32());
+        Assert.False(Directory.Exists(dir), "a failed resolve created the state directory");
     }
 
     [Fact]

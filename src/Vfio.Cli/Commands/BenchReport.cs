@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 
 namespace Vfio.Cli.Commands;
 
@@ -29,29 +28,12 @@ internal sealed class BenchReport(string bench, long sizeBytes, int runs, double
         _headline = ratio;
     }
 
-    /// <summary>Writes the document (indented) and a newline.</summary>
-    public async Task WriteAsync(TextWriter output)
+    /// <summary>Writes the document (<see cref="BenchJson"/>) and a newline.</summary>
+    public Task WriteAsync(TextWriter output)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            w.WriteString("bench", bench);
-            w.WriteNumber("size_bytes", sizeBytes);
-            w.WriteNumber("runs", runs);
-            w.WriteNumber("cpus", Environment.ProcessorCount);
-            w.WriteString("load_average", LoadAverage());
-            w.WriteString("headline_series", _headlineSeries);
-            w.WriteNumber("headline_ratio", Math.Round(_headline, 4));
-            w.WriteNumber("target_ratio", target);
-            w.WriteBoolean("target_met", _headline >= target);
-            w.WriteStartArray("series");
-            foreach (var s in _series)
-                s.Write(w);
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        await output.WriteLineAsync(System.Text.Encoding.UTF8.GetString(buffer.ToArray())).ConfigureAwait(false);
+        CliJsonContext.Write(output, new BenchJson(bench, sizeBytes, runs, Environment.ProcessorCount, LoadAverage(), _headlineSeries, Math.Round(_headline, 4), target,
+            _headline >= target, [.. _series.Select(s => s.ToJson())]), CliJsonContext.Default.BenchJson);
+        return Task.CompletedTask;
     }
 
     // The 1, 5 and 15 minute load averages: on a shared machine they say how much the figures may be disturbed.
@@ -93,33 +75,10 @@ internal sealed class BenchSeries(string name, string reference)
     public void Pair(long bytes, double seconds, double cpuSeconds, double rawSeconds, double rawCpuSeconds)
         => _pairs.Add((bytes, seconds, cpuSeconds, rawSeconds, rawCpuSeconds));
 
-    public void Write(Utf8JsonWriter w)
-    {
-        w.WriteStartObject();
-        w.WriteString("name", name);
-        w.WriteString("reference", reference);
-        w.WriteNumber("median_ratio", Math.Round(MedianRatio, 4));
-        w.WriteStartArray("pairs");
-        foreach (var p in _pairs)
-        {
-            w.WriteStartObject();
-            w.WriteNumber("bytes", p.Bytes);
-            w.WriteNumber("seconds", Math.Round(p.Seconds, 6));
-            w.WriteNumber("cpu_seconds", Math.Round(p.Cpu, 6));
-            w.WriteNumber("bytes_per_second", Math.Round(p.Bytes / p.Seconds));
-            w.WriteNumber("raw_seconds", Math.Round(p.RawSeconds, 6));
-            w.WriteNumber("raw_cpu_seconds", Math.Round(p.RawCpu, 6));
-            w.WriteNumber("raw_bytes_per_second", Math.Round(p.Bytes / p.RawSeconds));
-            w.WriteNumber("ratio", Math.Round(p.RawSeconds / p.Seconds, 4));
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-        w.WriteStartObject("context");
-        foreach (var (key, value) in Context)
-            w.WriteNumber(key, Math.Round(value, 2));
-        w.WriteEndObject();
-        w.WriteEndObject();
-    }
+    public BenchSeriesJson ToJson() => new(name, reference, Math.Round(MedianRatio, 4),
+        [.. _pairs.Select(p => new BenchPairJson(p.Bytes, Math.Round(p.Seconds, 6), Math.Round(p.Cpu, 6), Math.Round(p.Bytes / p.Seconds),
+            Math.Round(p.RawSeconds, 6), Math.Round(p.RawCpu, 6), Math.Round(p.Bytes / p.RawSeconds), Math.Round(p.RawSeconds / p.Seconds, 4)))],
+        Context.ToDictionary(c => c.Key, c => Math.Round(c.Value, 2)));
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{name} vs {reference}: {MedianRatio:0.00}");
 }

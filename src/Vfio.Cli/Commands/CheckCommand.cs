@@ -1,6 +1,4 @@
 using System.CommandLine;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using Vfio.Conformance;
 using Vfio.Migration;
 using Vfio.Sample;
@@ -152,13 +150,7 @@ internal static class CheckCommand
         }
     }
 
-    // Source-generated metadata; the relaxed encoder keeps "§" readable (the output is not embedded in HTML).
-    private static readonly ConformanceJsonContext s_json = new(new JsonSerializerOptions(ConformanceJsonContext.Default.Options)
-    {
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    });
-
-    internal static string ToJson(ConformanceReport report) => JsonSerializer.Serialize(report, s_json.ConformanceReport);
+    internal static string ToJson(ConformanceReport report) => CliJsonContext.Serialize(report, CliJsonContext.Default.ConformanceReport);
 
     /// <summary>One table per group (rule, spec, verdict, detail) and the summary line.</summary>
     internal static string FormatText(ConformanceReport report)

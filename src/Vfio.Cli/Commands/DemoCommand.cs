@@ -23,11 +23,12 @@ internal static class DemoCommand
         var maxRounds = CliOptions.Int("--max-rounds", "Pre-copy rounds before the non-convergence policy applies", MigrationOptions.Default.MaxRounds, 1, 100_000);
         var force = CliOptions.ForceSwitchover();
         var json = CliOptions.Json();
+        var stateDir = MigrationRecords.StateDirOption();
         var record = FlightRecords.RecordOption();
 
         var command = new Command("demo", "Live-migrate in-process sample devices and verify the result by SHA-256.")
         {
-            size, devices, dirtyRate, caps, downtime, maxRounds, force, json, record,
+            size, devices, dirtyRate, caps, downtime, maxRounds, force, json, stateDir, record,
         };
         command.WithHelp(addresses: false,
             "vfio-mig demo                                        # one 64MiB device, verified by SHA-256",
@@ -51,15 +52,19 @@ internal static class DemoCommand
                 parse.GetValue(maxRounds),
                 parse.GetValue(force),
                 parse.GetValue(json),
+                parse.GetValue(stateDir),
                 parse.GetValue(record)),
             cancellationToken));
         return command;
     }
 
-    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? Record = null);
+    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? StateDir = null, string? Record = null);
 
     internal static async Task<int> RunAsync(DemoSettings s, CancellationToken cancellationToken)
     {
+        // The same durable records as migrate, send and receive (docs/commit-protocol.md, "Records").
+        var id = Guid.NewGuid();
+        var store = MigrationRecords.Open(s.StateDir);
         using var recorder = FlightRecords.Open(s.Record);
         var options = MigrationOptions.Default with
         {
@@ -67,6 +72,8 @@ internal static class DemoCommand
             DowntimeLimit = s.DowntimeLimit,
             MaxRounds = s.MaxRounds,
             NonConvergence = s.Force ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
+            MigrationId = id,
+            DecisionStore = store,
         };
         var progress = CliProgress.For(s.Json);
         progress.Line(string.Create(CultureInfo.InvariantCulture,
@@ -100,6 +107,7 @@ internal static class DemoCommand
                 destinations.Add(new InProcessMigrationDevice(made[(2 * i) + 1], $"sample:dst{i}"));
             }
 
+            progress.Line($"migration {id}: {s.Devices} source(s) -> {s.Devices} destination(s) (records in {store.Directory})");
             var view = progress.Migration(s.DowntimeLimit, s.Size * s.Devices);
             MigrationStatistics stats;
             try
@@ -108,7 +116,7 @@ internal static class DemoCommand
             }
             catch (Exception e) when (e is MigrationException or OperationCanceledException)
             {
-                throw CliException.WithHints(e, SourcesState(sourceDevices), FlightRecords.Hint(recorder, "demo", (e as MigrationException)?.MigrationId, null));
+                throw CliException.WithHints(e, SourcesState(sourceDevices), $"migration {id}: its records are in {store.Directory}", FlightRecords.Hint(recorder, "demo", id, s.StateDir));
             }
 
             // Compare by SHA-256; several devices: SHA-256 over the concatenated per-device digests.
@@ -123,7 +131,7 @@ internal static class DemoCommand
             {
                 var perDevice = stats.Devices.Select((d, i) => new DemoDeviceJson(d.Index, d.Name, d.PreCopyBytes, d.StopCopyBytes, d.InitialDataAcknowledged,
                     Convert.ToHexStringLower(sourceDigests[i]), Convert.ToHexStringLower(destinationDigests[i]))).ToList();
-                CliJsonContext.Write(Console.Out, new DemoJson(match, s.Size, MigrationStateMachine.FormatCaps(s.Caps), s.DirtyRate, s.DowntimeLimit.TotalMilliseconds,
+                CliJsonContext.Write(Console.Out, new DemoJson(match, id.ToString("D"), s.Size, MigrationStateMachine.FormatCaps(s.Caps), s.DirtyRate, s.DowntimeLimit.TotalMilliseconds,
                     MigrationJson.From(stats), perDevice, match, Convert.ToHexStringLower(sourceHash)), CliJsonContext.Default.DemoJson);
             }
             else

@@ -40,7 +40,7 @@ internal static class ReceiveCommand
         var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", "64MiB", NetProtocol.MaxFramePayload, 16L << 30);
         var json = CliOptions.Json();
         var connect = CliOptions.ConnectTimeout();
-        var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP", Hidden = true };
+        var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP; start makes it fail to start after the commit", Hidden = true };
         var stateDir = MigrationRecords.StateDirOption();
         var record = FlightRecords.RecordOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
@@ -58,8 +58,8 @@ internal static class ReceiveCommand
         {
             if (r.GetValue(clientCa) is not null && r.GetValue(tlsCert) is null)
                 r.AddError("--client-ca needs TLS (--tls-cert and --tls-key)");
-            if (r.GetValue(inject) is { } fault && fault != "resume-stop")
-                r.AddError("--inject-fault takes resume-stop");
+            if (r.GetValue(inject) is { } fault && !FaultInjectingDevice.Faults.Contains(fault))
+                r.AddError("--inject-fault takes " + string.Join(" or ", FaultInjectingDevice.Faults));
         });
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -69,6 +69,7 @@ internal static class ReceiveCommand
             string? dir = parse.GetValue(stateDir);
             using var recorder = FlightRecords.Open(parse.GetValue(record));
             NetReceiverSession? wire = null;
+            var store = new WatchedMigrationStore(MigrationRecords.Open(dir));
             try
             {
                 var (host, port) = parse.GetValue(listen);
@@ -99,8 +100,8 @@ internal static class ReceiveCommand
                 var address = parse.GetValue(into)!;
                 device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, cancellationToken).AsTask()).ConfigureAwait(false);
                 var raw = device;
-                if (parse.GetValue(inject) is not null)
-                    device = new FaultInjectingDevice(device);
+                if (parse.GetValue(inject) is { } fault)
+                    device = new FaultInjectingDevice(device, fault);
 
                 await using var listener = NetListener.Bind(host, port);
                 string mode = NetCli.DescribeMode(security, receiver: true, "receive");
@@ -111,7 +112,7 @@ internal static class ReceiveCommand
                 wire = session;
                 progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
-                var engine = MigrationOptions.Default with { DecisionStore = MigrationRecords.Open(dir), FlightRecorder = recorder, Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
+                var engine = MigrationOptions.Default with { DecisionStore = store, FlightRecorder = recorder, Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)) };
                 engineRan = true;
                 var target = device;
                 var view = progress.Migration(engine.DowntimeLimit);
@@ -121,12 +122,12 @@ internal static class ReceiveCommand
                 var s = result.Statistics;
                 if (asJson)
                 {
-                    CliJsonContext.Write(Console.Out, new ReceiveJson(result.Verdict != 2, address.ToString(), listener.LocalEndPoint.ToString() ?? "", session.Peer.ToString() ?? "", session.ChannelCount,
+                    CliJsonContext.Write(Console.Out, new ReceiveJson(result.Verdict != 2, s.MigrationId.ToString("D"), address.ToString(), listener.LocalEndPoint.ToString() ?? "", session.Peer.ToString() ?? "", session.ChannelCount,
                         MigrationJson.From(s), session.Reassembly.PeakQueuedBytes, session.Reassembly.CapacityBytes, result.Verdict switch { 1 => "match", 2 => "mismatch", _ => "skipped" },
                         NetCli.Hex(result.Status.Digest), result.Note.Length > 0 ? result.Note : null), CliJsonContext.Default.ReceiveJson);
                 }
                 progress.Line(string.Create(CultureInfo.InvariantCulture,
-                    $"received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));
+                    $"migration {s.MigrationId}: received {Units.FormatBytes(s.TotalBytes)} of device state in {s.TotalTime.TotalSeconds:0.000} s over {session.ChannelCount} channel(s); reorder buffer peak {Units.FormatBytes(session.Reassembly.PeakQueuedBytes)} of {Units.FormatBytes(session.Reassembly.CapacityBytes)}"));
                 if (result.Status.Digest.Length > 0)
                     progress.Line($"destination sha256 {NetCli.Hex(result.Status.Digest)}");
                 switch (result.Verdict)
@@ -156,6 +157,7 @@ internal static class ReceiveCommand
                     return ExitCodes.Held;
                 }
                 string hint;
+                var id = e is MigrationException { MigrationId: var known } && known != Guid.Empty ? known : store.LastId;
                 if (committed)
                 {
                     hint = "the destination device is RUNNING with the migrated state (the migration completed); only the final exchange with the sender failed, so it is left running";
@@ -180,7 +182,9 @@ internal static class ReceiveCommand
                         hint = $"cannot read the destination's state after the failure: {r.Message}";
                     }
                 }
-                throw CliException.WithHints(e, hint, recordHint);
+                // The sender may be gone (killed, its host down): say what settles its source, from this side's decision.
+                var decided = id == Guid.Empty ? null : await MigrationRecords.TryReadDecisionAsync(store, id).ConfigureAwait(false);
+                throw decided is null ? CliException.WithHints(e, hint, recordHint) : CliException.WithHints(e, hint, MigrationRecords.SourceHostHint(id, decided.Decision), recordHint);
             }
             finally
             {

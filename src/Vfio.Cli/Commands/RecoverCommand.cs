@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Vfio.Engine;
-using Vfio.Migration;
 
 namespace Vfio.Cli.Commands;
 
@@ -12,49 +11,34 @@ internal static class RecoverCommand
 {
     public static Command Create()
     {
-        var address = new Argument<string>("ADDRESS") { Description = "The device: unix:PATH or vfio:NAME" };
+        var address = RecordCommands.Address();
         var force = new Option<bool>("--force") { Description = "Resume a source no record explains, or whose decision is unknown (two copies run if the migration was committed elsewhere)" };
         var stateDir = MigrationRecords.StateDirOption();
-        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var json = CliOptions.Json();
         var command = new Command("recover", "Return a held or stranded device to RUNNING (or reset a destination) when its migration is known aborted.") { address, force, stateDir, json };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            IVfioMigrationDevice? device = null;
-            try
+            await using var device = await RecordCommands.OpenAsync(parse.GetValue(address)!, cancellationToken).ConfigureAwait(false);
+            var store = MigrationRecords.Open(parse.GetValue(stateDir));
+            bool forced = parse.GetValue(force);
+            if (forced)
+                Console.Error.WriteLine($"vfio-mig recover: warning: --force: if a migration of {device.Name} was committed on another host, its destination runs too and two copies now run");
+            var result = await MigrationResolver.RecoverAsync(device, store, forced, cancellationToken).ConfigureAwait(false);
+            bool asJson = parse.GetValue(json);
+            if (asJson)
             {
-                var where = DeviceAddress.Parse(parse.GetValue(address)!);
-                if (where.Scheme == "sample")
-                {
-                    Console.Error.WriteLine("vfio-mig recover: error: EINVAL: a sample: device lives in one process; there is nothing to recover");
-                    return ExitCodes.Usage;
-                }
-                device = await where.OpenAsync(cancellationToken).ConfigureAwait(false);
-                var store = MigrationRecords.Open(parse.GetValue(stateDir));
-                bool forced = parse.GetValue(force);
-                if (forced)
-                    Console.Error.WriteLine($"vfio-mig recover: warning: --force: if a migration of {device.Name} was committed on another host, its destination runs too and two copies now run");
-                var result = await MigrationResolver.RecoverAsync(device, store, forced, cancellationToken).ConfigureAwait(false);
-                if (parse.GetValue(json))
-                {
-                    Console.Out.WriteLine(ResolveCommand.Json(result, null));
-                }
-                else
-                {
-                    foreach (var d in result.Devices)
-                        Console.Out.WriteLine($"{d.Name}: {d.Action}{(result.Id == Guid.Empty ? "" : $" (migration {result.Id}{(result.Decision is { } dec ? ", " + MigrationResolver.Name(dec) : ", decision unknown")})")}");
-                }
-                return result.Ok ? ExitCodes.Success : ExitCodes.Failed;
+                CliJsonContext.Write(Console.Out, RecordCommands.Json(result, null), CliJsonContext.Default.ResolveJson);
             }
-            catch (VfioException e)
+            else
             {
-                Console.Error.WriteLine($"vfio-mig recover: error: {e.Message}");
-                return e.Errno == Errno.EINVAL ? ExitCodes.Usage : ExitCodes.Failed;
+                string migration = result.Id == Guid.Empty ? ""
+                    : $" (migration {result.Id}{(result.Decision is { } dec ? ", " + MigrationResolver.Name(dec) : ", decision unknown")})";
+                foreach (var d in result.Devices)
+                    Console.Out.WriteLine($"{d.Name}: {d.Action}{migration}");
             }
-            finally
-            {
-                if (device is not null)
-                    await device.DisposeAsync().ConfigureAwait(false);
-            }
+            if (!result.Ok)
+                throw new CliException(ExitCodes.Failed, Errno.EIO, "recover", $"{device.Name} could not be brought back (see above)") { DocumentPrinted = asJson };
+            return ExitCodes.Success;
         });
         return command;
     }

@@ -103,7 +103,7 @@ internal static class SendCommand
                 double seconds = s.TotalTime.TotalSeconds;
                 if (asJson)
                 {
-                    CliJsonContext.Write(Console.Out, new SendJson(result.Verdict != 2, address.ToString(), $"tcp://{host}:{port}", n, mode, MigrationJson.From(s),
+                    CliJsonContext.Write(Console.Out, new SendJson(result.Verdict != 2, id.ToString("D"), address.ToString(), $"tcp://{host}:{port}", n, mode, MigrationJson.From(s),
                         s.StreamBytes / Math.Max(seconds, 1e-9), Verification(result.Verdict), NetCli.Hex(result.SourceDigest), NetCli.Hex(result.Status.Digest),
                         result.Status.DigestKind.Length > 0 ? result.Status.DigestKind : null, result.Note.Length > 0 ? result.Note : null), CliJsonContext.Default.SendJson);
                 }
@@ -147,7 +147,7 @@ internal static class SendCommand
                 }
                 var hints = new List<string>();
                 if (committed)
-                    hints.Add("the destination reported its devices RUNNING before this failure: the migration completed, so the source stays stopped (not resumed)");
+                    hints.Add($"the migration was committed before this failure: the destination holds the state, so the source stays stopped (not resumed); if the receiver ended held, vfio-mig resolve {id} on its host starts its devices");
                 if (device is not null)
                     hints.Add(await DescribeSourceAsync(device, before).ConfigureAwait(false));
                 hints.Add(recordHint);

@@ -33,6 +33,31 @@ public class DemoCommandTests
     }
 
     [Fact]
+    public async Task Demo_KeepsTheDurableRecordsAndPrintsTheMigrationId()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "vfio-mig-demo-" + Guid.NewGuid().ToString("N")[..10]);
+        try
+        {
+            var (exit, stdout, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--json", "--state-dir", dir);
+            Assert.True(exit == 0, stderr);
+            using var doc = JsonDocument.Parse(stdout);
+            var id = Guid.Parse(doc.RootElement.GetProperty("migration_id").GetString()!);
+            Assert.Contains($"migration {id}: 1 source(s) -> 1 destination(s) (records in {dir})", stderr, StringComparison.Ordinal);
+            // The same records as migrate (docs/commit-protocol.md, "Records"): both sides completed, decided committed.
+            var store = new Vfio.Records.FileMigrationStore(dir);
+            var ct = TestContext.Current.CancellationToken;
+            Assert.Equal(Vfio.Engine.MigrationDecision.Committed, (await store.ReadDecisionAsync(id, ct))!.Decision);
+            Assert.Equal(Vfio.Engine.MigrationRecordStatus.Completed, (await store.ReadRecordAsync(id, Vfio.Engine.MigrationSide.Source, ct))!.Status);
+            Assert.Equal(Vfio.Engine.MigrationRecordStatus.Completed, (await store.ReadRecordAsync(id, Vfio.Engine.MigrationSide.Destination, ct))!.Status);
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+                Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Demo_NotConverging_ExitsWithOneAndSaysWhy()
     {
         var (exit, _, stderr) = await RunCliAsync("demo", "--size", "1MiB", "--dirty-rate", "64MiB/s", "--downtime-limit", "0ms", "--max-rounds", "2");

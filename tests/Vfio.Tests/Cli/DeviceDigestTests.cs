@@ -22,7 +22,7 @@ public class DeviceDigestTests
     public async Task DeviceWithoutReadBack_HasNoDigest_AndSaysWhy()
     {
         using var device = new SampleDevice(SampleDeviceOptions.Default with { SizeBytes = 1 << 20 });
-        await using var wrapped = new FaultInjectingDevice(new InProcessMigrationDevice(device, "sample:wrapped"));
+        await using var wrapped = new FaultInjectingDevice(new InProcessMigrationDevice(device, "sample:wrapped"), "resume-stop");
         var digest = await DeviceDigest.ComputeAsync(wrapped, TestContext.Current.CancellationToken);
         Assert.Empty(digest.Value);
         Assert.Equal("", digest.Kind);

@@ -354,7 +354,7 @@ public class ConformanceCheckerTests
     {
         var report = await CheckAsync(SampleDeviceFaults.BadEstimate | SampleDeviceFaults.SkipEnomsg);
 
-        string json = JsonSerializer.Serialize(report, ConformanceJsonContext.Default.ConformanceReport);
+        string json = Vfio.Cli.Commands.CheckCommand.ToJson(report);
         using var doc = JsonDocument.Parse(json);
 
         var root = doc.RootElement;

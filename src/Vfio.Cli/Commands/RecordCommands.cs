@@ -1,0 +1,66 @@
+using System.CommandLine;
+using Vfio.Engine;
+using Vfio.Migration;
+
+namespace Vfio.Cli.Commands;
+
+/// <summary>
+/// What <c>resolve</c>, <c>recover</c> and <c>state</c> share: the device argument, opening the devices a record
+/// names (closed together when the command ends), and the JSON of a resolution.
+/// </summary>
+internal static class RecordCommands
+{
+    /// <summary>The ADDRESS argument of <c>recover</c> and <c>state</c>: a device that outlives a process (unix: or vfio:).</summary>
+    public static Argument<DeviceAddress?> Address()
+    {
+        var address = CliOptions.DeviceArgument("The device: unix:PATH or vfio:NAME");
+        address.Validators.Add(r =>
+        {
+            // The token, not the value: a malformed address has its own error, and its value must not be read.
+            if (r.Tokens.Count > 0 && r.Tokens[0].Value.StartsWith("sample:", StringComparison.Ordinal))
+                r.AddError("a sample: device lives in one process; there is nothing to recover or show");
+        });
+        return address;
+    }
+
+    /// <summary>Opens <paramref name="address"/>; a sample: device named by a record ended with the process that migrated it.</summary>
+    public static ValueTask<IVfioMigrationDevice> OpenAsync(DeviceAddress address, CancellationToken cancellationToken)
+        => address.Scheme == "sample"
+            ? throw new VfioException(Errno.EOPNOTSUPP, "open " + address, "an in-process sample device ended with the process that migrated it")
+            : address.OpenAsync(cancellationToken);
+
+    public static ResolveJson Json(MigrationResolution result, string? sourceHostCommand) => new(
+        result.Id.ToString("D"),
+        result.Decision is { } d ? MigrationResolver.Name(d) : null,
+        result.DecidedNow,
+        result.Ok,
+        [.. result.Devices.Select(dev => new ResolvedDeviceJson(Side(dev.Side), dev.Name, dev.State is { } s ? MigrationStateMachine.Name(s) : null, dev.Action, dev.Ok))],
+        sourceHostCommand);
+
+    public static string Side(MigrationSide side) => side == MigrationSide.Source ? "source" : "destination";
+
+    /// <summary>The devices one command opened; closed together at its end.</summary>
+    public sealed class OpenedDevices : IAsyncDisposable
+    {
+        private readonly List<IVfioMigrationDevice> _all = [];
+
+        /// <summary>Opens every device <paramref name="record"/> names, in its order.</summary>
+        public async Task<List<IVfioMigrationDevice>> OpenAllAsync(MigrationRecord record, CancellationToken cancellationToken)
+        {
+            var list = new List<IVfioMigrationDevice>();
+            foreach (var name in record.Devices)
+            {
+                var device = await OpenAsync(DeviceAddress.Parse(name), cancellationToken).ConfigureAwait(false);
+                _all.Add(device);
+                list.Add(device);
+            }
+            return list;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var d in _all)
+                await d.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
