@@ -34,6 +34,7 @@ internal static class CliApp
             RecoverCommand.Create().WithHelp(addresses: true,
                 "vfio-mig recover unix:./a.sock                  # resume a source whose migration is known aborted",
                 "vfio-mig recover vfio:A --json"),
+            ReportCommand.Create(),
             StateCommand.Create().WithHelp(addresses: true,
                 "vfio-mig state unix:./a.sock                    # device_state and the records that name the device",
                 "vfio-mig state vfio:A --json"),

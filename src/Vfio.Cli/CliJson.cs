@@ -28,6 +28,7 @@ namespace Vfio.Cli;
 [JsonSerializable(typeof(ConformanceReport))]
 [JsonSerializable(typeof(BenchJson))]
 [JsonSerializable(typeof(CompatJson))]
+[JsonSerializable(typeof(ReportJson))]
 internal sealed partial class CliJsonContext : JsonSerializerContext
 {
     // The output is read by people and scripts, never embedded in HTML: "§", "→" and "—" stay readable.
@@ -129,3 +130,51 @@ internal sealed record CompatJson(bool Compatible, string From, string To, bool 
 
 /// <summary>One reason or note of <see cref="CompatJson"/>.</summary>
 internal sealed record CompatFindingJson(string Code, string Message);
+
+/// <summary><c>vfio-mig report --json</c> (docs/cli/report.md).</summary>
+internal sealed record ReportJson(bool Ok, string? MigrationId, string Outcome, IReadOnlyList<ReportRecordJson> Records, double ClockCorrectionMs,
+    IReadOnlyList<ReportSideJson> Sides, ReportSwitchoverJson? Switchover, double? DowntimeMs, IReadOnlyList<ReportFaultJson> Faults,
+    IReadOnlyList<ReportRecoveryJson> Recovery, IReadOnlyList<ReportWireJson> Wire, string? Svg)
+{
+    public static ReportJson From(Report.FlightTimeline t, string? svg)
+    {
+        static double R(double v) => Math.Round(v, 3);
+        var sides = t.SidesPresent.Select(side =>
+        {
+            var events = t.Events.Where(e => e.E.Side == side).ToList();
+            var phases = t.Lanes.First(l => l.Side == side && l.Device is null).Spans.Select(s => new ReportPhaseJson(s.Kind, R(s.Start), R(s.End - s.Start))).ToList();
+            string outcome = t.Of("outcome", side).LastOrDefault()?.E.Outcome ?? (t.Of("fault", side).Any() ? "failed" : "unfinished");
+            long data = events.Where(e => e.E is { Ev: "frames" } && (side == "source" ? e.E.Dir == "out" : e.E.Dir == "in")).Sum(e => e.E.Bytes ?? 0);
+            return new ReportSideJson(side, outcome, R(events.Max(Report.FlightTimeline.EndOf) - events.Min(e => e.T)), phases,
+                events.Count(e => e.E.Ev == "round"), data, events.Count(e => e.E.Ev == "arc"), events.Count(e => e.E is { Ev: "arc", Errno: not null }),
+                t.Of("statistics", side).LastOrDefault()?.E.DowntimeMs);
+        }).ToList();
+        var sw = t.Of("switchover", "source").FirstOrDefault()?.E;
+        string overall = sides.Count == 0 ? "empty"
+            : sides.Any(s => s.Outcome == "held") ? "held"
+            : sides.All(s => s.Outcome == "completed") ? "completed"
+            : sides.Any(s => s.Outcome is "aborted" or "failed") ? "failed" : "unfinished";
+        var records = t.Files.Zip(t.Headers, (f, h) => new ReportRecordJson(f, h.Host ?? "", h.Pid ?? 0, h.Wall ?? "")).ToList();
+        return new ReportJson(true, t.MigrationId, overall, records, R(t.ClockCorrectionMs), sides,
+            sw is null ? null : new ReportSwitchoverJson(sw.Round ?? 0, sw.PendingBytes ?? 0, sw.ThresholdBytes ?? 0, sw.BandwidthBps ?? 0, sw.PredictedDowntimeMs, sw.FixedCostMs, sw.LimitMs ?? 0, sw.Forced == true),
+            t.DowntimeStart is { } a && t.DowntimeEnd is { } b ? R(b - a) : null,
+            [.. t.Of("fault").Select(f => new ReportFaultJson(R(f.T), f.E.Side ?? "", f.E.Phase, f.E.Errno ?? "", f.E.Detail ?? "", f.E.Dev))],
+            [.. t.Of("recovery").Select(f => new ReportRecoveryJson(R(f.T), f.E.Side ?? "", f.E.Name ?? "", f.E.Detail ?? ""))],
+            [.. t.Of("wire").Select(w => new ReportWireJson(w.E.Side ?? "", w.E.Dir ?? "", w.E.Name ?? "", w.E.Count ?? 0, w.E.Bytes ?? 0))],
+            svg);
+    }
+}
+
+internal sealed record ReportRecordJson(string File, string Host, int Pid, string Wall);
+
+internal sealed record ReportPhaseJson(string Phase, double StartMs, double DurationMs);
+
+internal sealed record ReportSideJson(string Side, string Outcome, double TotalMs, IReadOnlyList<ReportPhaseJson> Phases, int Rounds, long DataBytes, int Sets, int FailedSets, double? EngineDowntimeMs);
+
+internal sealed record ReportSwitchoverJson(int Round, long PendingBytes, long ThresholdBytes, double BandwidthBps, double? PredictedDowntimeMs, double? FixedCostMs, double LimitMs, bool Forced);
+
+internal sealed record ReportFaultJson(double TMs, string Side, string? Phase, string Errno, string Detail, int? Device);
+
+internal sealed record ReportRecoveryJson(double TMs, string Side, string Action, string Detail);
+
+internal sealed record ReportWireJson(string Side, string Dir, string Type, long Frames, long Bytes);

@@ -39,6 +39,8 @@ public enum Errno
     EMFILE = 24,
     /// <summary>Inappropriate ioctl (feature not supported).</summary>
     ENOTTY = 25,
+    /// <summary>File too large.</summary>
+    EFBIG = 27,
     /// <summary>No space left on device (DMA map too large).</summary>
     ENOSPC = 28,
     /// <summary>Illegal seek.</summary>

@@ -63,6 +63,7 @@ public class VfioException : IOException
         Errno.ENFILE => "too many open files in system",
         Errno.EMFILE => "too many open files",
         Errno.ENOTTY => "inappropriate ioctl for device",
+        Errno.EFBIG => "file too large",
         Errno.ENOSPC => "no space left on device",
         Errno.ESPIPE => "illegal seek",
         Errno.ENAMETOOLONG => "file name too long",

@@ -26,17 +26,19 @@ internal static class DemoCommand
         var noCompat = CliOptions.NoCompatCheck();
         var json = CliOptions.Json();
         var stateDir = MigrationRecords.StateDirOption();
+        var record = FlightRecords.RecordOption();
 
         var command = new Command("demo", "Live-migrate in-process sample devices and verify the result by SHA-256.")
         {
-            size, devices, dirtyRate, caps, downtime, maxRounds, force, reinitAfter, noCompat, json, stateDir,
+            size, devices, dirtyRate, caps, downtime, maxRounds, force, reinitAfter, noCompat, json, stateDir, record,
         };
         command.WithHelp(addresses: false,
             "vfio-mig demo                                        # one 64MiB device, verified by SHA-256",
             "vfio-mig demo --size 1GiB --dirty-rate 16MiB/s --devices 2",
             "vfio-mig demo --caps 0x3 --devices 3                 # stop-copy only, quiesced through RUNNING_P2P",
             "vfio-mig demo --size 16MiB --reinit-after 8MiB       # REINIT mid-pre-copy: initial data acknowledged twice",
-            "vfio-mig demo --size 4MiB --json | jq .migration.downtime_ms");
+            "vfio-mig demo --size 4MiB --json | jq .migration.downtime_ms",
+            "vfio-mig demo --record demo.jsonl && vfio-mig report demo.jsonl --svg demo.svg   # the timeline as a picture");
         command.Validators.Add(r =>
         {
             // Not given: the defaults (one device, 0x7) need no P2P check.
@@ -53,7 +55,8 @@ internal static class DemoCommand
                 parse.GetValue(maxRounds),
                 parse.GetValue(force),
                 parse.GetValue(json),
-                parse.GetValue(stateDir))
+                parse.GetValue(stateDir),
+                parse.GetValue(record))
             {
                 ReinitAfter = parse.GetValue(reinitAfter).Bytes,
                 CheckCompatibility = !parse.GetValue(noCompat),
@@ -62,7 +65,7 @@ internal static class DemoCommand
         return command;
     }
 
-    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? StateDir = null)
+    internal sealed record DemoSettings(long Size, int Devices, long DirtyRate, VfioMigrationFlags Caps, TimeSpan DowntimeLimit, int MaxRounds, bool Force, bool Json, string? StateDir = null, string? Record = null)
     {
         /// <summary>Source devices raise REINIT once after this many pre-copy bytes (0 = never).</summary>
         public long ReinitAfter { get; init; }
@@ -76,8 +79,10 @@ internal static class DemoCommand
         // The same durable records as migrate, send and receive (docs/commit-protocol.md, "Records").
         var id = Guid.NewGuid();
         var store = MigrationRecords.Open(s.StateDir);
+        using var recorder = FlightRecords.Open(s.Record);
         var options = MigrationOptions.Default with
         {
+            FlightRecorder = recorder,
             DowntimeLimit = s.DowntimeLimit,
             MaxRounds = s.MaxRounds,
             NonConvergence = s.Force ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
@@ -127,7 +132,7 @@ internal static class DemoCommand
             }
             catch (Exception e) when (e is MigrationException or OperationCanceledException)
             {
-                throw CliException.WithHints(e, SourcesState(sourceDevices), $"migration {id}: its records are in {store.Directory}");
+                throw CliException.WithHints(e, SourcesState(sourceDevices), $"migration {id}: its records are in {store.Directory}", FlightRecords.Hint(recorder, "demo", id, s.StateDir));
             }
 
             // Compare by SHA-256; several devices: SHA-256 over the concatenated per-device digests.

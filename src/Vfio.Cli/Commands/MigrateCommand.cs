@@ -43,15 +43,17 @@ internal static class MigrateCommand
             },
         };
         var stateDir = MigrationRecords.StateDirOption();
+        var record = FlightRecords.RecordOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, loaded, committed, started)", Hidden = true };
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, force, json, noVerify, precopy, noCompat, connectTimeout, sourceWrite, stateDir, pauseAt,
+            from, to, downtime, force, json, noVerify, precopy, noCompat, connectTimeout, sourceWrite, stateDir, record, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --downtime-limit 300ms",
             "vfio-mig migrate --from unix:./a.sock --to sample:size=64MiB,caps=0x5 --json",
-            "vfio-mig migrate --from vfio:A --to vfio:B                 # kernel devices (vfio-mig info --list)");
+            "vfio-mig migrate --from vfio:A --to vfio:B                 # kernel devices (vfio-mig info --list)",
+            "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --record m.jsonl && vfio-mig report m.jsonl --svg m.svg");
         CliOptions.RequireDifferentDevices(command, from, to, "; a device cannot be migrated into itself");
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -59,6 +61,7 @@ internal static class MigrateCommand
             string? dir = parse.GetValue(stateDir);
             var id = Guid.NewGuid();
             var store = MigrationRecords.Open(dir);
+            using var recorder = FlightRecords.Open(parse.GetValue(record));
             IVfioMigrationDevice? source = null, destination = null;
             try
             {
@@ -68,6 +71,7 @@ internal static class MigrateCommand
                     NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
                     MigrationId = id,
                     DecisionStore = store,
+                    FlightRecorder = recorder,
                     Checkpoint = PauseHook(parse.GetValue(pauseAt)),
                     CheckCompatibility = !parse.GetValue(noCompat),
                 };
@@ -119,6 +123,7 @@ internal static class MigrateCommand
                 Console.Error.WriteLine($"vfio-mig migrate: error: {line}");
                 foreach (var hint in CliErrors.HintsOf(ex))
                     Console.Error.WriteLine("  hint: " + hint);
+                Console.Error.WriteLine("  hint: " + FlightRecords.Hint(recorder, "migrate", id, dir));
                 var devices = new List<(MigrationSide, IVfioMigrationDevice)>();
                 if (source is not null)
                     devices.Add((MigrationSide.Source, source));

@@ -43,15 +43,17 @@ internal static class ReceiveCommand
         var connect = CliOptions.ConnectTimeout();
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP; start makes it fail to start after the commit", Hidden = true };
         var stateDir = MigrationRecords.StateDirOption();
+        var record = FlightRecords.RecordOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, noCompat, stateDir, pauseAt,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, noCompat, stateDir, record, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig token new --output token.txt   # mode 0600; copy it to the sender",
             "vfio-mig receive --listen 0.0.0.0:7400 --into sample:size=64MiB,seed=2 --token-file token.txt",
-            "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json");
+            "vfio-mig receive --listen 127.0.0.1:0 --into unix:./b.sock --tls-cert srv.pem --tls-key srv.key --json",
+            "vfio-mig receive --listen 0.0.0.0:7400 --into vfio:B --token-file token.txt --record dst.jsonl   # vfio-mig report src.jsonl dst.jsonl");
         NetCli.RequireTogether(command, tlsCert, tlsKey);
         command.Validators.Add(r =>
         {
@@ -66,6 +68,8 @@ internal static class ReceiveCommand
             bool committed = false;
             bool engineRan = false;
             string? dir = parse.GetValue(stateDir);
+            using var recorder = FlightRecords.Open(parse.GetValue(record));
+            NetReceiverSession? wire = null;
             var store = new WatchedMigrationStore(MigrationRecords.Open(dir));
             try
             {
@@ -106,11 +110,13 @@ internal static class ReceiveCommand
                 progress.Line($"listening on {listener.LocalEndPoint} ({mode}), destination {address}");
                 progress.Out.Flush();
                 await using var session = await listener.AcceptSessionAsync(security, sessionOptions, acceptOptions, cancellationToken).ConfigureAwait(false);
+                wire = session;
                 progress.Line($"sender {session.Peer} connected: {session.ChannelCount} channel(s)");
 
                 var engine = MigrationOptions.Default with
                 {
                     DecisionStore = store,
+                    FlightRecorder = recorder,
                     Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)),
                     CheckCompatibility = !parse.GetValue(noCompat),
                 };
@@ -119,6 +125,7 @@ internal static class ReceiveCommand
                 var view = progress.Migration(engine.DowntimeLimit);
                 var result = await view.RunAsync(p => NetMigration.ReceiveAsync(session, [target], engine,
                     ct => DeviceDigest.ComputeAsync(raw, ct), p, () => committed = true, cancellationToken)).ConfigureAwait(false);
+                FlightRecords.RecordWire(recorder, "destination", session);
                 var s = result.Statistics;
                 if (asJson)
                 {
@@ -145,11 +152,15 @@ internal static class ReceiveCommand
             }
             catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage or ExitCodes.VerificationMismatch })
             {
+                if (wire is not null)
+                    FlightRecords.RecordWire(recorder, "destination", wire);
+                string recordHint = FlightRecords.Hint(recorder, "receive", (e as MigrationException)?.MigrationId, dir);
                 if (e is MigrationException { Held: true } held && device is not null)
                 {
                     // This host is the destination: it decides, so its resolve is the one command that settles it.
                     CliErrors.Report("receive", e, Console.Error);
-                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], true, held.MigrationId, dir).ConfigureAwait(false);
+                    await MigrationRecords.ReportAsync("receive", [(MigrationSide.Destination, device)], true, held.MigrationId, dir,
+                        [$"resolve it with: {MigrationRecords.ResolveCommand(held.MigrationId, dir)}", recordHint]).ConfigureAwait(false);
                     return ExitCodes.Held;
                 }
                 string hint;
@@ -180,7 +191,7 @@ internal static class ReceiveCommand
                 }
                 // The sender may be gone (killed, its host down): say what settles its source, from this side's decision.
                 var decided = id == Guid.Empty ? null : await MigrationRecords.TryReadDecisionAsync(store, id).ConfigureAwait(false);
-                throw decided is null ? CliException.WithHints(e, hint) : CliException.WithHints(e, hint, MigrationRecords.SourceHostHint(id, decided.Decision));
+                throw decided is null ? CliException.WithHints(e, hint, recordHint) : CliException.WithHints(e, hint, MigrationRecords.SourceHostHint(id, decided.Decision), recordHint);
             }
             finally
             {

@@ -57,6 +57,7 @@ internal static class ResolveCommand
                 throw CliException.WithExitCode(e, ExitCodes.Held, "the source devices stay held (stopped, state intact) until then");
             }
             var decided = result.Decision!.Value;
+            FlightRecords.AppendResolution(store.Directory, guid, MigrationResolver.Name(decided), result.Devices.Select(d => (d.Side == MigrationSide.Source ? "source" : "destination", d.Name, d.Action)));
             string? sourceHost = destinationRecord is not null && sourceRecord is null
                 ? $"vfio-mig resolve {guid} --decision {MigrationResolver.Name(decided)}"
                 : null;

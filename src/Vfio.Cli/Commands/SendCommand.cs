@@ -31,15 +31,17 @@ internal static class SendCommand
         var precopy = PreCopyChoice.Create();
         var noCompat = CliOptions.NoCompatCheck();
         var stateDir = MigrationRecords.StateDirOption();
+        var record = FlightRecords.RecordOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, started)", Hidden = true };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, noCompat, stateDir, pauseAt,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, noCompat, stateDir, record, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig send --from sample:size=64MiB,dirty-rate=8MiB/s --to tcp://10.0.0.2:7400 --token-file token.txt",
             "vfio-mig send --from unix:./a.sock --to tcp://10.0.0.2:7400 --tls-ca ca.pem --channels 4",
-            "vfio-mig send --from vfio:A --to tcp://[fd00::2]:7400 --token-file token.txt --json");
+            "vfio-mig send --from vfio:A --to tcp://[fd00::2]:7400 --token-file token.txt --json",
+            "vfio-mig send --from unix:./a.sock --to tcp://10.0.0.2:7400 --token-file token.txt --record src.jsonl   # vfio-mig report src.jsonl dst.jsonl");
         NetCli.RequireTogether(command, tlsCert, tlsKey);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -49,6 +51,8 @@ internal static class SendCommand
             bool committed = false;
             string? dir = parse.GetValue(stateDir);
             var id = Guid.NewGuid();
+            using var recorder = FlightRecords.Open(parse.GetValue(record));
+            NetSenderSession? wire = null;
             try
             {
                 var (host, port) = parse.GetValue(to);
@@ -73,6 +77,7 @@ internal static class SendCommand
                     NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
                     MigrationId = id,
                     DecisionStore = MigrationRecords.Open(dir),
+                    FlightRecorder = recorder,
                     Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)),
                     CheckCompatibility = !parse.GetValue(noCompat),
                 };
@@ -88,12 +93,14 @@ internal static class SendCommand
 
                 ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
                 await using var session = await progress.StepAsync($"connecting to {host}:{port}", () => NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken)).ConfigureAwait(false);
+                wire = session;
                 string mode = NetCli.DescribeMode(security, receiver: false, "send");
                 progress.Line($"connected to {host}:{port}: {n} channel(s), {mode}; migration {id}");
                 var dev = device;
                 var view = progress.Migration(options.DowntimeLimit, (long)(bar0 ?? 0));
                 var result = await view.RunAsync(p => NetMigration.SendAsync(session, [dev], options,
                     ct => DeviceDigest.ComputeAsync(dev, ct, bar0), p, () => committed = true, cancellationToken)).ConfigureAwait(false);
+                FlightRecords.RecordWire(recorder, "source", session);
                 var s = result.Statistics;
                 double seconds = s.TotalTime.TotalSeconds;
                 if (asJson)
@@ -128,13 +135,16 @@ internal static class SendCommand
             }
             catch (Exception e) when (e is VfioException or OperationCanceledException or IOException && e is not CliException { ExitCode: ExitCodes.Usage })
             {
+                if (wire is not null)
+                    FlightRecords.RecordWire(recorder, "source", wire);
+                string recordHint = FlightRecords.Hint(recorder, "send", id, dir);
                 if (e is MigrationException { Held: true } && device is not null)
                 {
                     // The destination decides: resolve there first; it prints the decision this host then applies.
                     CliErrors.Report("send", e, Console.Error);
                     await MigrationRecords.ReportAsync("send", [(MigrationSide.Source, device)], true, id, dir,
                         [$"on the receiving host: vfio-mig resolve {id} (with its --state-dir, if it has one); it prints the decision",
-                         $"then here: {MigrationRecords.ResolveCommand(id, dir)} --decision committed|aborted (the decision it printed)"]).ConfigureAwait(false);
+                         $"then here: {MigrationRecords.ResolveCommand(id, dir)} --decision committed|aborted (the decision it printed)", recordHint]).ConfigureAwait(false);
                     return ExitCodes.Held;
                 }
                 var hints = new List<string>();
@@ -142,6 +152,7 @@ internal static class SendCommand
                     hints.Add($"the migration was committed before this failure: the destination holds the state, so the source stays stopped (not resumed); if the receiver ended held, vfio-mig resolve {id} on its host starts its devices");
                 if (device is not null)
                     hints.Add(await DescribeSourceAsync(device, before).ConfigureAwait(false));
+                hints.Add(recordHint);
                 throw CliException.WithHints(e, [.. hints]);
             }
             finally

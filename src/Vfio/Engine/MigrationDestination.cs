@@ -87,6 +87,7 @@ public sealed class MigrationDestination
         private readonly IMigrationDecisionStore _store;
         private readonly List<string> _warnings = [];
         private readonly SideRecorder _recorder;
+        private readonly MigrationTrace _trace;
         private Guid _id;
         private bool _commitAttempted;
         private MigrationPhase _phase = MigrationPhase.Setup;
@@ -98,14 +99,15 @@ public sealed class MigrationDestination
 
         public DestinationRun(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, PipeReader input, PipeWriter returnPath, IProgress<MigrationProgress>? progress)
         {
-            _devices = devices;
+            _trace = new MigrationTrace(options, MigrationSide.Destination, devices);
+            _devices = _trace.Devices;
             _options = options;
             _input = input;
             _returnPath = returnPath;
             _progress = progress;
             _count = devices.Count;
-            _writer = new MigrationStreamWriter(returnPath, MigrationStreamKind.Return, (ushort)_count, ReturnMaxPayload);
-            _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferSize, (int)MigrationFrameCodec.DefaultMaxPayload));
+            _writer = new MigrationStreamWriter(returnPath, MigrationStreamKind.Return, (ushort)_count, ReturnMaxPayload) { OnFrame = (t, d, n) => _trace.Frame(true, t, d, n) };
+            _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferSize, (int)MigrationFrameCodec.DefaultMaxPayload)) { OnFrame = (t, d, n) => _trace.Frame(false, t, d, n) };
             _setups = new MigrationDeviceSetup[_count];
             _profiles = new Compat.MigrationProfile?[_count];
             _caps = new VfioMigrationFlags[_count];
@@ -117,7 +119,7 @@ public sealed class MigrationDestination
             _acked = new bool[_count];
             _log = options.LoggerFactory.CreateLogger<MigrationDestination>();
             _store = options.DecisionStore ?? new InMemoryMigrationStore();
-            _recorder = new SideRecorder(_store, MigrationSide.Destination, devices, _log, _warnings);
+            _recorder = new SideRecorder(_store, MigrationSide.Destination, devices, _log, _warnings, _trace);
         }
 
         private async Task<MigrationStatistics> RunAsync(CancellationToken token)
@@ -137,6 +139,7 @@ public sealed class MigrationDestination
             {
                 var failure = Normalize(ex, token);
                 EngineLog.Failed(_log, MigrationSide.Destination, failure);
+                _trace.Fault(failure);
                 var decision = await DecideAbortedAsync(failure).ConfigureAwait(false);
                 if (decision?.Decision == MigrationDecision.Committed)
                     return await StartCommittedAsync().ConfigureAwait(false);
@@ -147,6 +150,7 @@ public sealed class MigrationDestination
                     throw await HoldAsync(held).ConfigureAwait(false);
                 }
                 var recovery = await ResetTouchedAsync().ConfigureAwait(false);
+                _trace.Recovery("reset", recovery.Count == 0 ? "destination devices reset" : string.Join("; ", recovery));
                 foreach (var problem in recovery)
                     EngineLog.RecoveryProblem(_log, MigrationSide.Destination, problem);
                 if (failure is MigrationException { Side: MigrationSide.Destination } or OperationCanceledException)
@@ -200,6 +204,7 @@ public sealed class MigrationDestination
             if (decided.Decision != MigrationDecision.Committed)
                 throw Fail(-1, Errno.ECANCELED, $"the migration was already decided aborted ({decided.DecidedBy}: {decided.Reason}); the late Commit is refused");
             EngineLog.Decided(_log, MigrationSide.Destination, _id, MigrationDecision.Committed);
+            _trace.Recovery("decision", "committed");
         }
 
         // Records aborted unless a decision exists; returns the decision on record, or null when the store failed
@@ -212,6 +217,7 @@ public sealed class MigrationDestination
             {
                 var decided = await _store.DecideAsync(new MigrationDecisionRecord(_id, MigrationDecision.Aborted, "destination", failure.Message, DateTimeOffset.UtcNow), CancellationToken.None).ConfigureAwait(false);
                 EngineLog.Decided(_log, MigrationSide.Destination, _id, decided.Decision);
+                _trace.Recovery("decision", decided.Decision == MigrationDecision.Committed ? "committed (already on record)" : "aborted: " + decided.Reason);
                 return decided;
             }
             catch (VfioException ex)
@@ -231,7 +237,7 @@ public sealed class MigrationDestination
         // Committed is on record: from here no device is reset, whatever happens to the connection or the caller.
         private async Task<MigrationStatistics> StartCommittedAsync()
         {
-            _phase = MigrationPhase.Start;
+            Enter(MigrationPhase.Start);
             await CheckpointAsync(MigrationCheckpoint.Committed, CancellationToken.None).ConfigureAwait(false);
             await TellQuietlyAsync(MigrationFrameType.Committed, default).ConfigureAwait(false);
             var startClock = Stopwatch.StartNew();
@@ -246,7 +252,7 @@ public sealed class MigrationDestination
                 throw await HoldAsync(held).ConfigureAwait(false);
             }
             _startTime = startClock.Elapsed;
-            _phase = MigrationPhase.Completed;
+            Enter(MigrationPhase.Completed);
             await WriteRecordQuietlyAsync(MigrationRecordStatus.Completed, "committed; destination devices running").ConfigureAwait(false);
             Span<byte> micros = stackalloc byte[8];
             System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(micros, (ulong)(_startTime.Ticks / 10));
@@ -254,6 +260,7 @@ public sealed class MigrationDestination
                 _warnings.Add($"the destination devices run, but the source could not be told; it holds until 'vfio-mig resolve {_id}' tells it the decision committed");
             Report("destination devices running", force: true);
             var statistics = BuildStatistics();
+            _trace.Completed(statistics);
             EngineLog.Completed(_log, MigrationSide.Destination, statistics.TotalBytes, statistics.Downtime.TotalMilliseconds, statistics.TotalTime.TotalMilliseconds);
             return statistics;
         }
@@ -261,6 +268,8 @@ public sealed class MigrationDestination
         private async Task<MigrationException> HoldAsync(MigrationException held)
         {
             EngineLog.Held(_log, MigrationSide.Destination, _id, held.Message);
+            _trace.Fault(held);
+            _trace.Recovery("hold", held.Message);
             await DisposeStreamsAsync().ConfigureAwait(false);
             await WriteRecordQuietlyAsync(MigrationRecordStatus.Held, held.Message).ConfigureAwait(false);
             held.Held = true;
@@ -342,6 +351,7 @@ public sealed class MigrationDestination
                 await DisposeStreamsAsync().ConfigureAwait(false);
                 await PipeCompletion.CompleteQuietlyAsync(_returnPath).ConfigureAwait(false);
                 await PipeCompletion.CompleteQuietlyAsync(_input).ConfigureAwait(false);
+                _trace.End();
             }
         }
 
@@ -363,6 +373,7 @@ public sealed class MigrationDestination
                 throw Fail(-1, Errno.EEXIST, $"migration {id} was already decided {earlier.Decision.ToString().ToLowerInvariant()}; a migration id is used once");
             _id = id;
             _recorder.Id = id;
+            _trace.Begin(id);
             await WriteRecordAsync(MigrationRecordStatus.Begun, "migrating", token).ConfigureAwait(false);
             for (int i = 0; i < _count; i++)
             {
@@ -398,7 +409,7 @@ public sealed class MigrationDestination
             }
             for (int i = 0; i < _count; i++)
                 await _writer.WriteUInt64Async(MigrationFrameType.Ready, (ushort)i, (ulong)_caps[i], token).ConfigureAwait(false);
-            _phase = (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0 ? MigrationPhase.PreCopy : MigrationPhase.Switchover;
+            Enter((_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0 ? MigrationPhase.PreCopy : MigrationPhase.Switchover);
             EngineLog.Starting(_log, MigrationSide.Destination, _count, (_setups[0].Plan & MigrationPlanFlags.PreCopy) != 0, (_setups[0].Plan & MigrationPlanFlags.P2P) != 0);
             Report("destination devices in RESUMING", force: true);
         }
@@ -444,6 +455,7 @@ public sealed class MigrationDestination
                 first = first < 0 ? i : first;
                 reasons.AddRange(report.Reasons.Select(r => _count > 1 ? $"device {i}: {r.Message}" : r.Message));
             }
+            _trace.Compatibility(reasons.Count == 0, reasons);
             if (reasons.Count > 0)
                 throw Fail(reasons.Count == 1 || _count == 1 ? first : -1, Errno.EOPNOTSUPP, $"incompatible ({reasons.Count} reason{(reasons.Count == 1 ? "" : "s")}): {string.Join("; ", reasons)}");
         }
@@ -474,7 +486,7 @@ public sealed class MigrationDestination
                             throw Fail(-1, Errno.EPROTO, $"a second {frame}");
                         _switchover = true;
                         _switchoverAt = _clock.Elapsed;
-                        _phase = MigrationPhase.StopCopy;
+                        Enter(MigrationPhase.StopCopy);
                         Report("source switching over", force: true);
                         break;
                     case MigrationFrameType.StopCopyData:
@@ -508,7 +520,7 @@ public sealed class MigrationDestination
 
         private async Task ValidateAsync(CancellationToken token)
         {
-            _phase = MigrationPhase.Validate;
+            Enter(MigrationPhase.Validate);
             for (int i = 0; i < _count; i++)
             {
                 try
@@ -526,7 +538,7 @@ public sealed class MigrationDestination
 
         private async Task StartAsync(CancellationToken token)
         {
-            _phase = MigrationPhase.Start;
+            Enter(MigrationPhase.Start);
             // All P2P-capable devices reach RUNNING_P2P before any device fully runs.
             for (int i = 0; i < _count; i++)
             {
@@ -647,6 +659,12 @@ public sealed class MigrationDestination
             {
                 throw Fail(i, ex.Errno, $"{operation}: {ex.Detail ?? ex.Message}", ex);
             }
+        }
+
+        private void Enter(MigrationPhase phase)
+        {
+            _phase = phase;
+            _trace.Phase(phase);
         }
 
         private MigrationException Fail(int i, Errno errno, string detail, Exception? inner = null)

@@ -70,6 +70,13 @@ public sealed record MigrationOptions
     /// <summary>Called at each <see cref="MigrationCheckpoint"/> (fault tests stop, cut or kill there). Default none.</summary>
     public Func<MigrationCheckpoint, CancellationToken, ValueTask>? Checkpoint { get; init; }
 
+    /// <summary>
+    /// Where each half records its timeline (arcs, data sessions, rounds, the switchover decision, frames, faults,
+    /// recovery; docs/flight-recorder.md). Both halves may share one. Default null: no flight record. Metrics and
+    /// activities (<see cref="Diagnostics.MigrationTelemetry"/>) do not depend on it.
+    /// </summary>
+    public Diagnostics.FlightRecorder? FlightRecorder { get; init; }
+
     /// <summary>Where the engine logs (phases, rounds, switchover, failures). Default: no logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 

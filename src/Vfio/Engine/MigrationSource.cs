@@ -89,6 +89,7 @@ public sealed class MigrationSource
         private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly Guid _id;
         private readonly SideRecorder _recorder;
+        private readonly MigrationTrace _trace;
         private readonly IMigrationDecisionStore _store;
         private int _loadedCount;
         private bool _commitSent; // the point of no return: from here the sources never restart by themselves
@@ -122,13 +123,14 @@ public sealed class MigrationSource
 
         public SourceRun(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, PipeWriter output, PipeReader returnPath, IProgress<MigrationProgress>? progress)
         {
-            _devices = devices;
+            _trace = new MigrationTrace(options, MigrationSide.Source, devices);
+            _devices = _trace.Devices;
             _options = options;
             _output = output;
             _returnPath = returnPath;
             _progress = progress;
             _count = devices.Count;
-            _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_count, (uint)options.BufferSize);
+            _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_count, (uint)options.BufferSize) { OnFrame = (t, d, n) => _trace.Frame(true, t, d, n) };
             _caps = new VfioMigrationFlags[_count];
             _stopCopySize = new ulong[_count];
             _stopCopySizeKnown = new bool[_count];
@@ -146,7 +148,8 @@ public sealed class MigrationSource
             _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
             _id = options.MigrationId == Guid.Empty ? Guid.NewGuid() : options.MigrationId;
             _store = options.DecisionStore ?? new InMemoryMigrationStore();
-            _recorder = new SideRecorder(_store, MigrationSide.Source, devices, _log, _warnings) { Id = _id };
+            _recorder = new SideRecorder(_store, MigrationSide.Source, devices, _log, _warnings, _trace) { Id = _id };
+            _trace.Begin(_id);
         }
 
         // Acked when the latest marker was acknowledged: acks arrive in order, so after a REINIT an ack of
@@ -229,11 +232,13 @@ public sealed class MigrationSource
             catch (Exception ex)
             {
                 EngineLog.Failed(_log, MigrationSide.Source, ex);
+                _trace.Fault(ex);
 
                 // Tell the destination first (so it does not start), then restart the sources; finding
                 // the root cause may wait for the return path.
                 await NotifyAbortAsync(ex).ConfigureAwait(false);
                 var recovery = await RollbackAsync().ConfigureAwait(false);
+                _trace.Recovery("rollback", recovery.Count == 0 ? "source devices RUNNING again" : string.Join("; ", recovery));
                 foreach (var problem in recovery)
                     EngineLog.RecoveryProblem(_log, MigrationSide.Source, problem);
                 var failure = await ResolveFailureAsync(ex, returnLoop, cancellationToken).ConfigureAwait(false);
@@ -269,6 +274,7 @@ public sealed class MigrationSource
                 }
                 await PipeCompletion.CompleteQuietlyAsync(_returnPath).ConfigureAwait(false);
                 _cts = null;
+                _trace.End();
             }
         }
 
@@ -397,6 +403,7 @@ public sealed class MigrationSource
                 _threshold = _convergence.ThresholdBytes;
                 bool small = _convergence.Decide(_pending) == ConvergenceDecision.SwitchOver;
                 EngineLog.Round(_log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _count);
+                _trace.Round(_round, roundBytes, _pending, _threshold, _bandwidth, AckCount);
                 Report(null, force: true);
 
                 if (small && (!_options.RequireSwitchoverAck || AckCount == _count))
@@ -478,6 +485,7 @@ public sealed class MigrationSource
             {
                 _reinits[i]++;
                 EngineLog.Reinit(_log, i, info.InitialBytes, _initSent[i]);
+                _trace.Reinit(i, info.InitialBytes);
                 if (_initSent[i])
                 {
                     _initSent[i] = false;
@@ -556,6 +564,7 @@ public sealed class MigrationSource
         {
             Enter(MigrationPhase.Switchover);
             EngineLog.Switchover(_log, _round, _pending, _threshold, _forced);
+            _trace.Switchover(_round, _pending, _threshold, _bandwidth, _forced, _convergence);
             Report(_forced ? "switchover (forced)" : "switchover");
             await _writer.WriteFrameAsync(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
             _downtimeStart = Stopwatch.GetTimestamp();
@@ -714,7 +723,9 @@ public sealed class MigrationSource
                 // An Error after Commit: the destination recorded aborted (it refuses any later Commit) and reset
                 // its devices, so restarting the sources is safe.
                 EngineLog.Failed(_log, MigrationSide.Source, aborted);
+                _trace.Fault(aborted);
                 var recovery = await RollbackAsync().ConfigureAwait(false);
+                _trace.Recovery("rollback", recovery.Count == 0 ? "the destination decided aborted; source devices RUNNING again" : string.Join("; ", recovery));
                 await WriteRecordQuietlyAsync(MigrationRecordStatus.Aborted, "the destination decided aborted; sources running again: " + aborted.Message).ConfigureAwait(false);
                 aborted.RecoveryErrors = recovery;
                 aborted.Statistics = BuildStatistics();
@@ -729,6 +740,8 @@ public sealed class MigrationSource
             var errno = cause is VfioException v ? v.Errno : cause is OperationCanceledException ? Errno.ECANCELED : Errno.EIO;
             string why = $"the outcome is unknown after Commit was sent ({(cause as VfioException)?.Detail ?? cause.Message}); the source devices stay stopped with their state (held); the destination decides: vfio-mig resolve {_id}";
             EngineLog.Held(_log, MigrationSide.Source, _id, why);
+            _trace.Fault(cause);
+            _trace.Recovery("hold", why);
             await WriteRecordQuietlyAsync(MigrationRecordStatus.Held, why).ConfigureAwait(false);
             throw new MigrationException(MigrationSide.Source, _phase, -1, null, errno, why, cause)
             {
@@ -852,7 +865,7 @@ public sealed class MigrationSource
 
         private async Task ReturnLoopAsync(CancellationToken token)
         {
-            var reader = new MigrationStreamReader(_returnPath, MigrationStreamKind.Return, MigrationFrameCodec.HardMaxPayload);
+            var reader = new MigrationStreamReader(_returnPath, MigrationStreamKind.Return, MigrationFrameCodec.HardMaxPayload) { OnFrame = (t, d, n) => _trace.Frame(false, t, d, n) };
             try
             {
                 var preamble = await reader.ReadPreambleAsync(token).ConfigureAwait(false);
@@ -957,6 +970,7 @@ public sealed class MigrationSource
         {
             _phase = phase;
             EngineLog.PhaseEntered(_log, MigrationSide.Source, phase);
+            _trace.Phase(phase);
         }
 
         private void Report(string? message, bool force = false)
@@ -987,6 +1001,7 @@ public sealed class MigrationSource
         private MigrationStatistics Finish()
         {
             var statistics = BuildStatistics();
+            _trace.Completed(statistics);
             EngineLog.Completed(_log, MigrationSide.Source, statistics.TotalBytes, statistics.Downtime.TotalMilliseconds, statistics.TotalTime.TotalMilliseconds);
             return statistics;
         }

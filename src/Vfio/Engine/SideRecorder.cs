@@ -5,12 +5,18 @@ namespace Vfio.Engine;
 
 // One side's record in the store, shared by both halves. Once the outcome is settled a record that cannot be
 // written must not replace the outcome: it is logged and becomes a warning.
-internal sealed class SideRecorder(IMigrationDecisionStore store, MigrationSide side, IReadOnlyList<IVfioMigrationDevice> devices, ILogger log, List<string> warnings)
+// Each status written is also an event of the run's trace (its outcome, for the flight record).
+internal sealed class SideRecorder(IMigrationDecisionStore store, MigrationSide side, IReadOnlyList<IVfioMigrationDevice> devices, ILogger log, List<string> warnings, MigrationTrace trace)
 {
     public Guid Id { get; set; }
 
+    public MigrationTrace Trace => trace;
+
     public ValueTask WriteAsync(MigrationRecordStatus status, string detail, CancellationToken token)
-        => store.WriteRecordAsync(new MigrationRecord(Id, side, [.. devices.Select(d => d.Name)], status, detail, DateTimeOffset.UtcNow), token);
+    {
+        trace.Record(status, detail);
+        return store.WriteRecordAsync(new MigrationRecord(Id, side, [.. devices.Select(d => d.Name)], status, detail, DateTimeOffset.UtcNow), token);
+    }
 
     public async Task WriteQuietlyAsync(MigrationRecordStatus status, string detail)
     {

@@ -32,6 +32,9 @@ internal sealed class NetChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>Frames and bytes this channel moved, by direction and type.</summary>
+    internal NetWireTally Tally { get; } = new();
+
     /// <summary>True when frames are sealed (every mode but <c>--insecure</c>).</summary>
     public bool Sealed => _seal is not null;
 
@@ -78,6 +81,7 @@ internal sealed class NetChannel : IAsyncDisposable
         {
             await NetFrame.WriteAsync(Stream, type, sequence, payload, _seal, cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
+            Tally.Count(true, type, payload.Length);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
         {
@@ -102,6 +106,7 @@ internal sealed class NetChannel : IAsyncDisposable
             int frameLength = NetFrame.EncodeInPlace(buffer, type, sequence, length, _seal, payloadCrc);
             await Stream.WriteAsync(buffer.AsMemory(0, frameLength), cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastSent, Stopwatch.GetTimestamp());
+            Tally.Count(true, type, length);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
         {
@@ -120,6 +125,8 @@ internal sealed class NetChannel : IAsyncDisposable
         {
             var frame = await NetFrame.ReadAsync(Stream, Name, _open, cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastReceived, Stopwatch.GetTimestamp());
+            if (frame is not null)
+                Tally.Count(false, frame.Type, frame.Length);
             return frame;
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException && e is not VfioException)

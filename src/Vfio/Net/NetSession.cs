@@ -24,6 +24,9 @@ public abstract class NetSession : IAsyncDisposable
     /// <summary>One channel, for tests that play a hostile peer over an authenticated session.</summary>
     internal NetChannel ChannelAt(int index) => Channels[index];
 
+    /// <summary>Frames and payload bytes on all channels so far, by direction and type.</summary>
+    internal IReadOnlyList<(bool Sent, string Type, long Frames, long Bytes)> WireTally() => NetWireTally.Sum(Channels.Select(c => c.Tally));
+
     private protected CancellationTokenSource Cts { get; } = new();
 
     /// <summary>The task reading the control channel; an Abort waits (bounded) for the peer to close it.</summary>

@@ -59,6 +59,9 @@ internal sealed class MigrationStreamReader
         }
     }
 
+    /// <summary>Called for each frame read: type, device, payload length (the engine's trace).</summary>
+    internal Action<MigrationFrameType, ushort, int>? OnFrame { get; set; }
+
     /// <summary>
     /// Reads the next frame; null when the stream ended cleanly on a frame boundary. The returned payload
     /// is valid until the next call.
@@ -87,6 +90,7 @@ internal sealed class MigrationStreamReader
                 _sequence++;
                 _consumed = buffer.Start;
                 _advancePending = true;
+                OnFrame?.Invoke(frame.Type, frame.Device, frame.Length);
                 return frame;
             }
             if (result.IsCompleted)

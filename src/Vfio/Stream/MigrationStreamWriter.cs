@@ -31,6 +31,9 @@ internal sealed class MigrationStreamWriter
     /// <summary>Bytes written so far (preamble and frames).</summary>
     public long BytesWritten { get; private set; }
 
+    /// <summary>Called after each frame is written: type, device, payload length (the engine's trace).</summary>
+    internal Action<MigrationFrameType, ushort, int>? OnFrame { get; set; }
+
     /// <summary>Frames written so far.</summary>
     public uint FramesWritten => _sequence;
 
@@ -54,6 +57,7 @@ internal sealed class MigrationStreamWriter
         int n = MigrationFrameCodec.WriteFrame(span, type, device, _sequence++, payload);
         _writer.Advance(n);
         BytesWritten += n;
+        OnFrame?.Invoke(type, device, payload.Length);
         return FlushAsync(cancellationToken);
     }
 
@@ -103,6 +107,7 @@ internal sealed class MigrationStreamWriter
         _frame = default;
         _writer.Advance(n);
         BytesWritten += n;
+        OnFrame?.Invoke(type, device, length);
         return FlushAsync(cancellationToken);
     }
 

@@ -4,7 +4,7 @@ namespace Vfio.Tests.Cli;
 
 public class DemoCommandTests
 {
-    private static Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args) => CliProcess.RunAsync(args);
+    private static Task<(int Exit, string Stdout, string Stderr)> RunCliAsync(params string[] args) => TestSupport.CliProcess.RunAsync(args);
 
     [Fact]
     public async Task Demo_RedirectedOutput_EndsWithTheVerifiedLine()
