@@ -298,10 +298,9 @@ if [ -z "${GUEST_CWD:-}" ]; then
 fi
 FSM_CSV=${VMT_FSM_CSV:-}
 if [ -z "$FSM_CSV" ]; then
-	# the repository's own fixture first, else the spec folder beside the checkout
-	for c in "$REPO_ROOT/tests/fixtures/fsm-paths.csv" "$REPO_ROOT/../shared/spec/fsm-paths.csv"; do
-		[ -f "$c" ] && { FSM_CSV=$(cd "$(dirname "$c")" && pwd)/fsm-paths.csv; break; }
-	done
+	# the repository's own fixture (tests/fixtures/README says where it comes from)
+	c="$REPO_ROOT/tests/fixtures/fsm-paths.csv"
+	[ -f "$c" ] && FSM_CSV=$(cd "$(dirname "$c")" && pwd)/fsm-paths.csv
 fi
 case "$FSM_CSV" in /tmp/*) cp "$FSM_CSV" "$SHARE/fsm-paths.csv"; FSM_CSV=/run/vmt/fsm-paths.csv ;; esac
 
