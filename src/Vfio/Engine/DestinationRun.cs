@@ -30,7 +30,7 @@ internal sealed partial class DestinationRun
         _input = input;
         _returnPipe = returnPath;
         _writer = new MigrationStreamWriter(returnPath, MigrationStreamKind.Return, (ushort)_run.Count, ReturnMaxPayload) { OnFrame = (t, d, n) => _run.Trace.Frame(true, t, d, n) };
-        _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferSize, (int)MigrationFrameCodec.DefaultMaxPayload)) { OnFrame = (t, d, n) => _run.Trace.Frame(false, t, d, n) };
+        _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferBytes, (int)MigrationFrameCodec.DefaultMaxPayload)) { OnFrame = (t, d, n) => _run.Trace.Frame(false, t, d, n) };
         _devices = [.. Enumerable.Range(0, _run.Count).Select(i => new DestinationDevice(i, _run))];
     }
 

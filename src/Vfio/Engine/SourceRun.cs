@@ -39,10 +39,10 @@ internal sealed partial class SourceRun
         _run = new MigrationRunContext(MigrationSide.Source, devices, options, progress, options.LoggerFactory.CreateLogger<MigrationSource>());
         _output = output;
         _returnPipe = returnPath;
-        _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_run.Count, (uint)options.BufferSize) { OnFrame = (t, d, n) => _run.Trace.Frame(true, t, d, n) };
+        _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_run.Count, (uint)options.BufferBytes) { OnFrame = (t, d, n) => _run.Trace.Frame(true, t, d, n) };
         _devices = [.. Enumerable.Range(0, _run.Count).Select(i => new SourceDevice(i, _run))];
         _returnPath = new SourceReturnPath(_run, returnPath, _devices);
-        _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
+        _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferBytes);
         _run.Id = options.MigrationId == Guid.Empty ? Guid.NewGuid() : options.MigrationId;
         _run.Trace.Begin(_run.Id);
     }
@@ -442,7 +442,7 @@ internal sealed partial class SourceRun
     // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
     private async Task<int> ReadIntoFrameAsync(SourceDevice device, IMigrationDataStream stream, MigrationFrameType type, bool allowNoData, CancellationToken token)
     {
-        var buffer = _writer.GetPayloadBuffer(_run.Options.BufferSize);
+        var buffer = _writer.GetPayloadBuffer(_run.Options.BufferBytes);
         int n;
         try
         {
