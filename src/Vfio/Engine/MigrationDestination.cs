@@ -107,7 +107,7 @@ public sealed class MigrationDestination
             _progress = progress;
             _count = devices.Count;
             _writer = new MigrationStreamWriter(returnPath, MigrationStreamKind.Return, (ushort)_count, ReturnMaxPayload) { OnFrame = (t, d, n) => _trace.Frame(true, t, d, n) };
-            _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferSize, (int)MigrationFrameCodec.DefaultMaxPayload)) { OnFrame = (t, d, n) => _trace.Frame(false, t, d, n) };
+            _reader = new MigrationStreamReader(input, MigrationStreamKind.Forward, (uint)Math.Max(options.BufferBytes, (int)MigrationFrameCodec.DefaultMaxPayload)) { OnFrame = (t, d, n) => _trace.Frame(false, t, d, n) };
             _setups = new MigrationDeviceSetup[_count];
             _profiles = new Compat.MigrationProfile?[_count];
             _caps = new VfioMigrationFlags[_count];

@@ -130,7 +130,7 @@ public sealed class MigrationSource
             _returnPath = returnPath;
             _progress = progress;
             _count = devices.Count;
-            _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_count, (uint)options.BufferSize) { OnFrame = (t, d, n) => _trace.Frame(true, t, d, n) };
+            _writer = new MigrationStreamWriter(output, MigrationStreamKind.Forward, (ushort)_count, (uint)options.BufferBytes) { OnFrame = (t, d, n) => _trace.Frame(true, t, d, n) };
             _caps = new VfioMigrationFlags[_count];
             _stopCopySize = new ulong[_count];
             _stopCopySizeKnown = new bool[_count];
@@ -145,7 +145,7 @@ public sealed class MigrationSource
             _reinits = new int[_count];
             _destinationCaps = new VfioMigrationFlags[_count];
             _log = options.LoggerFactory.CreateLogger<MigrationSource>();
-            _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferSize);
+            _convergence = new ConvergenceModel(options.DowntimeLimit, options.BufferBytes);
             _id = options.MigrationId == Guid.Empty ? Guid.NewGuid() : options.MigrationId;
             _store = options.DecisionStore ?? new InMemoryMigrationStore();
             _recorder = new SideRecorder(_store, MigrationSide.Source, devices, _log, _warnings, _trace) { Id = _id };
@@ -619,7 +619,7 @@ public sealed class MigrationSource
         // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
         private async Task<int> ReadIntoFrameAsync(int i, IMigrationDataStream stream, MigrationFrameType type, bool allowNoData, CancellationToken token)
         {
-            var buffer = _writer.GetPayloadBuffer(_options.BufferSize);
+            var buffer = _writer.GetPayloadBuffer(_options.BufferBytes);
             int n;
             try
             {

@@ -10,7 +10,7 @@ public sealed record NetSessionOptions
     /// Bytes per data segment (one frame). 4 KiB..4 MiB. Through the engine's pipe a segment ends at a flush or
     /// at this size, and a single engine frame larger than this becomes one segment of its own size.
     /// </summary>
-    public int SegmentSize { get; init; } = 512 << 10;
+    public int SegmentBytes { get; init; } = 512 << 10;
 
     /// <summary>Receiver: most memory out-of-order segments may hold at once, counted as their buffers occupy it (≥ 4 MiB).</summary>
     public long MaxQueuedBytes { get; init; } = 64L << 20;

@@ -22,7 +22,7 @@ public sealed class TransportTests
 
     public static TheoryData<string> Transports => ["socket", "memory"];
 
-    private static (IVfioUserTransport A, IVfioUserTransport B) Pair(string kind, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    private static (IVfioUserTransport A, IVfioUserTransport B) Pair(string kind, int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         if (kind == "memory")
             return InMemoryVfioUserTransport.CreatePair(maxMessageSize);
@@ -38,7 +38,7 @@ public sealed class TransportTests
     }
 
     // Runs body over a fresh connected pair of the given kind, then closes both ends.
-    private static async Task WithPairAsync(string kind, Func<IVfioUserTransport, IVfioUserTransport, Task> body, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    private static async Task WithPairAsync(string kind, Func<IVfioUserTransport, IVfioUserTransport, Task> body, int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         var (a, b) = Pair(kind, maxMessageSize);
         using (a)

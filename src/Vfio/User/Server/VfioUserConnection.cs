@@ -23,13 +23,13 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     private readonly ILogger _logger;
     // Both queues are bounded: a client that keeps sending without reading replies stalls its own connection (the
     // read loop stops reading, the socket fills) and never grows the server's memory past a few replies.
-    private readonly Channel<VfioUserMessage> _commands = Channel.CreateBounded<VfioUserMessage>(new BoundedChannelOptions(ProtocolLimits.MaxQueuedCommands) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
-    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateBounded<(VfioUserHeader, OutgoingReply)>(new BoundedChannelOptions(ProtocolLimits.MaxQueuedReplies) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<VfioUserMessage> _commands = Channel.CreateBounded<VfioUserMessage>(new BoundedChannelOptions(VfioUserTuning.MaxQueuedCommands) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateBounded<(VfioUserHeader, OutgoingReply)>(new BoundedChannelOptions(VfioUserTuning.MaxQueuedReplies) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly SafeFdHandle?[][] _irqFds;
     private bool _negotiated;
-    private int _peerMaxFds = ProtocolLimits.DefaultPeerMessageFds;
-    private int _peerMaxDataTransfer = ProtocolLimits.DefaultPeerDataTransferSize;
+    private int _peerMaxFds = VfioUserSpec.DefaultMaxMessageFds;
+    private int _peerMaxDataTransfer = VfioUserSpec.DefaultMaxDataTransferBytes;
     private int _nextDmaId;
     private volatile bool _closing;
 
@@ -55,7 +55,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     public bool IsNegotiated => _negotiated;
 
     /// <summary>The max_data_xfer_size the client advertised.</summary>
-    public int PeerMaxDataTransferSize => _peerMaxDataTransfer;
+    public int PeerMaxDataTransferBytes => _peerMaxDataTransfer;
 
     /// <summary>Runs the connection until the client goes away, a fatal protocol error, or cancellation.</summary>
     public async Task RunAsync(CancellationToken cancellationToken = default)

@@ -22,6 +22,7 @@ public sealed class VfioUserServer : IAsyncDisposable
         Path = System.IO.Path.GetFullPath(path ?? throw new ArgumentNullException(nameof(path)));
         Device = device ?? throw new ArgumentNullException(nameof(device));
         _options = options ?? VfioUserServerOptions.Default;
+        _options.Validate();
         _logger = _options.LoggerFactory.CreateLogger<VfioUserServer>();
     }
 
@@ -182,6 +183,7 @@ public sealed class VfioUserServer : IAsyncDisposable
     public static Task ServeConnectedSocketAsync(Socket socket, VfioUserDeviceDefinition device, VfioUserServerOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= VfioUserServerOptions.Default;
+        options.Validate();
         return ServeConnectedAsync(new UnixFdSocket(socket, options.MaxMessageFds), device, options, cancellationToken);
     }
 

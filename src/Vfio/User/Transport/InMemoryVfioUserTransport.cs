@@ -29,7 +29,7 @@ internal sealed class InMemoryVfioUserTransport : IVfioUserTransport
     }
 
     /// <summary>Two connected ends: what one sends the other receives.</summary>
-    public static (InMemoryVfioUserTransport, InMemoryVfioUserTransport) CreatePair(int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    public static (InMemoryVfioUserTransport, InMemoryVfioUserTransport) CreatePair(int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         var aToB = NewDirection();
         var bToA = NewDirection();

@@ -21,12 +21,12 @@ internal sealed class UnixFdSocket : IVfioUserTransport
     private int _disposed;
 
     /// <summary>Wraps a connected AF_UNIX stream socket (takes ownership).</summary>
-    public UnixFdSocket(Socket socket, int maxReceiveFds = ProtocolLimits.MaxMessageFds, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    public UnixFdSocket(Socket socket, int maxReceiveFds = ProtocolLimits.MaxMessageFds, int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         _socket = socket ?? throw new ArgumentNullException(nameof(socket));
         _maxReceiveFds = maxReceiveFds;
         MaxMessageSize = maxMessageSize;
-        EnlargeBuffers(socket, ProtocolLimits.SocketBufferSize);
+        EnlargeBuffers(socket, VfioUserTuning.SocketBufferBytes);
     }
 
     /// <summary>
