@@ -87,7 +87,7 @@ public sealed class MigDataReceiveTests
         using var serverSocket = server;
         var script = Task.Run(() => ServeStopCopy(server, totalBytes: 10_000), Ct);
 
-        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferSize = 4096 }, Ct));
+        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferBytes = 4096 }, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         Assert.NotNull(stream);
         var all = new List<byte>();
@@ -113,7 +113,7 @@ public sealed class MigDataReceiveTests
         using var serverSocket = server;
         var script = Task.Run(() => ServeStopCopy(server, totalBytes: 1 << 20, oversize: true), Ct);
 
-        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferSize = 4096 }, Ct));
+        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferBytes = 4096 }, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         var ex = await Assert.ThrowsAsync<VfioException>(async () => await stream!.ReadAsync(new byte[4096], Ct));
         Assert.Equal(Errno.EPROTO, ex.Errno);
@@ -148,7 +148,7 @@ public sealed class MigDataReceiveTests
             server.Send(frame, split, frame.Length - split, SocketFlags.None);
         }, Ct);
 
-        var options = new VfioUserClientOptions { MaxDataTransferSize = 4096, PipelineDepth = 1 };
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, PipelineDepth = 1 };
         await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         var buffer = new byte[4096];
