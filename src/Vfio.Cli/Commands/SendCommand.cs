@@ -90,7 +90,7 @@ internal static class SendCommand
                 device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(security.ConnectTimeout, cancellationToken).AsTask()).ConfigureAwait(false);
                 options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, device, progress.Out, cancellationToken).ConfigureAwait(false);
                 // Local reads only (sample, kernel): a vfio-user source would cost a full BAR0 transfer and a pause here.
-                before = device is InProcessMigrationDevice or KernelMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
+                before = device is IDeviceDigestSource { ReadsLocally: true } ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
                 if (!asJson && before.Length > 0)
                     Console.WriteLine($"source {address} sha256 before migration {NetCli.Hex(before)}");
 

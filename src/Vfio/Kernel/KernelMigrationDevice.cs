@@ -15,7 +15,7 @@ namespace Vfio.Kernel;
 /// After any failed SET the state is read back with GET (spec §3.2: the kernel echoes the request, never the
 /// real state) and the exception says which state the device is in. Kernel errnos surface unchanged.
 /// </remarks>
-public sealed class KernelMigrationDevice : IVfioMigrationDevice
+public sealed class KernelMigrationDevice : IVfioMigrationDevice, IDeviceDigestSource
 {
     private readonly bool _ownsDevice;
 
@@ -112,6 +112,23 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
         cancellationToken.ThrowIfCancellationRequested();
         return ValueTask.FromResult<IMigrationDataStream?>(SetState(target));
     }
+
+    // Read-back: region 0 through the device fd (the test driver's state; BAR0 of a PCI device).
+    string IDeviceDigestSource.DigestKind => DeviceDigests.KernelRegion0Kind;
+
+    string IDeviceDigestSource.ReadBackName => "region 0";
+
+    bool IDeviceDigestSource.ReadsLocally => true;
+
+    ValueTask<ulong?> IDeviceDigestSource.GetReadBackSizeAsync(CancellationToken cancellationToken)
+        => ValueTask.FromResult<ulong?>(Device.GetRegionInfo(0).Size);
+
+    ValueTask<byte[]> IDeviceDigestSource.ComputeSha256Async(ulong size, CancellationToken cancellationToken)
+        => DeviceDigests.Sha256WhilePausedAsync(this, size, (at, chunk, _) =>
+        {
+            Device.ReadRegion(0, at, chunk.Span);
+            return ValueTask.CompletedTask;
+        }, cancellationToken);
 
     /// <inheritdoc/>
     public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default)

@@ -15,7 +15,7 @@ namespace Vfio.User.Client;
 /// </summary>
 public sealed partial class VfioUserClient : IAsyncDisposable
 {
-    private readonly UnixFdSocket _socket;
+    private readonly IVfioUserTransport _socket;
     private readonly VfioUserClientOptions _options;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
@@ -29,7 +29,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private int _nextId;
     private Exception? _closedReason;
 
-    private VfioUserClient(UnixFdSocket socket, string name, VfioUserClientOptions options)
+    private VfioUserClient(IVfioUserTransport socket, string name, VfioUserClientOptions options)
     {
         _socket = socket;
         Name = name;
@@ -51,7 +51,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     public int ServerMaxMessageFds { get; private set; } = VfioUserSpec.DefaultMaxMessageFds;
 
     /// <summary>Our socket's (send, receive) buffer sizes as the kernel reports them.</summary>
-    public (int Send, int Receive) SocketBuffers => (_socket.SendBufferSize, _socket.ReceiveBufferSize);
+    public (int Send, int Receive) SocketBuffers => _socket.BufferSizes;
 
     /// <summary>The server's capabilities JSON as received.</summary>
     public VersionCapabilities ServerCapabilities { get; private set; } = new();
@@ -77,18 +77,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         options ??= VfioUserClientOptions.Default;
         options.Validate();
         var socket = await UnixFdSocket.ConnectAsync(path, cancellationToken).ConfigureAwait(false);
-        var client = new VfioUserClient(socket, "unix:" + path, options);
-        try
-        {
-            client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
-            await client.NegotiateAsync(cancellationToken).ConfigureAwait(false);
-            return client;
-        }
-        catch
-        {
-            await client.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await ConnectAsync(socket, "unix:" + path, options, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Wraps an already-connected socket (tests: socketpair).</summary>
@@ -96,7 +85,15 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     {
         options ??= VfioUserClientOptions.Default;
         options.Validate();
-        var client = new VfioUserClient(new UnixFdSocket(connected, options.MaxMessageFds), name, options);
+        return await ConnectAsync(new UnixFdSocket(connected, options.MaxMessageFds), name, options, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Negotiates over a connected transport end (a socket, or an in-memory end in tests); takes ownership of it.</summary>
+    internal static async Task<VfioUserClient> ConnectAsync(IVfioUserTransport transport, string name, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= VfioUserClientOptions.Default;
+        options.Validate();
+        var client = new VfioUserClient(transport, name, options);
         try
         {
             client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
@@ -370,7 +367,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     }
 
     // Server→client commands: DMA_READ / DMA_WRITE on message-mode regions (16-byte {addr, count} head).
-    private async Task ServeServerCommandAsync(VfioUserMessage message, UnixFdSocket replyTo)
+    private async Task ServeServerCommandAsync(VfioUserMessage message, IVfioUserTransport replyTo)
     {
         var h = message.Header;
         byte[] reply;

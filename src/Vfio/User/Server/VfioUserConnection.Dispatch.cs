@@ -101,7 +101,7 @@ public sealed partial class VfioUserConnection
         _negotiated = true;
         // twin_socket only when asked (spec §4.2, §4.3: samples/client crashes on an unasked one) and only when
         // the client can receive the fd: our DMA_READ/DMA_WRITE then go over a socketpair of their own.
-        var twinPeerEnd = caps.TwinSocket?.Supported == true && maxFds > 0 && _socket is not null ? OpenTwinSocket() : null;
+        var twinPeerEnd = caps.TwinSocket?.Supported == true && maxFds > 0 && _socket.CarriesFds ? OpenTwinSocket() : null;
         var reply = new VersionPayload(VfioUserSpec.VersionMajor, Math.Min(request.Minor, VfioUserSpec.VersionMinor), new VersionCapabilities
         {
             MaxMessageFds = _options.MaxMessageFds,

@@ -184,7 +184,13 @@ public sealed class VfioUserServer : IAsyncDisposable
     {
         options ??= VfioUserServerOptions.Default;
         options.Validate();
-        var connection = new VfioUserConnection(new UnixFdSocket(socket, options.MaxMessageFds), device, options, 1);
+        return ServeConnectedAsync(new UnixFdSocket(socket, options.MaxMessageFds), device, options, cancellationToken);
+    }
+
+    /// <summary>Serves one connected transport end (a socket, or an in-memory end in tests) until the peer goes away.</summary>
+    internal static Task ServeConnectedAsync(IVfioUserTransport transport, VfioUserDeviceDefinition device, VfioUserServerOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var connection = new VfioUserConnection(transport, device, options ?? VfioUserServerOptions.Default, 1);
         return connection.RunAsync(cancellationToken);
     }
 
