@@ -12,7 +12,7 @@ internal static class SendCommand
 {
     public static Command Create()
     {
-        var from = CliOptions.Device("--from", "Source device: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME");
+        var from = CliOptions.Device("--from", "Source device");
         var to = NetCli.Endpoint("--to", "The receiver: tcp://HOST:PORT (vfio-mig receive --listen)", requireScheme: true);
         var tlsCa = new Option<string?>("--tls-ca") { Description = "PEM CA the receiver's certificate must chain to (enables TLS)" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM client certificate for mutual TLS (needs --tls-key)" };
