@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Vfio.Device;
 using Vfio.Interop;
 using Vfio.Migration;
@@ -26,8 +27,8 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice, IDeviceDigestS
     }
 
     /// <summary>Opens <c>vfio:<paramref name="name"/></c> (mdev UUID or PCI BDF) through its group.</summary>
-    public static KernelMigrationDevice Open(string name, VfioHostPaths? paths = null)
-        => new(KernelVfioDevice.Open(name, paths), ownsDevice: true);
+    public static KernelMigrationDevice Open(string name, VfioHostPaths? paths = null, ILoggerFactory? loggerFactory = null)
+        => new(KernelVfioDevice.Open(name, paths, loggerFactory), ownsDevice: true);
 
     /// <summary>The underlying device (regions, info, reset).</summary>
     public KernelVfioDevice Device { get; }
@@ -66,12 +67,24 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice, IDeviceDigestS
     public KernelMigrationDataStream? SetState(VfioMigrationState target)
     {
         var call = VfioFeatureCall.SetState(target);
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         int rc = Device.Feature(call);
         string operation = $"SET device_state {MigrationStateMachine.Name(target)}";
         if (rc < 0)
-            ThrowSetFailed((Errno)(-rc), target, operation);
+        {
+            try
+            {
+                ThrowSetFailed((Errno)(-rc), target, operation);
+            }
+            catch (VfioException e)
+            {
+                KernelLog.StateSetFailed(Device.Logger, Name, target, e);
+                throw;
+            }
+        }
 
         var result = VfioDeviceFeatureMigState.Decode(call.AsSpan(VfioDeviceFeature.Size));
+        KernelLog.StateSet(Device.Logger, Name, target, started, result.DataFd);
         if (result.DataFd < 0)
             return null;
         var kind = target == VfioMigrationState.Resuming ? DataSessionKind.Resuming : DataSessionKind.Saving;

@@ -31,8 +31,8 @@ public sealed class NetSenderSession : NetSession
     private bool _completed;
     private ulong _returnSeq;
 
-    private NetSenderSession(NetChannel[] channels, NetSecurityOptions security, NetSessionOptions options)
-        : base(channels)
+    private NetSenderSession(NetChannel[] channels, Guid sessionId, NetSecurityOptions security, NetSessionOptions options)
+        : base(channels, sessionId, "sender", options.LoggerFactory)
     {
         _security = security;
         _options = options;
@@ -49,9 +49,6 @@ public sealed class NetSenderSession : NetSession
         MigrationStream = new DelegatingStream(null, WriteAsync, FlushAsync);
         ReturnStream = new DelegatingStream(ReadReturnAsync, null, null);
     }
-
-    /// <summary>The session id sent in every hello.</summary>
-    public Guid SessionId { get; private init; }
 
     /// <summary>Where to write the migration stream (write-only). Flush sends a partly filled segment.</summary>
     public Stream MigrationStream { get; }
@@ -90,7 +87,9 @@ public sealed class NetSenderSession : NetSession
                 c.Abort();
             throw;
         }
-        return new NetSenderSession([.. list], security, options) { SessionId = id };
+        var session = new NetSenderSession([.. list], id, security, options);
+        NetLog.Connected(session.Logger, id, host, port, channels, security);
+        return session;
     }
 
     private static async Task<(NetChannel, byte[]?)> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, byte[]? sessionSecret, CancellationToken cancellationToken)

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
 namespace Vfio.Net;
 
 /// <summary>Tuning of a migration session's data path.</summary>
@@ -27,4 +30,7 @@ public sealed record NetSessionOptions
 
     /// <summary>Sender: segments waiting per channel before the writer blocks.</summary>
     public int SendQueueDepth { get; init; } = 4;
+
+    /// <summary>Where the session logs (opened, accepted, dropped connections, failures, aborts). Default: no logging.</summary>
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }

@@ -1,3 +1,4 @@
+using Vfio.TestSupport;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
