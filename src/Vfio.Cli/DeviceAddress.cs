@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
@@ -43,7 +44,11 @@ internal sealed record DeviceAddress(string Scheme, string Target)
     /// <paramref name="connectTimeout"/>; a server that accepts but does not answer is reported busy (EBUSY).
     /// </summary>
     public ValueTask<IVfioMigrationDevice> OpenAsync(TimeSpan connectTimeout, CancellationToken cancellationToken = default)
-        => Transport.Open(this, connectTimeout, cancellationToken);
+        => Transport.Open(this, connectTimeout, null, cancellationToken);
+
+    /// <summary>Opens the device as above; the transport logs to <paramref name="loggerFactory"/> (a command's <c>--verbose</c>).</summary>
+    public ValueTask<IVfioMigrationDevice> OpenAsync(TimeSpan connectTimeout, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+        => Transport.Open(this, connectTimeout, loggerFactory, cancellationToken);
 
     /// <summary>Opens the device with the default connect timeout (10 s).</summary>
     public ValueTask<IVfioMigrationDevice> OpenAsync(CancellationToken cancellationToken = default)
@@ -53,14 +58,15 @@ internal sealed record DeviceAddress(string Scheme, string Target)
     /// Connects a vfio-user client to <see cref="Target"/> within <paramref name="connectTimeout"/>; names a missing
     /// path, a file that is not a socket, and a server that does not answer, instead of a bare errno.
     /// </summary>
-    public async Task<VfioUserClient> ConnectUnixAsync(TimeSpan connectTimeout, CancellationToken cancellationToken)
+    public async Task<VfioUserClient> ConnectUnixAsync(TimeSpan connectTimeout, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         CheckSocketPath(Target, $"connect {this}");
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(connectTimeout);
         try
         {
-            return await VfioUserClient.ConnectAsync(Target, null, deadline.Token).ConfigureAwait(false);
+            var options = loggerFactory is null ? null : VfioUserClientOptions.Default with { LoggerFactory = loggerFactory };
+            return await VfioUserClient.ConnectAsync(Target, options, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

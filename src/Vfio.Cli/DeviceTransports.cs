@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Vfio.Cli.Commands;
 using Vfio.Kernel;
 using Vfio.Migration;
@@ -19,7 +20,7 @@ namespace Vfio.Cli;
 /// <param name="TargetNoun">What an empty target lacks (<c>socket path</c>), or null when an empty target is valid.</param>
 /// <param name="OutlivesProcess">True when the device exists apart from this process (<c>recover</c> and <c>state</c> take it).</param>
 /// <param name="Check">Checks a target while parsing; throws <see cref="VfioException"/> (EINVAL) with plain words.</param>
-/// <param name="Open">Opens the device for the user side within a connect timeout.</param>
+/// <param name="Open">Opens the device for the user side within a connect timeout, logging to the command's logger factory (if any).</param>
 /// <param name="SameDevice">True when two targets name one device (a <c>--from</c>/<c>--to</c> pair must not).</param>
 /// <param name="Describe">Prints <c>vfio-mig info</c> for the device (json flag, connect timeout); returns the exit code.</param>
 internal sealed record DeviceTransport(
@@ -29,7 +30,7 @@ internal sealed record DeviceTransport(
     string? TargetNoun,
     bool OutlivesProcess,
     Action<string> Check,
-    Func<DeviceAddress, TimeSpan, CancellationToken, ValueTask<IVfioMigrationDevice>> Open,
+    Func<DeviceAddress, TimeSpan, ILoggerFactory?, CancellationToken, ValueTask<IVfioMigrationDevice>> Open,
     Func<string, string, bool> SameDevice,
     Func<DeviceAddress, bool, TimeSpan, CancellationToken, Task<int>> Describe);
 
@@ -52,7 +53,7 @@ internal static class DeviceTransports
         TargetNoun: null,
         OutlivesProcess: false,
         Check: target => _ = DeviceAddress.ParseSampleOptions(target),
-        Open: (address, _, _) => ValueTask.FromResult<IVfioMigrationDevice>(
+        Open: (address, _, _, _) => ValueTask.FromResult<IVfioMigrationDevice>(
             new InProcessMigrationDevice(new SampleDevice(DeviceAddress.ParseSampleOptions(address.Target)), address.ToString(), ownsDevice: true)),
         SameDevice: static (_, _) => false, // two sample: addresses are two devices
         Describe: InfoCommand.DescribeSampleAsync);
@@ -65,7 +66,7 @@ internal static class DeviceTransports
         TargetNoun: "socket path",
         OutlivesProcess: true,
         Check: static _ => { },
-        Open: async (address, timeout, ct) => new VfioUserMigrationDevice(await address.ConnectUnixAsync(timeout, ct).ConfigureAwait(false)),
+        Open: async (address, timeout, loggerFactory, ct) => new VfioUserMigrationDevice(await address.ConnectUnixAsync(timeout, loggerFactory, ct).ConfigureAwait(false)),
         SameDevice: static (a, b) => Path.GetFullPath(a) == Path.GetFullPath(b),
         Describe: InfoCommand.DescribeUnixAsync);
 
@@ -77,10 +78,10 @@ internal static class DeviceTransports
         TargetNoun: "device",
         OutlivesProcess: true,
         Check: static _ => { },
-        Open: (address, _, ct) =>
+        Open: (address, _, loggerFactory, ct) =>
         {
             ct.ThrowIfCancellationRequested();
-            return ValueTask.FromResult<IVfioMigrationDevice>(KernelMigrationDevice.Open(address.Target));
+            return ValueTask.FromResult<IVfioMigrationDevice>(KernelMigrationDevice.Open(address.Target, null, loggerFactory));
         },
         SameDevice: static (a, b) => a.Equals(b, StringComparison.OrdinalIgnoreCase),
         Describe: InfoCommand.DescribeKernelAsync);

@@ -75,7 +75,7 @@ internal static class InfoCommand
     /// <summary><c>vfio-mig info unix:PATH</c>: asks the vfio-user server.</summary>
     public static async Task<int> DescribeUnixAsync(DeviceAddress address, bool asJson, TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
-        await using var client = await address.ConnectUnixAsync(connectTimeout, cancellationToken).ConfigureAwait(false);
+        await using var client = await address.ConnectUnixAsync(connectTimeout, null, cancellationToken).ConfigureAwait(false);
         return Print(await QueryAsync(client, address.ToString(), cancellationToken).ConfigureAwait(false), asJson);
     }
 

@@ -101,7 +101,7 @@ internal static class ReceiveCommand
                 var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes, LoggerFactory = loggerFactory };
 
                 var address = parse.GetValue(into)!;
-                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, cancellationToken).AsTask()).ConfigureAwait(false);
+                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, loggerFactory, cancellationToken).AsTask()).ConfigureAwait(false);
                 var raw = device;
                 if (parse.GetValue(inject) is { } fault)
                     device = new FaultInjectingDevice(device, fault);

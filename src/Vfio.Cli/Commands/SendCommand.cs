@@ -87,7 +87,7 @@ internal static class SendCommand
 
                 var address = parse.GetValue(from)!;
                 var progress = CliProgress.For(asJson);
-                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(security.ConnectTimeout, cancellationToken).AsTask()).ConfigureAwait(false);
+                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(security.ConnectTimeout, loggerFactory, cancellationToken).AsTask()).ConfigureAwait(false);
                 options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, device, progress.Out, cancellationToken).ConfigureAwait(false);
                 // Local reads only (sample, kernel): a vfio-user source would cost a full BAR0 transfer and a pause here.
                 before = device is IDeviceDigestSource { ReadsLocally: true } ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
