@@ -10,7 +10,7 @@ internal static class CheckCommand
 {
     public static Command Create()
     {
-        var device = new Argument<string>("device") { Description = "Device to check: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME", HelpName = "ADDRESS" };
+        var device = new Argument<string>("device") { Description = DeviceTransports.Describe("Device to check"), HelpName = "ADDRESS" };
         device.Validators.Add(r =>
         {
             try
