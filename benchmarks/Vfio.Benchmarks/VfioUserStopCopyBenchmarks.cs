@@ -45,8 +45,8 @@ public class VfioUserStopCopyBenchmarks
         new Random(4).NextBytes(_rawSource);
         (_rawWriter, _rawReader) = UnixFdSocket.CreateSocketPair();
         // The buffers every vfio-user socket asks for, so both sides run with the same socket settings.
-        UnixFdSocket.EnlargeBuffers(_rawWriter, ProtocolLimits.SocketBufferSize);
-        UnixFdSocket.EnlargeBuffers(_rawReader, ProtocolLimits.SocketBufferSize);
+        UnixFdSocket.EnlargeBuffers(_rawWriter, VfioUserTuning.SocketBufferBytes);
+        UnixFdSocket.EnlargeBuffers(_rawReader, VfioUserTuning.SocketBufferBytes);
     }
 
     [GlobalCleanup]

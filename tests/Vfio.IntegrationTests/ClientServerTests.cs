@@ -20,7 +20,7 @@ public sealed class ClientServerTests
         await using var fx = new TestSupport.ServerFixture();
         await using var client = await VfioUserClient.ConnectAsync(fx.Path, null, Ct);
         Assert.Equal(2, client.ServerMinor);
-        Assert.Equal(1 << 20, client.ServerMaxDataTransferSize);
+        Assert.Equal(1 << 20, client.ServerMaxDataTransferBytes);
         var info = await client.GetDeviceInfoAsync(Ct);
         Assert.Equal(9u, info.NumRegions);
         Assert.Equal(5u, info.NumIrqs);

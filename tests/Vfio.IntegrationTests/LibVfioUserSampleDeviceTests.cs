@@ -108,7 +108,7 @@ public sealed class LibVfioUserSampleDeviceTests
         server.Start();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var run = server.RunAsync(cts.Token);
-        await using (var client = await VfioUserClient.ConnectAsync(path, new VfioUserClientOptions { MaxDataTransferSize = 1024 }, Ct))
+        await using (var client = await VfioUserClient.ConnectAsync(path, new VfioUserClientOptions { MaxDataTransferBytes = 1024 }, Ct))
         {
             var page0 = new byte[4096];
             var page1 = new byte[4096];

@@ -89,7 +89,7 @@ public sealed class MigDataReceiveTests
         using var serverSocket = server;
         var script = Task.Run(() => ServeStopCopy(server, totalBytes: 10_000), Ct);
 
-        var options = new VfioUserClientOptions { MaxDataTransferSize = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
         await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         Assert.NotNull(stream);
@@ -116,7 +116,7 @@ public sealed class MigDataReceiveTests
         using var serverSocket = server;
         var script = Task.Run(() => ServeStopCopy(server, totalBytes: 1 << 20, oversize: true), Ct);
 
-        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferSize = 4096 }, Ct));
+        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferBytes = 4096 }, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         var ex = await Assert.ThrowsAsync<VfioException>(async () => await stream!.ReadAsync(new byte[4096], Ct));
         Assert.Equal(Errno.EPROTO, ex.Errno);
@@ -169,7 +169,7 @@ public sealed class MigDataReceiveTests
         using var serverSocket = server;
         var served = new PreCopyScript(pre, stop);
         var script = Task.Run(() => served.Serve(server), Ct);
-        var options = new VfioUserClientOptions { MaxDataTransferSize = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
         await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
         var all = new List<byte>();
         await using (var saving = await device.SetStateAsync(VfioMigrationState.PreCopy, Ct))
@@ -268,7 +268,7 @@ public sealed class MigDataReceiveTests
             server.Send(frame, split, frame.Length - split, SocketFlags.None);
         }, Ct);
 
-        var options = new VfioUserClientOptions { MaxDataTransferSize = 4096, PipelineDepth = 1 };
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, PipelineDepth = 1 };
         await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         var buffer = new byte[4096];

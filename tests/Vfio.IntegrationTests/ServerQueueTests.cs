@@ -9,7 +9,7 @@ namespace Vfio.IntegrationTests;
 /// <summary>
 /// A server connection's command and reply queues. Replies leave in command order however commands are mixed
 /// (spec §3: "replies are sent in command order, so a client may pipeline"). A client that sends without reading
-/// replies meets backpressure instead of growing the server's memory (ProtocolLimits.MaxQueuedCommands,
+/// replies meets backpressure instead of growing the server's memory (VfioUserTuning.MaxQueuedCommands,
 /// MaxQueuedReplies), and loses nothing once it reads.
 /// </summary>
 public sealed class ServerQueueTests
@@ -103,7 +103,7 @@ public sealed class ServerQueueTests
             // Without bounds the server would run through the whole stream into memory; with them it stops after
             // what the kernel's socket buffer holds, the queued replies, the one being sent and the one waiting.
             long taken = await WhenSettledAsync(() => device.CurrentSession!.BytesTransferred);
-            long bound = GrantedSendBuffer() + ((long)(ProtocolLimits.MaxQueuedReplies + 2) * BigChunk);
+            long bound = GrantedSendBuffer() + ((long)(VfioUserTuning.MaxQueuedReplies + 2) * BigChunk);
             Assert.True(taken <= bound, $"the server produced {taken} bytes (bound {bound}) for a client that reads nothing");
 
             var stream = new List<byte>();

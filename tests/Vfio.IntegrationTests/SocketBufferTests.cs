@@ -6,7 +6,7 @@ using Vfio.User.Transport;
 namespace Vfio.IntegrationTests;
 
 /// <summary>
-/// Every vfio-user socket asks for buffers that hold whole data messages (ProtocolLimits.SocketBufferSize). Linux
+/// Every vfio-user socket asks for buffers that hold whole data messages (VfioUserTuning.SocketBufferBytes). Linux
 /// caps a SO_SNDBUF/SO_RCVBUF request at net.core.wmem_max/rmem_max and reports twice the value it keeps.
 /// </summary>
 public sealed class SocketBufferTests
@@ -23,8 +23,8 @@ public sealed class SocketBufferTests
         var (a, b) = UnixFdSocket.CreateSocketPair();
         using var socket = new UnixFdSocket(a);
         using var peer = b;
-        Assert.Equal(Math.Max(defaultSend, 2 * Math.Min(ProtocolLimits.SocketBufferSize, wmemMax)), a.SendBufferSize);
-        Assert.Equal(Math.Max(defaultReceive, 2 * Math.Min(ProtocolLimits.SocketBufferSize, rmemMax)), a.ReceiveBufferSize);
+        Assert.Equal(Math.Max(defaultSend, 2 * Math.Min(VfioUserTuning.SocketBufferBytes, wmemMax)), a.SendBufferSize);
+        Assert.Equal(Math.Max(defaultReceive, 2 * Math.Min(VfioUserTuning.SocketBufferBytes, rmemMax)), a.ReceiveBufferSize);
 
         // Never shrinks a buffer someone made larger (as far as the cap allows).
         var (c, d) = UnixFdSocket.CreateSocketPair();
@@ -46,7 +46,7 @@ public sealed class SocketBufferTests
         await using var fx = new TestSupport.ServerFixture();
         await using var client = await VfioUserClient.ConnectAsync(fx.Path, null, ct);
         long wmemMax = ReadSysctl("/proc/sys/net/core/wmem_max");
-        Assert.Equal(Math.Max(defaultSend, 2 * Math.Min(ProtocolLimits.SocketBufferSize, wmemMax)), client.SocketBuffers.Send);
+        Assert.Equal(Math.Max(defaultSend, 2 * Math.Min(VfioUserTuning.SocketBufferBytes, wmemMax)), client.SocketBuffers.Send);
     }
 
     private static long ReadSysctl(string path) => long.Parse(File.ReadAllText(path).Trim(), CultureInfo.InvariantCulture);

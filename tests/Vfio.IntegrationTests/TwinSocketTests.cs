@@ -60,8 +60,8 @@ public sealed class TwinSocketTests
         await using (var twin = await VfioUserClient.ConnectAsync(fx.Path, null, Ct))
         {
             Assert.True(twin.TwinSocketEnabled);
-            Assert.Equal(twin.ServerMaxDataTransferSize, twin.WriteChunk);
-            Assert.True(twin.WriteChunk > ProtocolLimits.SafeChunkToLibVfioUser, $"server max_data_xfer_size {twin.ServerMaxDataTransferSize}");
+            Assert.Equal(twin.ServerMaxDataTransferBytes, twin.WriteChunk);
+            Assert.True(twin.WriteChunk > VfioUserTuning.LibVfioUserChunkBytes, $"server max_data_xfer_size {twin.ServerMaxDataTransferBytes}");
             // A whole chunk in one REGION_WRITE reaches the device intact.
             var data = new byte[twin.WriteChunk];
             new Random(5).NextBytes(data);
@@ -72,7 +72,7 @@ public sealed class TwinSocketTests
         }
         await using var plain = await VfioUserClient.ConnectAsync(fx.Path, new VfioUserClientOptions { TwinSocket = false }, Ct);
         Assert.False(plain.TwinSocketEnabled);
-        Assert.Equal(ProtocolLimits.SafeChunkToLibVfioUser, plain.WriteChunk);
+        Assert.Equal(VfioUserTuning.LibVfioUserChunkBytes, plain.WriteChunk);
     }
 
     [Fact]

@@ -1,7 +1,7 @@
-using Microsoft.Extensions.Logging;
 using Vfio.Sample;
 using Vfio.User.Client;
 using Vfio.User.Server;
+using Vfio.TestSupport;
 
 namespace Vfio.IntegrationTests;
 
@@ -13,8 +13,8 @@ public sealed class VfioUserLoggingTests
     [Fact]
     public async Task Client_logs_the_negotiation_and_a_lost_server_and_the_server_logs_the_client()
     {
-        var serverLog = new Recorder();
-        var clientLog = new Recorder();
+        var serverLog = new RecordingLoggerFactory();
+        var clientLog = new RecordingLoggerFactory();
         var device = new SampleDevice(new SampleDeviceOptions { SizeBytes = 1 << 16 });
         string path = TestSupport.TempSocketPath();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
@@ -36,57 +36,8 @@ public sealed class VfioUserLoggingTests
         catch (OperationCanceledException)
         {
         }
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!clientLog.Ids().Contains(251) && DateTime.UtcNow < deadline)
-            await Task.Delay(20, Ct);
-        Assert.Contains(251, clientLog.Ids());
+        Assert.True(await clientLog.WaitForAsync(251, TimeSpan.FromSeconds(20), Ct), "the client logged no lost connection (251)");
         Assert.NotNull(clientLog.Exception(251));
         Assert.Contains(serverLog.Ids(), id => id is 200 or 201);
-    }
-
-    private sealed class Recorder : ILoggerFactory
-    {
-        private readonly List<(int Id, string Text, Exception? Exception)> _entries = [];
-
-        public int[] Ids()
-        {
-            lock (_entries)
-                return [.. _entries.Select(e => e.Id)];
-        }
-
-        public string Text(int id)
-        {
-            lock (_entries)
-                return _entries.First(e => e.Id == id).Text;
-        }
-
-        public Exception? Exception(int id)
-        {
-            lock (_entries)
-                return _entries.First(e => e.Id == id).Exception;
-        }
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this);
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(Recorder owner) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                lock (owner._entries)
-                    owner._entries.Add((eventId.Id, formatter(state, exception), exception));
-            }
-        }
     }
 }

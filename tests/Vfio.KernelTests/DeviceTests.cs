@@ -39,6 +39,25 @@ public sealed class DeviceTests
         Console.WriteLine(report.ToString());
     }
 
+    // docs/architecture.md, "Logging": the kernel backend logs with ids 400–499.
+    [Fact]
+    public async Task The_backend_logs_opening_each_set_a_refused_set_and_reset()
+    {
+        var log = new Vfio.TestSupport.RecordingLoggerFactory();
+        await using (var device = KernelRig.Open(KernelRig.Devices[0], log))
+        {
+            Assert.Contains($"vfio:{KernelRig.Devices[0]}: opened through IOMMU group", log.Text(400), StringComparison.Ordinal);
+            Assert.Null(device.SetState(VfioMigrationState.Stop));
+            Assert.Contains("SET device_state STOP in", log.Text(401), StringComparison.Ordinal);
+            // Spec §1.1 and §2.1: ERROR can never be requested; the kernel refuses and the failure is logged with its exception.
+            var e = Assert.Throws<VfioException>(() => device.SetState(VfioMigrationState.Error));
+            Assert.Same(e, log.Exception(402));
+            device.Device.Reset();
+            Assert.Contains(403, log.Ids());
+            Assert.Equal(VfioMigrationState.Running, device.GetState());
+        }
+    }
+
     [Fact]
     public async Task Open_Twice_IsEBUSY_FromTheGroup()
     {

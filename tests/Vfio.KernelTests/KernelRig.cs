@@ -125,13 +125,13 @@ internal static class KernelRig
     }
 
     /// <summary>Opens a device, retrying briefly while a just-created group node appears in /dev/vfio.</summary>
-    public static KernelMigrationDevice Open(string name)
+    public static KernelMigrationDevice Open(string name, Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null)
     {
         for (int attempt = 0; ; attempt++)
         {
             try
             {
-                return KernelMigrationDevice.Open(name);
+                return KernelMigrationDevice.Open(name, loggerFactory: loggerFactory);
             }
             catch (VfioException e) when (e.Errno == Errno.ENOENT && attempt < 50)
             {

@@ -14,6 +14,8 @@ public sealed class LoggingConventionTests
     {
         ["Vfio.Engine.EngineLog"] = (100, 199),
         ["Vfio.User.VfioUserLog"] = (200, 299),
+        ["Vfio.Net.NetLog"] = (300, 399),
+        ["Vfio.Kernel.KernelLog"] = (400, 499),
     };
 
     private static IEnumerable<(MethodInfo Method, LoggerMessageAttribute Attribute)> Messages()

@@ -36,7 +36,7 @@ internal static class BenchCommand
         {
             {
                 long bytes = parse.GetValue(size).Bytes;
-                BenchClientOptions = new VfioUserClientOptions { MaxDataTransferSize = (int)parse.GetValue(xfer).Bytes };
+                BenchClientOptions = new VfioUserClientOptions { MaxDataTransferBytes = (int)parse.GetValue(xfer).Bytes };
                 int n = parse.GetValue(runs);
                 bool asJson = parse.GetValue(json);
                 var text = asJson ? Console.Error : Console.Out;
@@ -45,9 +45,9 @@ internal static class BenchCommand
                 // The reference streams from memory as large as the device state (touched before any clock), as the
                 // device reads its state, into one 1 MiB buffer, as the reader below; the same socket buffers as every
                 // vfio-user socket gets, so the ratio compares protocols, not settings.
-                using var raw = RawCopy.Start(tcp: false, 1, bytes, RawCopy.Chunk, ProtocolLimits.SocketBufferSize);
+                using var raw = RawCopy.Start(tcp: false, 1, bytes, RawCopy.Chunk, VfioUserTuning.SocketBufferBytes);
                 // Context only: re-sending one cache-hot 1 MiB buffer (a cache-resident copy).
-                using var hot = RawCopy.Start(tcp: false, 1, RawCopy.Chunk, RawCopy.Chunk, ProtocolLimits.SocketBufferSize);
+                using var hot = RawCopy.Start(tcp: false, 1, RawCopy.Chunk, RawCopy.Chunk, VfioUserTuning.SocketBufferBytes);
                 text.WriteLine(raw.Description);
                 var report = new BenchReport("vfio-user", bytes, n, Target);
                 report.UsedReference(raw);
@@ -171,9 +171,9 @@ internal static class BenchCommand
         using (a)
         using (b)
         {
-            UnixFdSocket.EnlargeBuffers(a, ProtocolLimits.SocketBufferSize);
+            UnixFdSocket.EnlargeBuffers(a, VfioUserTuning.SocketBufferBytes);
             return string.Create(CultureInfo.InvariantCulture,
-                $"socket buffers (both paths): SO_SNDBUF {Units.FormatBytes(a.SendBufferSize)}, SO_RCVBUF {Units.FormatBytes(a.ReceiveBufferSize)} as the kernel reports them (asked {Units.FormatBytes(ProtocolLimits.SocketBufferSize)}; net.core.wmem_max/rmem_max cap it)");
+                $"socket buffers (both paths): SO_SNDBUF {Units.FormatBytes(a.SendBufferSize)}, SO_RCVBUF {Units.FormatBytes(a.ReceiveBufferSize)} as the kernel reports them (asked {Units.FormatBytes(VfioUserTuning.SocketBufferBytes)}; net.core.wmem_max/rmem_max cap it)");
         }
     }
 

@@ -150,7 +150,7 @@ internal static class InfoCommand
         {
             migError ??= ex.Message;
         }
-        return new InfoReport(name, $"{ProtocolLimits.VersionMajor}.{client.ServerMinor}", client.ServerMaxDataTransferSize, client.ServerMaxMessageFds,
+        return new InfoReport(name, $"{VfioUserSpec.VersionMajor}.{client.ServerMinor}", client.ServerMaxDataTransferBytes, client.ServerMaxMessageFds,
             client.TwinSocketEnabled, client.SocketBuffers.Send, client.SocketBuffers.Receive, info.Flags, regions, irqs, caps, state, stopCopy, migError);
     }
 

@@ -56,7 +56,7 @@ internal static partial class MigrateBenchCommand
 
                 // (a) serve → migrate → serve, against one AF_UNIX socketpair with vfio-user's socket buffers.
                 var local = report.Add("migrate_serve", "raw_socketpair_1");
-                using (var raw = RawCopy.Start(tcp: false, 1, bytes, bytes, Vfio.User.Protocol.ProtocolLimits.SocketBufferSize))
+                using (var raw = RawCopy.Start(tcp: false, 1, bytes, bytes, Vfio.User.Protocol.VfioUserTuning.SocketBufferBytes))
                 {
                     await PairsAsync(report, local, raw, n, "migrate", "raw socketpair", text, progress, "serve + migrate + serve",
                         i => MigrateBetweenServesAsync(dir, i, sz, dr, bytes, cancellationToken)).ConfigureAwait(false);

@@ -86,7 +86,7 @@ internal static class MigrateCommand
                 // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
                 bool verify = !parse.GetValue(noVerify);
                 ulong? bar0 = null;
-                if (verify && source is VfioUserMigrationDevice s0 && destination is VfioUserMigrationDevice d0)
+                if (verify && source is IDeviceDigestSource { ReadsLocally: false } s0 && destination is IDeviceDigestSource { ReadsLocally: false } d0)
                     bar0 = await Bar0SizeAsync(s0, d0, cancellationToken).ConfigureAwait(false);
                 options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, source, progress.Out, cancellationToken).ConfigureAwait(false);
                 progress.Line($"migration {id}: {src} -> {dst} (records in {store.Directory})");
@@ -153,10 +153,10 @@ internal static class MigrateCommand
     {
         if (writes.Length == 0)
             return;
-        if (source is not VfioUserMigrationDevice user)
-            throw CliException.Usage("--source-write", $"{source.Name} is not a vfio-user device (unix:PATH)");
+        if (source is not IDeviceRegionWriter writer)
+            throw CliException.Usage("--source-write", $"{source.Name} takes no region writes (a vfio-user device, unix:PATH, does)");
         foreach (var w in writes)
-            await user.Client.RegionWriteAsync(w.Region, w.Offset, w.Data, cancellationToken).ConfigureAwait(false);
+            await writer.WriteRegionAsync(w.Region, w.Offset, w.Data, cancellationToken).ConfigureAwait(false);
     }
 
     // The source is stopped; DeviceDigest pauses a running destination so it cannot change mid-read. Returns the
@@ -186,12 +186,13 @@ internal static class MigrateCommand
         };
     }
 
-    private static async Task<ulong> Bar0SizeAsync(VfioUserMigrationDevice source, VfioUserMigrationDevice destination, CancellationToken cancellationToken)
+    // Both sizes are asked while the devices run; they must agree.
+    private static async Task<ulong> Bar0SizeAsync(IDeviceDigestSource source, IDeviceDigestSource destination, CancellationToken cancellationToken)
     {
         ulong? a = null, b = null;
         try
         {
-            a = (await source.Client.GetRegionInfoAsync(0, cancellationToken).ConfigureAwait(false)).Size;
+            a = await source.GetReadBackSizeAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (VfioException)
         {
@@ -199,7 +200,7 @@ internal static class MigrateCommand
         }
         try
         {
-            b = (await destination.Client.GetRegionInfoAsync(0, cancellationToken).ConfigureAwait(false)).Size;
+            b = await destination.GetReadBackSizeAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (VfioException) when (a is not null)
         {

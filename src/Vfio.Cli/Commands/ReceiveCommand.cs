@@ -44,10 +44,11 @@ internal static class ReceiveCommand
         var inject = new Option<string?>("--inject-fault") { Description = "Test aid: resume-stop makes the destination fail RESUMING→STOP; start makes it fail to start after the commit", Hidden = true };
         var stateDir = MigrationRecords.StateDirOption();
         var record = FlightRecords.RecordOption();
+        var verbose = CliLogging.Verbose("the session (accepted, dropped connections, failures, aborts) and the engine's phases");
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (loaded, committed)", Hidden = true };
         var command = new Command("receive", "Receive a live migration over TCP (TLS or token) into a destination device.")
         {
-            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, noCompat, stateDir, record, pauseAt,
+            listen, into, tlsCert, tlsKey, clientCa, token, insecure, anonymous, revocation, idle, handshake, acceptTimeout, maxQueued, json, connect, inject, noCompat, stateDir, record, verbose, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig token new --output token.txt   # mode 0600; copy it to the sender",
@@ -96,7 +97,8 @@ internal static class ReceiveCommand
                     AcceptTimeout = acceptText == "none" ? Timeout.InfiniteTimeSpan : Units.ParseDuration(acceptText, "accept-timeout"),
                     OnDropped = line => Console.Error.WriteLine("vfio-mig receive: " + line),
                 };
-                var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes };
+                using var loggerFactory = CliLogging.Create(parse.GetValue(verbose));
+                var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes, LoggerFactory = loggerFactory };
 
                 var address = parse.GetValue(into)!;
                 device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, cancellationToken).AsTask()).ConfigureAwait(false);
@@ -115,6 +117,7 @@ internal static class ReceiveCommand
 
                 var engine = MigrationOptions.Default with
                 {
+                    LoggerFactory = loggerFactory,
                     DecisionStore = store,
                     FlightRecorder = recorder,
                     Checkpoint = MigrateCommand.PauseHook(parse.GetValue(pauseAt)),

@@ -32,10 +32,11 @@ internal static class SendCommand
         var noCompat = CliOptions.NoCompatCheck();
         var stateDir = MigrationRecords.StateDirOption();
         var record = FlightRecords.RecordOption();
+        var verbose = CliLogging.Verbose("the session (connection, failures, aborts) and the engine's phases");
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, started)", Hidden = true };
         var command = new Command("send", "Send a live migration of a device to a vfio-mig receiver over TCP (TLS or token).")
         {
-            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, noCompat, stateDir, record, pauseAt,
+            from, to, tlsCa, tlsCert, tlsKey, token, insecure, revocation, channels, downtime, force, json, payloadCrc, idle, handshake, connect, precopy, noCompat, stateDir, record, verbose, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig send --from sample:size=64MiB,dirty-rate=8MiB/s --to tcp://10.0.0.2:7400 --token-file token.txt",
@@ -71,8 +72,10 @@ internal static class SendCommand
                 };
                 security.Validate("send");
                 int n = parse.GetValue(channels);
+                using var loggerFactory = CliLogging.Create(parse.GetValue(verbose));
                 var options = MigrationOptions.Default with
                 {
+                    LoggerFactory = loggerFactory,
                     DowntimeLimit = parse.GetValue(downtime).Value,
                     NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
                     MigrationId = id,
@@ -87,12 +90,12 @@ internal static class SendCommand
                 device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(security.ConnectTimeout, cancellationToken).AsTask()).ConfigureAwait(false);
                 options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, device, progress.Out, cancellationToken).ConfigureAwait(false);
                 // Local reads only (sample, kernel): a vfio-user source would cost a full BAR0 transfer and a pause here.
-                before = device is InProcessMigrationDevice or KernelMigrationDevice ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
+                before = device is IDeviceDigestSource { ReadsLocally: true } ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];
                 if (!asJson && before.Length > 0)
                     Console.WriteLine($"source {address} sha256 before migration {NetCli.Hex(before)}");
 
                 ulong? bar0 = await DeviceDigest.Bar0SizeAsync(device, cancellationToken).ConfigureAwait(false);
-                await using var session = await progress.StepAsync($"connecting to {host}:{port}", () => NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc) }, cancellationToken)).ConfigureAwait(false);
+                await using var session = await progress.StepAsync($"connecting to {host}:{port}", () => NetSenderSession.ConnectAsync(host, port, n, security, new NetSessionOptions { PayloadCrc = parse.GetValue(payloadCrc), LoggerFactory = loggerFactory }, cancellationToken)).ConfigureAwait(false);
                 wire = session;
                 string mode = NetCli.DescribeMode(security, receiver: false, "send");
                 progress.Line($"connected to {host}:{port}: {n} channel(s), {mode}; migration {id}");

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging;
 using Vfio.Sample;
 using Vfio.User.Server;
 
@@ -50,7 +49,7 @@ internal static class ServeCommand
             },
         };
         var json = CliOptions.Json();
-        var verbose = new Option<bool>("--verbose") { Description = "Log connections and failed commands to stderr" };
+        var verbose = CliLogging.Verbose("connections and failed commands");
         var command = new Command("serve", "Serve a built-in device (the sample device, or --device libvfio-user-sample) as a vfio-user server (live migration capable).")
         {
             socket, device, size, dirtyRate, caps, seed, fault, verbose, json,
@@ -83,11 +82,7 @@ internal static class ServeCommand
             };
             string socketPath = parse.GetValue(socket)!;
             CheckListenPath(socketPath);
-            using var loggerFactory = LoggerFactory.Create(b =>
-            {
-                b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-                b.AddFilter(_ => parse.GetValue(verbose));
-            });
+            using var loggerFactory = CliLogging.Create(parse.GetValue(verbose));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             void OnSignal(PosixSignalContext context)
             {

@@ -36,7 +36,7 @@ public static class MigrationEngine
         if (options.DecisionStore is null)
             options = options with { DecisionStore = new InMemoryMigrationStore() };
 
-        long pause = 4L * options.BufferSize;
+        long pause = 4L * options.BufferBytes;
         var forward = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
         var back = new Pipe(new PipeOptions(useSynchronizationContext: false));
         var source = new MigrationSource(sources, options);

@@ -12,7 +12,7 @@ public sealed record MigrationOptions
     /// <summary>
     /// Bytes read from a device per read call, and so the largest frame payload (VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE analogue). Default 1 MiB.
     /// </summary>
-    public int BufferSize { get; init; } = 1 << 20;
+    public int BufferBytes { get; init; } = 1 << 20;
 
     /// <summary>The allowed downtime; pre-copy switches over once bandwidth × this covers the pending bytes. Default 300 ms.</summary>
     public TimeSpan DowntimeLimit { get; init; } = TimeSpan.FromMilliseconds(300);
@@ -84,8 +84,8 @@ public sealed record MigrationOptions
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>
     public void Validate()
     {
-        if (BufferSize < 4096 || BufferSize > (int)Stream.MigrationFrameCodec.HardMaxPayload)
-            throw new ArgumentOutOfRangeException(nameof(BufferSize), BufferSize, $"the buffer size must be 4 KiB to {Stream.MigrationFrameCodec.HardMaxPayload >> 20} MiB");
+        if (BufferBytes < 4096 || BufferBytes > (int)Stream.MigrationFrameCodec.HardMaxPayload)
+            throw new ArgumentOutOfRangeException(nameof(BufferBytes), BufferBytes, $"the buffer size must be 4 KiB to {Stream.MigrationFrameCodec.HardMaxPayload >> 20} MiB");
         if (DowntimeLimit < TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(DowntimeLimit), DowntimeLimit, "the downtime limit cannot be negative");
         if (MaxRounds < 1)

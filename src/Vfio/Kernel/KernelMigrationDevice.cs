@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Vfio.Device;
 using Vfio.Interop;
 using Vfio.Migration;
@@ -14,7 +15,7 @@ namespace Vfio.Kernel;
 /// After any failed SET the state is read back with GET (spec §3.2: the kernel echoes the request, never the
 /// real state) and the exception says which state the device is in. Kernel errnos surface unchanged.
 /// </remarks>
-public sealed class KernelMigrationDevice : IVfioMigrationDevice
+public sealed class KernelMigrationDevice : IVfioMigrationDevice, IDeviceDigestSource
 {
     private readonly bool _ownsDevice;
 
@@ -26,8 +27,8 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
     }
 
     /// <summary>Opens <c>vfio:<paramref name="name"/></c> (mdev UUID or PCI BDF) through its group.</summary>
-    public static KernelMigrationDevice Open(string name, VfioHostPaths? paths = null)
-        => new(KernelVfioDevice.Open(name, paths), ownsDevice: true);
+    public static KernelMigrationDevice Open(string name, VfioHostPaths? paths = null, ILoggerFactory? loggerFactory = null)
+        => new(KernelVfioDevice.Open(name, paths, loggerFactory), ownsDevice: true);
 
     /// <summary>The underlying device (regions, info, reset).</summary>
     public KernelVfioDevice Device { get; }
@@ -66,12 +67,24 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
     public KernelMigrationDataStream? SetState(VfioMigrationState target)
     {
         var call = VfioFeatureCall.SetState(target);
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         int rc = Device.Feature(call);
         string operation = $"SET device_state {MigrationStateMachine.Name(target)}";
         if (rc < 0)
-            ThrowSetFailed((Errno)(-rc), target, operation);
+        {
+            try
+            {
+                ThrowSetFailed((Errno)(-rc), target, operation);
+            }
+            catch (VfioException e)
+            {
+                KernelLog.StateSetFailed(Device.Logger, Name, target, e);
+                throw;
+            }
+        }
 
         var result = VfioDeviceFeatureMigState.Decode(call.AsSpan(VfioDeviceFeature.Size));
+        KernelLog.StateSet(Device.Logger, Name, target, started, result.DataFd);
         if (result.DataFd < 0)
             return null;
         var kind = target == VfioMigrationState.Resuming ? DataSessionKind.Resuming : DataSessionKind.Saving;
@@ -99,6 +112,23 @@ public sealed class KernelMigrationDevice : IVfioMigrationDevice
         cancellationToken.ThrowIfCancellationRequested();
         return ValueTask.FromResult<IMigrationDataStream?>(SetState(target));
     }
+
+    // Read-back: region 0 through the device fd (the test driver's state; BAR0 of a PCI device).
+    string IDeviceDigestSource.DigestKind => DeviceDigests.KernelRegion0Kind;
+
+    string IDeviceDigestSource.ReadBackName => "region 0";
+
+    bool IDeviceDigestSource.ReadsLocally => true;
+
+    ValueTask<ulong?> IDeviceDigestSource.GetReadBackSizeAsync(CancellationToken cancellationToken)
+        => ValueTask.FromResult<ulong?>(Device.GetRegionInfo(0).Size);
+
+    ValueTask<byte[]> IDeviceDigestSource.ComputeSha256Async(ulong size, CancellationToken cancellationToken)
+        => DeviceDigests.Sha256WhilePausedAsync(this, size, (at, chunk, _) =>
+        {
+            Device.ReadRegion(0, at, chunk.Span);
+            return ValueTask.CompletedTask;
+        }, cancellationToken);
 
     /// <inheritdoc/>
     public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default)

@@ -1,4 +1,6 @@
 using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Vfio.Interop;
 using Vfio.Uapi;
 
@@ -17,9 +19,10 @@ public sealed class KernelVfioDevice : IDisposable
     private readonly SafeFdHandle _group;
     private readonly SafeFdHandle _device;
 
-    private KernelVfioDevice(KernelDeviceEntry entry, SafeFdHandle container, SafeFdHandle group, SafeFdHandle device, int iommuType)
+    private KernelVfioDevice(KernelDeviceEntry entry, SafeFdHandle container, SafeFdHandle group, SafeFdHandle device, int iommuType, ILogger logger)
     {
         Entry = entry;
+        Logger = logger;
         _container = container;
         _group = group;
         _device = device;
@@ -38,10 +41,17 @@ public sealed class KernelVfioDevice : IDisposable
     /// <summary>The device descriptor.</summary>
     internal SafeFdHandle DeviceHandle => _device;
 
-    /// <summary>Finds <paramref name="name"/> in sysfs and opens it through its group and a new container.</summary>
-    public static KernelVfioDevice Open(string name, VfioHostPaths? paths = null)
+    /// <summary>Where this device and its migration wrapper log.</summary>
+    internal ILogger Logger { get; }
+
+    /// <summary>
+    /// Finds <paramref name="name"/> in sysfs and opens it through its group and a new container. Logs the opening,
+    /// every SET and reset to <paramref name="loggerFactory"/> (default: no logging).
+    /// </summary>
+    public static KernelVfioDevice Open(string name, VfioHostPaths? paths = null, ILoggerFactory? loggerFactory = null)
     {
         paths ??= VfioHostPaths.Default;
+        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<KernelVfioDevice>();
         var entry = VfioSysfs.Find(name, paths);
         int groupNumber = entry.IommuGroup!.Value;
 
@@ -90,8 +100,9 @@ public sealed class KernelVfioDevice : IDisposable
             }
 
             device = GetDeviceFd(group, name);
-            var opened = new KernelVfioDevice(entry, container, group, device, iommuType);
+            var opened = new KernelVfioDevice(entry, container, group, device, iommuType, logger);
             container = group = device = null;
+            KernelLog.Opened(logger, name, groupNumber, iommuType, entry.Driver ?? "none");
             return opened;
         }
         finally
@@ -184,6 +195,7 @@ public sealed class KernelVfioDevice : IDisposable
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset()
     {
+        KernelLog.Reset(Logger, "vfio:" + Name);
         Interop.Interop.CheckIo(Interop.Interop.Ioctl(_device, VfioIoctl.VFIO_DEVICE_RESET, 0), "VFIO_DEVICE_RESET",
             errno => errno == Errno.ENOTTY ? "the device does not support reset" : null);
     }

@@ -4,7 +4,7 @@ using Vfio.Uapi;
 namespace Vfio.Migration;
 
 /// <summary>The in-process transport: the user-side interface directly over a device-side engine.</summary>
-public sealed class InProcessMigrationDevice : IVfioMigrationDevice
+public sealed class InProcessMigrationDevice : IVfioMigrationDevice, IDeviceDigestSource
 {
     private readonly bool _ownsDevice;
 
@@ -37,6 +37,22 @@ public sealed class InProcessMigrationDevice : IVfioMigrationDevice
         var session = Device.SetState(target);
         return ValueTask.FromResult<IMigrationDataStream?>(session is null ? null : new SessionStream(session));
     }
+
+    // Read-back: the sample's state is its BAR0 (what vfio-mig serve exposes), hashed under its own lock; other
+    // in-process devices offer none.
+    string IDeviceDigestSource.DigestKind => DeviceDigests.Bar0Kind;
+
+    string IDeviceDigestSource.ReadBackName => "BAR0";
+
+    bool IDeviceDigestSource.ReadsLocally => true;
+
+    ValueTask<ulong?> IDeviceDigestSource.GetReadBackSizeAsync(CancellationToken cancellationToken)
+        => ValueTask.FromResult(Device is Sample.SampleDevice sample ? (ulong?)sample.SizeBytes : null);
+
+    ValueTask<byte[]> IDeviceDigestSource.ComputeSha256Async(ulong size, CancellationToken cancellationToken)
+        => Device is Sample.SampleDevice sample
+            ? ValueTask.FromResult(sample.ComputeSha256())
+            : throw new VfioException(Errno.EOPNOTSUPP, "read back " + Name, "an in-process device other than the sample offers no read-back");
 
     /// <inheritdoc/>
     public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default)

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 
 namespace Vfio.Net;
 
@@ -68,7 +69,8 @@ public sealed class NetListener : IAsyncDisposable
         security.ValidateReceiver();
         options ??= NetSessionOptions.Default;
         accept ??= NetAcceptOptions.Default;
-        var assembly = new SessionAssembly(security, accept);
+        var logger = options.LoggerFactory.CreateLogger<NetListener>();
+        var assembly = new SessionAssembly(security, accept, logger);
         using var loopCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var loop = Task.Run(() => AcceptLoopAsync(assembly, loopCts.Token), CancellationToken.None);
         bool handedOut = false;
@@ -86,6 +88,7 @@ public sealed class NetListener : IAsyncDisposable
                 throw new VfioException(Errno.ETIMEDOUT, "receive", $"no authenticated sender opened a migration session within {accept.AcceptTimeout.TotalSeconds:0.#} s (--accept-timeout){dropped}");
             }
             var session = new NetReceiverSession(channels, assembly.SessionId, security, options);
+            NetLog.Accepted(logger, session, security);
             handedOut = true;
             return session;
         }
@@ -186,7 +189,7 @@ public sealed class NetListener : IAsyncDisposable
     /// The session being opened: the first authenticated control channel opens it, its data channels join it. Only
     /// authenticated connections change it, so an unauthenticated peer can neither claim nor block it.
     /// </summary>
-    private sealed class SessionAssembly(NetSecurityOptions security, NetAcceptOptions accept)
+    private sealed class SessionAssembly(NetSecurityOptions security, NetAcceptOptions accept, ILogger logger)
     {
         private readonly Lock _lock = new();
         private readonly TaskCompletionSource<NetChannel[]> _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -339,6 +342,7 @@ public sealed class NetListener : IAsyncDisposable
         public void Drop(string what, VfioException reason)
         {
             Interlocked.Increment(ref _dropped);
+            NetLog.Dropped(logger, what, reason);
             accept.OnDropped?.Invoke($"dropped {what}: {reason.Message}");
         }
 

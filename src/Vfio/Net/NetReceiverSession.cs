@@ -21,10 +21,9 @@ public sealed class NetReceiverSession : NetSession
     private bool _statusSent;
 
     internal NetReceiverSession(NetChannel[] channels, Guid sessionId, NetSecurityOptions security, NetSessionOptions options)
-        : base(channels)
+        : base(channels, sessionId, "receiver", options.LoggerFactory)
     {
         _security = security;
-        SessionId = sessionId;
         _reorder = new ReorderBuffer(options.MaxQueuedBytes, options.MaxQueuedSegments);
         _readers = new Task[channels.Length];
         for (int i = 0; i < channels.Length; i++)
@@ -36,9 +35,6 @@ public sealed class NetReceiverSession : NetSession
         MigrationStream = new DelegatingStream(ReadMigrationAsync, null, null);
         ReturnStream = new DelegatingStream(null, WriteReturnAsync, null);
     }
-
-    /// <summary>The sender's session id.</summary>
-    public Guid SessionId { get; }
 
     /// <summary>The sender's address (control channel).</summary>
     public string Peer => Channels[0].Socket.RemoteEndPoint?.ToString() ?? "?";

@@ -31,8 +31,8 @@ public sealed class NetSenderSession : NetSession
     private bool _completed;
     private ulong _returnSeq;
 
-    private NetSenderSession(NetChannel[] channels, NetSecurityOptions security, NetSessionOptions options)
-        : base(channels)
+    private NetSenderSession(NetChannel[] channels, Guid sessionId, NetSecurityOptions security, NetSessionOptions options)
+        : base(channels, sessionId, "sender", options.LoggerFactory)
     {
         _security = security;
         _options = options;
@@ -49,9 +49,6 @@ public sealed class NetSenderSession : NetSession
         MigrationStream = new DelegatingStream(null, WriteAsync, FlushAsync);
         ReturnStream = new DelegatingStream(ReadReturnAsync, null, null);
     }
-
-    /// <summary>The session id sent in every hello.</summary>
-    public Guid SessionId { get; private init; }
 
     /// <summary>Where to write the migration stream (write-only). Flush sends a partly filled segment.</summary>
     public Stream MigrationStream { get; }
@@ -70,7 +67,7 @@ public sealed class NetSenderSession : NetSession
         options ??= NetSessionOptions.Default;
         if (channels < 1 || channels > NetProtocol.MaxChannels)
             throw new VfioException(Errno.EINVAL, "send", $"--channels must be 1..{NetProtocol.MaxChannels}");
-        if (options.SegmentSize < 4096 || options.SegmentSize > NetProtocol.MaxFramePayload)
+        if (options.SegmentBytes < 4096 || options.SegmentBytes > NetProtocol.MaxFramePayload)
             throw new VfioException(Errno.EINVAL, "send", "segment size must be 4 KiB..4 MiB");
         var id = Guid.NewGuid();
         var list = new List<NetChannel>();
@@ -90,7 +87,9 @@ public sealed class NetSenderSession : NetSession
                 c.Abort();
             throw;
         }
-        return new NetSenderSession([.. list], security, options) { SessionId = id };
+        var session = new NetSenderSession([.. list], id, security, options);
+        NetLog.Connected(session.Logger, id, host, port, channels, security);
+        return session;
     }
 
     private static async Task<(NetChannel, byte[]?)> ConnectOneAsync(string host, int port, int index, int count, Guid id, NetSecurityOptions security, byte[]? sessionSecret, CancellationToken cancellationToken)
@@ -209,13 +208,13 @@ public sealed class NetSenderSession : NetSession
                 throw new InvalidOperationException("the migration stream is already complete");
             while (data.Length > 0)
             {
-                _segment ??= ArrayPool<byte>.Shared.Rent(_options.SegmentSize + NetProtocol.FrameHeaderSize + NetProtocol.FrameTrailerSize);
-                int n = Math.Min(data.Length, _options.SegmentSize - _fill);
+                _segment ??= ArrayPool<byte>.Shared.Rent(_options.SegmentBytes + NetProtocol.FrameHeaderSize + NetProtocol.FrameTrailerSize);
+                int n = Math.Min(data.Length, _options.SegmentBytes - _fill);
                 data.Span[..n].CopyTo(_segment.AsSpan(NetProtocol.FrameHeaderSize + _fill));
                 _fill += n;
                 data = data[n..];
                 Interlocked.Add(ref _totalBytes, n);
-                if (_fill == _options.SegmentSize)
+                if (_fill == _options.SegmentBytes)
                     await EnqueueLockedAsync(cancellationToken).ConfigureAwait(false);
             }
         }
@@ -249,7 +248,7 @@ public sealed class NetSenderSession : NetSession
     /// The migration stream as a pipe whose buffers are the segment frames themselves (no copy into segments).
     /// For the engine (<see cref="NetMigration"/>); flushing it sends what was written.
     /// </summary>
-    internal System.IO.Pipelines.PipeWriter CreateMigrationWriter() => new SegmentPipeWriter(this, _options.SegmentSize);
+    internal System.IO.Pipelines.PipeWriter CreateMigrationWriter() => new SegmentPipeWriter(this, _options.SegmentBytes);
 
     /// <summary>
     /// Sends filled segment buffers (payload at <see cref="NetProtocol.FrameHeaderSize"/>) in order, after any

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+
 namespace Vfio.Net;
 
 /// <summary>
@@ -8,7 +10,21 @@ public abstract class NetSession : IAsyncDisposable
 {
     private Exception? _fault;
 
-    private protected NetSession(NetChannel[] channels) => Channels = channels;
+    private protected NetSession(NetChannel[] channels, Guid sessionId, string side, ILoggerFactory loggerFactory)
+    {
+        Channels = channels;
+        SessionId = sessionId;
+        Side = side;
+        Logger = loggerFactory.CreateLogger(GetType());
+    }
+
+    /// <summary>"sender" or "receiver", as the log and error messages name this end.</summary>
+    private protected string Side { get; }
+
+    private protected ILogger Logger { get; }
+
+    /// <summary>The session's id (the sender chooses it).</summary>
+    public Guid SessionId { get; }
 
     /// <summary>Number of connections.</summary>
     public int ChannelCount => Channels.Length;
@@ -55,6 +71,7 @@ public abstract class NetSession : IAsyncDisposable
     {
         if (Interlocked.CompareExchange(ref _fault, e, null) is not null)
             return false;
+        NetLog.Failed(Logger, Side, SessionId, e);
         OnFault(e);
         return true;
     }
@@ -77,6 +94,7 @@ public abstract class NetSession : IAsyncDisposable
     {
         if (!MarkFault(e))
             return;
+        NetLog.AbortSent(Logger, Side, errno, reason);
         await NetAbort.TellAndCloseAsync(Channels, ControlReader, Cts, errno, reason).ConfigureAwait(false);
     }
 

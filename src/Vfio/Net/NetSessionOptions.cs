@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
 namespace Vfio.Net;
 
 /// <summary>Tuning of a migration session's data path.</summary>
@@ -10,7 +13,7 @@ public sealed record NetSessionOptions
     /// Bytes per data segment (one frame). 4 KiB..4 MiB. Through the engine's pipe a segment ends at a flush or
     /// at this size, and a single engine frame larger than this becomes one segment of its own size.
     /// </summary>
-    public int SegmentSize { get; init; } = 512 << 10;
+    public int SegmentBytes { get; init; } = 512 << 10;
 
     /// <summary>Receiver: most memory out-of-order segments may hold at once, counted as their buffers occupy it (≥ 4 MiB).</summary>
     public long MaxQueuedBytes { get; init; } = 64L << 20;
@@ -27,4 +30,7 @@ public sealed record NetSessionOptions
 
     /// <summary>Sender: segments waiting per channel before the writer blocks.</summary>
     public int SendQueueDepth { get; init; } = 4;
+
+    /// <summary>Where the session logs (opened, accepted, dropped connections, failures, aborts). Default: no logging.</summary>
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }

@@ -41,36 +41,26 @@ public enum ProxyDirection
 /// <c>connection</c> (accept order, 0 = control) at a byte offset of one direction. Bounded: it stops with the
 /// test (Dispose).
 /// </summary>
-internal sealed class FaultProxy : IAsyncDisposable
+internal sealed class FaultProxy : TcpRelay
 {
-    private readonly Socket _listener;
-    private readonly IPEndPoint _target;
     private readonly ProxyFault _fault;
     private readonly int _faultConnection;
     private readonly long _offset;
     private readonly ProxyDirection _direction;
-    private readonly CancellationTokenSource _cts = new();
-    private readonly List<Socket> _sockets = [];
     private readonly ConcurrentDictionary<(int, ProxyDirection), long> _bytes = new();
-    private readonly Task _acceptLoop;
     private int _connections;
     private volatile bool _stalled;
     private volatile bool _triggered;
 
     public FaultProxy(IPEndPoint target, ProxyFault fault, int connection, long offset, IPAddress? listenOn = null, ProxyDirection direction = ProxyDirection.Forward)
+        : base(target, listenOn, backlog: 64)
     {
-        _target = target;
         _fault = fault;
         _faultConnection = connection;
         _offset = offset;
         _direction = direction;
-        _listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(listenOn ?? IPAddress.Loopback, 0));
-        _listener.Listen(64);
-        _acceptLoop = Task.Run(AcceptLoopAsync);
+        Start();
     }
-
-    public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
 
     public bool Triggered => _triggered;
 
@@ -80,30 +70,12 @@ internal sealed class FaultProxy : IAsyncDisposable
     /// <summary>Bytes forwarded so far on connection <paramref name="connection"/> in <paramref name="direction"/>.</summary>
     public long BytesSeen(int connection, ProxyDirection direction) => _bytes.GetValueOrDefault((connection, direction));
 
-    private async Task AcceptLoopAsync()
+    protected override void OnConnection(int index, Socket client, Socket server)
     {
-        try
-        {
-            while (!_cts.IsCancellationRequested)
-            {
-                var client = await _listener.AcceptAsync(_cts.Token).ConfigureAwait(false);
-                var server = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                lock (_sockets)
-                {
-                    _sockets.Add(client);
-                    _sockets.Add(server);
-                }
-                await server.ConnectAsync(_target, _cts.Token).ConfigureAwait(false);
-                client.NoDelay = true;
-                int index = Interlocked.Increment(ref _connections) - 1;
-                var fault = index == _faultConnection ? _fault : ProxyFault.None;
-                _ = PumpAsync(index, ProxyDirection.Forward, client, server, _direction == ProxyDirection.Forward ? fault : ProxyFault.None, client, server);
-                _ = PumpAsync(index, ProxyDirection.Return, server, client, _direction == ProxyDirection.Return ? fault : ProxyFault.None, client, server);
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
+        Interlocked.Increment(ref _connections);
+        var fault = index == _faultConnection ? _fault : ProxyFault.None;
+        _ = PumpAsync(index, ProxyDirection.Forward, client, server, _direction == ProxyDirection.Forward ? fault : ProxyFault.None, client, server);
+        _ = PumpAsync(index, ProxyDirection.Return, server, client, _direction == ProxyDirection.Return ? fault : ProxyFault.None, client, server);
     }
 
     private async Task PumpAsync(int index, ProxyDirection direction, Socket from, Socket to, ProxyFault fault, Socket client, Socket server)
@@ -112,9 +84,9 @@ internal sealed class FaultProxy : IAsyncDisposable
         long position = 0;
         try
         {
-            while (!_cts.IsCancellationRequested)
+            while (!Cts.IsCancellationRequested)
             {
-                int n = await from.ReceiveAsync(buffer, SocketFlags.None, _cts.Token).ConfigureAwait(false);
+                int n = await from.ReceiveAsync(buffer, SocketFlags.None, Cts.Token).ConfigureAwait(false);
                 if (n == 0)
                 {
                     to.Shutdown(SocketShutdown.Send);
@@ -135,7 +107,7 @@ internal sealed class FaultProxy : IAsyncDisposable
                         case ProxyFault.Stall:
                             await SendAsync(to, buffer.AsMemory(0, at), index, direction, position).ConfigureAwait(false);
                             _stalled = true;
-                            await Task.Delay(Timeout.Infinite, _cts.Token).ConfigureAwait(false);
+                            await Task.Delay(Timeout.Infinite, Cts.Token).ConfigureAwait(false);
                             return;
                         case ProxyFault.Cut:
                             await SendAsync(to, buffer.AsMemory(0, at), index, direction, position).ConfigureAwait(false);
@@ -154,12 +126,12 @@ internal sealed class FaultProxy : IAsyncDisposable
                     }
                 }
                 while (_stalled)
-                    await Task.Delay(Timeout.Infinite, _cts.Token).ConfigureAwait(false);
+                    await Task.Delay(Timeout.Infinite, Cts.Token).ConfigureAwait(false);
                 await SendAsync(to, buffer.AsMemory(0, n), index, direction, position).ConfigureAwait(false);
                 position += n;
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (IsStop(e))
         {
             // Pass a reset on: close both ends like a real link failure would.
             client.Dispose();
@@ -170,20 +142,7 @@ internal sealed class FaultProxy : IAsyncDisposable
     private async Task SendAsync(Socket to, ReadOnlyMemory<byte> bytes, int index, ProxyDirection direction, long position)
     {
         if (bytes.Length > 0)
-            await to.SendAsync(bytes, SocketFlags.None, _cts.Token).ConfigureAwait(false);
+            await to.SendAsync(bytes, SocketFlags.None, Cts.Token).ConfigureAwait(false);
         _bytes[(index, direction)] = position + bytes.Length;
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _cts.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
-        lock (_sockets)
-        {
-            foreach (var s in _sockets)
-                s.Dispose();
-        }
-        await _acceptLoop.ConfigureAwait(false);
-        _cts.Dispose();
     }
 }

@@ -51,7 +51,7 @@ public sealed class NetSessionTests
     [InlineData(4)]
     public async Task Transfer_ManyChannels_ArrivesInOrderWithReturnPathAndStatus(int channels)
     {
-        var options = new NetSessionOptions { SegmentSize = 4096, SendQueueDepth = 2 };
+        var options = new NetSessionOptions { SegmentBytes = 4096, SendQueueDepth = 2 };
         var (sender, receiver, listener) = await PairAsync(Token(s_token), Token(s_token), channels, options);
         await using var _l = listener;
         await using var _s = sender;
@@ -85,7 +85,7 @@ public sealed class NetSessionTests
     [InlineData(3)]
     public async Task Transfer_ThroughTheSessionPipes_ArrivesInOrder_AnySizesAndFlushes(int channels)
     {
-        var options = new NetSessionOptions { SegmentSize = 8192, SendQueueDepth = 2, MaxQueuedBytes = 4 << 20 };
+        var options = new NetSessionOptions { SegmentBytes = 8192, SendQueueDepth = 2, MaxQueuedBytes = 4 << 20 };
         var (sender, receiver, listener) = await PairAsync(Token(s_token), Token(s_token), channels, options);
         await using var _l = listener;
         await using var _s = sender;
@@ -132,7 +132,7 @@ public sealed class NetSessionTests
     [Fact]
     public async Task SlowReceiver_EightChannels_QueueStaysWithinTheCap()
     {
-        var options = new NetSessionOptions { SegmentSize = 256 << 10, MaxQueuedBytes = 4 << 20, SendQueueDepth = 8 };
+        var options = new NetSessionOptions { SegmentBytes = 256 << 10, MaxQueuedBytes = 4 << 20, SendQueueDepth = 8 };
         var (sender, receiver, listener) = await PairAsync(Token(s_token), Token(s_token), 8, options);
         await using var _l = listener;
         await using var _s = sender;
@@ -154,7 +154,7 @@ public sealed class NetSessionTests
         await sender.MigrationStream.WriteAsync(data);
         await sender.CompleteAsync().WaitAsync(s_limit);
         Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
-        Assert.InRange(receiver.Reassembly.PeakQueuedBytes, 1, options.MaxQueuedBytes + options.SegmentSize);
+        Assert.InRange(receiver.Reassembly.PeakQueuedBytes, 1, options.MaxQueuedBytes + options.SegmentBytes);
     }
 
     [Fact]
@@ -239,7 +239,7 @@ public sealed class NetSessionTests
         using var certs = new TestCertificates();
         var recv = new NetSecurityOptions { UseTls = true, Certificate = certs.Server, TrustedCertificates = mutual ? [certs.Ca] : null, AllowAnonymousSenders = !mutual };
         var send = new NetSecurityOptions { UseTls = true, TrustedCertificates = [certs.Ca], Certificate = mutual ? certs.Client : null };
-        var (sender, receiver, listener) = await PairAsync(send, recv, 3, new NetSessionOptions { SegmentSize = 8192 });
+        var (sender, receiver, listener) = await PairAsync(send, recv, 3, new NetSessionOptions { SegmentBytes = 8192 });
         await using var _l = listener;
         await using var _s = sender;
         await using var _r = receiver;

@@ -11,28 +11,18 @@ namespace Vfio.IntegrationTests.Net;
 /// checksum it can (the migration stream frame's CRC-32C when it can read it, the transport's payload CRC when
 /// present). Against sealed frames it can only flip ciphertext. Bounded: it stops with the test (Dispose).
 /// </summary>
-internal sealed class RewritingRelay : IAsyncDisposable
+internal sealed class RewritingRelay : TcpRelay
 {
-    private readonly Socket _listener;
-    private readonly IPEndPoint _target;
     private readonly int _trailer;
-    private readonly CancellationTokenSource _cts = new();
-    private readonly List<Socket> _sockets = [];
-    private readonly Task _acceptLoop;
 
     /// <param name="target">The receiver.</param>
     /// <param name="sealedFrames">True when the frames carry a 16-byte tag, false for --insecure (4-byte CRC).</param>
     public RewritingRelay(IPEndPoint target, bool sealedFrames)
+        : base(target)
     {
-        _target = target;
         _trailer = sealedFrames ? 16 : 4;
-        _listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _listener.Listen(16);
-        _acceptLoop = Task.Run(AcceptLoopAsync);
+        Start();
     }
-
-    public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
 
     /// <summary>True once a frame was rewritten.</summary>
     public bool Rewrote { get; private set; }
@@ -40,27 +30,10 @@ internal sealed class RewritingRelay : IAsyncDisposable
     /// <summary>True when the rewrite also fixed the migration stream's own CRC (the plaintext was readable).</summary>
     public bool FixedStreamCrc { get; private set; }
 
-    private async Task AcceptLoopAsync()
+    protected override void OnConnection(int index, Socket client, Socket server)
     {
-        try
-        {
-            for (int index = 0; !_cts.IsCancellationRequested; index++)
-            {
-                var client = await _listener.AcceptAsync(_cts.Token).ConfigureAwait(false);
-                var server = new Socket(SocketType.Stream, ProtocolType.Tcp);
-                await server.ConnectAsync(_target, _cts.Token).ConfigureAwait(false);
-                lock (_sockets)
-                {
-                    _sockets.Add(client);
-                    _sockets.Add(server);
-                }
-                _ = index == 0 ? RewriteAsync(client, server) : PumpAsync(client, server);
-                _ = PumpAsync(server, client);
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
+        _ = index == 0 ? RewriteAsync(client, server) : PumpAsync(client, server);
+        _ = PumpAsync(server, client);
     }
 
     private async Task RewriteAsync(Socket from, Socket to)
@@ -70,7 +43,7 @@ internal sealed class RewritingRelay : IAsyncDisposable
             await CopyAsync(from, to, 64).ConfigureAwait(false); // hello
             await CopyAsync(from, to, 32).ConfigureAwait(false); // the sender's proof, sent once the receiver's arrived
             byte[] header = new byte[20];
-            while (!_cts.IsCancellationRequested)
+            while (!Cts.IsCancellationRequested)
             {
                 if (!await ReadExactAsync(from, header).ConfigureAwait(false))
                 {
@@ -83,11 +56,11 @@ internal sealed class RewritingRelay : IAsyncDisposable
                     return;
                 if (!Rewrote && header[0] == 1 && length >= 64 << 10)
                     Rewrite(header, body, length);
-                await to.SendAsync(header, SocketFlags.None, _cts.Token).ConfigureAwait(false);
-                await to.SendAsync(body, SocketFlags.None, _cts.Token).ConfigureAwait(false);
+                await to.SendAsync(header, SocketFlags.None, Cts.Token).ConfigureAwait(false);
+                await to.SendAsync(body, SocketFlags.None, Cts.Token).ConfigureAwait(false);
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (IsStop(e))
         {
             from.Dispose();
             to.Dispose();
@@ -119,7 +92,7 @@ internal sealed class RewritingRelay : IAsyncDisposable
     {
         byte[] buffer = new byte[count];
         if (await ReadExactAsync(from, buffer).ConfigureAwait(false))
-            await to.SendAsync(buffer, SocketFlags.None, _cts.Token).ConfigureAwait(false);
+            await to.SendAsync(buffer, SocketFlags.None, Cts.Token).ConfigureAwait(false);
     }
 
     private async Task<bool> ReadExactAsync(Socket from, byte[] buffer)
@@ -127,47 +100,11 @@ internal sealed class RewritingRelay : IAsyncDisposable
         int got = 0;
         while (got < buffer.Length)
         {
-            int n = await from.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, _cts.Token).ConfigureAwait(false);
+            int n = await from.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, Cts.Token).ConfigureAwait(false);
             if (n == 0)
                 return false;
             got += n;
         }
         return true;
-    }
-
-    private async Task PumpAsync(Socket from, Socket to)
-    {
-        byte[] buffer = new byte[64 << 10];
-        try
-        {
-            while (!_cts.IsCancellationRequested)
-            {
-                int n = await from.ReceiveAsync(buffer, SocketFlags.None, _cts.Token).ConfigureAwait(false);
-                if (n == 0)
-                {
-                    to.Shutdown(SocketShutdown.Send);
-                    return;
-                }
-                await to.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _cts.Token).ConfigureAwait(false);
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-            from.Dispose();
-            to.Dispose();
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _cts.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
-        lock (_sockets)
-        {
-            foreach (var s in _sockets)
-                s.Dispose();
-        }
-        await _acceptLoop.ConfigureAwait(false);
-        _cts.Dispose();
     }
 }

@@ -1,3 +1,4 @@
+using Vfio.TestSupport;
 using Vfio.Uapi;
 using Vfio.Device;
 using Vfio.Engine;

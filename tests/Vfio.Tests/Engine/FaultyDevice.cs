@@ -55,8 +55,15 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
     private int _readsInState;
     private int _writes;
 
+    /// <summary>Capabilities claimed instead of the inner device's (e.g. a set the sample device cannot have).</summary>
+    public VfioMigrationFlags? ClaimCapabilities { get; init; }
+
+    /// <summary>MIG_DATA_SIZE fails (as on a vfio-user server).</summary>
+    public bool FailStopCopySize { get; init; }
+
     public ValueTask<VfioMigrationFlags> GetCapabilitiesAsync(CancellationToken cancellationToken = default)
-        => FailCapabilities ? throw new VfioException(InjectedErrno, "VFIO_DEVICE_FEATURE_MIGRATION", "injected failure") : Inner.GetCapabilitiesAsync(cancellationToken);
+        => FailCapabilities ? throw new VfioException(InjectedErrno, "VFIO_DEVICE_FEATURE_MIGRATION", "injected failure")
+            : ClaimCapabilities is { } claimed ? ValueTask.FromResult(claimed) : Inner.GetCapabilitiesAsync(cancellationToken);
 
     public ValueTask<VfioMigrationState> GetStateAsync(CancellationToken cancellationToken = default) => Inner.GetStateAsync(cancellationToken);
 
@@ -75,7 +82,8 @@ internal sealed class FaultyDevice(IVfioMigrationDevice inner, Errno errno = Err
         return stream is null ? null : new FaultyStream(this, stream);
     }
 
-    public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default) => Inner.GetStopCopySizeAsync(cancellationToken);
+    public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default)
+        => FailStopCopySize ? throw new VfioException(Errno.ENOTTY, "VFIO_DEVICE_FEATURE_MIG_DATA_SIZE", "injected failure") : Inner.GetStopCopySizeAsync(cancellationToken);
 
     public ValueTask ResetAsync(CancellationToken cancellationToken = default)
     {

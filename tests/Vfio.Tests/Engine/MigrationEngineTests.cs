@@ -1,3 +1,4 @@
+using Vfio.TestSupport;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
@@ -368,7 +369,7 @@ public class MigrationEngineTests
         int switchover = frames.FindIndex(f => f.Type == Vfio.Stream.MigrationFrameType.Switchover);
         Assert.All(frames.Take(switchover), f => Assert.NotEqual(Vfio.Stream.MigrationFrameType.StopCopyData, f.Type));
         Assert.All(frames.Skip(switchover), f => Assert.NotEqual(Vfio.Stream.MigrationFrameType.PreCopyData, f.Type));
-        Assert.All(frames, f => Assert.True(f.Length <= MigrationOptions.Default.BufferSize));
+        Assert.All(frames, f => Assert.True(f.Length <= MigrationOptions.Default.BufferBytes));
         Assert.Equal(stats.TotalBytes, frames.Where(f => f.Type is Vfio.Stream.MigrationFrameType.PreCopyData or Vfio.Stream.MigrationFrameType.StopCopyData).Sum(f => (long)f.Length));
     }
 

@@ -22,7 +22,7 @@ public sealed class WireCodecTests
     [Theory]
     [InlineData(15u)]
     [InlineData(0u)]
-    [InlineData((uint)ProtocolLimits.MaxMessageSize + 1)]
+    [InlineData((uint)ProtocolLimits.MaxMessageBytes + 1)]
     [InlineData(uint.MaxValue)]
     public void Header_with_an_unframeable_size_is_a_framing_error(uint size)
     {
@@ -47,8 +47,8 @@ public sealed class WireCodecTests
     [Fact]
     public void Limits_match_libvfio_user()
     {
-        Assert.Equal(1048608, ProtocolLimits.MaxMessageSize);
-        Assert.Equal(1048576, ProtocolLimits.MaxDataTransferSize);
+        Assert.Equal(1048608, ProtocolLimits.MaxMessageBytes);
+        Assert.Equal(1048576, ProtocolLimits.MaxDataTransferBytes);
     }
 
     [Fact]

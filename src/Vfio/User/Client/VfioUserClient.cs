@@ -15,7 +15,7 @@ namespace Vfio.User.Client;
 /// </summary>
 public sealed partial class VfioUserClient : IAsyncDisposable
 {
-    private readonly UnixFdSocket _socket;
+    private readonly IVfioUserTransport _socket;
     private readonly VfioUserClientOptions _options;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
@@ -28,13 +28,13 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private int _nextId;
     private Exception? _closedReason;
 
-    private VfioUserClient(UnixFdSocket socket, string name, VfioUserClientOptions options)
+    private VfioUserClient(IVfioUserTransport socket, string name, VfioUserClientOptions options)
     {
         _socket = socket;
         Name = name;
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<VfioUserClient>();
-        _socket.MaxMessageSize = VfioUserHeader.Size + 64 + Math.Max(options.MaxDataTransferSize, ProtocolLimits.MaxDataTransferSize);
+        _socket.MaxMessageSize = VfioUserHeader.Size + 64 + Math.Max(options.MaxDataTransferBytes, ProtocolLimits.MaxDataTransferBytes);
     }
 
     /// <summary>A name for messages (e.g. <c>unix:/run/dev.sock</c>).</summary>
@@ -44,28 +44,28 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     public ushort ServerMinor { get; private set; }
 
     /// <summary>The server's max_data_xfer_size (default 1 MiB when absent).</summary>
-    public int ServerMaxDataTransferSize { get; private set; } = ProtocolLimits.DefaultPeerDataTransferSize;
+    public int ServerMaxDataTransferBytes { get; private set; } = VfioUserSpec.DefaultMaxDataTransferBytes;
 
     /// <summary>The server's max_msg_fds (default 1 when absent).</summary>
-    public int ServerMaxMessageFds { get; private set; } = ProtocolLimits.DefaultPeerMessageFds;
+    public int ServerMaxMessageFds { get; private set; } = VfioUserSpec.DefaultMaxMessageFds;
 
     /// <summary>Our socket's (send, receive) buffer sizes as the kernel reports them.</summary>
-    public (int Send, int Receive) SocketBuffers => (_socket.SendBufferSize, _socket.ReceiveBufferSize);
+    public (int Send, int Receive) SocketBuffers => _socket.BufferSizes;
 
     /// <summary>The server's capabilities JSON as received.</summary>
     public VersionCapabilities ServerCapabilities { get; private set; } = new();
 
     /// <summary>
     /// Largest data count per outgoing write message (REGION_WRITE, MIG_DATA_WRITE): the server's max_data_xfer_size
-    /// when the server enabled the twin socket, else <see cref="VfioUserClientOptions.WriteChunkSize"/> (64 KiB). The
+    /// when the server enabled the twin socket, else <see cref="VfioUserClientOptions.WriteChunkBytes"/> (64 KiB). The
     /// small pieces are for libvfio-user, which reads a body with one recv() (spec §10.1 item 1) and never offers a
     /// twin socket (spec §1.1); a server that implements the twin socket reads whole messages, as ours does, and a
     /// 1 MiB frame of migration data then goes in one message instead of sixteen.
     /// </summary>
-    internal int WriteChunk => Math.Max(1, TwinSocketEnabled ? ServerMaxDataTransferSize : Math.Min(_options.WriteChunkSize, ServerMaxDataTransferSize));
+    internal int WriteChunk => Math.Max(1, TwinSocketEnabled ? ServerMaxDataTransferBytes : Math.Min(_options.WriteChunkBytes, ServerMaxDataTransferBytes));
 
     /// <summary>Largest data count per read request (what both sides accept).</summary>
-    internal int ReadChunk => Math.Max(1, Math.Min(_options.MaxDataTransferSize, ServerMaxDataTransferSize));
+    internal int ReadChunk => Math.Max(1, Math.Min(_options.MaxDataTransferBytes, ServerMaxDataTransferBytes));
 
     internal VfioUserClientOptions Options => _options;
 
@@ -74,28 +74,25 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     public static async Task<VfioUserClient> ConnectAsync(string path, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= VfioUserClientOptions.Default;
-        Validate(options);
+        options.Validate();
         var socket = await UnixFdSocket.ConnectAsync(path, cancellationToken).ConfigureAwait(false);
-        var client = new VfioUserClient(socket, "unix:" + path, options);
-        try
-        {
-            client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
-            await client.NegotiateAsync(cancellationToken).ConfigureAwait(false);
-            return client;
-        }
-        catch
-        {
-            await client.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await ConnectAsync(socket, "unix:" + path, options, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Wraps an already-connected socket (tests: socketpair).</summary>
     public static async Task<VfioUserClient> ConnectAsync(System.Net.Sockets.Socket connected, string name, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= VfioUserClientOptions.Default;
-        Validate(options);
-        var client = new VfioUserClient(new UnixFdSocket(connected, options.MaxMessageFds), name, options);
+        options.Validate();
+        return await ConnectAsync(new UnixFdSocket(connected, options.MaxMessageFds), name, options, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Negotiates over a connected transport end (a socket, or an in-memory end in tests); takes ownership of it.</summary>
+    internal static async Task<VfioUserClient> ConnectAsync(IVfioUserTransport transport, string name, VfioUserClientOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= VfioUserClientOptions.Default;
+        options.Validate();
+        var client = new VfioUserClient(transport, name, options);
         try
         {
             client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
@@ -109,37 +106,31 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         }
     }
 
-    private static void Validate(VfioUserClientOptions options)
-    {
-        if (options.PipelineDepth is < 1 or > VfioUserClientOptions.MaxPipelineDepth)
-            throw new ArgumentOutOfRangeException(nameof(options), options.PipelineDepth, $"PipelineDepth must be 1..{VfioUserClientOptions.MaxPipelineDepth}");
-    }
-
     private async Task NegotiateAsync(CancellationToken cancellationToken)
     {
         const string op = "VERSION";
         bool askTwin = _options.TwinSocket && _options.MaxMessageFds > 0;
-        var request = new VersionPayload(ProtocolLimits.VersionMajor, ProtocolLimits.VersionMinor, new VersionCapabilities
+        var request = new VersionPayload(VfioUserSpec.VersionMajor, VfioUserSpec.VersionMinor, new VersionCapabilities
         {
             MaxMessageFds = _options.MaxMessageFds,
-            MaxDataTransferSize = _options.MaxDataTransferSize,
-            Migration = new MigrationCapability { PageSize = ProtocolLimits.MigrationPageSize },
+            MaxDataTransferSize = _options.MaxDataTransferBytes,
+            Migration = new MigrationCapability { PageSize = VfioUserSpec.MigrationPageBytes },
             TwinSocket = askTwin ? new TwinSocketCapability { Supported = true } : null,
         });
         using var reply = await RequestAsync(VfioUserCommand.Version, request.Encode(), null, cancellationToken).ConfigureAwait(false);
         var answer = VersionPayload.Decode(reply.Payload);
-        if (answer.Major != ProtocolLimits.VersionMajor)
-            VfioException.Throw(Errno.EPROTO, op, $"server major version {answer.Major}, ours {ProtocolLimits.VersionMajor}");
-        if (answer.Minor > ProtocolLimits.VersionMinor)
-            VfioException.Throw(Errno.EPROTO, op, $"server minor {answer.Minor} exceeds the {ProtocolLimits.VersionMinor} we proposed");
+        if (answer.Major != VfioUserSpec.VersionMajor)
+            VfioException.Throw(Errno.EPROTO, op, $"server major version {answer.Major}, ours {VfioUserSpec.VersionMajor}");
+        if (answer.Minor > VfioUserSpec.VersionMinor)
+            VfioException.Throw(Errno.EPROTO, op, $"server minor {answer.Minor} exceeds the {VfioUserSpec.VersionMinor} we proposed");
         var caps = answer.Capabilities ?? new VersionCapabilities();
-        long fds = caps.MaxMessageFds ?? ProtocolLimits.DefaultPeerMessageFds;
-        long xfer = caps.MaxDataTransferSize ?? ProtocolLimits.DefaultPeerDataTransferSize;
+        long fds = caps.MaxMessageFds ?? VfioUserSpec.DefaultMaxMessageFds;
+        long xfer = caps.MaxDataTransferSize ?? VfioUserSpec.DefaultMaxDataTransferBytes;
         if (fds is < 0 or > ProtocolLimits.MaxPeerMessageFds)
             VfioException.Throw(Errno.EPROTO, op, $"server max_msg_fds {fds} is out of range");
-        if (xfer is <= 0 or > ProtocolLimits.MaxPeerDataTransferSize)
+        if (xfer is <= 0 or > ProtocolLimits.MaxPeerDataTransferBytes)
             VfioException.Throw(Errno.EPROTO, op, $"server max_data_xfer_size {xfer} is out of range (1..64 MiB)");
-        if (caps.Migration?.PageSize is { } pg && pg != ProtocolLimits.MigrationPageSize)
+        if (caps.Migration?.PageSize is { } pg && pg != VfioUserSpec.MigrationPageBytes)
             VfioException.Throw(Errno.EPROTO, op, $"server migration.pgsize {pg} is not 4096");
         // Spec §4.3: supported=false or absent = not enabled; true with a valid fd_index = enabled; else abort.
         bool twin = caps.TwinSocket?.Supported == true;
@@ -153,7 +144,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             StartTwinSocket(reply.Fds.Take((int)caps.TwinSocket!.FdIndex!.Value));
         ServerMinor = answer.Minor;
         ServerMaxMessageFds = (int)fds;
-        ServerMaxDataTransferSize = (int)xfer;
+        ServerMaxDataTransferBytes = (int)xfer;
         ServerCapabilities = caps;
         VfioUserLog.Negotiated(_logger, Name, answer.Major, answer.Minor, (int)xfer, (int)fds, twin);
     }
@@ -375,7 +366,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     }
 
     // Server→client commands: DMA_READ / DMA_WRITE on message-mode regions (16-byte {addr, count} head).
-    private async Task ServeServerCommandAsync(VfioUserMessage message, UnixFdSocket replyTo)
+    private async Task ServeServerCommandAsync(VfioUserMessage message, IVfioUserTransport replyTo)
     {
         var h = message.Header;
         byte[] reply;
@@ -389,7 +380,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
                 case VfioUserCommand.DmaRead:
                 {
                     var r = DmaAccessPayload.Decode(message.Payload, "DMA_READ");
-                    if (r.Count > (ulong)_options.MaxDataTransferSize)
+                    if (r.Count > (ulong)_options.MaxDataTransferBytes)
                         VfioException.Throw(Errno.E2BIG, "DMA_READ", $"count {r.Count} exceeds our max_data_xfer_size");
                     reply = new byte[VfioUserHeader.Size + DmaAccessPayload.Length + (int)r.Count];
                     r.Encode(reply.AsSpan(VfioUserHeader.Size));

@@ -10,18 +10,22 @@ public sealed record VfioUserClientOptions
     /// <summary>The defaults.</summary>
     public static VfioUserClientOptions Default { get; } = new();
 
-    /// <summary>max_data_xfer_size we advertise: the largest data count we accept (MIG_DATA_READ size, DMA_WRITE count).</summary>
-    public int MaxDataTransferSize { get; init; } = ProtocolLimits.MaxDataTransferSize;
+    /// <summary>
+    /// max_data_xfer_size we advertise: the largest data count we accept (MIG_DATA_READ size, DMA_WRITE count).
+    /// 512 B to <see cref="ProtocolLimits.MaxPeerDataTransferBytes"/> (64 MiB); default 1 MiB.
+    /// </summary>
+    public int MaxDataTransferBytes { get; init; } = ProtocolLimits.MaxDataTransferBytes;
 
-    /// <summary>max_msg_fds we advertise.</summary>
+    /// <summary>max_msg_fds we advertise: 0 to <see cref="ProtocolLimits.MaxPeerMessageFds"/>; default <see cref="ProtocolLimits.MaxMessageFds"/> (8).</summary>
     public int MaxMessageFds { get; init; } = ProtocolLimits.MaxMessageFds;
 
     /// <summary>
     /// Largest data chunk we put in one outgoing REGION_WRITE / MIG_DATA_WRITE to a server without the twin socket.
     /// 64 KiB by default: libvfio-user reads a body with one recv() and desyncs on larger ones (spec §10.1 item 1).
     /// A server that enabled the twin socket (ours; libvfio-user never does) gets its max_data_xfer_size instead.
+    /// 512 B to <see cref="ProtocolLimits.MaxPeerDataTransferBytes"/>.
     /// </summary>
-    public int WriteChunkSize { get; init; } = ProtocolLimits.SafeChunkToLibVfioUser;
+    public int WriteChunkBytes { get; init; } = VfioUserTuning.LibVfioUserChunkBytes;
 
     /// <summary>
     /// MIG_DATA_READ / MIG_DATA_WRITE requests kept in flight at once (replies come in command order), 1 to
@@ -50,4 +54,18 @@ public sealed record VfioUserClientOptions
 
     /// <summary>Logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>Checks each value against its documented range.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxDataTransferBytes, OptionRanges.MinDataTransferBytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxDataTransferBytes, ProtocolLimits.MaxPeerDataTransferBytes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(WriteChunkBytes, OptionRanges.MinDataTransferBytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(WriteChunkBytes, ProtocolLimits.MaxPeerDataTransferBytes);
+        OptionRanges.CheckMessageFds(MaxMessageFds);
+        if (PipelineDepth is < 1 or > MaxPipelineDepth)
+            throw new ArgumentOutOfRangeException(nameof(PipelineDepth), PipelineDepth, $"PipelineDepth must be 1..{MaxPipelineDepth}");
+        ArgumentNullException.ThrowIfNull(LoggerFactory);
+    }
 }

@@ -46,7 +46,7 @@ public sealed partial class VfioUserMigrationDevice : Conformance.IRawDeviceAcce
     /// <inheritdoc/>
     public async ValueTask ReportDmaLoggingRawAsync(ulong iova, ulong length, ulong pageSize, Memory<ulong> bitmap, CancellationToken cancellationToken = default)
     {
-        ulong words = pageSize == 0 ? 1 : Math.Min(VfioDmaLoggingReport.BitmapWords(length, pageSize), (ulong)ProtocolLimits.MaxDataTransferSize / 8);
+        ulong words = pageSize == 0 ? 1 : Math.Min(VfioDmaLoggingReport.BitmapWords(length, pageSize), (ulong)ProtocolLimits.MaxDataTransferBytes / 8);
         var reply = await Client.FeatureAsync(ReportRequest(iova, length, pageSize, words), cancellationToken).ConfigureAwait(false);
         int present = Math.Min(bitmap.Length, Math.Max(0, (reply.Length - 32) / 8));
         for (int i = 0; i < present; i++)

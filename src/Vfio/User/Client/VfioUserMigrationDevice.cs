@@ -131,7 +131,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
     {
         var caps = Client.ServerCapabilities;
         string server = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"vfio-user 0.{Client.ServerMinor}, max_data_xfer_size {Client.ServerMaxDataTransferSize}, max_msg_fds {Client.ServerMaxMessageFds}{(caps.Migration?.PageSize is { } pg ? $", migration pgsize {pg}" : "")}");
+            $"vfio-user 0.{Client.ServerMinor}, max_data_xfer_size {Client.ServerMaxDataTransferBytes}, max_msg_fds {Client.ServerMaxMessageFds}{(caps.Migration?.PageSize is { } pg ? $", migration pgsize {pg}" : "")}");
         var identity = new Compat.DeviceIdentity { Transport = "vfio-user", Server = server };
         var regions = new List<Compat.RegionProfile>();
         try

@@ -103,8 +103,8 @@ internal readonly record struct VersionPayload(ushort Major, ushort Minor, Versi
         var json = payload[4..];
         if (json.IsEmpty)
             return new VersionPayload(major, minor, null);
-        if (json.Length > ProtocolLimits.MaxVersionJsonLength)
-            VfioException.Throw(Errno.EINVAL, op, $"JSON of {json.Length} bytes exceeds {ProtocolLimits.MaxVersionJsonLength}");
+        if (json.Length > ProtocolLimits.MaxVersionJsonBytes)
+            VfioException.Throw(Errno.EINVAL, op, $"JSON of {json.Length} bytes exceeds {ProtocolLimits.MaxVersionJsonBytes}");
         if (json[^1] != 0)
             VfioException.Throw(Errno.EINVAL, op, "the JSON is not NUL-terminated");
         json = json[..^1];

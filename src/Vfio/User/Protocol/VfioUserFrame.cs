@@ -9,7 +9,7 @@ internal static class VfioUserFrame
     /// checks (<see cref="CheckFlags"/>) come after the body was consumed, so they can be answered without desync.
     /// </summary>
     /// <exception cref="VfioUserProtocolException">The header is unusable.</exception>
-    public static VfioUserHeader ReadHeader(ReadOnlySpan<byte> source, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    public static VfioUserHeader ReadHeader(ReadOnlySpan<byte> source, int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         var header = VfioUserHeader.Decode(source);
         if (header.MessageSize < VfioUserHeader.Size)
@@ -33,7 +33,7 @@ internal static class VfioUserFrame
     /// <summary>
     /// Splits a buffer into one message: header + payload. Returns false when more bytes are needed.
     /// </summary>
-    public static bool TryReadMessage(ReadOnlySpan<byte> buffer, out VfioUserHeader header, out int consumed, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    public static bool TryReadMessage(ReadOnlySpan<byte> buffer, out VfioUserHeader header, out int consumed, int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         header = default;
         consumed = 0;

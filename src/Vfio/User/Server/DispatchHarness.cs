@@ -8,16 +8,21 @@ namespace Vfio.User.Server;
 /// <summary>
 /// The server's decoder and dispatcher without a socket: frames a byte stream into messages and executes each
 /// against a small sample device, exactly as a connection would. Used by the fuzz target and the corpus replay.
+/// The connection's transport is an in-memory end nobody reads: replies are taken from the dispatcher directly,
+/// and an in-memory end carries no fds, so VERSION never opens a twin socket here.
 /// </summary>
 internal sealed class DispatchHarness : IDisposable
 {
     private readonly SampleDevice _device;
     private readonly VfioUserConnection _connection;
+    private readonly InMemoryVfioUserTransport _ours;
+    private readonly InMemoryVfioUserTransport _peer;
 
     public DispatchHarness(bool negotiate = true)
     {
         _device = new SampleDevice(new SampleDeviceOptions { SizeBytes = 64 << 10, Capabilities = Migration.VfioMigrationFlags.StopCopy | Migration.VfioMigrationFlags.PreCopy });
-        _connection = new VfioUserConnection(null, VfioUserDeviceDefinition.ForSample(_device), VfioUserServerOptions.Default, 0);
+        (_ours, _peer) = InMemoryVfioUserTransport.CreatePair();
+        _connection = new VfioUserConnection(_ours, VfioUserDeviceDefinition.ForSample(_device), VfioUserServerOptions.Default, 0);
         if (negotiate)
         {
             var version = new VersionPayload(0, 2, new VersionCapabilities { MaxMessageFds = 8, MaxDataTransferSize = 1 << 20 }).Encode();
@@ -70,5 +75,7 @@ internal sealed class DispatchHarness : IDisposable
     {
         _connection.Dma.Dispose();
         _device.Dispose();
+        _ours.Dispose();
+        _peer.Dispose();
     }
 }

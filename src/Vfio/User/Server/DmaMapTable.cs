@@ -199,7 +199,7 @@ internal sealed class DmaMapTable : IDisposable
                 VfioException.Throw(Errno.EINVAL, op, "MMAP/FILE_IO need a file descriptor");
             if (request.Size == 0)
                 VfioException.Throw(Errno.EINVAL, op, "size is 0");
-            if (request.Size > ProtocolLimits.MaxDmaMappingSize)
+            if (request.Size > ProtocolLimits.MaxDmaMappingBytes)
                 VfioException.Throw(Errno.ENOSPC, op, $"size 0x{request.Size:x} exceeds 8 TiB");
             if (request.Address + request.Size < request.Address)
                 VfioException.Throw(Errno.EINVAL, op, "addr + size overflows 64 bits");

@@ -83,17 +83,17 @@ public sealed partial class VfioUserConnection
         if (message.Fds.Count > 0)
             VfioException.Throw(Errno.EINVAL, op, "a VERSION request must not carry file descriptors");
         var request = VersionPayload.Decode(message.Payload);
-        if (request.Major != ProtocolLimits.VersionMajor)
-            VfioException.Throw(Errno.EINVAL, op, $"major version {request.Major} is not {ProtocolLimits.VersionMajor}");
+        if (request.Major != VfioUserSpec.VersionMajor)
+            VfioException.Throw(Errno.EINVAL, op, $"major version {request.Major} is not {VfioUserSpec.VersionMajor}");
         var caps = request.Capabilities ?? new VersionCapabilities();
-        long maxFds = caps.MaxMessageFds ?? ProtocolLimits.DefaultPeerMessageFds;
+        long maxFds = caps.MaxMessageFds ?? VfioUserSpec.DefaultMaxMessageFds;
         if (maxFds is < 0 or > ProtocolLimits.MaxPeerMessageFds)
             VfioException.Throw(Errno.EINVAL, op, $"max_msg_fds {maxFds} is outside 0..{ProtocolLimits.MaxPeerMessageFds}");
-        long maxXfer = caps.MaxDataTransferSize ?? ProtocolLimits.DefaultPeerDataTransferSize;
-        if (maxXfer is <= 0 or > ProtocolLimits.MaxPeerDataTransferSize)
-            VfioException.Throw(Errno.EINVAL, op, $"max_data_xfer_size {maxXfer} is outside 1..{ProtocolLimits.MaxPeerDataTransferSize}");
-        if (caps.Migration is { } mig && mig.PageSize is { } pg && pg != ProtocolLimits.MigrationPageSize)
-            VfioException.Throw(Errno.EINVAL, op, $"migration.pgsize {pg} is not {ProtocolLimits.MigrationPageSize}");
+        long maxXfer = caps.MaxDataTransferSize ?? VfioUserSpec.DefaultMaxDataTransferBytes;
+        if (maxXfer is <= 0 or > ProtocolLimits.MaxPeerDataTransferBytes)
+            VfioException.Throw(Errno.EINVAL, op, $"max_data_xfer_size {maxXfer} is outside 1..{ProtocolLimits.MaxPeerDataTransferBytes}");
+        if (caps.Migration is { } mig && mig.PageSize is { } pg && pg != VfioUserSpec.MigrationPageBytes)
+            VfioException.Throw(Errno.EINVAL, op, $"migration.pgsize {pg} is not {VfioUserSpec.MigrationPageBytes}");
         if (caps.TwinSocket is { FdIndex: not null } && caps.TwinSocket.Supported != true)
             VfioException.Throw(Errno.EINVAL, op, "twin_socket.fd_index without supported = true");
         _peerMaxFds = (int)maxFds;
@@ -101,12 +101,12 @@ public sealed partial class VfioUserConnection
         _negotiated = true;
         // twin_socket only when asked (spec §4.2, §4.3: samples/client crashes on an unasked one) and only when
         // the client can receive the fd: our DMA_READ/DMA_WRITE then go over a socketpair of their own.
-        var twinPeerEnd = caps.TwinSocket?.Supported == true && maxFds > 0 && _socket is not null ? OpenTwinSocket() : null;
-        var reply = new VersionPayload(ProtocolLimits.VersionMajor, Math.Min(request.Minor, ProtocolLimits.VersionMinor), new VersionCapabilities
+        var twinPeerEnd = caps.TwinSocket?.Supported == true && maxFds > 0 && _socket.CarriesFds ? OpenTwinSocket() : null;
+        var reply = new VersionPayload(VfioUserSpec.VersionMajor, Math.Min(request.Minor, VfioUserSpec.VersionMinor), new VersionCapabilities
         {
             MaxMessageFds = _options.MaxMessageFds,
-            MaxDataTransferSize = _options.MaxDataTransferSize,
-            Migration = new MigrationCapability { PageSize = ProtocolLimits.MigrationPageSize },
+            MaxDataTransferSize = _options.MaxDataTransferBytes,
+            Migration = new MigrationCapability { PageSize = VfioUserSpec.MigrationPageBytes },
             TwinSocket = twinPeerEnd is null ? null : new TwinSocketCapability { Supported = true, FdIndex = 0 },
         });
         return OutgoingReply.Ok(reply.Encode(), twinPeerEnd is null ? null : [twinPeerEnd]);
@@ -157,8 +157,8 @@ public sealed partial class VfioUserConnection
     {
         const string op = "DEVICE_GET_REGION_IO_FDS";
         var (argsz, flags, index, count) = Codec.ReadU32x4(payload, op);
-        if (argsz < 16 || argsz > ProtocolLimits.MaxDataTransferSize)
-            VfioException.Throw(Errno.EINVAL, op, $"argsz {argsz} is outside 16..{ProtocolLimits.MaxDataTransferSize}");
+        if (argsz < 16 || argsz > ProtocolLimits.MaxDataTransferBytes)
+            VfioException.Throw(Errno.EINVAL, op, $"argsz {argsz} is outside 16..{ProtocolLimits.MaxDataTransferBytes}");
         if (flags != 0 || count != 0)
             VfioException.Throw(Errno.EINVAL, op, "flags and count must be 0");
         if (index >= _device.RegionCount || _device.GetRegion(index) is null)
@@ -243,8 +243,8 @@ public sealed partial class VfioUserConnection
 
     private VfioUserRegion CheckRegionAccess(RegionAccessPayload r, string op)
     {
-        if (r.Count > ProtocolLimits.MaxDataTransferSize || r.Count > _options.MaxDataTransferSize)
-            VfioException.Throw(Errno.EINVAL, op, $"count {r.Count} exceeds max_data_xfer_size {_options.MaxDataTransferSize}");
+        if (r.Count > ProtocolLimits.MaxDataTransferBytes || r.Count > _options.MaxDataTransferBytes)
+            VfioException.Throw(Errno.EINVAL, op, $"count {r.Count} exceeds max_data_xfer_size {_options.MaxDataTransferBytes}");
         if (r.Region >= _device.RegionCount)
             VfioException.Throw(Errno.EINVAL, op, $"region {r.Region} does not exist ({_device.RegionCount} regions)");
         var region = _device.GetRegion(r.Region);
@@ -282,7 +282,7 @@ public sealed partial class VfioUserConnection
     {
         const string op = "REGION_WRITE";
         var r = RegionAccessPayload.Decode(payload, op);
-        if (r.Count > ProtocolLimits.MaxDataTransferSize)
+        if (r.Count > ProtocolLimits.MaxDataTransferBytes)
             VfioException.Throw(Errno.EINVAL, op, $"count {r.Count} exceeds 1 MiB");
         if (payload.Length - RegionAccessPayload.Length != r.Count)
             VfioException.Throw(Errno.EINVAL, op, $"count {r.Count} but {payload.Length - RegionAccessPayload.Length} data bytes");

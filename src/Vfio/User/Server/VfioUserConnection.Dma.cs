@@ -85,9 +85,7 @@ public sealed partial class VfioUserConnection
 
     private async Task<VfioUserMessage> SendDmaCommandAsync(VfioUserCommand command, byte[] payload, CancellationToken cancellationToken)
     {
-        var socket = _twin?.Socket ?? _socket;
-        if (socket is null)
-            VfioException.Throw(Errno.ENOTCONN, command.ToString(), "no socket");
+        IVfioUserTransport socket = _twin?.Socket ?? _socket;
         ushort id = (ushort)(Interlocked.Increment(ref _nextDmaId) & 0xFFFF);
         var tcs = new TaskCompletionSource<VfioUserMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_pending.TryAdd(id, tcs))

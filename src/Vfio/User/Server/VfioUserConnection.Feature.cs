@@ -143,8 +143,8 @@ public sealed partial class VfioUserConnection
         if (length < pageSize)
             VfioException.Throw(Errno.EINVAL, op, $"length 0x{length:x} is below page_size 0x{pageSize:x}");
         ulong words = VfioDmaLoggingReport.BitmapWords(length, pageSize);
-        if (words * 8 > (ulong)ProtocolLimits.MaxDataTransferSize)
-            VfioException.Throw(Errno.E2BIG, op, $"a {words * 8}-byte bitmap exceeds {ProtocolLimits.MaxDataTransferSize}; report smaller ranges");
+        if (words * 8 > (ulong)ProtocolLimits.MaxDataTransferBytes)
+            VfioException.Throw(Errno.E2BIG, op, $"a {words * 8}-byte bitmap exceeds {ProtocolLimits.MaxDataTransferBytes}; report smaller ranges");
         int total = VfioDeviceFeature.Size + 24 + (int)(words * 8);
         if (head.Argsz < total)
             VfioException.Throw(Errno.EINVAL, op, $"argsz {head.Argsz} cannot hold the {total}-byte reply with bitmap");
@@ -230,8 +230,8 @@ public sealed partial class VfioUserConnection
     {
         const string op = "MIG_DATA_WRITE";
         var r = MigDataPayload.Decode(payload, op);
-        if (r.Size > (uint)_options.MaxDataTransferSize)
-            VfioException.Throw(Errno.EINVAL, op, $"size {r.Size} exceeds max_data_xfer_size {_options.MaxDataTransferSize}");
+        if (r.Size > (uint)_options.MaxDataTransferBytes)
+            VfioException.Throw(Errno.EINVAL, op, $"size {r.Size} exceeds max_data_xfer_size {_options.MaxDataTransferBytes}");
         if (r.Argsz < MigDataPayload.Length + (ulong)r.Size)
             VfioException.Throw(Errno.EINVAL, op, $"argsz {r.Argsz} < 8 + size {r.Size}");
         if ((ulong)payload.Length < MigDataPayload.Length + (ulong)r.Size)

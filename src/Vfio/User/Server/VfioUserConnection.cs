@@ -17,23 +17,23 @@ namespace Vfio.User.Server;
 /// </summary>
 public sealed partial class VfioUserConnection : IAsyncDisposable
 {
-    private readonly UnixFdSocket? _socket;
+    private readonly IVfioUserTransport _socket;
     private readonly VfioUserDeviceDefinition _device;
     private readonly VfioUserServerOptions _options;
     private readonly ILogger _logger;
     // Both queues are bounded: a client that keeps sending without reading replies stalls its own connection (the
     // read loop stops reading, the socket fills) and never grows the server's memory past a few replies.
-    private readonly Channel<VfioUserMessage> _commands = Channel.CreateBounded<VfioUserMessage>(new BoundedChannelOptions(ProtocolLimits.MaxQueuedCommands) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
-    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateBounded<(VfioUserHeader, OutgoingReply)>(new BoundedChannelOptions(ProtocolLimits.MaxQueuedReplies) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<VfioUserMessage> _commands = Channel.CreateBounded<VfioUserMessage>(new BoundedChannelOptions(VfioUserTuning.MaxQueuedCommands) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<(VfioUserHeader Request, OutgoingReply Reply)> _replies = Channel.CreateBounded<(VfioUserHeader, OutgoingReply)>(new BoundedChannelOptions(VfioUserTuning.MaxQueuedReplies) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly SafeFdHandle?[][] _irqFds;
     private bool _negotiated;
-    private int _peerMaxFds = ProtocolLimits.DefaultPeerMessageFds;
-    private int _peerMaxDataTransfer = ProtocolLimits.DefaultPeerDataTransferSize;
+    private int _peerMaxFds = VfioUserSpec.DefaultMaxMessageFds;
+    private int _peerMaxDataTransfer = VfioUserSpec.DefaultMaxDataTransferBytes;
     private int _nextDmaId;
     private volatile bool _closing;
 
-    internal VfioUserConnection(UnixFdSocket? socket, VfioUserDeviceDefinition device, VfioUserServerOptions options, int id)
+    internal VfioUserConnection(IVfioUserTransport socket, VfioUserDeviceDefinition device, VfioUserServerOptions options, int id)
     {
         _socket = socket;
         _device = device;
@@ -55,12 +55,11 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     public bool IsNegotiated => _negotiated;
 
     /// <summary>The max_data_xfer_size the client advertised.</summary>
-    public int PeerMaxDataTransferSize => _peerMaxDataTransfer;
+    public int PeerMaxDataTransferBytes => _peerMaxDataTransfer;
 
     /// <summary>Runs the connection until the client goes away, a fatal protocol error, or cancellation.</summary>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(_socket);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _device.ConnectionAttached?.Invoke(this);
         var worker = Task.Run(() => WorkerAsync(cts.Token), CancellationToken.None);
@@ -223,7 +222,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 {
                     broken = true;
                     _closing = true;
-                    _socket?.Shutdown();
+                    _socket.Shutdown();
                 }
                 finally
                 {
@@ -232,7 +231,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                 if (reply.CloseAfter)
                 {
                     _closing = true;
-                    _socket?.Shutdown();
+                    _socket.Shutdown();
                 }
             }
         }
@@ -263,12 +262,12 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
             if (!reply.Tail.IsEmpty)
             {
                 new VfioUserHeader(request.MessageId, request.Command, (uint)(length + reply.Tail.Length), flags, 0).Encode(buffer);
-                await _socket!.SendInTwoPartsAsync(buffer.AsMemory(0, length), reply.Tail, cancellationToken).ConfigureAwait(false);
+                await _socket.SendInTwoPartsAsync(buffer.AsMemory(0, length), reply.Tail, cancellationToken).ConfigureAwait(false);
                 return;
             }
         }
         new VfioUserHeader(request.MessageId, request.Command, (uint)length, flags, (uint)reply.Error).Encode(buffer);
-        await _socket!.SendAsync(buffer.AsMemory(0, length), reply.Error == Errno.None ? reply.Fds : null, cancellationToken).ConfigureAwait(false);
+        await _socket.SendAsync(buffer.AsMemory(0, length), reply.Error == Errno.None ? reply.Fds : null, cancellationToken).ConfigureAwait(false);
     }
 
     private void FailPending(Exception reason)
@@ -323,7 +322,7 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
     public ValueTask DisposeAsync()
     {
         _closing = true;
-        _socket?.Shutdown();
+        _socket.Shutdown();
         return ValueTask.CompletedTask;
     }
 

@@ -22,6 +22,7 @@ public sealed class VfioUserServer : IAsyncDisposable
         Path = System.IO.Path.GetFullPath(path ?? throw new ArgumentNullException(nameof(path)));
         Device = device ?? throw new ArgumentNullException(nameof(device));
         _options = options ?? VfioUserServerOptions.Default;
+        _options.Validate();
         _logger = _options.LoggerFactory.CreateLogger<VfioUserServer>();
     }
 
@@ -182,7 +183,14 @@ public sealed class VfioUserServer : IAsyncDisposable
     public static Task ServeConnectedSocketAsync(Socket socket, VfioUserDeviceDefinition device, VfioUserServerOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= VfioUserServerOptions.Default;
-        var connection = new VfioUserConnection(new UnixFdSocket(socket, options.MaxMessageFds), device, options, 1);
+        options.Validate();
+        return ServeConnectedAsync(new UnixFdSocket(socket, options.MaxMessageFds), device, options, cancellationToken);
+    }
+
+    /// <summary>Serves one connected transport end (a socket, or an in-memory end in tests) until the peer goes away.</summary>
+    internal static Task ServeConnectedAsync(IVfioUserTransport transport, VfioUserDeviceDefinition device, VfioUserServerOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var connection = new VfioUserConnection(transport, device, options ?? VfioUserServerOptions.Default, 1);
         return connection.RunAsync(cancellationToken);
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Vfio.Interop;
@@ -12,8 +11,9 @@ namespace Vfio.User.Transport;
 /// <c>sendmsg</c> that carries the message's first byte. Receives: a zero-byte read to wait for data, then
 /// <c>recvmsg(MSG_CMSG_CLOEXEC)</c> for exactly the 16 header bytes (fails on MSG_CTRUNC), then the body with
 /// plain receives until complete. Sends are serialised; header + payload (+ fds) go out in one <c>sendmsg</c>.
+/// The cmsg bytes are <see cref="ScmRights"/>'s.
 /// </summary>
-internal sealed class UnixFdSocket : IDisposable
+internal sealed class UnixFdSocket : IVfioUserTransport
 {
     private readonly Socket _socket;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
@@ -21,12 +21,12 @@ internal sealed class UnixFdSocket : IDisposable
     private int _disposed;
 
     /// <summary>Wraps a connected AF_UNIX stream socket (takes ownership).</summary>
-    public UnixFdSocket(Socket socket, int maxReceiveFds = ProtocolLimits.MaxMessageFds, int maxMessageSize = ProtocolLimits.MaxMessageSize)
+    public UnixFdSocket(Socket socket, int maxReceiveFds = ProtocolLimits.MaxMessageFds, int maxMessageSize = ProtocolLimits.MaxMessageBytes)
     {
         _socket = socket ?? throw new ArgumentNullException(nameof(socket));
         _maxReceiveFds = maxReceiveFds;
         MaxMessageSize = maxMessageSize;
-        EnlargeBuffers(socket, ProtocolLimits.SocketBufferSize);
+        EnlargeBuffers(socket, VfioUserTuning.SocketBufferBytes);
     }
 
     /// <summary>
@@ -57,8 +57,14 @@ internal sealed class UnixFdSocket : IDisposable
         }
     }
 
-    /// <summary>The largest message this end accepts; larger headers are framing errors.</summary>
+    /// <inheritdoc/>
     public int MaxMessageSize { get; set; }
+
+    /// <inheritdoc/>
+    public bool CarriesFds => true;
+
+    /// <summary>(SO_SNDBUF, SO_RCVBUF) as the kernel reports them (0 once closed).</summary>
+    public (int Send, int Receive) BufferSizes => (SendBufferSize, ReceiveBufferSize);
 
     /// <summary>SO_SNDBUF as the kernel reports it (0 once closed).</summary>
     public int SendBufferSize => ReadOption(static s => s.SendBufferSize);
@@ -110,7 +116,7 @@ internal sealed class UnixFdSocket : IDisposable
         return (new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), new Socket(new SafeSocketHandle(fds[1], ownsHandle: true)));
     }
 
-    /// <summary>Sends one complete message (header included in <paramref name="message"/>), with optional fds.</summary>
+    /// <inheritdoc/>
     public async ValueTask SendAsync(ReadOnlyMemory<byte> message, IReadOnlyList<SafeHandle>? fds = null, CancellationToken cancellationToken = default)
     {
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -127,7 +133,7 @@ internal sealed class UnixFdSocket : IDisposable
         }
     }
 
-    /// <summary>Sends one message in two pieces (e.g. header + head, then data from elsewhere) with nothing between them.</summary>
+    /// <inheritdoc/>
     public async ValueTask SendInTwoPartsAsync(ReadOnlyMemory<byte> message, ReadOnlyMemory<byte> tail, CancellationToken cancellationToken = default)
     {
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -225,22 +231,14 @@ internal sealed class UnixFdSocket : IDisposable
 
     private unsafe long TrySendMsg(ReadOnlyMemory<byte> message, IReadOnlyList<SafeHandle> fds)
     {
-        int controlLength = CMsgSpace(fds.Count * sizeof(int));
+        int controlLength = ScmRights.ControlSpace(fds.Count);
         byte* control = stackalloc byte[controlLength];
-        new Span<byte>(control, controlLength).Clear();
-        var cmsg = (CMsgHdr*)control;
-        cmsg->Len = (nuint)CMsgLen(fds.Count * sizeof(int));
-        cmsg->Level = SOL_SOCKET;
-        cmsg->Type = SCM_RIGHTS;
-        int* data = (int*)(control + CMsgHdrSize);
-        var refs = new bool[fds.Count];
+        Span<int> numbers = stackalloc int[fds.Count];
+        Span<bool> added = stackalloc bool[fds.Count];
         try
         {
-            for (int i = 0; i < fds.Count; i++)
-            {
-                fds[i].DangerousAddRef(ref refs[i]);
-                data[i] = (int)fds[i].DangerousGetHandle();
-            }
+            ScmRights.AddRefs(fds, numbers, added);
+            ScmRights.Encode(new Span<byte>(control, controlLength), numbers);
             using var pin = message.Pin();
             var iov = new IoVec { Base = pin.Pointer, Length = (nuint)message.Length };
             var hdr = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLength };
@@ -248,40 +246,11 @@ internal sealed class UnixFdSocket : IDisposable
         }
         finally
         {
-            for (int i = 0; i < fds.Count; i++)
-            {
-                if (refs[i])
-                    fds[i].DangerousRelease();
-            }
+            ScmRights.Release(fds, added);
         }
     }
 
-    /// <summary>
-    /// Receives one message. Returns null on a clean end of stream at a message boundary.
-    /// </summary>
-    /// <exception cref="VfioUserFramingException">msg_size out of bounds (body not read; the stream is lost).</exception>
-    /// <exception cref="VfioUserProtocolException">MSG_CTRUNC, or the peer closed in the middle of a message.</exception>
-    /// <exception cref="VfioException">Socket errors.</exception>
-    public async ValueTask<VfioUserMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
-    {
-        if (await ReceiveHeaderAsync(cancellationToken).ConfigureAwait(false) is not var (header, fds))
-            return null;
-        try
-        {
-            return await ReceiveBodyAsync(header, fds, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            fds.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>
-    /// Receives and validates the 16-byte header of the next message (and the fds sent with it); the payload is
-    /// left in the socket for <see cref="ReceiveBodyAsync"/> or <see cref="ReceivePayloadAsync"/>. Null on a clean
-    /// end of stream at a message boundary.
-    /// </summary>
+    /// <inheritdoc/>
     public async ValueTask<(VfioUserHeader Header, ReceivedFds Fds)?> ReceiveHeaderAsync(CancellationToken cancellationToken = default)
     {
         var headerBytes = new byte[VfioUserHeader.Size];
@@ -324,7 +293,7 @@ internal sealed class UnixFdSocket : IDisposable
                 {
                     if (got == 0 && fds.Count == 0)
                         return null;
-                    throw new VfioUserProtocolException($"the peer closed the connection after {got} of 16 header bytes");
+                    throw VfioUserTransportExtensions.ClosedInHeader(got);
                 }
                 got += (int)n;
             }
@@ -340,27 +309,7 @@ internal sealed class UnixFdSocket : IDisposable
         }
     }
 
-    /// <summary>Receives the whole payload announced by <paramref name="header"/> into a pooled message.</summary>
-    public async ValueTask<VfioUserMessage> ReceiveBodyAsync(VfioUserHeader header, ReceivedFds fds, CancellationToken cancellationToken = default)
-    {
-        int length = header.PayloadLength;
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
-        try
-        {
-            await ReceivePayloadAsync(header, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-            throw;
-        }
-        return new VfioUserMessage(header, buffer, length, fds);
-    }
-
-    /// <summary>
-    /// Fills <paramref name="destination"/> with the next payload bytes of the message <paramref name="header"/>
-    /// announced (callers split a payload across several destinations; together they must cover it exactly).
-    /// </summary>
+    /// <inheritdoc/>
     public async ValueTask ReceivePayloadAsync(VfioUserHeader header, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         int read = 0;
@@ -380,7 +329,7 @@ internal sealed class UnixFdSocket : IDisposable
                 throw new VfioException(Errno.ENOTCONN, "receive vfio-user message body", "the connection is closed", ex);
             }
             if (n == 0)
-                throw new VfioUserProtocolException($"the peer closed the connection in the middle of the {header.PayloadLength}-byte payload of {header.Command}");
+                throw VfioUserTransportExtensions.ClosedInPayload(header);
             read += n;
         }
     }
@@ -388,7 +337,7 @@ internal sealed class UnixFdSocket : IDisposable
     // Returns bytes read, or −errno. Adds received fds to the list; MSG_CTRUNC is a protocol error.
     private unsafe long TryRecvMsg(Span<byte> destination, List<SafeFdHandle> fds)
     {
-        int controlLength = CMsgSpace(Math.Max(_maxReceiveFds, 1) * sizeof(int));
+        int controlLength = ScmRights.ControlSpace(Math.Max(_maxReceiveFds, 1));
         byte* control = stackalloc byte[controlLength];
         bool socketRef = false;
         try
@@ -402,25 +351,7 @@ internal sealed class UnixFdSocket : IDisposable
                 if (n < 0)
                     return -Marshal.GetLastPInvokeError();
                 // Collect whatever fds did arrive first, so they are closed even if we then fail.
-                if (hdr.ControlLen >= (nuint)CMsgHdrSize)
-                {
-                    byte* at = control;
-                    byte* end = control + (int)hdr.ControlLen;
-                    while (at + CMsgHdrSize <= end)
-                    {
-                        var c = (CMsgHdr*)at;
-                        if (c->Len < (nuint)CMsgHdrSize || at + (int)c->Len > end)
-                            break;
-                        if (c->Level == SOL_SOCKET && c->Type == SCM_RIGHTS)
-                        {
-                            int count = ((int)c->Len - CMsgHdrSize) / sizeof(int);
-                            int* data = (int*)(at + CMsgHdrSize);
-                            for (int i = 0; i < count; i++)
-                                fds.Add(new SafeFdHandle(data[i]));
-                        }
-                        at += (CMsgHdrSize + (int)c->Len - CMsgHdrSize + 7) & ~7;
-                    }
-                }
+                ScmRights.Decode(new ReadOnlySpan<byte>(control, (int)Math.Min(hdr.ControlLen, (nuint)controlLength)), fds);
                 if ((hdr.Flags & MSG_CTRUNC) != 0)
                     throw new VfioUserProtocolException($"the peer sent more fds than the {_maxReceiveFds} we accept per message (MSG_CTRUNC)");
                 return n;
@@ -433,7 +364,7 @@ internal sealed class UnixFdSocket : IDisposable
         }
     }
 
-    /// <summary>Shuts the socket down both ways (wakes pending receives) without disposing.</summary>
+    /// <inheritdoc/>
     public void Shutdown()
     {
         try
