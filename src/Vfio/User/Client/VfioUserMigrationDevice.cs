@@ -261,6 +261,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         private bool _lastShort;
         private bool _terminated;
         private long? _unrequested; // pre-copy: bytes of the device's last estimate not asked for yet (null: no estimate)
+        private bool _stopCopyFull; // a STOP_COPY read came back full: the rest is worth pipelining
 
         public DataSessionKind Kind => kind;
 
@@ -299,14 +300,16 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             // STOP_COPY, and PRE_COPY while the device fills whole reads: requests pipelined. In PRE_COPY only up to
             // the device's last estimate, and once a read came back short ("no more for now") one request at a time:
             // a round then ends with no request in flight, whose data would otherwise be missing from the pending
-            // figure and move inside the downtime.
-            if (stopCopy || (!_lastShort && _unrequested is null or > 0))
+            // figure and move inside the downtime. In STOP_COPY the first read goes alone, pipelining once one came
+            // back full: after pre-copy the stop-copy is often a few bytes, and three more requests would cost three
+            // empty replies inside the downtime.
+            if (stopCopy ? _stopCopyFull : !_lastShort && _unrequested is null or > 0)
             {
                 while (_inflight.Count < client.Options.PipelineDepth && (stopCopy || _unrequested is null or > 0))
                     await SendReadAsync(client, chunk, cancellationToken).ConfigureAwait(false);
             }
             if (_inflight.Count == 0)
-                await SendReadAsync(client, Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
+                await SendReadAsync(client, stopCopy ? chunk : Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
             var (pending, target) = _inflight.Dequeue();
             int requested = target.Requested;
             int got;
@@ -324,6 +327,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 return await ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
             }
             _lastShort = got + _leftoverCount < requested;
+            _stopCopyFull |= stopCopy && !_lastShort;
             if (_lastShort && !stopCopy && _inflight.Count > 0)
                 await DrainPreCopyAsync(client, cancellationToken).ConfigureAwait(false);
             if (_lastShort && stopCopy)
