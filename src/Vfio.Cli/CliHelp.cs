@@ -50,7 +50,7 @@ internal static class CliHelp
                 if (extras.Addresses)
                 {
                     output.WriteLine("Addresses:");
-                    foreach (var line in DeviceAddress.Forms)
+                    foreach (var line in DeviceTransports.HelpLines)
                         output.WriteLine("  " + line);
                     output.WriteLine();
                 }

@@ -78,9 +78,12 @@ internal static class CliOptions
     public static Option<int> Int(string name, string description, int defaultValue, int min, int max)
         => Parsed(name, description, t => Units.ParseInt(t, name[2..], min, max), defaultValue.ToString(CultureInfo.InvariantCulture), "N");
 
-    /// <summary>A device address option (<c>sample:…</c>, <c>unix:PATH</c>, <c>vfio:NAME</c>), checked while parsing.</summary>
-    public static Option<DeviceAddress> Device(string name, string description)
-        => new(name) { Description = description, Required = true, HelpName = "ADDRESS", CustomParser = r => Parse(r, DeviceAddress.Parse, null) };
+    /// <summary>
+    /// A device address option, checked while parsing; its description is <paramref name="role"/> and the forms of
+    /// every registered transport (<see cref="DeviceTransports"/>).
+    /// </summary>
+    public static Option<DeviceAddress> Device(string name, string role)
+        => new(name) { Description = DeviceTransports.Describe(role), Required = true, HelpName = "ADDRESS", CustomParser = r => Parse(r, DeviceAddress.Parse, null) };
 
     /// <summary>Validator: <paramref name="from"/> and <paramref name="to"/> name different devices (<paramref name="why"/> ends the error).</summary>
     public static void RequireDifferentDevices(Command command, Option<DeviceAddress> from, Option<DeviceAddress> to, string why)
@@ -90,11 +93,11 @@ internal static class CliOptions
                 r.AddError($"--from and --to name the same device ({a}){why}");
         });
 
-    /// <summary>A device address argument.</summary>
-    public static Argument<DeviceAddress?> DeviceArgument(string description, bool optional = false)
+    /// <summary>A device address argument, described like <see cref="Device"/> (only the transports whose devices outlive a process when <paramref name="outlivingProcessOnly"/>).</summary>
+    public static Argument<DeviceAddress?> DeviceArgument(string role, bool optional = false, bool outlivingProcessOnly = false)
         => new("device")
         {
-            Description = description,
+            Description = DeviceTransports.Describe(role, outlivingProcessOnly),
             HelpName = "ADDRESS",
             Arity = optional ? ArgumentArity.ZeroOrOne : ArgumentArity.ExactlyOne,
             CustomParser = r => r.Tokens.Count == 0 ? null : Parse(r, DeviceAddress.Parse, null),

@@ -1,5 +1,5 @@
 using System.Globalization;
-using Vfio.Kernel;
+using Microsoft.Extensions.Logging;
 using Vfio.Migration;
 using Vfio.Sample;
 using Vfio.User.Client;
@@ -8,22 +8,14 @@ using Vfio.User.Server;
 namespace Vfio.Cli;
 
 /// <summary>
-/// A device named on the command line: <c>sample:[size=64MiB,caps=0x7,dirty-rate=16MiB/s,seed=1,reinit-after=1MiB,fault=NAME+NAME]</c>
-/// (the built-in device, in process), <c>unix:PATH</c> (a vfio-user server), <c>vfio:NAME</c> (a kernel
-/// VFIO device by sysfs name). The sample keys are checked like the matching options when the address is parsed.
+/// A device named on the command line: <c>SCHEME:TARGET</c>, the scheme one of <see cref="DeviceTransports.All"/>
+/// (<c>sample:[KEY=VALUE,...]</c>, <c>unix:PATH</c>, <c>vfio:NAME</c>). The target is checked by its transport when
+/// the address is parsed (the sample keys like the matching options).
 /// </summary>
 internal sealed record DeviceAddress(string Scheme, string Target)
 {
-    /// <summary>The address forms, for help texts.</summary>
-    public static readonly string[] Forms =
-    [
-        "sample:[KEY=VALUE,...]   the built-in sample device, in this process; keys: size=64MiB (multiple of 4KiB),",
-        "                         caps=0x1|0x3|0x5|0x7, dirty-rate=16MiB/s, seed=N, fault=NAME[+NAME] (for check),",
-        "                         reinit-after=SIZE (raise REINIT once after SIZE pre-copy bytes)",
-        "unix:PATH                a vfio-user server's socket (vfio-mig serve, libvfio-user, QEMU's vfio-user)",
-        "vfio:NAME                a kernel VFIO device: an mdev UUID or a PCI address (vfio-mig info --list)",
-        "tcp://HOST:PORT          a vfio-mig receiver (send --to; receive --listen takes HOST:PORT)",
-    ];
+    /// <summary>The transport this address names.</summary>
+    public DeviceTransport Transport => DeviceTransports.Find(Scheme) ?? throw new VfioException(Errno.EOPNOTSUPP, $"open {this}", $"the {Scheme}: transport is not available in this build");
 
     public override string ToString() => $"{Scheme}:{Target}";
 
@@ -33,47 +25,30 @@ internal sealed record DeviceAddress(string Scheme, string Target)
         int colon = text.IndexOf(':', StringComparison.Ordinal);
         string scheme = colon < 0 ? text : text[..colon];
         string target = colon < 0 ? "" : text[(colon + 1)..];
-        if (scheme is not ("sample" or "unix" or "vfio"))
+        if (DeviceTransports.Find(scheme) is not { } transport)
         {
-            string why = scheme == "tcp" ? "a tcp:// address is a receiver (vfio-mig send --to), not a device" : "use sample:[KEY=VALUE,...], unix:PATH or vfio:NAME";
+            string why = scheme == "tcp" ? "a tcp:// address is a receiver (vfio-mig send --to), not a device" : "use " + DeviceTransports.Forms();
             throw new VfioException(Errno.EINVAL, "device address", $"'{text}' is not a device address; {why}");
         }
-        if (scheme != "sample" && target.Length == 0)
-            throw new VfioException(Errno.EINVAL, "device address", $"'{text}' names no {(scheme == "unix" ? "socket path" : "device")}");
-        if (scheme == "sample")
-            _ = ParseSampleOptions(target);
+        if (transport.TargetNoun is { } noun && target.Length == 0)
+            throw new VfioException(Errno.EINVAL, "device address", $"'{text}' names no {noun}");
+        transport.Check(target);
         return new DeviceAddress(scheme, target);
     }
 
     /// <summary>True when both name the same external device (two <c>sample:</c> addresses are two devices).</summary>
-    public bool SameDeviceAs(DeviceAddress other)
-        => Scheme == other.Scheme && Scheme switch
-        {
-            "unix" => Path.GetFullPath(Target) == Path.GetFullPath(other.Target),
-            "vfio" => Target.Equals(other.Target, StringComparison.OrdinalIgnoreCase),
-            _ => false,
-        };
+    public bool SameDeviceAs(DeviceAddress other) => Scheme == other.Scheme && Transport.SameDevice(Target, other.Target);
 
     /// <summary>
     /// Opens the device for the user side. A vfio-user connection must connect and finish its handshake within
     /// <paramref name="connectTimeout"/>; a server that accepts but does not answer is reported busy (EBUSY).
     /// </summary>
     public ValueTask<IVfioMigrationDevice> OpenAsync(TimeSpan connectTimeout, CancellationToken cancellationToken = default)
-    {
-        switch (Scheme)
-        {
-            case "sample":
-                var device = new SampleDevice(ParseSampleOptions(Target));
-                return ValueTask.FromResult<IVfioMigrationDevice>(new InProcessMigrationDevice(device, ToString(), ownsDevice: true));
-            case "unix":
-                return OpenUnixAsync(connectTimeout, cancellationToken);
-            case "vfio":
-                cancellationToken.ThrowIfCancellationRequested();
-                return ValueTask.FromResult<IVfioMigrationDevice>(KernelMigrationDevice.Open(Target));
-            default:
-                throw new VfioException(Errno.EOPNOTSUPP, $"open {this}", $"the {Scheme}: transport is not available in this build");
-        }
-    }
+        => Transport.Open(this, connectTimeout, null, cancellationToken);
+
+    /// <summary>Opens the device as above; the transport logs to <paramref name="loggerFactory"/> (a command's <c>--verbose</c>).</summary>
+    public ValueTask<IVfioMigrationDevice> OpenAsync(TimeSpan connectTimeout, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+        => Transport.Open(this, connectTimeout, loggerFactory, cancellationToken);
 
     /// <summary>Opens the device with the default connect timeout (10 s).</summary>
     public ValueTask<IVfioMigrationDevice> OpenAsync(CancellationToken cancellationToken = default)
@@ -83,14 +58,15 @@ internal sealed record DeviceAddress(string Scheme, string Target)
     /// Connects a vfio-user client to <see cref="Target"/> within <paramref name="connectTimeout"/>; names a missing
     /// path, a file that is not a socket, and a server that does not answer, instead of a bare errno.
     /// </summary>
-    public async Task<VfioUserClient> ConnectUnixAsync(TimeSpan connectTimeout, CancellationToken cancellationToken)
+    public async Task<VfioUserClient> ConnectUnixAsync(TimeSpan connectTimeout, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         CheckSocketPath(Target, $"connect {this}");
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(connectTimeout);
         try
         {
-            return await VfioUserClient.ConnectAsync(Target, null, deadline.Token).ConfigureAwait(false);
+            var options = loggerFactory is null ? null : VfioUserClientOptions.Default with { LoggerFactory = loggerFactory };
+            return await VfioUserClient.ConnectAsync(Target, options, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -113,9 +89,6 @@ internal sealed record DeviceAddress(string Scheme, string Target)
         if (!VfioUserServer.IsSocket(path))
             throw new CliException(ExitCodes.Usage, Errno.EINVAL, operation, $"{path} is not a socket (ENOTSOCK): a unix: address names a vfio-user server's socket");
     }
-
-    private async ValueTask<IVfioMigrationDevice> OpenUnixAsync(TimeSpan connectTimeout, CancellationToken cancellationToken)
-        => new VfioUserMigrationDevice(await ConnectUnixAsync(connectTimeout, cancellationToken).ConfigureAwait(false));
 
     /// <summary>The sample keys, each checked like its option (<c>size</c> like <c>--size</c>, …).</summary>
     public static SampleDeviceOptions ParseSampleOptions(string text, SampleDeviceOptions? defaults = null)

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Vfio.Engine;
 using Vfio.Migration;
-using Vfio.User.Client;
 
 namespace Vfio.Cli;
 
@@ -43,16 +42,9 @@ internal static class PreCopyChoice
     {
         if (mode == "off")
             return (false, null);
-        if (mode == "on" || source is not VfioUserMigrationDevice user)
+        if (mode == "on" || source is not IPreCopyAdvice advice)
             return (true, null);
-        try
-        {
-            await user.GetStopCopySizeAsync(cancellationToken).ConfigureAwait(false);
-            return (true, null);
-        }
-        catch (VfioException ex) when (ex.Errno is Errno.EINVAL or Errno.ENOTTY or Errno.EOPNOTSUPP)
-        {
-            return (false, $"pre-copy skipped: {source.Name} answers MIG_DATA_SIZE with {VfioException.NameOf(ex.Errno)} (libvfio-user), so there is no pre-copy estimate and its destination may take only the stop-copy stream; --precopy on forces it");
-        }
+        string? reason = await advice.ReasonToSkipPreCopyAsync(cancellationToken).ConfigureAwait(false);
+        return (reason is null, reason);
     }
 }

@@ -10,7 +10,7 @@ internal static class CheckCommand
 {
     public static Command Create()
     {
-        var device = new Argument<string>("device") { Description = "Device to check: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME", HelpName = "ADDRESS" };
+        var device = new Argument<string>("device") { Description = DeviceTransports.Describe("Device to check"), HelpName = "ADDRESS" };
         device.Validators.Add(r =>
         {
             try
@@ -85,16 +85,15 @@ internal static class CheckCommand
             if (peerAddress is not null)
                 peerDevice = await peerAddress.OpenAsync(timeout, cancellationToken).ConfigureAwait(false);
 
-            var sample = (device as InProcessMigrationDevice)?.Device as SampleDevice;
+            var hints = device as IConformanceHints;
             var options = new ConformanceOptions
             {
                 Groups = groups,
                 AllowDestructive = settings.AllowDestructive,
                 Peer = peerDevice,
                 Strict = settings.Strict,
-                // The sample stream is a pure function of the state, so a re-save must be byte-identical.
-                DeterministicStreams = sample is not null,
-                GenerateDeviceWrites = sample is null ? null : _ => { WriteSamplePages(sample); return ValueTask.CompletedTask; },
+                DeterministicStreams = hints?.DeterministicStreams ?? false,
+                GenerateDeviceWrites = hints is { CanGenerateDeviceWrites: true } ? hints.GenerateDeviceWritesAsync : null,
             };
             var report = await ConformanceChecker.RunAsync(device, options, cancellationToken).ConfigureAwait(false);
             if (settings.Json)
@@ -132,21 +131,6 @@ internal static class CheckCommand
         catch (VfioException e)
         {
             throw CliException.WithExitCode(e, ExitCodes.Usage);
-        }
-    }
-
-    // Guest-style writes to a few pages inside the logged range (IOVA 0..1 MiB), so read-and-clear has bits to clear.
-    private static void WriteSamplePages(SampleDevice sample)
-    {
-        var bytes = new byte[8];
-        foreach (long page in (long[])[0, 3, 17, 200])
-        {
-            long offset = page * sample.Options.PageSize;
-            if (offset + bytes.Length <= Math.Min(sample.SizeBytes, 1 << 20))
-            {
-                System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(bytes, page + 1);
-                sample.WriteState(offset, bytes);
-            }
         }
     }
 

@@ -14,8 +14,8 @@ internal static class CompatCommand
 {
     public static Command Create()
     {
-        var from = CliOptions.Device("--from", "Source device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
-        var to = CliOptions.Device("--to", "Destination device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
+        var from = CliOptions.Device("--from", "Source device");
+        var to = CliOptions.Device("--to", "Destination device");
         var noPreCopy = new Option<bool>("--no-precopy") { Description = "Answer for a stop-copy-only migration (the destination then needs no PRE_COPY)" };
         var connectTimeout = CliOptions.ConnectTimeout();
         var json = CliOptions.Json();

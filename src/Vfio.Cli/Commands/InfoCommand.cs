@@ -21,7 +21,7 @@ internal static class InfoCommand
 
     public static Command Create()
     {
-        var device = CliOptions.DeviceArgument("The device: unix:PATH (a vfio-user server), vfio:NAME (a kernel VFIO device) or sample:[KEY=VALUE,...] (in process, served over a socketpair)", optional: true);
+        var device = CliOptions.DeviceArgument("The device", optional: true);
         var json = CliOptions.Json();
         var list = new Option<bool>("--list") { Description = "List the VFIO devices found in sysfs (mdevs and vfio-bound PCI devices)" };
         var connectTimeout = CliOptions.ConnectTimeout();
@@ -33,34 +33,14 @@ internal static class InfoCommand
         command.Validators.Add(r =>
         {
             if (!r.GetValue(list) && r.GetResult(device) is null)
-                r.AddError("give a device address (unix:PATH, vfio:NAME, sample:[KEY=VALUE,...]) or --list");
+                r.AddError($"give a device address ({DeviceTransports.Forms()}) or --list");
         });
         command.SetAction(async (parse, cancellationToken) =>
         {
             if (parse.GetValue(list))
                 return ListKernelDevices();
             var address = parse.GetValue(device)!;
-            bool asJson = parse.GetValue(json);
-            if (address.Scheme == "vfio")
-            {
-                await using var kernel = KernelMigrationDevice.Open(address.Target);
-                var described = kernel.Describe();
-                if (asJson)
-                    CliJsonContext.Write(Console.Out, KernelJson(described), CliJsonContext.Default.KernelInfoJson);
-                else
-                    Console.Out.Write(described.ToString());
-                return ExitCodes.Success;
-            }
-            var report = address.Scheme switch
-            {
-                "unix" => await QueryUnixAsync(address, parse.GetValue(connectTimeout).Value, cancellationToken).ConfigureAwait(false),
-                _ => await QuerySampleAsync(address, cancellationToken).ConfigureAwait(false),
-            };
-            if (asJson)
-                CliJsonContext.Write(Console.Out, report.ToJson(), CliJsonContext.Default.InfoJson);
-            else
-                Console.Out.Write(report.ToText());
-            return ExitCodes.Success;
+            return await address.Transport.Describe(address, parse.GetValue(json), parse.GetValue(connectTimeout).Value, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
@@ -80,10 +60,36 @@ internal static class InfoCommand
             [.. r.Regions.Select(g => new KernelRegionJson(g.Index, g.Size, g.Offset))],
             new MigrationInfoJson(r.Capabilities is { } caps ? MigrationStateMachine.FormatCaps(caps) : null, r.State is { } st ? MigrationStateMachine.Name(st) : null, null, r.MigrationError));
 
-    private static async Task<InfoReport> QueryUnixAsync(DeviceAddress address, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    /// <summary><c>vfio-mig info vfio:NAME</c>: the kernel device's own description.</summary>
+    public static async Task<int> DescribeKernelAsync(DeviceAddress address, bool asJson, TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
-        await using var client = await address.ConnectUnixAsync(connectTimeout, cancellationToken).ConfigureAwait(false);
-        return await QueryAsync(client, address.ToString(), cancellationToken).ConfigureAwait(false);
+        await using var kernel = KernelMigrationDevice.Open(address.Target);
+        var described = kernel.Describe();
+        if (asJson)
+            CliJsonContext.Write(Console.Out, KernelJson(described), CliJsonContext.Default.KernelInfoJson);
+        else
+            Console.Out.Write(described.ToString());
+        return ExitCodes.Success;
+    }
+
+    /// <summary><c>vfio-mig info unix:PATH</c>: asks the vfio-user server.</summary>
+    public static async Task<int> DescribeUnixAsync(DeviceAddress address, bool asJson, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        await using var client = await address.ConnectUnixAsync(connectTimeout, null, cancellationToken).ConfigureAwait(false);
+        return Print(await QueryAsync(client, address.ToString(), cancellationToken).ConfigureAwait(false), asJson);
+    }
+
+    /// <summary><c>vfio-mig info sample:…</c>: serves the sample in process over a socketpair and asks it like a server.</summary>
+    public static async Task<int> DescribeSampleAsync(DeviceAddress address, bool asJson, TimeSpan connectTimeout, CancellationToken cancellationToken)
+        => Print(await QuerySampleAsync(address, cancellationToken).ConfigureAwait(false), asJson);
+
+    private static int Print(InfoReport report, bool asJson)
+    {
+        if (asJson)
+            CliJsonContext.Write(Console.Out, report.ToJson(), CliJsonContext.Default.InfoJson);
+        else
+            Console.Out.Write(report.ToText());
+        return ExitCodes.Success;
     }
 
     private static async Task<InfoReport> QuerySampleAsync(DeviceAddress address, CancellationToken cancellationToken)

@@ -16,8 +16,8 @@ internal static class MigrateCommand
 {
     public static Command Create()
     {
-        var from = CliOptions.Device("--from", "Source device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
-        var to = CliOptions.Device("--to", "Destination device: unix:PATH, vfio:NAME or sample:[KEY=VALUE,...]");
+        var from = CliOptions.Device("--from", "Source device");
+        var to = CliOptions.Device("--to", "Destination device");
         var downtime = CliOptions.DowntimeLimit();
         var force = CliOptions.ForceSwitchover();
         var json = CliOptions.Json();

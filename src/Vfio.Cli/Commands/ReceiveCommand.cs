@@ -12,7 +12,7 @@ internal static class ReceiveCommand
     public static Command Create()
     {
         var listen = NetCli.Endpoint("--listen", "HOST:PORT to listen on (an IP; port 0 picks one and prints it)", requireScheme: false);
-        var into = CliOptions.Device("--into", "Destination device: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME");
+        var into = CliOptions.Device("--into", "Destination device");
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM server certificate (enables TLS; needs --tls-key)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA: require a sender certificate issued by it (mutual TLS)" };
@@ -101,7 +101,7 @@ internal static class ReceiveCommand
                 var sessionOptions = new NetSessionOptions { MaxQueuedBytes = parse.GetValue(maxQueued).Bytes, LoggerFactory = loggerFactory };
 
                 var address = parse.GetValue(into)!;
-                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, cancellationToken).AsTask()).ConfigureAwait(false);
+                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(parse.GetValue(connect).Value, loggerFactory, cancellationToken).AsTask()).ConfigureAwait(false);
                 var raw = device;
                 if (parse.GetValue(inject) is { } fault)
                     device = new FaultInjectingDevice(device, fault);

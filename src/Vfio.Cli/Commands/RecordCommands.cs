@@ -13,21 +13,28 @@ internal static class RecordCommands
     /// <summary>The ADDRESS argument of <c>recover</c> and <c>state</c>: a device that outlives a process (unix: or vfio:).</summary>
     public static Argument<DeviceAddress?> Address()
     {
-        var address = CliOptions.DeviceArgument("The device: unix:PATH or vfio:NAME");
+        var address = CliOptions.DeviceArgument("The device", outlivingProcessOnly: true);
         address.Validators.Add(r =>
         {
             // The token, not the value: a malformed address has its own error, and its value must not be read.
-            if (r.Tokens.Count > 0 && r.Tokens[0].Value.StartsWith("sample:", StringComparison.Ordinal))
-                r.AddError("a sample: device lives in one process; there is nothing to recover or show");
+            if (r.Tokens.Count > 0 && InProcessTransport(r.Tokens[0].Value) is { } transport)
+                r.AddError($"a {transport.Scheme}: device lives in one process; there is nothing to recover or show");
         });
         return address;
     }
 
+    // The transport of an address whose device lives in one process (sample:), else null.
+    private static DeviceTransport? InProcessTransport(string address)
+    {
+        int colon = address.IndexOf(':', StringComparison.Ordinal);
+        return DeviceTransports.Find(colon < 0 ? address : address[..colon]) is { OutlivesProcess: false } transport ? transport : null;
+    }
+
     /// <summary>Opens <paramref name="address"/>; a sample: device named by a record ended with the process that migrated it.</summary>
     public static ValueTask<IVfioMigrationDevice> OpenAsync(DeviceAddress address, CancellationToken cancellationToken)
-        => address.Scheme == "sample"
-            ? throw new VfioException(Errno.EOPNOTSUPP, "open " + address, "an in-process sample device ended with the process that migrated it")
-            : address.OpenAsync(cancellationToken);
+        => address.Transport.OutlivesProcess
+            ? address.OpenAsync(cancellationToken)
+            : throw new VfioException(Errno.EOPNOTSUPP, "open " + address, $"an in-process {address.Scheme} device ended with the process that migrated it");
 
     public static ResolveJson Json(MigrationResolution result, string? sourceHostCommand) => new(
         result.Id.ToString("D"),

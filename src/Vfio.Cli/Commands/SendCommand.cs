@@ -12,7 +12,7 @@ internal static class SendCommand
 {
     public static Command Create()
     {
-        var from = CliOptions.Device("--from", "Source device: sample:[KEY=VALUE,...], unix:PATH or vfio:NAME");
+        var from = CliOptions.Device("--from", "Source device");
         var to = NetCli.Endpoint("--to", "The receiver: tcp://HOST:PORT (vfio-mig receive --listen)", requireScheme: true);
         var tlsCa = new Option<string?>("--tls-ca") { Description = "PEM CA the receiver's certificate must chain to (enables TLS)" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM client certificate for mutual TLS (needs --tls-key)" };
@@ -87,7 +87,7 @@ internal static class SendCommand
 
                 var address = parse.GetValue(from)!;
                 var progress = CliProgress.For(asJson);
-                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(security.ConnectTimeout, cancellationToken).AsTask()).ConfigureAwait(false);
+                device = await progress.StepAsync($"connecting to {address}", () => address.OpenAsync(security.ConnectTimeout, loggerFactory, cancellationToken).AsTask()).ConfigureAwait(false);
                 options = await PreCopyChoice.ApplyAsync(options, parse.GetValue(precopy)!, device, progress.Out, cancellationToken).ConfigureAwait(false);
                 // Local reads only (sample, kernel): a vfio-user source would cost a full BAR0 transfer and a pause here.
                 before = device is IDeviceDigestSource { ReadsLocally: true } ? (await DeviceDigest.ComputeAsync(device, cancellationToken).ConfigureAwait(false)).Value : [];

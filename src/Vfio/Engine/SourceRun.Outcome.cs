@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using Vfio.Migration;
 using Vfio.Stream;
@@ -227,9 +226,9 @@ internal sealed partial class SourceRun
         {
             PreCopyUsed = _preCopy,
             P2PUsed = _p2p,
-            Rounds = _round,
+            Rounds = _meter.Round,
             StreamBytes = _writer.BytesWritten,
-            PreCopyBandwidthBytesPerSecond = _bandwidth,
+            PreCopyBandwidthBytesPerSecond = _meter.BandwidthBytesPerSecond,
             StopCopyBandwidthBytesPerSecond = _stopCopyTime > TimeSpan.Zero ? statistics.StopCopyBytes / _stopCopyTime.TotalSeconds : 0,
             PendingBytesAtSwitchover = _pending,
             ForcedSwitchover = _forced,

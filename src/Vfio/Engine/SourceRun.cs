@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using Vfio.Migration;
@@ -20,19 +20,15 @@ internal sealed partial class SourceRun
     private readonly SourceDevice[] _devices;
     private readonly SourceReturnPath _returnPath;
     private readonly ConvergenceModel _convergence;
+    private readonly PreCopyMeter _meter = new();
     private bool _preCopy;
     private bool _p2p;
-    private int _round;
-    private double _bandwidth;
     private long _pending;
     private long _threshold;
     private bool _forced;
     private TimeSpan _stopCopyTime;
     private TimeSpan _downtime;
     private TimeSpan _destinationStart;
-    private long _roundStart;
-    private long _moved;
-    private TimeSpan _activeTime;
 
     public SourceRun(IReadOnlyList<IVfioMigrationDevice> devices, MigrationOptions options, PipeWriter output, PipeReader returnPath, IProgress<MigrationProgress>? progress)
     {
@@ -121,7 +117,7 @@ internal sealed partial class SourceRun
     }
 
     // The commit's waits are bounded by CommitTimeout; the format names the seconds.
-    private async Task WaitForDestinationAsync(Task answer, [System.Diagnostics.CodeAnalysis.StringSyntax(System.Diagnostics.CodeAnalysis.StringSyntaxAttribute.CompositeFormat)] string timeoutFormat, CancellationToken token)
+    private async Task WaitForDestinationAsync(Task answer, [StringSyntax(StringSyntaxAttribute.CompositeFormat)] string timeoutFormat, CancellationToken token)
     {
         try
         {
@@ -226,22 +222,18 @@ internal sealed partial class SourceRun
         var start = _run.Elapsed;
         while (true)
         {
-            _round++;
+            _meter.BeginRound();
             long roundBytes = 0;
-            _roundStart = Stopwatch.GetTimestamp();
             foreach (var device in _devices)
                 roundBytes += await PreCopyDeviceAsync(device, token).ConfigureAwait(false);
-            _activeTime += Stopwatch.GetElapsedTime(_roundStart);
-            _roundStart = 0;
-            _moved += roundBytes;
-            UpdateBandwidth(0);
+            _meter.EndRound(roundBytes);
 
             _pending = await PendingBytesAsync(token).ConfigureAwait(false);
-            _convergence.SetTransfer(_moved, _activeTime);
+            _convergence.SetTransfer(_meter.MovedBytes, _meter.ActiveTime);
             _threshold = _convergence.ThresholdBytes;
             bool small = _convergence.Decide(_pending) == ConvergenceDecision.SwitchOver;
-            EngineLog.Round(_run.Log, _round, roundBytes, _pending, _threshold, _bandwidth, AckCount, _run.Count);
-            _run.Trace.Round(_round, roundBytes, _pending, _threshold, _bandwidth, AckCount);
+            EngineLog.Round(_run.Log, _meter.Round, roundBytes, _pending, _threshold, _meter.BandwidthBytesPerSecond, AckCount, _run.Count);
+            _run.Trace.Round(_meter.Round, roundBytes, _pending, _threshold, _meter.BandwidthBytesPerSecond, AckCount);
             Report(null, force: true);
 
             if (small && (!_run.Options.RequireSwitchoverAck || AckCount == _run.Count))
@@ -260,12 +252,12 @@ internal sealed partial class SourceRun
             }
 
             var elapsed = _run.Elapsed - start;
-            if (_round >= _run.Options.MaxRounds || elapsed >= _run.Options.MaxPreCopyTime)
+            if (_meter.Round >= _run.Options.MaxRounds || elapsed >= _run.Options.MaxPreCopyTime)
             {
                 // Out of rounds while they still shrank the stop-copy: within the limit is good enough.
                 if (_convergence.IsWithinLimit(_pending) && (!_run.Options.RequireSwitchoverAck || AckCount == _run.Count))
                     return;
-                var report = _convergence.Report(_round, elapsed, _pending, _run.Count - AckCount);
+                var report = _convergence.Report(_meter.Round, elapsed, _pending, _run.Count - AckCount);
                 if (_run.Options.NonConvergence == NonConvergencePolicy.ForceSwitchover)
                 {
                     _forced = true;
@@ -296,7 +288,7 @@ internal sealed partial class SourceRun
             device.PreCopyBytes += n;
             if (_run.ReportsProgress)
             {
-                UpdateBandwidth(moved);
+                _meter.Update(moved);
                 Report(null);
             }
         }
@@ -357,15 +349,6 @@ internal sealed partial class SourceRun
         }
     }
 
-    // Bandwidth = pre-copy bytes / time spent reading and sending them (idle waits excluded).
-    private void UpdateBandwidth(long inRound)
-    {
-        var active = _activeTime + (_roundStart != 0 ? Stopwatch.GetElapsedTime(_roundStart) : TimeSpan.Zero);
-        long moved = _moved + inRound;
-        if (moved > 0 && active > TimeSpan.Zero)
-            _bandwidth = moved / active.TotalSeconds;
-    }
-
     // Sum over devices of what the switchover would still move: max(stop-copy size, initial + dirty),
     // so nothing is counted twice whether or not the device's stop-copy estimate includes the dirty bytes.
     private async Task<long> PendingBytesAsync(CancellationToken token)
@@ -386,8 +369,8 @@ internal sealed partial class SourceRun
     private async Task SwitchoverAsync(CancellationToken token)
     {
         _run.Enter(MigrationPhase.Switchover);
-        EngineLog.Switchover(_run.Log, _round, _pending, _threshold, _forced);
-        _run.Trace.Switchover(_round, _pending, _threshold, _bandwidth, _forced, _convergence);
+        EngineLog.Switchover(_run.Log, _meter.Round, _pending, _threshold, _forced);
+        _run.Trace.Switchover(_meter.Round, _pending, _threshold, _meter.BandwidthBytesPerSecond, _forced, _convergence);
         Report(_forced ? "switchover (forced)" : "switchover");
         await _writer.WriteFrameAsync(MigrationFrameType.Switchover, MigrationFrame.StreamLevel, default, token).ConfigureAwait(false);
         _run.SwitchoverBegins();
@@ -469,10 +452,10 @@ internal sealed partial class SourceRun
             return;
         _run.Publish(new MigrationProgress
         {
-            Round = _round,
+            Round = _meter.Round,
             PreCopyBytes = _devices.Sum(d => d.PreCopyBytes),
             StopCopyBytes = _devices.Sum(d => d.StopCopyBytes),
-            BandwidthBytesPerSecond = _bandwidth,
+            BandwidthBytesPerSecond = _meter.BandwidthBytesPerSecond,
             PendingBytes = _pending,
             ThresholdBytes = _threshold,
             AcksReceived = _preCopy ? AckCount : 0,

@@ -4,7 +4,7 @@ using Vfio.Uapi;
 namespace Vfio.Migration;
 
 /// <summary>The in-process transport: the user-side interface directly over a device-side engine.</summary>
-public sealed class InProcessMigrationDevice : IVfioMigrationDevice, IDeviceDigestSource
+public sealed class InProcessMigrationDevice : IVfioMigrationDevice, IDeviceDigestSource, Conformance.IConformanceHints
 {
     private readonly bool _ownsDevice;
 
@@ -53,6 +53,16 @@ public sealed class InProcessMigrationDevice : IVfioMigrationDevice, IDeviceDige
         => Device is Sample.SampleDevice sample
             ? ValueTask.FromResult(sample.ComputeSha256())
             : throw new VfioException(Errno.EOPNOTSUPP, "read back " + Name, "an in-process device other than the sample offers no read-back");
+
+    // Check hints come from the device-side engine when it has them (the sample device).
+    bool Conformance.IConformanceHints.DeterministicStreams => Device is Conformance.IConformanceHints { DeterministicStreams: true };
+
+    bool Conformance.IConformanceHints.CanGenerateDeviceWrites => Device is Conformance.IConformanceHints { CanGenerateDeviceWrites: true };
+
+    ValueTask Conformance.IConformanceHints.GenerateDeviceWritesAsync(CancellationToken cancellationToken)
+        => Device is Conformance.IConformanceHints hints
+            ? hints.GenerateDeviceWritesAsync(cancellationToken)
+            : throw new VfioException(Errno.EOPNOTSUPP, "generate device writes on " + Name, "the device cannot be written as a guest would");
 
     /// <inheritdoc/>
     public ValueTask<ulong> GetStopCopySizeAsync(CancellationToken cancellationToken = default)

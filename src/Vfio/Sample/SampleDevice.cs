@@ -10,7 +10,7 @@ namespace Vfio.Sample;
 /// runs, its own dirty tracking, and DMA logging. Pre-copy sends the initial image then dirty pages;
 /// stop-copy sends what remains plus an END record (see <see cref="SampleStreamFormat"/>).
 /// </summary>
-public sealed partial class SampleDevice : MigrationDevice
+public sealed partial class SampleDevice : MigrationDevice, Conformance.IConformanceHints
 {
     private readonly SampleMemory _memory;
     private readonly Lock _memLock = new();
@@ -93,6 +93,27 @@ public sealed partial class SampleDevice : MigrationDevice
         CheckRange(offset, destination.Length);
         lock (_memLock)
             _memory.Read(offset, destination);
+    }
+
+    // The sample stream is a pure function of the state, so a re-save must be byte-identical.
+    bool Conformance.IConformanceHints.DeterministicStreams => true;
+
+    bool Conformance.IConformanceHints.CanGenerateDeviceWrites => true;
+
+    // Guest-style writes to a few pages inside the logged range (IOVA 0..1 MiB), so read-and-clear has bits to clear.
+    ValueTask Conformance.IConformanceHints.GenerateDeviceWritesAsync(CancellationToken cancellationToken)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        foreach (long page in (ReadOnlySpan<long>)[0, 3, 17, 200])
+        {
+            long offset = page * Options.PageSize;
+            if (offset + bytes.Length <= Math.Min(SizeBytes, 1 << 20))
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(bytes, page + 1);
+                WriteState(offset, bytes);
+            }
+        }
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>Writes state bytes as the guest would, marking the touched pages dirty.</summary>

@@ -6,7 +6,7 @@ namespace Vfio.Tests.Cli;
 /// <summary>Help that teaches: every command has examples, the address forms where it takes one, and its docs page names every option.</summary>
 public class CliHelpTests
 {
-    private static IEnumerable<(string[] Path, Command Command)> Leaves(Command command, string[] path)
+    internal static IEnumerable<(string[] Path, Command Command)> Leaves(Command command, string[] path)
     {
         if (command.Subcommands.Count == 0)
             yield return (path, command);

@@ -198,6 +198,27 @@ public class EngineDeviceTests
         Assert.Throws<ArgumentNullException>(() => new MigrationDestination(null!));
     }
 
+    [Fact]
+    public void PreCopyMeter_CountsRoundsAndBytes_AndMeasuresOnlyTheTimeInsideRounds()
+    {
+        var meter = new PreCopyMeter();
+        meter.BeginRound();
+        meter.EndRound(0);
+        Assert.Equal(1, meter.Round);
+        Assert.Equal(0, meter.BandwidthBytesPerSecond); // nothing moved: no figure
+        meter.BeginRound();
+        meter.Update(4096);
+        meter.EndRound(1 << 20);
+        Assert.Equal(2, meter.Round);
+        Assert.Equal(1 << 20, meter.MovedBytes);
+        var active = meter.ActiveTime;
+        Assert.True(active >= TimeSpan.Zero);
+        meter.Update(0); // between rounds the active time stands still
+        Assert.Equal(active, meter.ActiveTime);
+        if (active > TimeSpan.Zero)
+            Assert.Equal((1 << 20) / active.TotalSeconds, meter.BandwidthBytesPerSecond);
+    }
+
     private sealed class SynchronousProgress(Action<MigrationProgress> report) : IProgress<MigrationProgress>
     {
         public void Report(MigrationProgress value) => report(value);
