@@ -337,7 +337,8 @@ public abstract partial class MigrationDevice : IDisposable
         {
             if (_state != VfioMigrationState.StopCopy || maxLength <= 0 || (_faults & EngineFaults.StopCopyEndIsEnomsg) != 0)
                 return null;
-            return TakeStopCopyData(maxLength) is { } data && data.Length <= maxLength ? data : null;
+            // Typed null: a bare null would convert through byte[] to an empty memory, which means "end of stream".
+            return TakeStopCopyData(maxLength) is { } data && data.Length <= maxLength ? data : (ReadOnlyMemory<byte>?)null;
         }
         finally
         {

@@ -46,7 +46,7 @@ public sealed class NetReceiverSession : NetSession
     /// The reassembled migration stream as a pipe whose buffers are the received segments themselves (no copy).
     /// For the engine (<see cref="NetMigration"/>); use either this or <see cref="MigrationStream"/>, not both.
     /// </summary>
-    internal System.IO.Pipelines.PipeReader CreateMigrationReader() => new ReorderPipeReader(_reorder);
+    internal System.IO.Pipelines.PipeReader CreateMigrationReader() => new ReorderPipeReader(_reorder, Channels[0].Sealed);
 
     /// <summary>The return path to the sender (write-only).</summary>
     public Stream ReturnStream { get; }

@@ -56,6 +56,9 @@ public sealed class NetSenderSession : NetSession
     /// <summary>The receiver's return path (read-only). Reading flushes <see cref="MigrationStream"/> first.</summary>
     public Stream ReturnStream { get; }
 
+    /// <summary>True when frames are sealed (AES-256-GCM): every byte of the migration stream is authenticated.</summary>
+    internal bool Sealed => Channels[0].Sealed;
+
     /// <summary>Migration-stream bytes accepted so far.</summary>
     public long BytesWritten => Interlocked.Read(ref _totalBytes);
 

@@ -9,8 +9,11 @@ namespace Vfio.Net;
 /// pipe buffer. Segments are given back to the reorder buffer (and to the pool) once consumed, so what this reader
 /// holds counts against the buffer's cap; it takes a new segment only when it needs more bytes.
 /// </summary>
-internal sealed class ReorderPipeReader(ReorderBuffer source) : PipeReader
+internal sealed class ReorderPipeReader(ReorderBuffer source, bool authenticates) : PipeReader, Vfio.Stream.IAuthenticatedPipe
 {
+    /// <summary>True when the segments came through sealed channels: every byte was authenticated (AES-256-GCM) in order.</summary>
+    public bool Authenticates => authenticates;
+
     private readonly Lock _lock = new();
     private Segment? _head;
     private Segment? _tail;

@@ -13,8 +13,11 @@ namespace Vfio.Net;
 /// segment size, whichever comes first; a single request for more room than the segment size gets a buffer of
 /// that size (at most <see cref="NetProtocol.MaxFramePayload"/>), so one engine frame is never split.
 /// </remarks>
-internal sealed class SegmentPipeWriter(NetSenderSession session, int segmentSize) : PipeWriter
+internal sealed class SegmentPipeWriter(NetSenderSession session, int segmentSize) : PipeWriter, Vfio.Stream.IAuthenticatedPipe
 {
+    /// <summary>Sealed channels authenticate every segment (AES-256-GCM), so the engine's data frames skip their CRC.</summary>
+    public bool Authenticates => session.Sealed;
+
     private const int Overhead = NetProtocol.FrameHeaderSize + NetProtocol.FrameTrailerSize;
     private readonly Queue<(byte[] Buffer, int Length)> _ready = new();
     private int _cancelRequested;

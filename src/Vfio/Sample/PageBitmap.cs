@@ -2,11 +2,11 @@ using System.Numerics;
 
 namespace Vfio.Sample;
 
-// A set of page indices with a population count and a rotating search for the next set bit.
+// A set of page indices with a population count; runs of consecutive pages are taken lowest first.
 internal sealed class PageBitmap(long pageCount)
 {
     private readonly ulong[] _words = new ulong[(pageCount + 63) / 64];
-    private long _scanWord;
+    private long _scanWord; // every word below it is zero
 
     public long Count { get; private set; }
 
@@ -18,6 +18,7 @@ internal sealed class PageBitmap(long pageCount)
             return false;
         w |= bit;
         Count++;
+        _scanWord = Math.Min(_scanWord, page >> 6);
         return true;
     }
 
@@ -41,31 +42,66 @@ internal sealed class PageBitmap(long pageCount)
         if (tail != 0)
             _words[^1] = (1UL << (int)tail) - 1;
         Count = pageCount;
+        _scanWord = 0;
     }
 
     public void ClearAll()
     {
         Array.Clear(_words);
         Count = 0;
+        _scanWord = 0;
     }
 
-    /// <summary>Removes and returns some set page, or −1 when empty.</summary>
-    public long TakeAny()
+    /// <summary>
+    /// Removes the lowest set page and the set pages right after it, at most <paramref name="maxRun"/> in all; false
+    /// when empty.
+    /// </summary>
+    public bool TakeRun(int maxRun, out long first, out int count)
     {
+        first = -1;
+        count = 0;
         if (Count == 0)
-            return -1;
-        for (long i = 0; i < _words.Length; i++)
+            return false;
+        while (_words[_scanWord] == 0)
+            _scanWord++;
+        first = (_scanWord << 6) + BitOperations.TrailingZeroCount(_words[_scanWord]);
+        while (count < maxRun && first + count < pageCount && IsSet(first + count))
         {
-            long wi = (_scanWord + i) % _words.Length;
+            Clear(first + count);
+            count++;
+        }
+        return true;
+    }
+
+    /// <summary>How many runs <see cref="TakeRun"/> would take until empty (each run cut at <paramref name="maxRun"/> pages).</summary>
+    public long CountRuns(int maxRun)
+    {
+        long runs = 0, length = 0;
+        for (long wi = _scanWord; wi < _words.Length; wi++)
+        {
             ulong w = _words[wi];
-            if (w != 0)
+            if (w == 0)
             {
-                _scanWord = wi;
-                long page = (wi << 6) + BitOperations.TrailingZeroCount(w);
-                Clear(page);
-                return page;
+                length = 0;
+                continue;
+            }
+            for (int b = 0; b < 64; b++)
+            {
+                if ((w & (1UL << b)) == 0)
+                {
+                    length = 0;
+                }
+                else
+                {
+                    if (length == 0 || length == maxRun)
+                    {
+                        runs++;
+                        length = 0;
+                    }
+                    length++;
+                }
             }
         }
-        return -1;
+        return runs;
     }
 }

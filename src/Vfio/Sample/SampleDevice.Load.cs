@@ -3,14 +3,22 @@ using static Vfio.Sample.SampleStreamFormat;
 
 namespace Vfio.Sample;
 
-// The resuming side: records are parsed incrementally from any chunking, checked (CRC, sequence,
-// bounds) and applied as each completes; RESUMING→STOP accepts only a complete stream.
+// The resuming side: records are parsed incrementally from any chunking. A record's head is checked (bounds,
+// sequence, type, page range) before anything is applied; a PAGE record's pages are copied straight into the state
+// and checked by their CRC at the record's end; RESUMING→STOP accepts only a complete stream. A rejected record
+// poisons the load, so pages written before their CRC failed are never trusted.
 public sealed partial class SampleDevice
 {
     private const string WriteOperation = "write migration data";
     private readonly PageBitmap _received;
-    private readonly byte[] _loadBuffer;
-    private int _loadLength;
+    private readonly byte[] _loadHead = new byte[RecordHeaderSize + HeaderPayloadSize];
+    private readonly byte[] _loadTrailer = new byte[RecordTrailerSize];
+    private int _loadHeadLength;   // head bytes collected so far
+    private int _loadHeadNeed;     // head bytes of the current record (16 until its header is read)
+    private long _loadDataLeft;    // page bytes of the current PAGE record still to come
+    private long _loadDataAt;      // where they go in the state
+    private int _loadTrailerLength;
+    private uint _loadCrc;
     private ulong _expectedSequence;
     private bool _loadHeaderSeen;
     private bool _loadEndSeen;
@@ -23,7 +31,7 @@ public sealed partial class SampleDevice
     {
         lock (_memLock)
         {
-            _loadLength = 0;
+            ResetRecordParser();
             _expectedSequence = 0;
             _loadHeaderSeen = false;
             _loadEndSeen = false;
@@ -33,6 +41,14 @@ public sealed partial class SampleDevice
             _loadCorruptIgnored = false;
             _received.ClearAll();
         }
+    }
+
+    private void ResetRecordParser()
+    {
+        _loadHeadLength = 0;
+        _loadHeadNeed = RecordHeaderSize;
+        _loadDataLeft = 0;
+        _loadTrailerLength = 0;
     }
 
     /// <inheritdoc/>
@@ -70,63 +86,101 @@ public sealed partial class SampleDevice
             {
                 if (_loadEndSeen)
                     Fail($"{source.Length} bytes follow the END record");
-
-                // Fast path: a whole record at the start of the input is processed in place.
-                if (_loadLength == 0 && source.Length >= RecordHeaderSize)
+                int n;
+                if (_loadHeadLength < _loadHeadNeed)
                 {
-                    int size = RecordSize(source);
-                    if (source.Length >= size)
-                    {
-                        ProcessRecord(source[..size]);
-                        source = source[size..];
-                        continue;
-                    }
+                    n = Math.Min(_loadHeadNeed - _loadHeadLength, source.Length);
+                    source[..n].CopyTo(_loadHead.AsSpan(_loadHeadLength));
+                    _loadHeadLength += n;
+                    if (_loadHeadLength == RecordHeaderSize && _loadHeadNeed == RecordHeaderSize)
+                        _loadHeadNeed = HeadSize(_loadHead);
+                    if (_loadHeadLength == _loadHeadNeed)
+                        BeginRecord();
                 }
-
-                int need = _loadLength < RecordHeaderSize ? RecordHeaderSize : RecordSize(_loadBuffer);
-                int n = Math.Min(need - _loadLength, source.Length);
-                source[..n].CopyTo(_loadBuffer.AsSpan(_loadLength));
-                _loadLength += n;
+                else if (_loadDataLeft > 0)
+                {
+                    n = (int)Math.Min(Math.Min(_loadDataLeft, source.Length), CopyStep);
+                    var into = _memory.Slice(_loadDataAt, n);
+                    source[..n].CopyTo(into);
+                    _loadCrc = Crc32C.Append(_loadCrc, into);
+                    _loadDataAt += n;
+                    _loadDataLeft -= n;
+                }
+                else
+                {
+                    n = Math.Min(RecordTrailerSize - _loadTrailerLength, source.Length);
+                    source[..n].CopyTo(_loadTrailer.AsSpan(_loadTrailerLength));
+                    _loadTrailerLength += n;
+                    if (_loadTrailerLength == RecordTrailerSize)
+                        EndRecord();
+                }
                 source = source[n..];
-                if (_loadLength >= RecordHeaderSize && _loadLength == RecordSize(_loadBuffer))
-                {
-                    _loadLength = 0;
-                    ProcessRecord(_loadBuffer.AsSpan(0, RecordSize(_loadBuffer)));
-                }
             }
         }
     }
 
-    // Total size of the record whose header starts the span; the declared length is bounded first.
-    private int RecordSize(ReadOnlySpan<byte> header)
+    // The head size of the record whose 16-byte header is given; the declared length is bounded first.
+    private int HeadSize(ReadOnlySpan<byte> header)
     {
+        var type = (RecordType)BinaryPrimitives.ReadUInt16LittleEndian(header);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
-        if (length > (uint)(8 + _memory.PageSize))
-            Fail($"record {BinaryPrimitives.ReadUInt64LittleEndian(header[8..])} declares {length} payload bytes, more than the largest record ({8 + _memory.PageSize})");
-        return RecordHeaderSize + (int)length + RecordTrailerSize;
+        ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
+        long largest = 8 + ((long)_maxRunPages * _memory.PageSize);
+        if (length > largest)
+            Fail($"record {sequence} declares {length} payload bytes, more than the largest record ({largest})");
+        return type switch
+        {
+            RecordType.Header when length == HeaderPayloadSize => RecordHeaderSize + HeaderPayloadSize,
+            RecordType.End when length == EndPayloadSize => RecordHeaderSize + EndPayloadSize,
+            RecordType.Page when length > 8 && (length - 8) % (uint)_memory.PageSize == 0 => RecordHeaderSize + 8,
+            RecordType.Header or RecordType.End or RecordType.Page => Reject($"record {sequence} of type {(ushort)type} declares {length} payload bytes, not a whole record of its type"),
+            _ => Reject($"record {sequence} has unknown type {(ushort)type}"),
+        };
     }
 
-    private void ProcessRecord(ReadOnlySpan<byte> record)
+    // The head is complete: check what can be checked before the payload is applied.
+    private void BeginRecord()
     {
-        var type = (RecordType)BinaryPrimitives.ReadUInt16LittleEndian(record);
-        int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(record[4..]);
-        ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(record[8..]);
-        int body = RecordHeaderSize + length;
-        if (Crc32C.Compute(record[..body]) != BinaryPrimitives.ReadUInt32LittleEndian(record[body..]))
-            Fail($"record {sequence} is corrupt (CRC-32C mismatch)");
+        var head = _loadHead.AsSpan(0, _loadHeadLength);
+        var type = (RecordType)BinaryPrimitives.ReadUInt16LittleEndian(head);
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
+        ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(head[8..]);
         if (sequence != _expectedSequence)
             Fail($"records out of order: expected sequence {_expectedSequence}, got {sequence}");
+        _loadCrc = Crc32C.Append(0xFFFFFFFFu, head);
+        if (type == RecordType.Header && _loadHeaderSeen)
+            Fail("unexpected HEADER record");
+        if (type != RecordType.Header && !_loadHeaderSeen)
+            Fail($"{(type == RecordType.Page ? "PAGE" : "END")} record before the HEADER");
+        if (type == RecordType.Page)
+        {
+            ulong first = BinaryPrimitives.ReadUInt64LittleEndian(head[RecordHeaderSize..]);
+            ulong pages = (length - 8) / (ulong)_memory.PageSize;
+            if (first >= (ulong)_memory.PageCount || pages > (ulong)_memory.PageCount - first)
+                Fail($"PAGE record {sequence} names pages {first} to {first + pages - 1}, beyond the last page {_memory.PageCount - 1}");
+            _loadDataAt = (long)first * _memory.PageSize;
+            _loadDataLeft = length - 8;
+        }
+    }
+
+    // The trailer is complete: check the CRC, then apply the record.
+    private void EndRecord()
+    {
+        var head = _loadHead.AsSpan(0, _loadHeadLength);
+        var type = (RecordType)BinaryPrimitives.ReadUInt16LittleEndian(head);
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
+        ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(head[8..]);
+        var payload = head[RecordHeaderSize..];
+        if (~_loadCrc != BinaryPrimitives.ReadUInt32LittleEndian(_loadTrailer))
+            Fail($"record {sequence} is corrupt (CRC-32C mismatch)");
         _expectedSequence++;
-        var payload = record.Slice(RecordHeaderSize, length);
         switch (type)
         {
             case RecordType.Header:
-                if (_loadHeaderSeen || length != HeaderPayloadSize)
-                    Fail("unexpected HEADER record");
                 if (BinaryPrimitives.ReadUInt64LittleEndian(payload) != Magic)
                     Fail("the stream is not a sample-device stream (bad magic)");
                 if (BinaryPrimitives.ReadUInt32LittleEndian(payload[8..]) != StreamVersion)
-                    Fail($"unsupported stream version {BinaryPrimitives.ReadUInt32LittleEndian(payload[8..])}");
+                    Fail($"unsupported stream version {BinaryPrimitives.ReadUInt32LittleEndian(payload[8..])} (this device reads version {StreamVersion})");
                 uint pageSize = BinaryPrimitives.ReadUInt32LittleEndian(payload[12..]);
                 ulong pageCount = BinaryPrimitives.ReadUInt64LittleEndian(payload[16..]);
                 if (pageSize != (uint)_memory.PageSize || pageCount != (ulong)_memory.PageCount)
@@ -134,31 +188,22 @@ public sealed partial class SampleDevice
                 _loadHeaderSeen = true;
                 break;
             case RecordType.Page:
-                if (!_loadHeaderSeen)
-                    Fail("PAGE record before the HEADER");
-                if (length != 8 + _memory.PageSize)
-                    Fail($"PAGE record {sequence} has {length} payload bytes, expected {8 + _memory.PageSize}");
-                ulong page = BinaryPrimitives.ReadUInt64LittleEndian(payload);
-                if (page >= (ulong)_memory.PageCount)
-                    Fail($"PAGE record {sequence} names page {page}, beyond the last page {_memory.PageCount - 1}");
-                payload[8..].CopyTo(_memory.Page((long)page));
-                if (page == 0 && Has(SampleDeviceFaults.CorruptLoad))
+                long first = (long)BinaryPrimitives.ReadUInt64LittleEndian(payload);
+                long pages = (length - 8) / _memory.PageSize;
+                if (first == 0 && Has(SampleDeviceFaults.CorruptLoad))
                     _memory.Page(0)[0] ^= 0xFF;
-                _received.Set((long)page);
-                _pagesLoaded++;
+                for (long p = first; p < first + pages; p++)
+                    _received.Set(p);
+                _pagesLoaded += (ulong)pages;
                 break;
-            case RecordType.End:
-                if (!_loadHeaderSeen || length != EndPayloadSize)
-                    Fail("unexpected END record");
+            default: // End
                 ulong pagesSent = BinaryPrimitives.ReadUInt64LittleEndian(payload);
                 if (pagesSent != _pagesLoaded)
                     Fail($"END says {pagesSent} pages were sent, {_pagesLoaded} arrived");
                 _loadEndSeen = true;
                 break;
-            default:
-                Fail($"record {sequence} has unknown type {(ushort)type}");
-                break;
         }
+        ResetRecordParser();
     }
 
     private void FinishLoad()
@@ -177,6 +222,12 @@ public sealed partial class SampleDevice
             if (_received.Count != _memory.PageCount)
                 throw new VfioException(Errno.EINVAL, op, $"incomplete stream: {_memory.PageCount - _received.Count} of {_memory.PageCount} pages never arrived");
         }
+    }
+
+    private int Reject(string why)
+    {
+        Fail(why);
+        return 0;
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]

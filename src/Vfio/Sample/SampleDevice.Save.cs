@@ -5,24 +5,39 @@ using static Vfio.Sample.SampleStreamFormat;
 
 namespace Vfio.Sample;
 
-// The saving side: HEADER, the initial pass over every page, dirty pages, then END in STOP_COPY.
+// The saving side: HEADER, the initial pass over every page, dirty pages, then END in STOP_COPY. Records are
+// made one at a time and handed out in any read sizes: the head (record header, plus HEADER's or END's payload or
+// PAGE's page index) from a small buffer, a PAGE record's pages straight from the state, then the CRC, computed
+// over the bytes as they go out. A read never changes where records begin, so any read sizes give one byte stream.
 public sealed partial class SampleDevice
 {
+    // Bytes copied (and CRC'd right after, while they are in the cache) per step.
+    private const int CopyStep = 64 << 10;
+
     private readonly PageBitmap _saveDirty;
-    private readonly byte[] _pending;
+    private readonly byte[] _recordHead = new byte[RecordHeaderSize + HeaderPayloadSize];
+    private readonly byte[] _recordTrailer = new byte[RecordTrailerSize];
+    private readonly int _maxRunPages;
     private bool _saveActive;
     private bool _headerSent;
     private bool _endSent;
     private long _initialNext;
     private ulong _sequence;
     private ulong _pagesSent;
-    private int _pendingOffset;
-    private int _pendingLength;
-    private bool _pendingIsInitial;
-    private bool _producedInitial;
+    private long _recordSize; // 0: no record is being handed out
+    private long _recordOffset;
+    private int _recordHeadLength;
+    private long _recordFirstPage;
+    private long _recordDataLength;
+    private uint _recordCrc;
+    private bool _recordIsInitial;
     private long _preCopyRead;
     private bool _reinitDone;
     private bool _initialReportedDone;
+
+    private static long HeaderRecordBytes => RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize;
+
+    private static long EndRecordBytes => RecordHeaderSize + EndPayloadSize + RecordTrailerSize;
 
     private void BeginSave()
     {
@@ -34,7 +49,7 @@ public sealed partial class SampleDevice
             _initialNext = 0;
             _sequence = 0;
             _pagesSent = 0;
-            _pendingLength = 0;
+            _recordSize = 0;
             _preCopyRead = 0;
             _reinitDone = false;
             _initialReportedDone = false;
@@ -49,83 +64,122 @@ public sealed partial class SampleDevice
         int total = 0;
         lock (_memLock)
         {
-            while (!destination.IsEmpty)
-            {
-                if (_pendingLength > 0)
-                {
-                    int n = Math.Min(_pendingLength, destination.Length);
-                    _pending.AsSpan(_pendingOffset, n).CopyTo(destination);
-                    _pendingOffset += n;
-                    _pendingLength -= n;
-                    destination = destination[n..];
-                    total += n;
-                    continue;
-                }
-                // Produce straight into the caller's buffer when a whole record fits; else stage it.
-                bool direct = destination.Length >= _pageRecordSize;
-                int produced = ProduceRecord(direct ? destination : _pending, final);
-                if (produced == 0)
-                    break;
-                if (direct)
-                {
-                    destination = destination[produced..];
-                    total += produced;
-                }
-                else
-                {
-                    _pendingOffset = 0;
-                    _pendingLength = produced;
-                    _pendingIsInitial = _producedInitial;
-                }
-            }
+            while (total < destination.Length && (_recordSize > 0 || StartRecord(final)))
+                total += HandOut(destination[total..]);
             if (!final)
                 _preCopyRead += total;
         }
         return total;
     }
 
+    // STOP_COPY: the device is stopped, so page bytes of the current record are handed to the transport in place
+    // (one CRC pass, no copy) when a whole read lies inside them; any other read goes through ReadSavingData.
+    /// <inheritdoc/>
+    protected override ReadOnlyMemory<byte>? TakeStopCopyData(int maxLength)
+    {
+        lock (_memLock)
+        {
+            long inData = _recordOffset - _recordHeadLength;
+            if (_recordSize == 0 || _running || inData < 0 || _recordDataLength - inData < maxLength)
+                return null;
+            long at = (_recordFirstPage * _memory.PageSize) + inData;
+            _recordCrc = Crc32C.Append(_recordCrc, _memory.Slice(at, maxLength));
+            _recordOffset += maxLength;
+            return _memory.Share(at, maxLength);
+        }
+    }
 
+    // Must hold _memLock. Copies the next bytes of the current record into target; returns how many.
+    private int HandOut(Span<byte> target)
+    {
+        int written = 0;
+        while (written < target.Length && _recordOffset < _recordSize)
+        {
+            var to = target[written..];
+            long dataEnd = _recordHeadLength + _recordDataLength;
+            int n;
+            if (_recordOffset < _recordHeadLength)
+            {
+                n = Math.Min(_recordHeadLength - (int)_recordOffset, to.Length);
+                _recordHead.AsSpan((int)_recordOffset, n).CopyTo(to);
+                _recordCrc = Crc32C.Append(_recordCrc, to[..n]);
+            }
+            else if (_recordOffset < dataEnd)
+            {
+                n = (int)Math.Min(Math.Min(dataEnd - _recordOffset, to.Length), CopyStep);
+                _memory.Slice((_recordFirstPage * _memory.PageSize) + _recordOffset - _recordHeadLength, n).CopyTo(to);
+                _recordCrc = Crc32C.Append(_recordCrc, to[..n]);
+            }
+            else
+            {
+                if (_recordOffset == dataEnd)
+                    BinaryPrimitives.WriteUInt32LittleEndian(_recordTrailer, ~_recordCrc);
+                int at = (int)(_recordOffset - dataEnd);
+                n = Math.Min(RecordTrailerSize - at, to.Length);
+                _recordTrailer.AsSpan(at, n).CopyTo(to);
+            }
+            _recordOffset += n;
+            written += n;
+        }
+        if (_recordOffset == _recordSize)
+            _recordSize = 0;
+        return written;
+    }
 
-    // Must hold _memLock. Writes the next record into target; returns its size, 0 when nothing is due.
-    private int ProduceRecord(Span<byte> target, bool final)
+    // Must hold _memLock. Makes the next record the current one; false when nothing is due.
+    private bool StartRecord(bool final)
     {
         // HEADER and the initial pass are "initial" data (spec §4.6); dirty re-sends and END are not.
-        _producedInitial = !_headerSent || _initialNext < _memory.PageCount;
+        bool initial = !_headerSent || _initialNext < _memory.PageCount;
+        var head = _recordHead.AsSpan();
+        long first = _initialNext;
+        int pages = (int)Math.Min(_maxRunPages, _memory.PageCount - first);
         if (!_headerSent)
         {
             _headerSent = true;
-            WriteHeader(target, RecordType.Header, HeaderPayloadSize, _sequence++);
-            var p = target[RecordHeaderSize..];
+            WriteHeader(head, RecordType.Header, HeaderPayloadSize, _sequence);
+            var p = head[RecordHeaderSize..];
             BinaryPrimitives.WriteUInt64LittleEndian(p, Magic);
             BinaryPrimitives.WriteUInt32LittleEndian(p[8..], StreamVersion);
             BinaryPrimitives.WriteUInt32LittleEndian(p[12..], (uint)_memory.PageSize);
             BinaryPrimitives.WriteUInt64LittleEndian(p[16..], (ulong)_memory.PageCount);
-            Seal(target, RecordHeaderSize + HeaderPayloadSize);
-            return RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize;
+            Begin(RecordHeaderSize + HeaderPayloadSize, 0, 0);
         }
-
-        long page = _initialNext < _memory.PageCount ? _initialNext++ : _saveDirty.TakeAny();
-        if (page >= 0)
+        else if (pages > 0 || _saveDirty.TakeRun(_maxRunPages, out first, out pages))
         {
-            WriteHeader(target, RecordType.Page, (uint)(8 + _memory.PageSize), _sequence++);
-            BinaryPrimitives.WriteUInt64LittleEndian(target[RecordHeaderSize..], (ulong)page);
-            _memory.Page(page).CopyTo(target[(RecordHeaderSize + 8)..]);
-            Seal(target, RecordHeaderSize + 8 + _memory.PageSize);
-            _pagesSent++;
-            return _pageRecordSize;
+            if (initial)
+                _initialNext += pages;
+            long data = (long)pages * _memory.PageSize;
+            WriteHeader(head, RecordType.Page, (uint)(8 + data), _sequence);
+            BinaryPrimitives.WriteUInt64LittleEndian(head[RecordHeaderSize..], (ulong)first);
+            _pagesSent += (ulong)pages;
+            Begin(RecordHeaderSize + 8, first, data);
         }
-
-        if (final && !_endSent)
+        else if (final && !_endSent)
         {
             _endSent = true;
-            WriteHeader(target, RecordType.End, EndPayloadSize, _sequence);
-            BinaryPrimitives.WriteUInt64LittleEndian(target[RecordHeaderSize..], _pagesSent);
-            BinaryPrimitives.WriteUInt64LittleEndian(target[(RecordHeaderSize + 8)..], _sequence);
-            _sequence++;
-            Seal(target, RecordHeaderSize + EndPayloadSize);
-            return RecordHeaderSize + EndPayloadSize + RecordTrailerSize;
+            WriteHeader(head, RecordType.End, EndPayloadSize, _sequence);
+            BinaryPrimitives.WriteUInt64LittleEndian(head[RecordHeaderSize..], _pagesSent);
+            BinaryPrimitives.WriteUInt64LittleEndian(head[(RecordHeaderSize + 8)..], _sequence);
+            Begin(RecordHeaderSize + EndPayloadSize, 0, 0);
         }
-        return 0;
+        else
+        {
+            return false;
+        }
+        _recordIsInitial = initial;
+        _sequence++;
+        return true;
+    }
+
+    private void Begin(int headLength, long firstPage, long dataLength)
+    {
+        _recordHeadLength = headLength;
+        _recordFirstPage = firstPage;
+        _recordDataLength = dataLength;
+        _recordSize = headLength + dataLength + RecordTrailerSize;
+        _recordOffset = 0;
+        _recordCrc = 0xFFFFFFFFu;
     }
 
     /// <inheritdoc/>
@@ -149,31 +203,30 @@ public sealed partial class SampleDevice
         }
     }
 
-    // Must hold _memLock.
+    // Must hold _memLock. The exact bytes still to come: the unread rest of the current record counts where it came
+    // from (the initial pass or a dirty re-send); runs are cut as StartRecord will cut them.
     private PrecopyEstimate Estimate()
     {
-        // A partly read staged record counts where it came from: the initial pass or a dirty re-send.
-        ulong staged = (ulong)_pendingLength;
-        ulong initial = (_pendingIsInitial ? staged : 0)
-            + (_headerSent ? 0UL : RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize)
-            + (ulong)(_memory.PageCount - _initialNext) * (ulong)_pageRecordSize;
-        ulong dirty = (_pendingIsInitial ? 0 : staged) + ((ulong)_saveDirty.Count * (ulong)_pageRecordSize);
+        ulong current = _recordSize == 0 ? 0 : (ulong)(_recordSize - _recordOffset);
+        ulong initial = (_recordIsInitial ? current : 0)
+            + (_headerSent ? 0UL : (ulong)HeaderRecordBytes)
+            + (ulong)RunBytes(_memory.PageCount - _initialNext, _memory.PageSize);
+        ulong dirty = (_recordIsInitial ? 0 : current)
+            + ((ulong)_saveDirty.Count * (ulong)_memory.PageSize) + ((ulong)_saveDirty.CountRuns(_maxRunPages) * RunOverhead);
         return new PrecopyEstimate(initial, dirty);
     }
 
     /// <inheritdoc/>
     protected override ulong EstimateStopCopySize()
     {
-        const ulong headerBytes = RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize;
-        const ulong endBytes = RecordHeaderSize + EndPayloadSize + RecordTrailerSize;
         if (Has(SampleDeviceFaults.BadEstimate))
             return 0;
         lock (_memLock)
         {
             if (!_saveActive)
-                return headerBytes + ((ulong)_memory.PageCount * (ulong)_pageRecordSize) + endBytes;
+                return (ulong)(HeaderRecordBytes + RunBytes(_memory.PageCount, _memory.PageSize) + EndRecordBytes);
             var pre = Estimate();
-            return pre.InitialBytes + pre.DirtyBytes + (_endSent ? 0 : endBytes);
+            return pre.InitialBytes + pre.DirtyBytes + (_endSent ? 0 : (ulong)EndRecordBytes);
         }
     }
 }

@@ -14,7 +14,6 @@ public sealed partial class SampleDevice : MigrationDevice, Conformance.IConform
 {
     private readonly SampleMemory _memory;
     private readonly Lock _memLock = new();
-    private readonly int _pageRecordSize;
     private readonly Thread? _workload;
     private readonly ManualResetEventSlim _workloadStop = new();
     private bool _running = true;
@@ -28,12 +27,10 @@ public sealed partial class SampleDevice : MigrationDevice, Conformance.IConform
         Options = options ?? SampleDeviceOptions.Default;
         Faults = ToEngineFaults(Options.Faults);
         _memory = new SampleMemory(Options.SizeBytes, Options.PageSize, Options.Seed);
-        _pageRecordSize = SampleStreamFormat.PageRecordSize(Options.PageSize);
+        _maxRunPages = SampleStreamFormat.MaxRunPages(Options.PageSize);
         _saveDirty = new PageBitmap(_memory.PageCount);
         _received = new PageBitmap(_memory.PageCount);
         _dmaDirty = new PageBitmap(_memory.PageCount);
-        _pending = new byte[_pageRecordSize];
-        _loadBuffer = new byte[_pageRecordSize];
         if (Options.DirtyRateBytesPerSecond > 0)
         {
             _workload = new Thread(WorkloadLoop) { IsBackground = true, Name = "sample-device-workload" };
@@ -45,8 +42,9 @@ public sealed partial class SampleDevice : MigrationDevice, Conformance.IConform
     public SampleDeviceOptions Options { get; }
 
     /// <summary>
-    /// The sample stream format: version <see cref="SampleStreamFormat.StreamVersion"/>; feature bit 0 = a second
-    /// initial pass (REINIT) may follow; page size and page count must be equal (the HEADER record checks them).
+    /// The sample stream format: version <see cref="SampleStreamFormat.StreamVersion"/> only (a version-1 peer, one
+    /// record per page, is refused before any data moves); feature bit 0 = a second initial pass (REINIT) may follow;
+    /// page size and page count must be equal (the HEADER record checks them).
     /// </summary>
     public override Compat.DeviceFormat Format => new()
     {
@@ -223,11 +221,11 @@ public sealed partial class SampleDevice : MigrationDevice, Conformance.IConform
             {
                 _saveActive = false;
                 _saveDirty.ClearAll();
-                _pendingLength = 0;
+                _recordSize = 0;
             }
             else
             {
-                _loadLength = 0;
+                ResetRecordParser();
             }
         }
     }

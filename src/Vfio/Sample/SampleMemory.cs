@@ -46,6 +46,12 @@ internal sealed unsafe class SampleMemory : IDisposable
 
     public Span<byte> Page(long index) => new(At(index * PageSize, PageSize), PageSize);
 
+    public Span<byte> Slice(long offset, int length) => new(At(offset, length), length);
+
+    // The bytes as memory a transport may send from after the call returns (zero-copy stop-copy data): valid while
+    // this block lives; the caller keeps the bytes unchanged until they are sent.
+    public ReadOnlyMemory<byte> Share(long offset, int length) => new NativeSlice(At(offset, length), length).Memory;
+
     public void Read(long offset, Span<byte> destination) => new ReadOnlySpan<byte>(At(offset, destination.Length), destination.Length).CopyTo(destination);
 
     public void Write(long offset, ReadOnlySpan<byte> source) => source.CopyTo(new Span<byte>(At(offset, source.Length), source.Length));
@@ -83,5 +89,21 @@ internal sealed unsafe class SampleMemory : IDisposable
         NativeMemory.AlignedFree(_base);
         _base = null;
         GC.RemoveMemoryPressure(Size);
+    }
+}
+
+// A Memory<byte> over native bytes that outlive it (the device's state block).
+internal sealed unsafe class NativeSlice(byte* start, int length) : System.Buffers.MemoryManager<byte>
+{
+    public override Span<byte> GetSpan() => new(start, length);
+
+    public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
+
+    public override void Unpin()
+    {
+    }
+
+    protected override void Dispose(bool disposing)
+    {
     }
 }

@@ -11,7 +11,9 @@ namespace Vfio.Sample;
 /// +-------+-------+---------------+-------------------------------+----------------+---------+
 /// </code>
 /// little-endian; the CRC-32C covers header and payload. Sequence numbers start at 0 and rise by one.
-/// HEADER (1) comes first, PAGE (2) records follow in any page order, END (3) closes the stream.
+/// HEADER (1) comes first, PAGE (2) records follow in any page order, END (3) closes the stream. Version 2: a PAGE
+/// record carries a run of 1 to <see cref="MaxRunBytes"/> / page size consecutive pages under one CRC (version 1
+/// had one record, and one CRC, per page).
 /// </summary>
 public static class SampleStreamFormat
 {
@@ -24,8 +26,18 @@ public static class SampleStreamFormat
     /// <summary>"VFSAMPLE" as a little-endian u64.</summary>
     public const ulong Magic = 0x454C504D41534656;
 
-    /// <summary>Stream version.</summary>
-    public const uint StreamVersion = 1;
+    /// <summary>Stream version (2: runs of pages per PAGE record).</summary>
+    public const uint StreamVersion = 2;
+
+    // The largest run of pages one PAGE record carries (at least one page): bounds what a reader accepts and how
+    // much data one CRC covers, and is large enough that most of a stop-copy stream is page bytes sent in place.
+    internal const int MaxRunBytes = 16 << 20;
+
+    // Bytes a PAGE record adds to its pages: header, page index, CRC.
+    internal const int RunOverhead = RecordHeaderSize + 8 + RecordTrailerSize;
+
+    // Pages per PAGE record at most.
+    internal static int MaxRunPages(int pageSize) => Math.Max(1, MaxRunBytes / pageSize);
 
     /// <summary>Profile feature bit: the stream may carry a second initial pass after a REINIT (the loader takes repeated pages).</summary>
     public const ulong FeatureReinit = 0x1;
@@ -44,14 +56,21 @@ public static class SampleStreamFormat
     {
         /// <summary>Stream header.</summary>
         Header = 1,
-        /// <summary>One page: page index u64 then the page bytes.</summary>
+        /// <summary>A run of consecutive pages: the first page's index u64, then the pages' bytes.</summary>
         Page = 2,
         /// <summary>End of stream.</summary>
         End = 3,
     }
 
-    /// <summary>Total bytes of a PAGE record.</summary>
-    public static int PageRecordSize(int pageSize) => RecordHeaderSize + 8 + pageSize + RecordTrailerSize;
+    /// <summary>Total bytes of a PAGE record of one page.</summary>
+    public static int PageRecordSize(int pageSize) => RunOverhead + pageSize;
+
+    // Bytes of the PAGE records that carry `pages` consecutive pages (cut into runs of MaxRunPages from the first).
+    internal static long RunBytes(long pages, int pageSize)
+    {
+        long runs = (pages + MaxRunPages(pageSize) - 1) / MaxRunPages(pageSize);
+        return (pages * pageSize) + (runs * RunOverhead);
+    }
 
     /// <summary>Writes a record header at the start of <paramref name="destination"/>.</summary>
     public static void WriteHeader(Span<byte> destination, RecordType type, uint length, ulong sequence)

@@ -120,18 +120,34 @@ internal static class MigrationFrameCodec
     /// Writes the 16-byte header and the trailer of a frame whose payload already sits at
     /// <c>frame[FrameHeaderSize..]</c>; returns the frame's total size.
     /// </summary>
-    public static int SealFrame(Span<byte> frame, MigrationFrameType type, ushort device, uint sequence, int payloadLength)
+    /// <remarks>
+    /// <paramref name="payloadChecked"/> false (a data frame over an authenticating transport, see
+    /// <see cref="IAuthenticatedPipe"/>) sets <see cref="FlagPayloadUnchecked"/> and writes a zero trailer instead of
+    /// the frame CRC; the header CRC is always written.
+    /// </remarks>
+    public static int SealFrame(Span<byte> frame, MigrationFrameType type, ushort device, uint sequence, int payloadLength, bool payloadChecked = true)
     {
+        bool unchecked_ = !payloadChecked && IsData(type);
         frame[0] = (byte)type;
-        frame[1] = 0;
+        frame[1] = unchecked_ ? FlagPayloadUnchecked : (byte)0;
         BinaryPrimitives.WriteUInt16LittleEndian(frame[2..], device);
         BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], (uint)payloadLength);
         BinaryPrimitives.WriteUInt32LittleEndian(frame[8..], sequence);
         BinaryPrimitives.WriteUInt32LittleEndian(frame[12..], Crc32C.Compute(frame[..12]));
         int body = FrameHeaderSize + payloadLength;
-        BinaryPrimitives.WriteUInt32LittleEndian(frame[body..], Crc32C.Compute(frame[..body]));
+        BinaryPrimitives.WriteUInt32LittleEndian(frame[body..], unchecked_ ? 0u : Crc32C.Compute(frame[..body]));
         return body + FrameTrailerSize;
     }
+
+    /// <summary>
+    /// Frame flag (PreCopyData and StopCopyData only): the trailer is zero and the payload has no CRC, because the
+    /// transport authenticates every byte (<see cref="IAuthenticatedPipe"/>). A reader accepts it only from such a
+    /// transport; the header CRC still covers the flag.
+    /// </summary>
+    public const byte FlagPayloadUnchecked = 0x01;
+
+    // Device-data frames: the only ones large enough for their CRC to matter.
+    private static bool IsData(MigrationFrameType type) => type is MigrationFrameType.PreCopyData or MigrationFrameType.StopCopyData;
 
     /// <summary>Writes a whole frame into <paramref name="destination"/>; returns its size.</summary>
     public static int WriteFrame(Span<byte> destination, MigrationFrameType type, ushort device, uint sequence, ReadOnlySpan<byte> payload)
@@ -147,7 +163,12 @@ internal static class MigrationFrameCodec
     /// before the payload is waited for, so a reader never buffers more than one bounded frame.
     /// </summary>
     /// <exception cref="VfioException">EBADMSG (CRC mismatch), EMSGSIZE (length above the limit), EPROTO (unknown type, flags, sequence gap, misplaced device index or payload size).</exception>
-    public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, uint maxPayload, uint expectedSequence, ushort deviceCount, out MigrationFrame frame)
+    /// <remarks>
+    /// <paramref name="transportAuthenticates"/>: the bytes come from a transport that authenticates them
+    /// (<see cref="IAuthenticatedPipe"/>), so a data frame may carry <see cref="FlagPayloadUnchecked"/>; from any
+    /// other transport that flag is EPROTO.
+    /// </remarks>
+    public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, uint maxPayload, uint expectedSequence, ushort deviceCount, out MigrationFrame frame, bool transportAuthenticates = false)
     {
         frame = default;
         if (buffer.Length < FrameHeaderSize)
@@ -162,7 +183,10 @@ internal static class MigrationFrameCodec
         uint sequence = BinaryPrimitives.ReadUInt32LittleEndian(h[8..]);
         if (sequence != expectedSequence)
             throw new VfioException(Errno.EPROTO, Decode, $"frame sequence {sequence} where {expectedSequence} was expected (a frame was lost, repeated or reordered)");
-        if (h[1] != 0)
+        bool payloadUnchecked = h[1] == FlagPayloadUnchecked && IsData(type);
+        if (payloadUnchecked && !transportAuthenticates)
+            throw new VfioException(Errno.EPROTO, Decode, $"{type} frame {sequence} carries no payload CRC, which only a transport that authenticates every byte may allow");
+        if (h[1] != 0 && !payloadUnchecked)
             throw new VfioException(Errno.EPROTO, Decode, $"frame {sequence} has unknown flags 0x{h[1]:x2}");
         if (length > maxPayload)
             throw new VfioException(Errno.EMSGSIZE, Decode, $"frame {sequence} declares {length} payload bytes, above the stream's limit of {maxPayload}");
@@ -171,13 +195,15 @@ internal static class MigrationFrameCodec
         if (buffer.Length < total)
             return false;
 
-        var body = buffer.Slice(0, FrameHeaderSize + length);
         uint crc = 0xFFFFFFFFu;
-        foreach (var segment in body)
-            crc = Crc32C.Append(crc, segment.Span);
+        if (!payloadUnchecked)
+        {
+            foreach (var segment in buffer.Slice(0, FrameHeaderSize + length))
+                crc = Crc32C.Append(crc, segment.Span);
+        }
         Span<byte> t = stackalloc byte[FrameTrailerSize];
         buffer.Slice(FrameHeaderSize + length, FrameTrailerSize).CopyTo(t);
-        if (~crc != BinaryPrimitives.ReadUInt32LittleEndian(t))
+        if ((payloadUnchecked ? 0u : ~crc) != BinaryPrimitives.ReadUInt32LittleEndian(t))
             throw new VfioException(Errno.EBADMSG, Decode, $"{type} frame {sequence} is corrupt (CRC-32C mismatch over {length} payload bytes)");
         frame = new MigrationFrame(type, device, sequence, buffer.Slice(FrameHeaderSize, length));
         buffer = buffer.Slice(total);

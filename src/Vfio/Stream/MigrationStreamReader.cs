@@ -12,6 +12,7 @@ internal sealed class MigrationStreamReader
 {
     private const string Operation = "read migration stream";
     private readonly PipeReader _reader;
+    private readonly bool _authenticated;
     private readonly MigrationStreamKind _kind;
     private readonly uint _maxPayloadLimit;
     private bool _advancePending;
@@ -22,6 +23,7 @@ internal sealed class MigrationStreamReader
     public MigrationStreamReader(PipeReader reader, MigrationStreamKind kind, uint maxPayloadLimit = MigrationFrameCodec.HardMaxPayload)
     {
         _reader = reader ?? throw new ArgumentNullException(nameof(reader));
+        _authenticated = reader is IAuthenticatedPipe { Authenticates: true };
         _kind = kind;
         _maxPayloadLimit = Math.Min(maxPayloadLimit, MigrationFrameCodec.HardMaxPayload);
     }
@@ -82,7 +84,7 @@ internal sealed class MigrationStreamReader
             if (result.IsCanceled)
                 throw new OperationCanceledException("the pending read of the migration stream was canceled");
             var buffer = result.Buffer;
-            if (MigrationFrameCodec.TryReadFrame(ref buffer, Preamble.MaxPayload, _sequence, Preamble.DeviceCount, out var frame))
+            if (MigrationFrameCodec.TryReadFrame(ref buffer, Preamble.MaxPayload, _sequence, Preamble.DeviceCount, out var frame, _authenticated))
             {
                 bool forward = MigrationFrameCodec.IsForward(frame.Type);
                 if (forward != (_kind == MigrationStreamKind.Forward))

@@ -11,6 +11,7 @@ internal sealed class MigrationStreamWriter
 {
     private const string Operation = "write migration stream";
     private readonly PipeWriter _writer;
+    private readonly bool _payloadChecked;
     private Memory<byte> _frame;
     private uint _sequence;
 
@@ -18,6 +19,7 @@ internal sealed class MigrationStreamWriter
     public MigrationStreamWriter(PipeWriter writer, MigrationStreamKind kind, ushort deviceCount, uint maxPayload = MigrationFrameCodec.DefaultMaxPayload)
     {
         _writer = writer ?? throw new ArgumentNullException(nameof(writer));
+        _payloadChecked = writer is not IAuthenticatedPipe { Authenticates: true };
         ArgumentOutOfRangeException.ThrowIfZero(deviceCount);
         ArgumentOutOfRangeException.ThrowIfEqual(deviceCount, MigrationFrame.StreamLevel);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxPayload, (uint)(MigrationFrameCodec.MaxMessageBytes + MigrationFrameCodec.StatusFixedSize));
@@ -103,7 +105,7 @@ internal sealed class MigrationStreamWriter
             throw new InvalidOperationException("GetPayloadBuffer was not called");
         if (length < 0 || length > _frame.Length - MigrationFrameCodec.FrameHeaderSize - MigrationFrameCodec.FrameTrailerSize)
             throw new ArgumentOutOfRangeException(nameof(length));
-        int n = MigrationFrameCodec.SealFrame(_frame.Span, type, device, _sequence++, length);
+        int n = MigrationFrameCodec.SealFrame(_frame.Span, type, device, _sequence++, length, _payloadChecked);
         _frame = default;
         _writer.Advance(n);
         BytesWritten += n;

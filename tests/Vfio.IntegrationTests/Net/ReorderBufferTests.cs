@@ -74,7 +74,7 @@ public sealed class ReorderBufferTests
         await buffer.AddAsync(await FrameAsync(1, 3, 1), "c", default);
         await buffer.AddAsync(f0, "c", default);
         buffer.SetEnd(3, 9, "c");
-        var reader = new ReorderPipeReader(buffer);
+        var reader = new ReorderPipeReader(buffer, authenticates: false);
         var result = await reader.ReadAsync();
         Assert.True(result.IsCompleted);
         Assert.Equal(new byte[] { 0, 0, 0, 1, 1, 1, 2, 2, 2 }, result.Buffer.ToArray());
@@ -96,7 +96,7 @@ public sealed class ReorderBufferTests
         var buffer = new ReorderBuffer(NetProtocol.MaxFramePayload);
         await buffer.AddAsync(await FrameAsync(0, 3, 0), "c", default);
         buffer.SetEnd(1, 4, "c");
-        var reader = new ReorderPipeReader(buffer);
+        var reader = new ReorderPipeReader(buffer, authenticates: false);
         var e = await Assert.ThrowsAsync<VfioException>(async () => await reader.ReadAsync());
         Assert.Equal(Errno.EBADMSG, e.Errno);
         await reader.CompleteAsync();
@@ -107,7 +107,7 @@ public sealed class ReorderBufferTests
     {
         int seg = Seg;
         var buffer = new ReorderBuffer(4 * Charge);
-        var reader = new ReorderPipeReader(buffer);
+        var reader = new ReorderPipeReader(buffer, authenticates: false);
         await buffer.AddAsync(await FrameAsync(0, seg, 0), "c", default);
         var result = await reader.ReadAsync(); // holds segment 0 without consuming it
         Assert.Equal(seg, result.Buffer.Length);

@@ -14,6 +14,8 @@ public class SampleStreamTests
     private const long Size = 256 << 10; // 64 pages of 4 KiB
     private const int HeaderRecord = RecordHeaderSize + HeaderPayloadSize + RecordTrailerSize;
     private const int EndRecord = RecordHeaderSize + EndPayloadSize + RecordTrailerSize;
+    private const int RunOverhead = RecordHeaderSize + 8 + RecordTrailerSize; // a PAGE record beside its pages
+    private const int AllPagesRecord = RunOverhead + (64 * 4096);               // the initial pass: one run of 64 pages
     private static readonly int s_pageRecord = PageRecordSize(4096);
 
     private static SampleDevice Device(int seed, long size = Size, int pageSize = 4096, ulong caps = 0x7)
@@ -24,17 +26,47 @@ public class SampleStreamTests
     {
         using var d = Device(seed, size, pageSize);
         d.DirtyPages(5, seed: 3);
-        var s = d.SetState(VfioMigrationState.StopCopy)!;
         var ms = new MemoryStream();
-        var buf = new byte[8192];
-        int n;
-        while ((n = s.Read(buf)) > 0)
-            ms.Write(buf, 0, n);
+        ReadToEnd(d.SetState(VfioMigrationState.StopCopy)!, ms);
         d.SetState(VfioMigrationState.Stop);
         return (ms.ToArray(), d.ComputeSha256());
     }
 
+    // Reads a STOP_COPY stream to its end into ms.
+    private static void ReadToEnd(Vfio.Device.DataSession s, MemoryStream ms)
+    {
+        var buf = new byte[8192];
+        int n;
+        while ((n = s.Read(buf)) > 0)
+            ms.Write(buf, 0, n);
+    }
+
     private static readonly (byte[] Stream, byte[] Sha) s_saved = Save();
+
+    /// <summary>A stream with re-sent pages: the initial pass in PRE_COPY, then pages 3 and 9 (two one-page runs) in STOP_COPY.</summary>
+    private static (byte[] Stream, byte[] Sha) SaveWithResends()
+    {
+        using var d = Device(seed: 1);
+        var s = d.SetState(VfioMigrationState.PreCopy)!;
+        var ms = new MemoryStream();
+        var buf = new byte[8192];
+        try
+        {
+            while (true)
+                ms.Write(buf, 0, s.Read(buf));
+        }
+        catch (VfioException e) when (e.Errno == Errno.ENOMSG)
+        {
+        }
+        d.WriteState(3 * 4096, [7]);
+        d.WriteState(9 * 4096, [9]);
+        d.SetState(VfioMigrationState.StopCopy);
+        ReadToEnd(s, ms);
+        d.SetState(VfioMigrationState.Stop);
+        return (ms.ToArray(), d.ComputeSha256());
+    }
+
+    private static readonly (byte[] Stream, byte[] Sha) s_resent = SaveWithResends();
 
     private static Vfio.Device.DataSession Resuming(SampleDevice d)
     {
@@ -46,7 +78,7 @@ public class SampleStreamTests
     public void Stream_HasTheDocumentedLayout_HeaderPagesEnd()
     {
         var s = s_saved.Stream;
-        Assert.Equal(HeaderRecord + (64 * s_pageRecord) + EndRecord, s.Length);
+        Assert.Equal(HeaderRecord + AllPagesRecord + EndRecord, s.Length);
         Assert.Equal((ushort)RecordType.Header, BinaryPrimitives.ReadUInt16LittleEndian(s));
         Assert.Equal((uint)HeaderPayloadSize, BinaryPrimitives.ReadUInt32LittleEndian(s.AsSpan(4)));
         Assert.Equal(0ul, BinaryPrimitives.ReadUInt64LittleEndian(s.AsSpan(8)));
@@ -57,26 +89,31 @@ public class SampleStreamTests
         Assert.Equal(64ul, BinaryPrimitives.ReadUInt64LittleEndian(s.AsSpan(32)));
         Assert.Equal(Crc32C.Compute(s.AsSpan(0, 40)), BinaryPrimitives.ReadUInt32LittleEndian(s.AsSpan(40)));
 
-        var page0 = s.AsSpan(HeaderRecord);
-        Assert.Equal((ushort)RecordType.Page, BinaryPrimitives.ReadUInt16LittleEndian(page0));
-        Assert.Equal(1ul, BinaryPrimitives.ReadUInt64LittleEndian(page0[8..]));
-        Assert.Equal(8u + 4096, BinaryPrimitives.ReadUInt32LittleEndian(page0[4..]));
+        // Version 2: the initial pass is one PAGE record of pages 0..63 under one CRC.
+        var run = s.AsSpan(HeaderRecord, AllPagesRecord);
+        Assert.Equal((ushort)RecordType.Page, BinaryPrimitives.ReadUInt16LittleEndian(run));
+        Assert.Equal(1ul, BinaryPrimitives.ReadUInt64LittleEndian(run[8..]));
+        Assert.Equal(8u + (64 * 4096), BinaryPrimitives.ReadUInt32LittleEndian(run[4..]));
+        Assert.Equal(0ul, BinaryPrimitives.ReadUInt64LittleEndian(run[16..]));          // first page
+        Assert.Equal(Crc32C.Compute(run[..^4]), BinaryPrimitives.ReadUInt32LittleEndian(run[^4..]));
 
         var end = s.AsSpan(s.Length - EndRecord);
         Assert.Equal((ushort)RecordType.End, BinaryPrimitives.ReadUInt16LittleEndian(end));
-        Assert.Equal(65ul, BinaryPrimitives.ReadUInt64LittleEndian(end[8..]));          // sequence
+        Assert.Equal(2ul, BinaryPrimitives.ReadUInt64LittleEndian(end[8..]));           // sequence
         Assert.Equal(64ul, BinaryPrimitives.ReadUInt64LittleEndian(end[16..]));         // pages sent
-        Assert.Equal(65ul, BinaryPrimitives.ReadUInt64LittleEndian(end[24..]));         // records before END
+        Assert.Equal(2ul, BinaryPrimitives.ReadUInt64LittleEndian(end[24..]));          // records before END
         Assert.Equal(Crc32C.Compute(end[..32]), BinaryPrimitives.ReadUInt32LittleEndian(end[32..]));
     }
 
     [Fact]
-    public void IntactStream_Loads_AndReproducesTheState()
+    public void IntactStream_Loads_AndReproducesTheState() => AssertLoads(s_saved);
+
+    private static void AssertLoads((byte[] Stream, byte[] Sha) saved)
     {
         using var d = Device(seed: 2);
-        Resuming(d).Write(s_saved.Stream);
+        Resuming(d).Write(saved.Stream);
         d.SetState(VfioMigrationState.Stop);
-        Assert.Equal(s_saved.Sha, d.ComputeSha256());
+        Assert.Equal(saved.Sha, d.ComputeSha256());
     }
 
     [Theory]
@@ -127,8 +164,8 @@ public class SampleStreamTests
     [Fact]
     public void ReorderedRecords_AreRejected_AndThePoisonedLoadCannotComplete()
     {
-        var s = (byte[])s_saved.Stream.Clone();
-        int a = HeaderRecord + (3 * s_pageRecord), b = HeaderRecord + (7 * s_pageRecord);
+        var s = (byte[])s_resent.Stream.Clone();
+        int a = HeaderRecord + AllPagesRecord, b = a + s_pageRecord; // the re-sent pages 3 and 9
         var tmp = s.AsSpan(a, s_pageRecord).ToArray();
         s.AsSpan(b, s_pageRecord).CopyTo(s.AsSpan(a));
         tmp.CopyTo(s.AsSpan(b));
@@ -146,10 +183,10 @@ public class SampleStreamTests
     [Fact]
     public void DuplicatedRecord_IsRejected()
     {
-        var page = s_saved.Stream.AsSpan(HeaderRecord, s_pageRecord).ToArray();
+        var page = s_resent.Stream.AsSpan(HeaderRecord + AllPagesRecord, s_pageRecord).ToArray();
         using var d = Device(seed: 2);
         var session = Resuming(d);
-        session.Write(s_saved.Stream.AsSpan(0, HeaderRecord + s_pageRecord));
+        session.Write(s_resent.Stream.AsSpan(0, HeaderRecord + AllPagesRecord + s_pageRecord));
         Assert.Equal(Errno.EINVAL, Assert.Throws<VfioException>(() => session.Write(page)).Errno);
     }
 
@@ -169,9 +206,97 @@ public class SampleStreamTests
         => AssertRejected(FlipBit(s_saved.Stream, at < 0 ? s_saved.Stream.Length + at : at, 3));
 
     [Fact]
-    public void AnySingleBitFlip_IsRejected_Property()
-        => Gen.Int[0, (s_saved.Stream.Length * 8) - 1].Sample(bit =>
-            AssertRejected(FlipBit(s_saved.Stream, bit / 8, bit % 8)), iter: 150, threads: 1, seed: CsCheckSeeds.Stream);
+    public void AnySingleBitFlip_IsRejected_Property() => AssertAnyBitFlipRejected(s_saved.Stream);
+
+    [Fact]
+    public void AnySingleBitFlip_InAStreamWithReSentPages_IsRejected_Property() => AssertAnyBitFlipRejected(s_resent.Stream);
+
+    private static void AssertAnyBitFlipRejected(byte[] stream)
+        => Gen.Int[0, (stream.Length * 8) - 1].Sample(bit =>
+            AssertRejected(FlipBit(stream, bit / 8, bit % 8)), iter: 150, threads: 1, seed: CsCheckSeeds.Stream);
+
+    [Fact]
+    public void StreamWithReSentPages_Loads_TheLastCopyWins()
+    {
+        AssertLoads(s_resent);
+        Assert.Equal(HeaderRecord + AllPagesRecord + (2 * s_pageRecord) + EndRecord, s_resent.Stream.Length);
+    }
+
+    [Fact]
+    public void Version1Stream_OneRecordPerPage_IsRefusedAtItsHeader()
+    {
+        // The HEADER of a version-1 stream (the format before runs of pages): same layout, version 1.
+        var header = new byte[HeaderRecord];
+        WriteHeader(header, RecordType.Header, HeaderPayloadSize, 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(16), Magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(24), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(28), 4096);
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(32), 64);
+        Seal(header, HeaderRecord - RecordTrailerSize);
+        using var d = Device(seed: 2);
+        var e = Assert.Throws<VfioException>(() => Resuming(d).Write(header));
+        Assert.Equal(Errno.EINVAL, e.Errno);
+        Assert.Contains("unsupported stream version 1", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Profile_ReadsOnlyVersion2_SoAVersion1PeerIsIncompatibleBeforeAnyDataMoves()
+    {
+        using var d = Device(seed: 1);
+        var format = d.Format!;
+        Assert.Equal((2u, 2u), (format.Version, format.MinVersion));
+        var newer = new Vfio.Compat.MigrationProfile { Identity = new Vfio.Compat.DeviceIdentity { Transport = "in-process" }, Format = format };
+        var older = newer with { Format = format with { Version = 1, MinVersion = 1 } };
+        Assert.Contains(Vfio.Compat.CompatibilityCheck.Check(older, newer, preCopy: false).Reasons, r => r.Code == "format.version");
+        Assert.Contains(Vfio.Compat.CompatibilityCheck.Check(newer, older, preCopy: false).Reasons, r => r.Code == "format.version");
+    }
+
+    [Fact]
+    public void LongRuns_AreCutAtTheLargestRun_AndLoad()
+    {
+        // 1 MiB pages: a PAGE record carries at most 16 of them, so 20 pages make two records.
+        const int big = 1 << 20;
+        var (stream, sha) = Save(seed: 1, size: 20L * big, pageSize: big);
+        Assert.Equal(HeaderRecord + (2 * RunOverhead) + (20L * big) + EndRecord, stream.Length);
+        var second = stream.AsSpan(HeaderRecord + RunOverhead + (16 * big));
+        Assert.Equal(8u + (4u * big), BinaryPrimitives.ReadUInt32LittleEndian(second[4..]));
+        Assert.Equal(16ul, BinaryPrimitives.ReadUInt64LittleEndian(second[16..]));
+        using var d = Device(seed: 2, size: 20L * big, pageSize: big);
+        Resuming(d).Write(stream);
+        d.SetState(VfioMigrationState.Stop);
+        Assert.Equal(sha, d.ComputeSha256());
+    }
+
+    [Fact]
+    public void StopCopyTakesInPlace_GiveTheSameBytesAsReads()
+    {
+        // STOP_COPY hands whole reads inside a run's pages out of the state without a copy; mixing them with reads
+        // must give exactly the stream that reads alone give.
+        using var d = Device(seed: 1);
+        d.DirtyPages(5, seed: 3);
+        var session = d.SetState(VfioMigrationState.StopCopy)!;
+        var ms = new MemoryStream();
+        var buf = new byte[5000];
+        int taken = 0, n;
+        do
+        {
+            if (session.TryTakeStopCopy(3 * 4096) is { } memory)
+            {
+                Assert.Equal(3 * 4096, memory.Length);
+                ms.Write(memory.Span);
+                taken++;
+                n = memory.Length;
+            }
+            else
+            {
+                n = session.Read(buf);
+                ms.Write(buf, 0, n);
+            }
+        }
+        while (n > 0);
+        Assert.True(taken > 10, $"only {taken} reads were taken in place");
+        Assert.Equal(s_saved.Stream, ms.ToArray());
+    }
 
     [Fact]
     public void DataAfterEnd_IsRejected()
@@ -262,7 +387,7 @@ public class SampleStreamTests
         using var d = Device(seed: 1);
         var s = d.SetState(VfioMigrationState.PreCopy)!;
         var first = s.GetPrecopyInfo();
-        Assert.Equal((ulong)(HeaderRecord + (64 * s_pageRecord)), first.InitialBytes);
+        Assert.Equal((ulong)(HeaderRecord + AllPagesRecord), first.InitialBytes);
         Assert.Equal(0ul, first.DirtyBytes);
         Assert.Equal(first, s.GetPrecopyInfo()); // the query never consumes data
         s.Read(new byte[1000]);
@@ -298,7 +423,7 @@ public class SampleStreamTests
         }
         d.WriteState(0, [1]);
         d.WriteState(4096 * 9, [1]);
-        s.Read(new byte[100]); // stages one dirty record and hands out 100 bytes of it
+        s.Read(new byte[100]); // starts one dirty record and hands out 100 bytes of it
         var info = s.GetPrecopyInfo();
         Assert.Equal(0ul, info.InitialBytes); // the initial data was all read; it stays 0 (spec §4.6)
         Assert.Equal((ulong)((2 * s_pageRecord) - 100), info.DirtyBytes);
@@ -307,7 +432,7 @@ public class SampleStreamTests
         using var p = Device(seed: 1);
         var ps = p.SetState(VfioMigrationState.PreCopy)!;
         ps.Read(new byte[HeaderRecord + 10]);
-        Assert.Equal((ulong)((64 * s_pageRecord) - 10), ps.GetPrecopyInfo().InitialBytes);
+        Assert.Equal((ulong)(AllPagesRecord - 10), ps.GetPrecopyInfo().InitialBytes);
         Assert.Equal(0ul, ps.GetPrecopyInfo().DirtyBytes);
     }
 

@@ -220,6 +220,54 @@ public class MigrationStreamTests
         Assert.Contains(words, ex.Message, StringComparison.Ordinal);
     }
 
+    // A data frame over a transport that authenticates every byte (the network session's sealed frames) carries
+    // flag 0x01 and a zero trailer instead of its payload CRC; only such a transport's reader accepts it.
+    private static byte[] DataFrame(bool payloadChecked, MigrationFrameType type = MigrationFrameType.StopCopyData, int length = 100)
+    {
+        var frame = new byte[MigrationFrameCodec.FrameSize(length)];
+        frame.AsSpan(MigrationFrameCodec.FrameHeaderSize, length).Fill(0x5A);
+        MigrationFrameCodec.SealFrame(frame, type, 1, 0, length, payloadChecked);
+        return frame;
+    }
+
+    [Fact]
+    public void UncheckedDataFrame_IsReadOnlyFromAnAuthenticatingTransport()
+    {
+        var frame = DataFrame(payloadChecked: false);
+        Assert.Equal(MigrationFrameCodec.FlagPayloadUnchecked, frame[1]);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(frame.AsSpan(frame.Length - 4)));
+        var buffer = new ReadOnlySequence<byte>(frame);
+        Assert.True(MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 0, Devices, out var read, transportAuthenticates: true));
+        Assert.Equal(100, read.Length);
+
+        buffer = new ReadOnlySequence<byte>(frame);
+        var ex = Assert.Throws<VfioException>(() => MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 0, Devices, out _));
+        Assert.Equal(Errno.EPROTO, ex.Errno);
+        Assert.Contains("no payload CRC", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void OverAnAuthenticatingTransport_OnlyDataFramesDropTheirCrc_AndCheckedFramesAreStillChecked()
+    {
+        // A non-data frame keeps its CRC even when the writer may drop it.
+        var setup = DataFrame(payloadChecked: false, MigrationFrameType.Setup, MigrationFrameCodec.SetupFixedSize);
+        Assert.Equal(0, setup[1]);
+        Assert.NotEqual(0u, BinaryPrimitives.ReadUInt32LittleEndian(setup.AsSpan(setup.Length - 4)));
+
+        // A frame that does carry a CRC is checked by an authenticating transport's reader too.
+        var frame = DataFrame(payloadChecked: true);
+        frame[MigrationFrameCodec.FrameHeaderSize + 7] ^= 1;
+        var buffer = new ReadOnlySequence<byte>(frame);
+        var ex = Assert.Throws<VfioException>(() => MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 0, Devices, out _, transportAuthenticates: true));
+        Assert.Equal(Errno.EBADMSG, ex.Errno);
+
+        // The header CRC covers the flag: flipping it in transit is caught before anything else.
+        var flipped = DataFrame(payloadChecked: true);
+        flipped[1] ^= MigrationFrameCodec.FlagPayloadUnchecked;
+        buffer = new ReadOnlySequence<byte>(flipped);
+        Assert.Equal(Errno.EBADMSG, Assert.Throws<VfioException>(() => MigrationFrameCodec.TryReadFrame(ref buffer, MaxPayload, 0, Devices, out _, transportAuthenticates: true)).Errno);
+    }
+
     [Fact]
     public void SequenceGap_IsRejectedWithEproto()
     {
