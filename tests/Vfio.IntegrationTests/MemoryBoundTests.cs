@@ -15,6 +15,10 @@ public class MemoryBoundTests
     // runtime's compiler and the code it compiles add about 30 MiB (measured 62 MiB in all for the 1 GiB demo).
     private static long Bound => TestSupport.PublishedCli is null ? 48 * MiB + 40 * MiB : 48 * MiB;
 
+    // migrate runs more code than the others (the engine's two halves, two vfio-user clients, the SHA-256 read-back):
+    // under the JIT that compiled code added about 46 MiB (89 MiB in all, against 43 MiB for the shipped binary).
+    private static long MigrateBound => TestSupport.PublishedCli is null ? Bound + (24 * MiB) : Bound;
+
     [Fact]
     public async Task Demo_PeakRssBeyondTheDeviceState_IsBoundedAndFlatInTheStateSize()
     {
@@ -27,9 +31,10 @@ public class MemoryBoundTests
     }
 
     // The two serve processes of a 1 GiB migrate (source dirtying 16 MiB/s): each holds one device state and may add
-    // at most the bound to it. (The migrate process itself is measured by `bench migrate`, docs/performance.md.)
+    // at most the bound to it. The migrate process between them holds no device state (it streams it, and reads
+    // both back for the SHA-256 check): its whole peak is held to the bound.
     [Fact]
-    public async Task Serve_PeakRssBeyondTheDeviceState_IsBoundedWhileMigratingOneGiB()
+    public async Task ServeAndMigrate_PeakRssBeyondTheDeviceState_IsBoundedWhileMigratingOneGiB()
     {
         const long size = 1024 * MiB;
         string a = TestSupport.TempSocketPath(), b = TestSupport.TempSocketPath();
@@ -38,13 +43,14 @@ public class MemoryBoundTests
         await source.WaitForOutputAsync("serving sample device", TimeSpan.FromMinutes(3));
         await destination.WaitForOutputAsync("serving sample device", TimeSpan.FromMinutes(3));
         using var migrate = new TestSupport.CliProcess("migrate", "--from", "unix:" + a, "--to", "unix:" + b, "--json");
-        long peakSource = 0, peakDestination = 0;
+        long peakSource = 0, peakDestination = 0, peakMigrate = 0;
         var until = DateTime.UtcNow + TimeSpan.FromMinutes(5);
         while (!migrate.Process.HasExited)
         {
             Assert.True(DateTime.UtcNow < until, $"migrate of 1 GiB still running after 5 minutes; stderr: {migrate.Error}");
             peakSource = Math.Max(peakSource, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(source.Process.Id));
             peakDestination = Math.Max(peakDestination, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(destination.Process.Id));
+            peakMigrate = Math.Max(peakMigrate, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(migrate.Process.Id));
             await Task.Delay(20);
         }
         Assert.True(await migrate.WaitAsync(TimeSpan.FromSeconds(10)) == 0, migrate.Error);
@@ -55,6 +61,8 @@ public class MemoryBoundTests
             Assert.True(peak >= size, $"{what} serve: peak RSS {peak / MiB} MiB is below its 1 GiB state: the polling missed it");
             Assert.True(peak - size <= Bound, $"{what} serve: RSS minus device state {(peak - size) / MiB} MiB > {Bound / MiB} MiB");
         }
+        Assert.True(peakMigrate > 0, "migrate: its peak RSS was never read: the polling missed it");
+        Assert.True(peakMigrate <= MigrateBound, $"migrate: peak RSS {peakMigrate / MiB} MiB > {MigrateBound / MiB} MiB");
     }
 
     // Peak RSS (VmHWM, polled until the process exits) minus the state of the source and the destination device.

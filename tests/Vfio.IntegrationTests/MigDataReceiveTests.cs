@@ -79,6 +79,8 @@ public sealed class MigDataReceiveTests
         Assert.Contains("PipelineDepth must be 1..64", ex.Message, StringComparison.Ordinal);
     }
 
+    // The read loop would wait for ever for the reader's buffer (ReaderWait infinite): the GET's reply is read only
+    // because sending the GET released the replies queued before it.
     [Fact(Timeout = 60000)]
     public async Task A_command_sent_while_reads_are_in_flight_neither_deadlocks_nor_loses_data()
     {
@@ -87,13 +89,18 @@ public sealed class MigDataReceiveTests
         using var serverSocket = server;
         var script = Task.Run(() => ServeStopCopy(server, totalBytes: 10_000), Ct);
 
-        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", new VfioUserClientOptions { MaxDataTransferBytes = 4096 }, Ct));
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
+        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
         await using var stream = await device.SetStateAsync(VfioMigrationState.StopCopy, Ct);
         Assert.NotNull(stream);
         var all = new List<byte>();
         var buffer = new byte[4096];
-        int n = await stream.ReadAsync(buffer, Ct);
-        all.AddRange(buffer.AsSpan(0, n).ToArray());
+        int n;
+        for (int i = 0; i < 2; i++) // the first read goes alone; the second, after a full one, starts the pipeline
+        {
+            n = await stream.ReadAsync(buffer, Ct);
+            all.AddRange(buffer.AsSpan(0, n).ToArray());
+        }
         // Three more reads are in flight and wait for a reader's buffer; this GET queues behind their replies.
         Assert.Equal(VfioMigrationState.StopCopy, await device.GetStateAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(20), Ct));
         while ((n = await stream.ReadAsync(buffer, Ct)) > 0)
@@ -121,6 +128,129 @@ public sealed class MigDataReceiveTests
         Assert.Equal(VfioMigrationState.StopCopy, await device.GetStateAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(20), Ct));
         await device.DisposeAsync();
         await script.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+    }
+
+    // Pre-copy reads are pipelined only up to the device's last estimate (MIG_DATA_SIZE): a round that reads what the
+    // estimate said leaves no request in flight, so no pre-copy data is left over to move inside the downtime. The
+    // state is read before the first SET only (spec §6.12: a SET completes the transition before its reply); then
+    // the stream continues byte-exact into STOP_COPY.
+    [Fact(Timeout = 60000)]
+    public async Task A_pre_copy_round_that_reads_the_estimate_leaves_no_read_in_flight_and_the_state_is_read_once()
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        const int pre = (10 * 4096) + 100;
+        var served = await MigrateThroughPreCopyScriptAsync(pre, 5000, async (saving, all) =>
+        {
+            var info = await saving.GetPrecopyInfoAsync(Ct);
+            Assert.Equal((ulong)pre, info.DirtyBytes);
+            await ReadUntilAsync(saving, all, (long)info.DirtyBytes);
+        });
+        Assert.Equal(11, served.PreCopyReads); // ceil(pre / 4096): none beyond the estimate
+        Assert.Equal(1, served.StateGets);
+    }
+
+    // Reads still in flight when the emulated PRECOPY_INFO is asked hold data the device no longer counts: the
+    // estimate must include it (else the engine switches over with it still to move), and nothing is lost. The
+    // stop-copy that follows (300 bytes) takes one read: the first STOP_COPY read goes alone.
+    [Fact(Timeout = 60000)]
+    public async Task The_emulated_precopy_estimate_counts_the_data_of_reads_still_in_flight()
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        const int pre = 20 * 4096;
+        var served = await MigrateThroughPreCopyScriptAsync(pre, 300, async (saving, all) =>
+        {
+            await ReadUntilAsync(saving, all, 1); // no estimate yet: three more reads go out behind this one
+            var info = await saving.GetPrecopyInfoAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(20), Ct);
+            Assert.Equal((ulong)(pre - all.Count), info.DirtyBytes);
+            await ReadUntilAsync(saving, all, pre);
+        });
+        Assert.Equal(1, served.StopCopyReads);
+    }
+
+    // RUNNING>PRE_COPY, preCopy reads, PRE_COPY>STOP_COPY (which continues the stream), the rest read, then STOP; the
+    // whole stream must be the script's pattern. The read loop would wait for ever for a reader's buffer.
+    private static async Task<PreCopyScript> MigrateThroughPreCopyScriptAsync(int pre, int stop, Func<IMigrationDataStream, List<byte>, Task> preCopy)
+    {
+        var (server, clientEnd) = UnixFdSocket.CreateSocketPair();
+        using var serverSocket = server;
+        var served = new PreCopyScript(pre, stop);
+        var script = Task.Run(() => served.Serve(server), Ct);
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
+        await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
+        var all = new List<byte>();
+        await using (var saving = await device.SetStateAsync(VfioMigrationState.PreCopy, Ct))
+        {
+            await preCopy(saving!, all);
+            Assert.Null(await device.SetStateAsync(VfioMigrationState.StopCopy, Ct));
+            await ReadUntilAsync(saving!, all, long.MaxValue);
+        }
+        await device.SetStateAsync(VfioMigrationState.Stop, Ct);
+        Assert.Equal(pre + stop, all.Count);
+        for (int i = 0; i < all.Count; i++)
+        {
+            if (all[i] != (byte)(i % 253))
+                Assert.Fail($"stream byte {i} is {all[i]}, expected {(byte)(i % 253)}");
+        }
+        await device.DisposeAsync();
+        await script.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        return served;
+    }
+
+    // Reads in 4 KiB pieces until the stream holds `until` bytes or ends.
+    private static async Task ReadUntilAsync(IMigrationDataStream stream, List<byte> all, long until)
+    {
+        var buffer = new byte[4096];
+        int n;
+        while (all.Count < until && (n = await stream.ReadAsync(buffer, Ct)) > 0)
+            all.AddRange(buffer.AsSpan(0, n).ToArray());
+    }
+
+    // A device with caps STOP_COPY|PRE_COPY (0x5) as libvfio-user has: pre bytes of pre-copy data, then stop bytes in
+    // STOP_COPY (one pattern across both), MIG_DATA_SIZE (feature 9) answering what is left in the current state,
+    // padded MIG_DATA_READ replies; it counts the reads in each state and the GETs of the state.
+    private sealed class PreCopyScript(int pre, int stop)
+    {
+        private int _sent;
+
+        public int PreCopyReads { get; private set; }
+
+        public int StateGets { get; private set; }
+
+        public int StopCopyReads { get; private set; }
+
+        public void Serve(Socket socket)
+        {
+            uint state = 2;
+            while (ReceiveCommand(socket, out var h, out var body))
+            {
+                int available = state switch { 6 => pre - _sent, 3 => pre + stop - _sent, _ => 0 };
+                byte[] reply;
+                if (h.Command == VfioUserCommand.MigDataRead)
+                {
+                    uint want = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
+                    int give = (int)Math.Min(want, (uint)available);
+                    if (state == 6)
+                        PreCopyReads++;
+                    else if (state == 3)
+                        StopCopyReads++;
+                    reply = PaddedReadReply(want, give, _sent, (uint)give);
+                    _sent += give;
+                }
+                else if (h.Command == VfioUserCommand.DeviceFeature && (BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4)) & 0xffff) == 9)
+                {
+                    reply = body[..16];
+                    BinaryPrimitives.WriteUInt32LittleEndian(reply, 16);
+                    BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), (ulong)available);
+                }
+                else
+                {
+                    if (h.Command == VfioUserCommand.DeviceFeature && BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4)) == 0x10002)
+                        StateGets++;
+                    reply = ControlReply(h.Command, body, ref state, caps: 0x5);
+                }
+                socket.Send(VfioUserFrame.Build(h.MessageId, h.Command, VfioUserMessageFlags.Reply, reply, 0));
+            }
+        }
     }
 
     [Theory(Timeout = 60000)]
@@ -183,12 +313,7 @@ public sealed class MigDataReceiveTests
         uint state = 2;
         while (true)
         {
-            var head = new byte[16];
-            if (!Fill(socket, head))
-                throw new EndOfStreamException();
-            header = VfioUserHeader.Decode(head);
-            body = new byte[header.MessageSize - 16];
-            if (!Fill(socket, body))
+            if (!ReceiveCommand(socket, out header, out body))
                 throw new EndOfStreamException();
             if (header.Command == stop)
                 return;
@@ -219,26 +344,15 @@ public sealed class MigDataReceiveTests
     {
         uint state = 1;
         int sent = 0;
-        while (true)
+        while (ReceiveCommand(socket, out var h, out var body))
         {
-            var head = new byte[16];
-            if (!Fill(socket, head))
-                return;
-            var h = VfioUserHeader.Decode(head);
-            var body = new byte[h.MessageSize - 16];
-            if (!Fill(socket, body))
-                return;
             byte[] reply;
             switch (h.Command)
             {
                 case VfioUserCommand.MigDataRead:
                     uint want = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
                     int give = (int)Math.Min(want, (uint)(totalBytes - sent));
-                    reply = new byte[8 + want]; // padded to the requested size, as libvfio-user does
-                    BinaryPrimitives.WriteUInt32LittleEndian(reply, (uint)(8 + give));
-                    BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), oversize ? want + 1 : (uint)give);
-                    for (int i = 0; i < give; i++)
-                        reply[8 + i] = (byte)((sent + i) % 253);
+                    reply = PaddedReadReply(want, give, sent, oversize ? want + 1 : (uint)give);
                     sent += give;
                     oversize = false;
                     break;
@@ -250,8 +364,33 @@ public sealed class MigDataReceiveTests
         }
     }
 
-    // libvfio-user's VERSION reply text (spec §4.2), caps 0x1, GET state, SET echoed; anything else header-only.
-    private static byte[] ControlReply(VfioUserCommand command, byte[] body, ref uint state)
+    // One command from the client; false once it closed.
+    private static bool ReceiveCommand(Socket socket, out VfioUserHeader header, out byte[] body)
+    {
+        var head = new byte[16];
+        header = default;
+        body = [];
+        if (!Fill(socket, head))
+            return false;
+        header = VfioUserHeader.Decode(head);
+        body = new byte[header.MessageSize - 16];
+        return Fill(socket, body);
+    }
+
+    // A MIG_DATA_READ reply padded to the requested size, as libvfio-user sends it: give bytes of the pattern from
+    // stream offset at, the head claiming `claim` bytes.
+    private static byte[] PaddedReadReply(uint want, int give, int at, uint claim)
+    {
+        var reply = new byte[8 + want];
+        BinaryPrimitives.WriteUInt32LittleEndian(reply, (uint)(8 + give));
+        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), claim);
+        for (int i = 0; i < give; i++)
+            reply[8 + i] = (byte)((at + i) % 253);
+        return reply;
+    }
+
+    // libvfio-user's VERSION reply text (spec §4.2), caps (0x1 unless told), GET state, SET echoed; anything else header-only.
+    private static byte[] ControlReply(VfioUserCommand command, byte[] body, ref uint state, ulong caps = 0x1)
     {
         if (command == VfioUserCommand.Version)
         {
@@ -267,7 +406,7 @@ public sealed class MigDataReceiveTests
         var reply = body.Length >= 16 ? body[..16] : new byte[16];
         BinaryPrimitives.WriteUInt32LittleEndian(reply, 16);
         if ((flags & 0xffff) == 1)
-            BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), 1);
+            BinaryPrimitives.WriteUInt64LittleEndian(reply.AsSpan(8), caps);
         else if ((flags & 0x20000) != 0)
             state = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(8));
         else

@@ -21,7 +21,6 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<VfioUserMessage>> _pending = new();
     private readonly ConcurrentDictionary<ushort, MigDataTarget> _dataTargets = new();
     private readonly byte[] _migDataHead = new byte[MigDataPayload.Length];
-    private static readonly TimeSpan ReaderWait = TimeSpan.FromMilliseconds(200);
     private readonly List<(ulong Iova, Memory<byte> Memory)> _dmaMemory = [];
     private readonly Lock _dmaLock = new();
     private readonly CancellationTokenSource _shutdown = new();
@@ -323,7 +322,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             // or gone) must not hold up the connection: after a short wait the data goes to the overflow.
             try
             {
-                await provided.WaitAsync(ReaderWait, _shutdown.Token).ConfigureAwait(false);
+                await provided.WaitAsync(_options.ReaderWait, _shutdown.Token).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {

@@ -45,6 +45,13 @@ public sealed record VfioUserClientOptions
     /// </summary>
     public bool TwinSocket { get; init; } = true;
 
+    /// <summary>
+    /// How long the read loop waits for a reader to hand over its buffer for a MIG_DATA_READ reply that has arrived,
+    /// before the data goes to an overflow array. Replies of other commands never wait on it: sending any other command
+    /// releases the replies still waiting first. (Tests set it to infinite to show that.)
+    /// </summary>
+    internal TimeSpan ReaderWait { get; init; } = TimeSpan.FromMilliseconds(200);
+
     /// <summary>Logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 
