@@ -45,9 +45,10 @@ internal static class MigrateCommand
         var stateDir = MigrationRecords.StateDirOption();
         var record = FlightRecords.RecordOption();
         var pauseAt = new Option<string?>("--pause-at") { Description = "Test aid: print 'paused at POINT' and wait there (precopy, stopcopy, loaded, committed, started)", Hidden = true };
+        var verbose = CliLogging.Verbose("the devices' transports (vfio-user client, kernel backend) and the engine's phases, rounds and switchover");
         var command = new Command("migrate", "Live-migrate a device (vfio-user, kernel or sample) into another and verify the result.")
         {
-            from, to, downtime, force, json, noVerify, precopy, noCompat, connectTimeout, sourceWrite, stateDir, record, pauseAt,
+            from, to, downtime, force, json, noVerify, precopy, noCompat, connectTimeout, sourceWrite, stateDir, record, verbose, pauseAt,
         };
         command.WithHelp(addresses: true,
             "vfio-mig migrate --from unix:./a.sock --to unix:./b.sock --downtime-limit 300ms",
@@ -65,8 +66,10 @@ internal static class MigrateCommand
             IVfioMigrationDevice? source = null, destination = null;
             try
             {
+                using var loggerFactory = CliLogging.Create(parse.GetValue(verbose));
                 var options = MigrationOptions.Default with
                 {
+                    LoggerFactory = loggerFactory,
                     DowntimeLimit = parse.GetValue(downtime).Value,
                     NonConvergence = parse.GetValue(force) ? NonConvergencePolicy.ForceSwitchover : NonConvergencePolicy.Fail,
                     MigrationId = id,
@@ -79,8 +82,8 @@ internal static class MigrateCommand
                 var dst = parse.GetValue(to)!;
                 var timeout = parse.GetValue(connectTimeout).Value;
                 var progress = CliProgress.For(asJson);
-                source = await progress.StepAsync($"connecting to {src}", () => src.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
-                destination = await progress.StepAsync($"connecting to {dst}", () => dst.OpenAsync(timeout, cancellationToken).AsTask()).ConfigureAwait(false);
+                source = await progress.StepAsync($"connecting to {src}", () => src.OpenAsync(timeout, loggerFactory, cancellationToken).AsTask()).ConfigureAwait(false);
+                destination = await progress.StepAsync($"connecting to {dst}", () => dst.OpenAsync(timeout, loggerFactory, cancellationToken).AsTask()).ConfigureAwait(false);
                 await WriteSourceAsync(source, parse.GetValue(sourceWrite) ?? [], cancellationToken).ConfigureAwait(false);
                 // Region sizes must be asked while RUNNING: in STOP/STOP_COPY only REGION_READ/WRITE and
                 // DEVICE_FEATURE are served (libvfio-user gating, spec §7.4).
