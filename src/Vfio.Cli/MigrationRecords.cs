@@ -110,4 +110,7 @@ internal sealed class WatchedMigrationStore(IMigrationDecisionStore inner) : IMi
     public ValueTask<MigrationDecisionRecord> DecideAsync(MigrationDecisionRecord decision, CancellationToken cancellationToken = default) => inner.DecideAsync(decision, cancellationToken);
 
     public ValueTask<MigrationDecisionRecord?> ReadDecisionAsync(Guid id, CancellationToken cancellationToken = default) => inner.ReadDecisionAsync(id, cancellationToken);
+
+    // Forwarded, or the inner store's write-ahead would be lost to the interface's default.
+    public ValueTask<IPreparedDecision> PrepareDecisionAsync(MigrationDecisionRecord decision, CancellationToken cancellationToken = default) => inner.PrepareDecisionAsync(decision, cancellationToken);
 }

@@ -12,6 +12,9 @@ internal sealed partial class DestinationRun
 {
     private bool _commitAttempted;
 
+    // The decision committed, written ahead during the setup; published on the source's Commit, discarded otherwise.
+    private IPreparedDecision? _commitDecision;
+
     private async Task<MigrationStatistics> RunAsync(CancellationToken token)
     {
         try
@@ -27,6 +30,7 @@ internal sealed partial class DestinationRun
         }
         catch (Exception ex)
         {
+            await DiscardCommitDecisionAsync().ConfigureAwait(false);
             var failure = Normalize(ex, token);
             EngineLog.Failed(_run.Log, MigrationSide.Destination, failure);
             _run.Trace.Fault(failure);
@@ -79,7 +83,8 @@ internal sealed partial class DestinationRun
         MigrationDecisionRecord decided;
         try
         {
-            decided = await _run.Store.DecideAsync(new MigrationDecisionRecord(_run.Id, MigrationDecision.Committed, "destination", "the source committed after every device loaded", DateTimeOffset.UtcNow), CancellationToken.None).ConfigureAwait(false);
+            // Only the publication (a link and a directory fsync) is left for the downtime: the record was written ahead.
+            decided = await _commitDecision!.PublishAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (VfioException ex)
         {
@@ -89,6 +94,36 @@ internal sealed partial class DestinationRun
             throw _run.Fail(-1, Errno.ECANCELED, $"the migration was already decided aborted ({decided.DecidedBy}: {decided.Reason}); the late Commit is refused");
         EngineLog.Decided(_run.Log, MigrationSide.Destination, _run.Id, MigrationDecision.Committed);
         _run.Trace.Recovery("decision", "committed");
+    }
+
+    // Writes the decision committed ahead — not yet a decision: until its publication on Commit, a crash leaves none —
+    // before Ready lets the source stop its devices, so that its write and fsync stay out of the downtime.
+    private async Task PrepareCommitDecisionAsync(CancellationToken token)
+    {
+        try
+        {
+            _commitDecision = await _run.Store.PrepareDecisionAsync(new MigrationDecisionRecord(_run.Id, MigrationDecision.Committed, "destination", "the source committed after every device loaded", DateTimeOffset.UtcNow), token).ConfigureAwait(false);
+        }
+        catch (VfioException ex)
+        {
+            throw _run.Fail(-1, ex.Errno, $"could not prepare the commit decision: {ex.Detail ?? ex.Message}", ex);
+        }
+    }
+
+    // Removes the prepared decision (a published one stays on record); idempotent.
+    private async Task DiscardCommitDecisionAsync()
+    {
+        if (_commitDecision is not { } prepared)
+            return;
+        _commitDecision = null;
+        try
+        {
+            await prepared.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (VfioException ex)
+        {
+            EngineLog.RecoveryProblem(_run.Log, MigrationSide.Destination, $"could not discard the prepared decision: {ex.Message}");
+        }
     }
 
     // Records aborted unless a decision exists; returns the decision on record, or null when the store failed

@@ -42,6 +42,7 @@ internal sealed partial class DestinationRun
         }
         finally
         {
+            await DiscardCommitDecisionAsync().ConfigureAwait(false);
             await EngineDevice.DisposeStreamsAsync(_devices).ConfigureAwait(false);
             await PipeCompletion.CompleteQuietlyAsync(_returnPipe).ConfigureAwait(false);
             await PipeCompletion.CompleteQuietlyAsync(_input).ConfigureAwait(false);
@@ -92,6 +93,7 @@ internal sealed partial class DestinationRun
             var stream = await device.CallAsync("SET device_state RESUMING", d => d.SetStateAsync(VfioMigrationState.Resuming, token)).ConfigureAwait(false);
             device.Stream = stream ?? throw device.Fail(Errno.EPROTO, "STOP>RESUMING opened no resuming stream");
         }
+        await PrepareCommitDecisionAsync(token).ConfigureAwait(false);
         foreach (var device in _devices)
             await _writer.WriteUInt64Async(MigrationFrameType.Ready, (ushort)device.Index, (ulong)device.Caps, token).ConfigureAwait(false);
         var plan = _devices[0].Setup.Plan;

@@ -35,6 +35,11 @@ public sealed class InMemoryMigrationStore : IMigrationDecisionStore
     }
 
     /// <inheritdoc/>
+    /// <remarks>Nothing is kept ahead: the decision is made, with the publish time, when it is published.</remarks>
+    public ValueTask<IPreparedDecision> PrepareDecisionAsync(MigrationDecisionRecord decision, CancellationToken cancellationToken = default)
+        => ValueTask.FromResult<IPreparedDecision>(new DeferredDecision(decision, DecideAsync));
+
+    /// <inheritdoc/>
     public ValueTask<MigrationDecisionRecord?> ReadDecisionAsync(Guid id, CancellationToken cancellationToken = default)
         => ValueTask.FromResult(_decisions.TryGetValue(id, out var d) ? d : null);
 }
