@@ -225,7 +225,7 @@ public sealed class FileMigrationStore : IMigrationDecisionStore
             UnnamedFiles = false;
             return null;
         }
-        var file = Interop.Interop.OpenHandle(Directory, Interop.Interop.O_TMPFILE | Interop.Interop.O_WRONLY | Interop.Interop.O_CLOEXEC, 0b110_000_000);
+        var file = Interop.Interop.OpenHandle(Directory, Interop.Interop.O_TMPFILE | Interop.Interop.O_WRONLY | Interop.Interop.O_CLOEXEC, (uint)(UnixFileMode.UserRead | UnixFileMode.UserWrite));
         if (file.IsInvalid)
         {
             var errno = Interop.Interop.LastErrno;
