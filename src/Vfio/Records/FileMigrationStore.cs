@@ -142,7 +142,7 @@ public sealed class FileMigrationStore : IMigrationDecisionStore
                 var errno = Interop.Interop.LastErrno;
                 if (errno != Errno.EEXIST)
                     throw Interop.Interop.ErrnoException(errno, $"link {final}");
-                return EarlierDecision(final);
+                return DecisionOnRecord(final);
             }
             var published = decision with { DecidedUtc = Interop.Interop.ChangeTime(file, $"fstat {final}") };
             Interop.Interop.FSyncDirectory(Directory);
@@ -167,11 +167,11 @@ public sealed class FileMigrationStore : IMigrationDecisionStore
                 File.Delete(temp);
             }
             // This one or the earlier one: the read makes it durable and gives its time.
-            return EarlierDecision(final);
+            return DecisionOnRecord(final);
         });
     }
 
-    private MigrationDecisionRecord EarlierDecision(string final)
+    private MigrationDecisionRecord DecisionOnRecord(string final)
         => ReadDecision(final) ?? throw new VfioException(Errno.EIO, "record migration decision", $"{final} exists but cannot be read");
 
     private static byte[] SerializeDecision(MigrationDecisionRecord decision)
