@@ -17,9 +17,10 @@ case "$(uname -m)" in
   *) echo "pack-tool: error: ENOTSUP: no NativeAOT build for $(uname -m)" >&2; exit 1 ;;
 esac
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-# The project lists linux-x64 and any; elsewhere the packages name this machine's RID instead (%3B is MSBuild's ';').
+# The project lists linux-x64 and any; elsewhere the packages name this machine's RID instead (the quotes keep
+# MSBuild from reading the ';' as the end of the property).
 rids=()
-[ "$rid" = linux-x64 ] || rids=("-p:ToolPackageRuntimeIdentifiers=$rid%3Bany")
+[ "$rid" = linux-x64 ] || rids=("-p:ToolPackageRuntimeIdentifiers=\"$rid;any\"")
 for r in "" "-r $rid" "-r any"; do
   # shellcheck disable=SC2086 # $r is empty or two words
   dotnet pack "$root/src/Vfio.Cli" -c Release $r ${rids[@]+"${rids[@]}"} -o "$out" -v quiet -nologo >&2
