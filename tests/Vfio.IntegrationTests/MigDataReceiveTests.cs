@@ -47,6 +47,38 @@ public sealed class MigDataReceiveTests
         });
     }
 
+    // docs/vfio-user.md, MIG_DATA_WRITE: writes stay in flight across WriteAsync calls (up to a window), so a refused
+    // write may surface on a later call; at the latest the next SET collects them and throws the refusal instead of
+    // sending the SET. Two 64 KiB writes are two messages, within every window (at least the pipeline depth, 4), so
+    // neither call waits and the refusal surfaces at the SET every time.
+    [Fact(Timeout = 60000)]
+    public async Task A_refused_write_surfaces_before_the_next_state_change_which_is_not_sent()
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        using var hosted = new SampleDevice(new SampleDeviceOptions { SizeBytes = 8L << 20, Capabilities = VfioMigrationFlags.StopCopy, Seed = 5 });
+        var (serverEnd, clientEnd) = UnixFdSocket.CreateSocketPair();
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var serving = Task.Run(() => VfioUserServer.ServeConnectedSocketAsync(serverEnd, VfioUserDeviceDefinition.ForSample(hosted), null, cts.Token), Ct);
+        await using (var remote = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "pair", null, Ct)))
+        {
+            var stream = await remote.SetStateAsync(VfioMigrationState.Resuming, Ct);
+            Assert.NotNull(stream);
+            var garbage = new byte[64 << 10];
+            garbage.AsSpan().Fill(0xEE); // not a sample stream: the first record header is refused
+            await stream.WriteAsync(garbage, Ct);
+            await stream.WriteAsync(garbage, Ct);
+
+            var ex = await Assert.ThrowsAsync<VfioException>(() => remote.SetStateAsync(VfioMigrationState.Stop, Ct).AsTask());
+            Assert.Equal(Errno.EINVAL, ex.Errno);
+            Assert.Contains("MigDataWrite", ex.Message, StringComparison.Ordinal);
+            // The SET was not sent: the device is still RESUMING, its load refused.
+            Assert.Equal(VfioMigrationState.Resuming, hosted.State);
+            Assert.Equal(VfioMigrationState.Resuming, await remote.GetStateAsync(Ct));
+        }
+        await serving.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        serverEnd.Dispose();
+    }
+
     // The stream of a sample device served over a socketpair, read in readSize pieces (afterRead runs after each
     // read), must equal the stream of the same device in process.
     private static async Task AssertServedStreamEqualsLocalAsync(SampleDeviceOptions options, int readSize, Func<IVfioMigrationDevice, Task>? afterRead)

@@ -5,8 +5,9 @@ namespace Vfio.Engine;
 
 /// <summary>
 /// In-process live migration: a <see cref="MigrationSource"/> and a <see cref="MigrationDestination"/>
-/// run concurrently, connected by two in-memory pipes that carry exactly the bytes a network transport
-/// would (forward stream and return path).
+/// run concurrently, connected by two in-memory pipes that carry the stream a network transport would (forward
+/// stream and return path); its data frames skip the payload CRC, as the bytes never leave the process
+/// (docs/stream-format.md, flags).
 /// </summary>
 public static class MigrationEngine
 {
@@ -37,8 +38,8 @@ public static class MigrationEngine
             options = options with { DecisionStore = new InMemoryMigrationStore() };
 
         long pause = 4L * options.BufferBytes;
-        var forward = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
-        var back = new Pipe(new PipeOptions(useSynchronizationContext: false));
+        var forward = ProcessLocalPipe.Create(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
+        var back = ProcessLocalPipe.Create(new PipeOptions(useSynchronizationContext: false));
         var source = new MigrationSource(sources, options);
         var destination = new MigrationDestination(destinations, options);
 

@@ -269,6 +269,40 @@ public class MigrationStreamTests
     }
 
     [Fact]
+    public async Task InProcessPipe_DataFramesSkipTheirCrc_AndOnlyItsOwnReaderAcceptsThem()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // docs/stream-format.md, flags: the engine's in-process pipe is a transport whose bytes never leave the process.
+        var (writer, reader) = Vfio.Engine.ProcessLocalPipe.Create(new PipeOptions(useSynchronizationContext: false));
+        var streamWriter = new MigrationStreamWriter(writer, MigrationStreamKind.Forward, Devices, MaxPayload);
+        await streamWriter.WritePreambleAsync(ct);
+        var payload = streamWriter.GetPayloadBuffer(100);
+        payload.Span[..100].Fill(0x5A);
+        await streamWriter.CommitAsync(MigrationFrameType.PreCopyData, 1, 100, ct);
+        await writer.CompleteAsync();
+
+        // The bytes in the pipe: flag "payload unchecked" and a zero trailer on the data frame.
+        var result = await reader.ReadAsync(ct);
+        var bytes = result.Buffer.ToArray();
+        var frame = bytes.AsSpan(MigrationFrameCodec.PreambleSize);
+        Assert.Equal(MigrationFrameCodec.FlagPayloadUnchecked, frame[1]);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(frame[^4..]));
+        reader.AdvanceTo(result.Buffer.Start);
+
+        // The pipe's own reader accepts the frame; the same bytes from a plain pipe are refused.
+        var streamReader = new MigrationStreamReader(reader, MigrationStreamKind.Forward, MaxPayload);
+        await streamReader.ReadPreambleAsync(ct);
+        var read = await streamReader.ReadFrameAsync(ct);
+        Assert.NotNull(read);
+        Assert.Equal(MigrationFrameType.PreCopyData, read.Value.Type);
+        Assert.Equal(100, read.Value.Length);
+
+        var plain = new MigrationStreamReader(PipeReader.Create(new ReadOnlySequence<byte>(bytes)), MigrationStreamKind.Forward, MaxPayload);
+        await plain.ReadPreambleAsync(ct);
+        Assert.Equal(Errno.EPROTO, (await Assert.ThrowsAsync<VfioException>(async () => await plain.ReadFrameAsync(ct))).Errno);
+    }
+
+    [Fact]
     public void SequenceGap_IsRejectedWithEproto()
     {
         var frame = new byte[MigrationFrameCodec.FrameSize(0)];

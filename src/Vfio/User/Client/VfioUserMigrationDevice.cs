@@ -71,6 +71,8 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
     {
         if (_stream is { Kind: DataSessionKind.Saving } saving && MigrationStateMachine.IsPreCopy(LastState))
             await saving.DrainPreCopyAsync(Client, cancellationToken).ConfigureAwait(false);
+        if (_stream is { Kind: DataSessionKind.Resuming } resuming)
+            await resuming.CompleteWritesAsync(Client, cancellationToken).ConfigureAwait(false);
         var caps = await GetCapabilitiesAsync(cancellationToken).ConfigureAwait(false);
         // The state is read only when this object does not know it: the device changes state only on a SET or a
         // reset, and a SET that failed (or was cancelled) leaves it unknown until the next GET. One round trip less
@@ -269,6 +271,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         {
             _terminated = true;
             AbandonInflight();
+            AbandonWrites();
         }
 
         // Replies still in flight go to overflow buffers: no reader will hand them a buffer. (Through the client's
@@ -429,6 +432,10 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             _leftoverCount = filled;
         }
 
+        // MIG_DATA_WRITEs stay in flight across calls, up to a window: the next frame goes out while the server still
+        // loads this one, instead of one round trip per frame. A refused write surfaces on a later write, or at the
+        // latest before the next state change (SetStateAsync collects the writes first), so no state change follows
+        // data the server did not take; the kernel's write(2) reports it one call earlier.
         public async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             const string op = "write migration data";
@@ -438,22 +445,53 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 VfioException.Throw(Errno.ENODEV, op, "the stream was terminated by a later state change");
             var client = device.Client;
             int chunk = client.WriteChunk;
-            int window = client.Options.PipelineDepth * 4;
+            // Messages in flight: PipelineDepth of them, or as many as make PipelineDepth × 256 KiB when they are small
+            // (64 KiB pieces to libvfio-user); ≤ 4 MiB queued at our server.
+            int window = (int)Math.Max(client.Options.PipelineDepth, (long)client.Options.PipelineDepth * (256 << 10) / chunk);
+            for (int done = 0; done < buffer.Length; done += chunk)
+            {
+                while (_writes.Count >= window)
+                    await CompleteOldestWriteAsync(client, cancellationToken).ConfigureAwait(false);
+                var piece = buffer.Slice(done, Math.Min(chunk, buffer.Length - done));
+                _writes.Enqueue(await client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteHead(piece.Length), null, cancellationToken, data: piece).ConfigureAwait(false));
+            }
+        }
+
+        // Waits for every write still in flight; throws the first refusal.
+        internal async Task CompleteWritesAsync(VfioUserClient client, CancellationToken cancellationToken)
+        {
+            while (_writes.Count > 0)
+                await CompleteOldestWriteAsync(client, cancellationToken).ConfigureAwait(false);
+        }
+
+        private async Task CompleteOldestWriteAsync(VfioUserClient client, CancellationToken cancellationToken)
+        {
             try
             {
-                for (int done = 0; done < buffer.Length; done += chunk)
-                {
-                    var piece = buffer.Slice(done, Math.Min(chunk, buffer.Length - done));
-                    _writes.Enqueue(await client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteHead(piece.Length), null, cancellationToken, data: piece).ConfigureAwait(false));
-                    if (_writes.Count >= window)
-                        (await client.CompleteAsync(VfioUserCommand.MigDataWrite, _writes.Dequeue(), cancellationToken).ConfigureAwait(false)).Dispose();
-                }
+                (await client.CompleteAsync(VfioUserCommand.MigDataWrite, _writes.Peek(), cancellationToken).ConfigureAwait(false)).Dispose();
+                _ = _writes.Dequeue();
             }
-            finally
+            catch (VfioException)
             {
-                // Every write is acknowledged before WriteAsync returns, so errors surface here.
-                while (_writes.Count > 0)
-                    (await client.CompleteAsync(VfioUserCommand.MigDataWrite, _writes.Dequeue(), cancellationToken).ConfigureAwait(false)).Dispose();
+                // The stream is refused from here on (the server rejects what follows a bad write): the writes behind it
+                // are let go, so the refusal is reported once.
+                AbandonWrites();
+                throw;
+            }
+        }
+
+        // Writes nobody will wait for: their replies are disposed as they come, and their errors observed.
+        private void AbandonWrites()
+        {
+            while (_writes.TryDequeue(out var write))
+            {
+                _ = write.ContinueWith(static t =>
+                {
+                    if (t.IsCompletedSuccessfully)
+                        t.Result.Dispose();
+                    else
+                        _ = t.Exception;
+                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
 

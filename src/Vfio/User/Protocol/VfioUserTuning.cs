@@ -23,4 +23,11 @@ internal static class VfioUserTuning
     /// next. The kernel caps it at net.core.wmem_max/rmem_max (and doubles it for its own bookkeeping).
     /// </summary>
     public const int SocketBufferBytes = 2 << 20;
+
+    /// <summary>
+    /// Data of at least this many bytes in an outgoing command (MIG_DATA_WRITE, REGION_WRITE) is sent from the
+    /// caller's buffer behind the header in one sendmsg; below it the bytes are copied into the message, which
+    /// costs less than the second piece.
+    /// </summary>
+    public const int GatherDataBytes = 16 << 10;
 }
