@@ -19,6 +19,7 @@ check() { # check NAME COMMAND...: one line per check
 }
 finish() { echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; exit $?; }
 
+command -v unzip >/dev/null 2>&1 || { echo "tool-smoke: unzip is missing (scripts/test.sh installs it as root)"; check "unzip present" false; finish; }
 t0=$(date +%s)
 if ! bash "$root/scripts/pack-tool.sh" "$work/packages"; then check "scripts/pack-tool.sh packs the tool" false; finish; fi
 cat >"$work/nuget.config" <<EOF
