@@ -9,10 +9,11 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# Debian packages the integration tests use (network namespaces). Only as root, only when missing.
+# Debian packages the tests use (network namespaces; unzip: the tool packages). Only as root, only when missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   need=()
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v unzip >/dev/null 2>&1 || need+=(unzip)
   if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
