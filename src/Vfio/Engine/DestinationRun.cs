@@ -235,6 +235,7 @@ internal sealed partial class DestinationRun
                     var missing = _devices.FirstOrDefault(d => !d.Ended);
                     if (missing is not null)
                         throw _run.Fail(-1, Errno.EPROTO, $"the stream ended before device {missing.Index} did");
+                    _endSeen = true;
                     return;
                 case MigrationFrameType.Abort:
                     throw SourceAborted(frame);
@@ -263,6 +264,9 @@ internal sealed partial class DestinationRun
         }
     }
 
+    // The End frame arrived: a stream that stops after it stopped before the Commit, not inside the data.
+    private bool _endSeen;
+
     private async Task<MigrationFrame> NextFrameAsync(CancellationToken token)
     {
         MigrationFrame? frame;
@@ -274,7 +278,9 @@ internal sealed partial class DestinationRun
         {
             throw _run.Fail(-1, ex.Errno, "migration stream: " + (ex.Detail ?? ex.Message), ex);
         }
-        return frame ?? throw _run.Fail(-1, Errno.EPIPE, $"the migration stream ended during {MigrationException.PhaseName(_run.Phase)}, before its End frame");
+        return frame ?? throw _run.Fail(-1, Errno.EPIPE, _endSeen
+            ? $"the migration stream ended during {MigrationException.PhaseName(_run.Phase)}, after its End frame and before the source's Commit"
+            : $"the migration stream ended during {MigrationException.PhaseName(_run.Phase)}, before its End frame");
     }
 
     private static MigrationException SourceAborted(MigrationFrame frame)
