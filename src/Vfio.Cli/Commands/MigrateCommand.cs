@@ -58,7 +58,6 @@ internal static class MigrateCommand
         CliOptions.RequireDifferentDevices(command, from, to, "; a device cannot be migrated into itself");
         command.SetAction(async (parse, cancellationToken) =>
         {
-            SocketCompletions.PreferInline();
             bool asJson = parse.GetValue(json);
             string? dir = parse.GetValue(stateDir);
             var id = Guid.NewGuid();

@@ -71,7 +71,6 @@ internal static class ServeCommand
         });
         command.SetAction(async (parse, cancellationToken) =>
         {
-            SocketCompletions.PreferInline();
             bool libVfioUser = parse.GetValue(device) == LibVfioUserSampleName;
             var options = new SampleDeviceOptions
             {
