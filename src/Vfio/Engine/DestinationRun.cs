@@ -21,6 +21,9 @@ internal sealed partial class DestinationRun
     private readonly DestinationDevice[] _devices;
     private TimeSpan _startTime;
 
+    // The End frame arrived: a stream that stops after it stopped before the Commit, not inside the data.
+    private bool _endSeen;
+
     // The source's Switchover frame arrived.
     private bool SwitchedOver => _run.SwitchoverAt is not null;
 
@@ -264,9 +267,6 @@ internal sealed partial class DestinationRun
         }
     }
 
-    // The End frame arrived: a stream that stops after it stopped before the Commit, not inside the data.
-    private bool _endSeen;
-
     private async Task<MigrationFrame> NextFrameAsync(CancellationToken token)
     {
         MigrationFrame? frame;
@@ -278,9 +278,8 @@ internal sealed partial class DestinationRun
         {
             throw _run.Fail(-1, ex.Errno, "migration stream: " + (ex.Detail ?? ex.Message), ex);
         }
-        return frame ?? throw _run.Fail(-1, Errno.EPIPE, _endSeen
-            ? $"the migration stream ended during {MigrationException.PhaseName(_run.Phase)}, after its End frame and before the source's Commit"
-            : $"the migration stream ended during {MigrationException.PhaseName(_run.Phase)}, before its End frame");
+        string where = _endSeen ? "after its End frame and before the source's Commit" : "before its End frame";
+        return frame ?? throw _run.Fail(-1, Errno.EPIPE, $"the migration stream ended during {MigrationException.PhaseName(_run.Phase)}, {where}");
     }
 
     private static MigrationException SourceAborted(MigrationFrame frame)
