@@ -154,6 +154,64 @@ public sealed class ClientServerTests
         Assert.Equal(VfioMigrationState.Stop, src.Device.State);
         Assert.Equal(VfioMigrationState.Running, dst.Device.State);
         Assert.Equal(src.Device.ComputeSha256(), dst.Device.ComputeSha256());
+        // docs/performance.md, "Relaying without copies": between two vfio-user connections in one process the data
+        // went socket → kernel pipe → socket; every byte that came in through a pipe left through one.
+        var (received, _) = a.Client.SplicedBytes;
+        var (_, sent) = b.Client.SplicedBytes;
+        Assert.True(received >= opts.SizeBytes, $"{received} bytes spliced in, at least the device's {opts.SizeBytes} expected");
+        Assert.Equal(received, sent);
+        await a.DisposeAsync();
+        Assert.Equal(0, a.Client.OpenPipes);
+    }
+
+    // A chunk held in a kernel pipe that meets a destination which cannot take it (an in-process device) is copied
+    // out once and written as plain bytes; a vfio-user source towards any destination keeps the state exact.
+    [Fact]
+    public async Task Migration_from_vfio_user_to_an_in_process_device_copies_the_held_chunks_out()
+    {
+        var opts = new SampleDeviceOptions { SizeBytes = 8 << 20, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy, DirtyRateBytesPerSecond = 4 << 20, Seed = 13 };
+        await using var src = new TestSupport.ServerFixture(opts);
+        await using var a = await VfioUserMigrationDevice.ConnectAsync(src.Path, null, Ct);
+        using var local = new SampleDevice(opts with { DirtyRateBytesPerSecond = 0, Seed = 14 });
+        await using var b = new InProcessMigrationDevice(local, "local");
+        await MigrationEngine.MigrateAsync([a], [b], MigrationOptions.Default with { NonConvergence = NonConvergencePolicy.ForceSwitchover }, null, Ct);
+        Assert.Equal(VfioMigrationState.Running, local.State);
+        Assert.Equal(src.Device.ComputeSha256(), local.ComputeSha256());
+        Assert.True(a.Client.SplicedBytes.Received >= opts.SizeBytes);
+    }
+
+    // Faults in the middle of a relay: the source's or the destination's connection is cut while chunks are in
+    // kernel pipes. The migration fails, exactly one copy runs (the source: pre-copy never stopped it, and the engine
+    // takes it back to RUNNING), the destination never starts, and no kernel pipe outlives the connections.
+    [Theory(Timeout = 120000)]
+    [InlineData("source")]
+    [InlineData("destination")]
+    public async Task A_connection_cut_in_the_middle_of_a_relay_fails_the_migration_with_one_live_copy_and_no_pipe_left(string cut)
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        var opts = new SampleDeviceOptions { SizeBytes = 64 << 20, Capabilities = VfioMigrationFlags.StopCopy | VfioMigrationFlags.PreCopy, Seed = 15 };
+        await using var src = new TestSupport.ServerFixture(opts);
+        await using var dst = new TestSupport.ServerFixture(opts with { Seed = 16 });
+        var a = await VfioUserMigrationDevice.ConnectAsync(src.Path, null, Ct);
+        var b = await VfioUserMigrationDevice.ConnectAsync(dst.Path, null, Ct);
+        await using (a)
+        await using (b)
+        {
+            var migrating = MigrationEngine.MigrateAsync([a], [b], MigrationOptions.Default with { BufferBytes = 64 << 10 }, null, Ct);
+            while (b.Client.SplicedBytes.Sent < (4 << 20) && !migrating.IsCompleted)
+                await Task.Delay(1, Ct);
+            Assert.False(migrating.IsCompleted, "the migration ended before the cut");
+            (cut == "source" ? a : b).Client.Sever();
+            await Assert.ThrowsAnyAsync<VfioException>(() => migrating.WaitAsync(TimeSpan.FromSeconds(60), Ct));
+        }
+        // The destination holds no copy of the state (left RESUMING with part of it, or reset by the engine's abort).
+        Assert.NotEqual(src.Device.ComputeSha256(), dst.Device.ComputeSha256());
+        if (cut == "destination")
+            Assert.Equal(VfioMigrationState.Running, src.Device.State);
+        else
+            Assert.True(src.Device.State is VfioMigrationState.Running or VfioMigrationState.PreCopy, $"source in {src.Device.State}");
+        Assert.Equal(0, a.Client.OpenPipes);
+        Assert.Equal(0, b.Client.OpenPipes);
     }
 
     [Fact]

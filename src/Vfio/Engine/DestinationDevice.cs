@@ -47,16 +47,37 @@ internal sealed class DestinationDevice(int index, MigrationRunContext run) : En
     public async Task WriteAsync(MigrationFrame frame, CancellationToken token)
     {
         var stream = Stream!;
-        foreach (var segment in frame.Payload)
+        try
         {
-            try
+            if (frame.Chunk is { } chunk)
             {
+                await WriteChunkAsync(stream, chunk, token).ConfigureAwait(false);
+                return;
+            }
+            foreach (var segment in frame.Payload)
                 await stream.WriteAsync(segment, token).ConfigureAwait(false);
-            }
-            catch (VfioException ex)
-            {
-                throw Fail(ex.Errno, $"write migration data: {ex.Detail ?? ex.Message}", ex);
-            }
+        }
+        catch (VfioException ex)
+        {
+            throw Fail(ex.Errno, $"write migration data: {ex.Detail ?? ex.Message}", ex);
+        }
+    }
+
+    // A chunk goes to the device's transport as it is when that transport takes it (the kernel relays the bytes);
+    // otherwise its bytes are copied out once and written like any payload.
+    private static async Task WriteChunkAsync(IMigrationDataStream stream, DataChunk chunk, CancellationToken token)
+    {
+        if (stream is IDataChunkSink sink && await sink.TryWriteChunkAsync(chunk, token).ConfigureAwait(false))
+            return;
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(chunk.Length);
+        try
+        {
+            await chunk.CopyToAsync(bytes.AsMemory(0, chunk.Length), token).ConfigureAwait(false);
+            await stream.WriteAsync(bytes.AsMemory(0, chunk.Length), token).ConfigureAwait(false);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
         }
     }
 

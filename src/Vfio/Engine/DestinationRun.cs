@@ -48,6 +48,7 @@ internal sealed partial class DestinationRun
             await DiscardCommitDecisionAsync().ConfigureAwait(false);
             await EngineDevice.DisposeStreamsAsync(_devices).ConfigureAwait(false);
             await PipeCompletion.CompleteQuietlyAsync(_returnPipe).ConfigureAwait(false);
+            _reader.ReleaseChunk();
             await PipeCompletion.CompleteQuietlyAsync(_input).ConfigureAwait(false);
             _run.Trace.End();
         }

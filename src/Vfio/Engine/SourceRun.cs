@@ -423,13 +423,27 @@ internal sealed partial class SourceRun
     }
 
     // Reads once from the device straight into a frame in the pipe; 0 = nothing (ENOMSG/0 in pre-copy, EOF in stop-copy).
+    // Where the pipe carries chunks and the device's transport holds what it reads (migrate between vfio-user
+    // servers), the frame carries the chunk instead and the bytes never enter this process.
     private async Task<int> ReadIntoFrameAsync(SourceDevice device, IMigrationDataStream stream, MigrationFrameType type, bool allowNoData, CancellationToken token)
     {
-        var buffer = _writer.GetPayloadBuffer(_run.Options.BufferBytes);
+        var source = _writer.CarriesChunks ? stream as IDataChunkSource : null;
+        Memory<byte> buffer = default;
+        DataChunk? chunk = null;
         int n;
         try
         {
-            n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
+            if (source is not null)
+                chunk = await source.ReadChunkAsync(_run.Options.BufferBytes, token).ConfigureAwait(false);
+            if (chunk is null)
+            {
+                buffer = _writer.GetPayloadBuffer(_run.Options.BufferBytes);
+                n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
+            }
+            else
+            {
+                n = chunk.Length;
+            }
         }
         catch (VfioException ex) when (allowNoData && ex.Errno == Errno.ENOMSG)
         {
@@ -438,6 +452,12 @@ internal sealed partial class SourceRun
         catch (VfioException ex)
         {
             throw device.Fail(ex.Errno, $"read migration data: {ex.Detail ?? ex.Message}", ex);
+        }
+        if (chunk is not null)
+        {
+            if (n > 0)
+                await _writer.CommitChunkAsync(type, (ushort)device.Index, chunk, token).ConfigureAwait(false);
+            return n;
         }
         if (n < 0 || n > buffer.Length)
             throw device.Fail(Errno.EIO, $"the device returned {n} from a read of {buffer.Length} bytes");

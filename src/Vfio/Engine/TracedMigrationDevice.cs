@@ -89,7 +89,7 @@ internal sealed class TracedMigrationDevice(IVfioMigrationDevice inner, int inde
     // The engine never disposes the caller's devices; the wrapper owns nothing.
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
-    private sealed class TracedDataStream : IMigrationDataStream
+    private sealed class TracedDataStream : IMigrationDataStream, IDataChunkSource, IDataChunkSink
     {
         private readonly IMigrationDataStream _inner;
         private readonly int _index;
@@ -121,6 +121,24 @@ internal sealed class TracedMigrationDevice(IVfioMigrationDevice inner, int inde
         {
             await _inner.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
             _bytes += buffer.Length;
+        }
+
+        public async ValueTask<DataChunk?> ReadChunkAsync(int maxBytes, CancellationToken cancellationToken = default)
+        {
+            if (_inner is not IDataChunkSource source)
+                return null;
+            var chunk = await source.ReadChunkAsync(maxBytes, cancellationToken).ConfigureAwait(false);
+            _bytes += chunk?.Length ?? 0;
+            return chunk;
+        }
+
+        public async ValueTask<bool> TryWriteChunkAsync(DataChunk chunk, CancellationToken cancellationToken = default)
+        {
+            int length = chunk.Length;
+            if (_inner is not IDataChunkSink sink || !await sink.TryWriteChunkAsync(chunk, cancellationToken).ConfigureAwait(false))
+                return false;
+            _bytes += length;
+            return true;
         }
 
         public async ValueTask<PrecopyEstimate> GetPrecopyInfoAsync(CancellationToken cancellationToken = default)

@@ -14,8 +14,20 @@ internal readonly record struct MigrationFrame(MigrationFrameType Type, ushort D
     /// <summary>True for frames that concern the whole stream rather than one device.</summary>
     public bool IsStreamLevel => Device == StreamLevel;
 
+    /// <summary>
+    /// A chunk frame (<see cref="MigrationFrameCodec.FlagPayloadChunk"/>): the payload length its header declares. Its
+    /// bytes are <see cref="Chunk"/>, not <see cref="Payload"/> (which is empty). Null for every other frame.
+    /// </summary>
+    public int? ChunkLength { get; init; }
+
+    /// <summary>The payload of a chunk frame, taken from the pipe by the stream reader; it too is valid until the next read.</summary>
+    public Migration.DataChunk? Chunk { get; init; }
+
+    /// <summary>True when the payload travels beside the stream as <see cref="Chunk"/>.</summary>
+    public bool IsChunk => ChunkLength is not null;
+
     /// <summary>Payload length in bytes.</summary>
-    public int Length => (int)Payload.Length;
+    public int Length => ChunkLength ?? (int)Payload.Length;
 
     /// <inheritdoc/>
     public override string ToString()

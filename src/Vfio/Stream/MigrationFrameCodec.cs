@@ -128,12 +128,7 @@ internal static class MigrationFrameCodec
     public static int SealFrame(Span<byte> frame, MigrationFrameType type, ushort device, uint sequence, int payloadLength, bool payloadChecked = true)
     {
         bool unchecked_ = !payloadChecked && IsData(type);
-        frame[0] = (byte)type;
-        frame[1] = unchecked_ ? FlagPayloadUnchecked : (byte)0;
-        BinaryPrimitives.WriteUInt16LittleEndian(frame[2..], device);
-        BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], (uint)payloadLength);
-        BinaryPrimitives.WriteUInt32LittleEndian(frame[8..], sequence);
-        BinaryPrimitives.WriteUInt32LittleEndian(frame[12..], Crc32C.Compute(frame[..12]));
+        WriteHeader(frame, type, unchecked_ ? FlagPayloadUnchecked : (byte)0, device, sequence, payloadLength);
         int body = FrameHeaderSize + payloadLength;
         BinaryPrimitives.WriteUInt32LittleEndian(frame[body..], unchecked_ ? 0u : Crc32C.Compute(frame[..body]));
         return body + FrameTrailerSize;
@@ -145,6 +140,34 @@ internal static class MigrationFrameCodec
     /// transport; the header CRC still covers the flag.
     /// </summary>
     public const byte FlagPayloadUnchecked = 0x01;
+
+    /// <summary>
+    /// Frame flag (PreCopyData and StopCopyData only): the payload is not in the stream; it travels beside it as a
+    /// <see cref="Migration.DataChunk"/> of the length the header declares (<see cref="IChunkPipeWriter"/>). The frame
+    /// is its header and a zero trailer. A reader accepts it only from a pipe that carries chunks (the engine's
+    /// in-process pipe); from any other transport it is EPROTO.
+    /// </summary>
+    public const byte FlagPayloadChunk = 0x02;
+
+    /// <summary>Writes the 16-byte header and zero trailer of a data frame whose payload is a chunk of <paramref name="payloadLength"/> bytes; returns the frame's size in the stream.</summary>
+    public static int SealChunkFrame(Span<byte> frame, MigrationFrameType type, ushort device, uint sequence, int payloadLength)
+    {
+        if (!IsData(type))
+            throw new ArgumentOutOfRangeException(nameof(type), type, "only data frames carry a chunk");
+        WriteHeader(frame, type, FlagPayloadChunk, device, sequence, payloadLength);
+        BinaryPrimitives.WriteUInt32LittleEndian(frame[FrameHeaderSize..], 0u);
+        return FrameHeaderSize + FrameTrailerSize;
+    }
+
+    private static void WriteHeader(Span<byte> frame, MigrationFrameType type, byte flags, ushort device, uint sequence, int payloadLength)
+    {
+        frame[0] = (byte)type;
+        frame[1] = flags;
+        BinaryPrimitives.WriteUInt16LittleEndian(frame[2..], device);
+        BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], (uint)payloadLength);
+        BinaryPrimitives.WriteUInt32LittleEndian(frame[8..], sequence);
+        BinaryPrimitives.WriteUInt32LittleEndian(frame[12..], Crc32C.Compute(frame[..12]));
+    }
 
     // Device-data frames: the only ones large enough for their CRC to matter.
     private static bool IsData(MigrationFrameType type) => type is MigrationFrameType.PreCopyData or MigrationFrameType.StopCopyData;
@@ -166,9 +189,11 @@ internal static class MigrationFrameCodec
     /// <remarks>
     /// <paramref name="transportAuthenticates"/>: the bytes come from a transport that authenticates them
     /// (<see cref="IAuthenticatedPipe"/>), so a data frame may carry <see cref="FlagPayloadUnchecked"/>; from any
-    /// other transport that flag is EPROTO.
+    /// other transport that flag is EPROTO. <paramref name="transportCarriesChunks"/>: the same for
+    /// <see cref="FlagPayloadChunk"/>; such a frame is returned with <see cref="MigrationFrame.IsChunk"/> set and an empty
+    /// payload, and the caller takes its chunk from the pipe.
     /// </remarks>
-    public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, uint maxPayload, uint expectedSequence, ushort deviceCount, out MigrationFrame frame, bool transportAuthenticates = false)
+    public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, uint maxPayload, uint expectedSequence, ushort deviceCount, out MigrationFrame frame, bool transportAuthenticates = false, bool transportCarriesChunks = false)
     {
         frame = default;
         if (buffer.Length < FrameHeaderSize)
@@ -184,13 +209,18 @@ internal static class MigrationFrameCodec
         if (sequence != expectedSequence)
             throw new VfioException(Errno.EPROTO, Decode, $"frame sequence {sequence} where {expectedSequence} was expected (a frame was lost, repeated or reordered)");
         bool payloadUnchecked = h[1] == FlagPayloadUnchecked && IsData(type);
+        bool chunk = h[1] == FlagPayloadChunk && IsData(type);
         if (payloadUnchecked && !transportAuthenticates)
             throw new VfioException(Errno.EPROTO, Decode, $"{type} frame {sequence} carries no payload CRC, which only a transport that authenticates every byte may allow");
-        if (h[1] != 0 && !payloadUnchecked)
+        if (chunk && !transportCarriesChunks)
+            throw new VfioException(Errno.EPROTO, Decode, $"{type} frame {sequence} says its payload travels beside the stream, which only the engine's in-process pipe allows");
+        if (h[1] != 0 && !payloadUnchecked && !chunk)
             throw new VfioException(Errno.EPROTO, Decode, $"frame {sequence} has unknown flags 0x{h[1]:x2}");
         if (length > maxPayload)
             throw new VfioException(Errno.EMSGSIZE, Decode, $"frame {sequence} declares {length} payload bytes, above the stream's limit of {maxPayload}");
         CheckShape(type, device, (int)length, sequence, deviceCount);
+        if (chunk)
+            return TryReadChunkFrame(ref buffer, type, device, sequence, (int)length, out frame);
         long total = FrameHeaderSize + (long)length + FrameTrailerSize;
         if (buffer.Length < total)
             return false;
@@ -207,6 +237,21 @@ internal static class MigrationFrameCodec
             throw new VfioException(Errno.EBADMSG, Decode, $"{type} frame {sequence} is corrupt (CRC-32C mismatch over {length} payload bytes)");
         frame = new MigrationFrame(type, device, sequence, buffer.Slice(FrameHeaderSize, length));
         buffer = buffer.Slice(total);
+        return true;
+    }
+
+    // A chunk frame in the stream: the header (checked) and a zero trailer; the payload is the pipe's next chunk.
+    private static bool TryReadChunkFrame(ref ReadOnlySequence<byte> buffer, MigrationFrameType type, ushort device, uint sequence, int length, out MigrationFrame frame)
+    {
+        frame = default;
+        if (buffer.Length < FrameHeaderSize + FrameTrailerSize)
+            return false;
+        Span<byte> t = stackalloc byte[FrameTrailerSize];
+        buffer.Slice(FrameHeaderSize, FrameTrailerSize).CopyTo(t);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(t) != 0)
+            throw new VfioException(Errno.EBADMSG, Decode, $"{type} frame {sequence} carries its payload beside the stream but its trailer is not zero");
+        frame = new MigrationFrame(type, device, sequence, ReadOnlySequence<byte>.Empty) { ChunkLength = length };
+        buffer = buffer.Slice(FrameHeaderSize + FrameTrailerSize);
         return true;
     }
 

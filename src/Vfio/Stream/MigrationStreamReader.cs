@@ -13,6 +13,8 @@ internal sealed class MigrationStreamReader
     private const string Operation = "read migration stream";
     private readonly PipeReader _reader;
     private readonly bool _authenticated;
+    private readonly IChunkPipeReader? _chunks;
+    private Migration.DataChunk? _lastChunk;
     private readonly MigrationStreamKind _kind;
     private readonly uint _maxPayloadLimit;
     private bool _advancePending;
@@ -24,6 +26,7 @@ internal sealed class MigrationStreamReader
     {
         _reader = reader ?? throw new ArgumentNullException(nameof(reader));
         _authenticated = reader is IAuthenticatedPipe { Authenticates: true };
+        _chunks = reader as IChunkPipeReader;
         _kind = kind;
         _maxPayloadLimit = Math.Min(maxPayloadLimit, MigrationFrameCodec.HardMaxPayload);
     }
@@ -66,7 +69,8 @@ internal sealed class MigrationStreamReader
 
     /// <summary>
     /// Reads the next frame; null when the stream ended cleanly on a frame boundary. The returned payload
-    /// is valid until the next call.
+    /// is valid until the next call. A chunk frame's chunk is disposed by the next call too (a consumer that wrote it
+    /// has emptied it already), so none outlives the frame that carried it.
     /// </summary>
     /// <exception cref="VfioException">EPROTO/EBADMSG/EMSGSIZE for a malformed frame; EPIPE when the stream ends inside a frame.</exception>
     public async ValueTask<MigrationFrame?> ReadFrameAsync(CancellationToken cancellationToken = default)
@@ -78,17 +82,20 @@ internal sealed class MigrationStreamReader
             _advancePending = false;
             _reader.AdvanceTo(_consumed);
         }
+        ReleaseChunk();
         while (true)
         {
             var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             if (result.IsCanceled)
                 throw new OperationCanceledException("the pending read of the migration stream was canceled");
             var buffer = result.Buffer;
-            if (MigrationFrameCodec.TryReadFrame(ref buffer, Preamble.MaxPayload, _sequence, Preamble.DeviceCount, out var frame, _authenticated))
+            if (MigrationFrameCodec.TryReadFrame(ref buffer, Preamble.MaxPayload, _sequence, Preamble.DeviceCount, out var frame, _authenticated, _chunks is not null))
             {
                 bool forward = MigrationFrameCodec.IsForward(frame.Type);
                 if (forward != (_kind == MigrationStreamKind.Forward))
                     throw new VfioException(Errno.EPROTO, Operation, $"{frame} belongs to the {(forward ? "forward" : "return")} stream, not the {KindName} stream");
+                if (frame.IsChunk)
+                    frame = frame with { Chunk = _lastChunk = TakeChunk(frame) };
                 _sequence++;
                 _consumed = buffer.Start;
                 _advancePending = true;
@@ -105,6 +112,26 @@ internal sealed class MigrationStreamReader
             }
             _reader.AdvanceTo(buffer.Start, buffer.End);
         }
+    }
+
+    // The chunk the writer queued for this frame, which must be there and of the declared length.
+    private Migration.DataChunk TakeChunk(MigrationFrame frame)
+    {
+        var chunk = _chunks!.TakeChunk()
+            ?? throw new VfioException(Errno.EPROTO, Operation, $"{frame} carries its payload beside the stream, but none was queued");
+        if (chunk.Length != frame.Length)
+        {
+            chunk.Dispose();
+            throw new VfioException(Errno.EPROTO, Operation, $"{frame} declares {frame.Length} bytes, but its chunk holds {chunk.Length}");
+        }
+        return chunk;
+    }
+
+    /// <summary>Disposes the last frame's chunk, if any (also done by the next <see cref="ReadFrameAsync"/>).</summary>
+    public void ReleaseChunk()
+    {
+        _lastChunk?.Dispose();
+        _lastChunk = null;
     }
 
     private string KindName => _kind == MigrationStreamKind.Forward ? "forward" : "return";

@@ -30,7 +30,7 @@ internal sealed class MigrationStreamWriter
     /// <summary>The preamble this writer writes.</summary>
     public MigrationStreamPreamble Preamble { get; }
 
-    /// <summary>Bytes written so far (preamble and frames).</summary>
+    /// <summary>Bytes written so far (preamble and frames; a chunk frame counts as if its payload were in the stream).</summary>
     public long BytesWritten { get; private set; }
 
     /// <summary>Called after each frame is written: type, device, payload length (the engine's trace).</summary>
@@ -111,6 +111,30 @@ internal sealed class MigrationStreamWriter
         BytesWritten += n;
         OnFrame?.Invoke(type, device, length);
         return FlushAsync(cancellationToken);
+    }
+
+    /// <summary>True when data frames can carry their payload beside the stream (<see cref="CommitChunkAsync"/>).</summary>
+    public bool CarriesChunks => _writer is IChunkPipeWriter;
+
+    /// <summary>
+    /// Writes a data frame whose payload is <paramref name="chunk"/>, carried beside the stream, and flushes. The
+    /// chunk then belongs to the pipe (disposed here too when the reader went away).
+    /// </summary>
+    public async ValueTask CommitChunkAsync(MigrationFrameType type, ushort device, Migration.DataChunk chunk, CancellationToken cancellationToken = default)
+    {
+        if (_writer is not IChunkPipeWriter chunks)
+            throw new InvalidOperationException("this pipe carries no chunks");
+        if (chunk.Length <= 0 || (uint)chunk.Length > Preamble.MaxPayload)
+            throw new ArgumentOutOfRangeException(nameof(chunk), chunk.Length, $"a chunk frame carries 1 to {Preamble.MaxPayload} bytes");
+        int length = chunk.Length;
+        await chunks.AddChunkAsync(chunk, cancellationToken).ConfigureAwait(false);
+        // Queued: its frame follows at once, with no await between, so the queue and the frames keep one order.
+        var span = _writer.GetSpan(MigrationFrameCodec.FrameHeaderSize + MigrationFrameCodec.FrameTrailerSize);
+        int n = MigrationFrameCodec.SealChunkFrame(span, type, device, _sequence++, length);
+        _writer.Advance(n);
+        BytesWritten += MigrationFrameCodec.FrameSize(length); // the stream's size as if the payload were in it
+        OnFrame?.Invoke(type, device, length);
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask FlushAsync(CancellationToken cancellationToken)

@@ -6,11 +6,12 @@ namespace Vfio.User.Client;
 /// Where the data of one MIG_DATA_READ reply goes. The reader names its own buffer once it is ready for this
 /// reply (<see cref="Provide"/>); the read loop waits for that and receives the data straight into it, so a
 /// stop-copy byte is copied only by the kernel. Whatever does not fit, or arrives after the reader gave up on
-/// the buffer (<see cref="Abandon"/>), lands in a pooled overflow array instead: nothing is ever lost.
+/// the buffer (<see cref="Abandon"/>), lands in a pooled overflow array instead: nothing is ever lost. A reader that
+/// relays the data asks for it to be held in a kernel pipe instead (<see cref="ProvideHold"/>, <see cref="Held"/>).
 /// </summary>
 internal sealed class MigDataTarget(int requested)
 {
-    private readonly TaskCompletionSource<Memory<byte>> _destination = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<MigDataPlacement> _destination = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The size the request asked for (a reply claiming more is malformed).</summary>
     public int Requested => requested;
@@ -26,17 +27,23 @@ internal sealed class MigDataTarget(int requested)
 
     private byte[]? _overflow;
 
+    /// <summary>The data the read loop spliced into a kernel pipe for a reader that asked for it to be held (<see cref="PlacedCount"/> bytes).</summary>
+    public Transport.SplicedChunk? Held { get; private set; }
+
     private readonly Lock _gate = new();
     private bool _revoked;
     private TaskCompletionSource? _writing;
 
-    internal Task<Memory<byte>> Destination => _destination.Task;
+    internal Task<MigDataPlacement> Destination => _destination.Task;
 
     /// <summary>The reader's buffer for this reply's data (first call wins).</summary>
-    public void Provide(Memory<byte> buffer) => _destination.TrySetResult(buffer);
+    public void Provide(Memory<byte> buffer) => _destination.TrySetResult(new MigDataPlacement(buffer, Hold: false));
+
+    /// <summary>The reader wants this reply's data held in a kernel pipe where the transport can (first call wins).</summary>
+    public void ProvideHold() => _destination.TrySetResult(new MigDataPlacement(Memory<byte>.Empty, Hold: true));
 
     /// <summary>The reader will not wait for this reply with a buffer: keep the data in the overflow array.</summary>
-    public void Abandon() => _destination.TrySetResult(Memory<byte>.Empty);
+    public void Abandon() => _destination.TrySetResult(default);
 
     /// <summary>
     /// The reader gave up on a buffer it provided (its read was cancelled): data not yet written goes to the
@@ -48,7 +55,8 @@ internal sealed class MigDataTarget(int requested)
         lock (_gate)
         {
             _revoked = true;
-            _destination.TrySetResult(Memory<byte>.Empty);
+            _destination.TrySetResult(default);
+            Held?.Dispose(); // nobody will take it now
             return _writing?.Task ?? Task.CompletedTask;
         }
     }
@@ -76,8 +84,15 @@ internal sealed class MigDataTarget(int requested)
         writing?.TrySetResult();
     }
 
-    internal void SetPlaced(int placed, byte[]? overflow, int overflowCount)
+    internal void SetPlaced(int placed, byte[]? overflow, int overflowCount, Transport.SplicedChunk? held = null)
     {
+        lock (_gate)
+        {
+            if (_revoked)
+                held?.Dispose();
+            else
+                Held = held;
+        }
         PlacedCount = placed;
         _overflow = overflow;
         OverflowCount = overflowCount;

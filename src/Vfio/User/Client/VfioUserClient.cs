@@ -24,6 +24,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     private readonly List<(ulong Iova, Memory<byte> Memory)> _dmaMemory = [];
     private readonly Lock _dmaLock = new();
     private readonly CancellationTokenSource _shutdown = new();
+    private KernelPipePool? _pipes;
     private Task? _readLoop;
     private int _nextId;
     private Exception? _closedReason;
@@ -66,6 +67,18 @@ public sealed partial class VfioUserClient : IAsyncDisposable
 
     /// <summary>Largest data count per read request (what both sides accept).</summary>
     internal int ReadChunk => Math.Max(1, Math.Min(_options.MaxDataTransferBytes, ServerMaxDataTransferBytes));
+
+    /// <summary>True when migration data can move between this connection's socket and kernel pipes (<see cref="SplicedChunk"/>).</summary>
+    internal bool SplicesData => _socket is IPipeSplicingTransport;
+
+    /// <summary>MIG_DATA_READ data bytes spliced into kernel pipes, and MIG_DATA_WRITE data bytes spliced out of them.</summary>
+    internal (long Received, long Sent) SplicedBytes => (Interlocked.Read(ref _splicedReceived), Interlocked.Read(ref _splicedSent));
+
+    /// <summary>Kernel pipes of this connection not yet closed (0 once disposed, unless a chunk was leaked).</summary>
+    internal int OpenPipes => _pipes?.Open ?? 0;
+
+    private long _splicedReceived;
+    private long _splicedSent;
 
     internal VfioUserClientOptions Options => _options;
 
@@ -165,7 +178,11 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     /// reader provides to the target. Any other command first abandons the targets still waiting: its reply queues
     /// behind theirs, so the read loop must not wait for a reader who is now waiting for that other reply.
     /// </remarks>
-    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken, MigDataTarget? dataTarget = null, ReadOnlyMemory<byte> data = default)
+    /// <para>
+    /// With <paramref name="pipeData"/> the message's data is that many bytes from a <see cref="KernelPipe"/>, spliced
+    /// into the socket behind the header (the transport must be an <see cref="IPipeSplicingTransport"/>).
+    /// </para>
+    internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken, MigDataTarget? dataTarget = null, ReadOnlyMemory<byte> data = default, (KernelPipe Pipe, int Count)? pipeData = null)
     {
         if (_closedReason is not null)
             throw new VfioException(Errno.ENOTCONN, $"{command} to {Name}", "the connection is closed: " + _closedReason.Message);
@@ -187,9 +204,10 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         // Header and payload in one pooled buffer. Large data (a MIG_DATA_WRITE's bytes after its head) is sent from
         // where the caller holds it, gathered behind them in one sendmsg: no copy of the bytes and no fresh
         // large-object array; small data is copied in, which costs less than a second piece.
-        int length = VfioUserHeader.Size + payload.Length + data.Length;
+        int pipeCount = pipeData?.Count ?? 0;
+        int length = VfioUserHeader.Size + payload.Length + data.Length + pipeCount;
         bool gather = data.Length >= VfioUserTuning.GatherDataBytes && fds is not { Count: > 0 };
-        int built = gather ? length - data.Length : length;
+        int built = gather ? length - data.Length : length - pipeCount;
         var message = ArrayPool<byte>.Shared.Rent(built);
         new VfioUserHeader(id, command, (uint)length, VfioUserMessageFlags.Command, 0).Encode(message);
         payload.Span.CopyTo(message.AsSpan(VfioUserHeader.Size));
@@ -197,7 +215,12 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             data.Span.CopyTo(message.AsSpan(VfioUserHeader.Size + payload.Length));
         try
         {
-            if (gather)
+            if (pipeData is var (pipe, count))
+            {
+                await ((IPipeSplicingTransport)_socket).SendWithPipeAsync(message.AsMemory(0, built), pipe, count, cancellationToken).ConfigureAwait(false);
+                Interlocked.Add(ref _splicedSent, count);
+            }
+            else if (gather)
                 await _socket.SendInTwoPartsAsync(message.AsMemory(0, built), data, cancellationToken).ConfigureAwait(false);
             else
                 await _socket.SendAsync(message.AsMemory(0, length), fds, cancellationToken).ConfigureAwait(false);
@@ -246,9 +269,10 @@ public sealed partial class VfioUserClient : IAsyncDisposable
                 if (await _socket.ReceiveHeaderAsync(_shutdown.Token).ConfigureAwait(false) is not var (header, fds))
                     break;
                 VfioUserMessage message;
+                MigDataTarget? target = null;
                 try
                 {
-                    message = header.IsReply && _dataTargets.TryGetValue(header.MessageId, out var target)
+                    message = header.IsReply && _dataTargets.TryGetValue(header.MessageId, out target)
                         ? await ReceiveMigDataAsync(header, fds, target).ConfigureAwait(false)
                         : await _socket.ReceiveBodyAsync(header, fds, _shutdown.Token).ConfigureAwait(false);
                 }
@@ -266,7 +290,10 @@ public sealed partial class VfioUserClient : IAsyncDisposable
                     if (_pending.TryRemove(message.Header.MessageId, out var tcs))
                         tcs.TrySetResult(message);
                     else
+                    {
                         message.Dispose(); // a reply to a request the caller abandoned
+                        target?.Held?.Dispose();
+                    }
                     continue;
                 }
                 using (message)
@@ -321,7 +348,8 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             return new VfioUserMessage(header, whole, length, fds);
         }
         int size = (int)head.Size;
-        int direct;
+        int direct = 0;
+        SplicedChunk? held = null;
         var provided = target.Destination;
         if (!provided.IsCompleted)
         {
@@ -336,15 +364,36 @@ public sealed partial class VfioUserClient : IAsyncDisposable
                 target.Abandon();
             }
         }
-        var destination = target.BeginWrite(await provided.WaitAsync(_shutdown.Token).ConfigureAwait(false));
-        try
+        var placement = await provided.WaitAsync(_shutdown.Token).ConfigureAwait(false);
+        if (placement.Hold && size > 0 && _socket is IPipeSplicingTransport splicing && RentPipe() is { } pipe)
         {
-            direct = Math.Min(size, destination.Length);
-            await _socket.ReceivePayloadAsync(header, destination[..direct], _shutdown.Token).ConfigureAwait(false);
+            try
+            {
+                direct = await splicing.ReceiveIntoPipeAsync(header, pipe, size, _shutdown.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                _pipes!.Return(pipe);
+                throw;
+            }
+            Interlocked.Add(ref _splicedReceived, direct);
+            if (direct > 0)
+                held = new SplicedChunk(pipe, direct, _pipes!);
+            else
+                _pipes!.Return(pipe);
         }
-        finally
+        else
         {
-            target.EndWrite();
+            var destination = target.BeginWrite(placement.Buffer);
+            try
+            {
+                direct = Math.Min(size, destination.Length);
+                await _socket.ReceivePayloadAsync(header, destination[..direct], _shutdown.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                target.EndWrite();
+            }
         }
         var overflow = ArrayPool<byte>.Shared.Rent(Math.Max(1, data - direct)); // overflow data, then the padding
         try
@@ -356,11 +405,15 @@ public sealed partial class VfioUserClient : IAsyncDisposable
         catch
         {
             ArrayPool<byte>.Shared.Return(overflow);
+            held?.Dispose();
             throw;
         }
-        target.SetPlaced(direct, overflow, size - direct);
+        target.SetPlaced(direct, overflow, size - direct, held);
         return new VfioUserMessage(header, ArrayPool<byte>.Shared.Rent(1), 0, fds);
     }
+
+    // A kernel pipe for a held reply, from a pool made on first use with room for a whole reply (read loop only).
+    private KernelPipe? RentPipe() => (_pipes ??= new KernelPipePool(ReadChunk)).Rent();
 
     /// <summary>Shuts the socket down (pending receives fail at once) without disposing the client.</summary>
     internal void Sever() => _socket.Shutdown();
@@ -452,6 +505,7 @@ public sealed partial class VfioUserClient : IAsyncDisposable
             }
         }
         _socket.Dispose();
+        _pipes?.Dispose();
         _shutdown.Dispose();
     }
 }

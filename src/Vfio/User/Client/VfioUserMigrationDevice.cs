@@ -252,7 +252,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
     }
 
     /// <summary>The data stream over MIG_DATA_READ/WRITE; STOP_COPY reads are pipelined.</summary>
-    private sealed class RemoteStream(VfioUserMigrationDevice device, DataSessionKind kind) : IMigrationDataStream
+    private sealed class RemoteStream(VfioUserMigrationDevice device, DataSessionKind kind) : IMigrationDataStream, IDataChunkSource, IDataChunkSink
     {
         private readonly Queue<(Task<Transport.VfioUserMessage> Reply, MigDataTarget Target)> _inflight = new();
         private readonly Queue<Task<Transport.VfioUserMessage>> _writes = new();
@@ -264,6 +264,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         private bool _terminated;
         private long? _unrequested; // pre-copy: bytes of the device's last estimate not asked for yet (null: no estimate)
         private bool _stopCopyFull; // a STOP_COPY read came back full: the rest is worth pipelining
+        private Transport.SplicedChunk? _chunk; // a chunk read's result (ReadChunkAsync)
 
         public DataSessionKind Kind => kind;
 
@@ -278,14 +279,35 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         // thread-safe table: a dispose may race with a read that is still queueing requests.)
         private void AbandonInflight() => device.Client.AbandonDataTargets();
 
-        public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            => ReadCoreAsync(buffer, 0, cancellationToken);
+
+        // A chunk: one reply's data held in a kernel pipe, spliced out of the socket (the engine relays it to another
+        // connection the same way). Null whenever bytes wait in _leftover (ReadAsync returns those first) or this
+        // connection cannot splice; the data of a reply that could not go to a pipe lands in _leftover, and null
+        // sends the caller to ReadAsync for it.
+        public async ValueTask<DataChunk?> ReadChunkAsync(int maxBytes, CancellationToken cancellationToken = default)
+        {
+            if (kind != DataSessionKind.Saving || _terminated || _leftoverCount > 0 || maxBytes <= 0 || !device.Client.SplicesData)
+                return null;
+            int got = await ReadCoreAsync(Memory<byte>.Empty, Math.Min(maxBytes, device.ReadRequestSize), cancellationToken).ConfigureAwait(false);
+            var chunk = _chunk;
+            _chunk = null;
+            if (chunk is not null)
+                return chunk;
+            return got == 0 && _leftoverCount == 0 ? DataChunk.Empty : null;
+        }
+
+        // holdMax > 0: the data goes to a kernel pipe (_chunk), up to holdMax bytes per request, and buffer is empty.
+        private async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, int holdMax, CancellationToken cancellationToken)
         {
             const string op = "read migration data";
             if (kind != DataSessionKind.Saving)
                 VfioException.Throw(Errno.EBADF, op, "the stream is a resuming stream (write only)");
             if (_terminated)
                 VfioException.Throw(Errno.ENODEV, op, "the stream was terminated by a later state change");
-            if (buffer.IsEmpty)
+            bool hold = holdMax > 0;
+            if (buffer.IsEmpty && !hold)
                 return 0;
             if (_leftoverCount > 0)
             {
@@ -299,7 +321,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 return 0;
             var client = device.Client;
             bool stopCopy = device.LastState == VfioMigrationState.StopCopy;
-            int chunk = device.ReadRequestSize;
+            int chunk = hold ? holdMax : device.ReadRequestSize;
             // STOP_COPY, and PRE_COPY while the device fills whole reads: requests pipelined. In PRE_COPY only up to
             // the device's last estimate, and once a read came back short ("no more for now") one request at a time:
             // a round then ends with no request in flight, whose data would otherwise be missing from the pending
@@ -312,13 +334,13 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                     await SendReadAsync(client, chunk, cancellationToken).ConfigureAwait(false);
             }
             if (_inflight.Count == 0)
-                await SendReadAsync(client, stopCopy ? chunk : Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
+                await SendReadAsync(client, stopCopy || hold ? chunk : Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
             var (pending, target) = _inflight.Dequeue();
             int requested = target.Requested;
             int got;
             try
             {
-                got = await CompleteIntoAsync(client, pending, target, buffer, cancellationToken).ConfigureAwait(false);
+                got = await CompleteIntoAsync(client, pending, target, buffer, hold, cancellationToken).ConfigureAwait(false);
             }
             catch (VfioException ex) when (ex.Errno == Errno.ENOMSG && !stopCopy)
             {
@@ -327,7 +349,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 await DrainPreCopyAsync(client, cancellationToken).ConfigureAwait(false);
                 if (_leftoverCount == 0)
                     throw;
-                return await ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                return hold ? 0 : await ReadCoreAsync(buffer, 0, cancellationToken).ConfigureAwait(false);
             }
             _lastShort = got + _leftoverCount < requested;
             _stopCopyFull |= stopCopy && !_lastShort;
@@ -354,10 +376,14 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         }
 
         // Hands buffer to one in-flight read and completes it: the data lands in buffer, what does not fit in _leftover.
-        private async Task<int> CompleteIntoAsync(VfioUserClient client, Task<Transport.VfioUserMessage> pending, MigDataTarget target, Memory<byte> buffer, CancellationToken cancellationToken)
+        // hold: the data goes to a kernel pipe instead (_chunk), and only what the read loop could not put there to _leftover.
+        private async Task<int> CompleteIntoAsync(VfioUserClient client, Task<Transport.VfioUserMessage> pending, MigDataTarget target, Memory<byte> buffer, bool hold, CancellationToken cancellationToken)
         {
             int requested = target.Requested;
-            target.Provide(buffer);
+            if (hold)
+                target.ProvideHold();
+            else
+                target.Provide(buffer);
             Transport.VfioUserMessage completed;
             try
             {
@@ -370,7 +396,17 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             }
             using var reply = completed;
             int got;
-            if (target.Placed)
+            if (target.Held is { } held)
+            {
+                _chunk = held;
+                got = held.Length;
+                if (_leftover.Length < target.OverflowCount)
+                    _leftover = new byte[target.OverflowCount];
+                _leftoverStart = 0;
+                _leftoverCount = target.OverflowCount;
+                target.TakeOverflow(Span<byte>.Empty, _leftover);
+            }
+            else if (target.Placed)
             {
                 // The data went straight into buffer; only what did not fit (or came after an abandon) is copied.
                 int spill = target.OverflowCount - Math.Min(target.OverflowCount, buffer.Length - target.PlacedCount);
@@ -421,7 +457,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 try
                 {
                     // The slice holds the whole reply: nothing goes to _leftover.
-                    filled += await CompleteIntoAsync(client, pending, target, joined.AsMemory(filled, target.Requested), cancellationToken).ConfigureAwait(false);
+                    filled += await CompleteIntoAsync(client, pending, target, joined.AsMemory(filled, target.Requested), hold: false, cancellationToken).ConfigureAwait(false);
                 }
                 catch (VfioException ex) when (ex.Errno == Errno.ENOMSG)
                 {
@@ -436,7 +472,24 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         // loads this one, instead of one round trip per frame. A refused write surfaces on a later write, or at the
         // latest before the next state change (SetStateAsync collects the writes first), so no state change follows
         // data the server did not take; the kernel's write(2) reports it one call earlier.
-        public async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+            => WritePiecesAsync(buffer.Length, (client, done, length, token) => client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteHead(length), null, token, data: buffer.Slice(done, length)), cancellationToken);
+
+        // A chunk held in a kernel pipe goes behind each MIG_DATA_WRITE header by splice: the bytes move from the
+        // source connection's socket to this one without entering the process. Only a chunk of our own kind, and only
+        // when this connection splices (else the caller copies the bytes out and writes them).
+        public async ValueTask<bool> TryWriteChunkAsync(DataChunk chunk, CancellationToken cancellationToken = default)
+        {
+            if (chunk is not Transport.SplicedChunk spliced || !device.Client.SplicesData)
+                return false;
+            var pipe = spliced.Pipe;
+            await WritePiecesAsync(chunk.Length, (client, _, length, token) => client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteHead(length), null, token, pipeData: (pipe, length)), cancellationToken).ConfigureAwait(false);
+            spliced.Dispose();
+            return true;
+        }
+
+        // MIG_DATA_WRITEs of at most WriteChunk bytes each, in order; send(client, offset, length, token) sends one.
+        private async ValueTask WritePiecesAsync(int total, Func<VfioUserClient, int, int, CancellationToken, Task<Task<Transport.VfioUserMessage>>> send, CancellationToken cancellationToken)
         {
             const string op = "write migration data";
             if (kind != DataSessionKind.Resuming)
@@ -448,12 +501,11 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             // Messages in flight: PipelineDepth of them, or as many as make PipelineDepth × 256 KiB when they are small
             // (64 KiB pieces to libvfio-user); ≤ 4 MiB queued at our server.
             int window = (int)Math.Max(client.Options.PipelineDepth, (long)client.Options.PipelineDepth * (256 << 10) / chunk);
-            for (int done = 0; done < buffer.Length; done += chunk)
+            for (int done = 0; done < total; done += chunk)
             {
                 while (_writes.Count >= window)
                     await CompleteOldestWriteAsync(client, cancellationToken).ConfigureAwait(false);
-                var piece = buffer.Slice(done, Math.Min(chunk, buffer.Length - done));
-                _writes.Enqueue(await client.SendCommandAsync(VfioUserCommand.MigDataWrite, VfioUserClient.MigDataWriteHead(piece.Length), null, cancellationToken, data: piece).ConfigureAwait(false));
+                _writes.Enqueue(await send(client, done, Math.Min(chunk, total - done), cancellationToken).ConfigureAwait(false));
             }
         }
 

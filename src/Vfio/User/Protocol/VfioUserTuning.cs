@@ -30,4 +30,10 @@ internal static class VfioUserTuning
     /// costs less than the second piece.
     /// </summary>
     public const int GatherDataBytes = 16 << 10;
+
+    /// <summary>
+    /// Bytes sent through memory when a socket we splice into is full: a plain send is the runtime's only wait for
+    /// room, and a small one keeps almost every relayed byte out of the process.
+    /// </summary>
+    public const int SpliceBounceBytes = 4 << 10;
 }
