@@ -177,11 +177,9 @@ public sealed partial class VfioUserClient : IAsyncDisposable
     /// With <paramref name="dataTarget"/> (MIG_DATA_READ only) the reply's data is received into the buffer the
     /// reader provides to the target. Any other command first abandons the targets still waiting: its reply queues
     /// behind theirs, so the read loop must not wait for a reader who is now waiting for that other reply.
-    /// </remarks>
-    /// <para>
     /// With <paramref name="pipeData"/> the message's data is that many bytes from a <see cref="KernelPipe"/>, spliced
     /// into the socket behind the header (the transport must be an <see cref="IPipeSplicingTransport"/>).
-    /// </para>
+    /// </remarks>
     internal async Task<Task<VfioUserMessage>> SendCommandAsync(VfioUserCommand command, ReadOnlyMemory<byte> payload, IReadOnlyList<SafeHandle>? fds, CancellationToken cancellationToken, MigDataTarget? dataTarget = null, ReadOnlyMemory<byte> data = default, (KernelPipe Pipe, int Count)? pipeData = null)
     {
         if (_closedReason is not null)

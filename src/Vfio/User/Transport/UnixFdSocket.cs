@@ -363,7 +363,7 @@ internal sealed class UnixFdSocket : IVfioUserTransport, IPipeSplicingTransport
                 throw ErrnoException((Errno)(int)-n, "splice vfio-user message body");
             // EAGAIN: the socket has nothing yet, or the pipe is full. Bytes waiting in the socket mean the latter
             // (once more to be sure: they may have come just now); the rest of the payload is then the caller's.
-            if (_socket.Available > 0)
+            if (BytesWaiting() > 0)
             {
                 if (retried)
                     break;
@@ -373,6 +373,23 @@ internal sealed class UnixFdSocket : IVfioUserTransport, IPipeSplicingTransport
             await WaitReadableAsync(cancellationToken).ConfigureAwait(false);
         }
         return moved;
+    }
+
+    // FIONREAD on the socket: bytes it holds for us now.
+    private int BytesWaiting()
+    {
+        try
+        {
+            return _socket.Available;
+        }
+        catch (SocketException ex)
+        {
+            throw SocketErrno.ToException(ex, "receive vfio-user message body");
+        }
+        catch (ObjectDisposedException ex)
+        {
+            throw new VfioException(Errno.ENOTCONN, "receive vfio-user message body", "the connection is closed", ex);
+        }
     }
 
     /// <inheritdoc/>
