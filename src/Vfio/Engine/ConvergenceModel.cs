@@ -30,8 +30,8 @@ public enum ConvergenceDecision
 /// about the per-call cost than about the rate. Below that, pending bytes that fit in
 /// <see cref="MinimumSampleBytes"/> cost one device call per read buffer.</item>
 /// </list>
-/// The source switches over when the estimate is within the limit and either the data time is no larger
-/// than the fixed cost (another round cannot win anything worth its time) or the last
+/// The source switches over when the estimate is within the limit and either the data time is at most
+/// <see cref="EarlySwitchFraction"/> of the fixed cost (another round cannot win anything worth its time) or the last
 /// <see cref="StallRounds"/> rounds stopped shrinking the pending bytes (each to at most
 /// <see cref="ShrinkFactor"/> of what the round before left).
 /// </summary>
@@ -42,6 +42,14 @@ public sealed class ConvergenceModel
 
     /// <summary>A round counts as progress when it leaves at most this fraction of the previous round's pending bytes.</summary>
     public const double ShrinkFactor = 0.75;
+
+    /// <summary>
+    /// Pending data that takes at most this fraction of the fixed cost to move switches over at once: another round
+    /// could take at most that much off the downtime. Above it rounds run while they shrink the pending bytes,
+    /// because a round costs running time, not downtime. (At 1, a fixed cost measured at 3 ms on a slow machine let
+    /// 3 ms of data into the downtime, doubling it.)
+    /// </summary>
+    public const double EarlySwitchFraction = 0.25;
 
     /// <summary>Rounds in a row that must fail to shrink the pending bytes before the source stops trying (one
     /// round's figure is noisy: the device dirties in bursts and the machine may be busy).</summary>
@@ -196,7 +204,7 @@ public sealed class ConvergenceModel
         _previousPending = pendingBytes;
         if (!IsWithinLimit(pendingBytes))
             return ConvergenceDecision.Continue;
-        if (pendingBytes <= 0 || DataTime(pendingBytes) <= FixedCost)
+        if (pendingBytes <= 0 || DataTime(pendingBytes) <= FixedCost * EarlySwitchFraction)
             return ConvergenceDecision.SwitchOver;
         bool shrinking = previous == long.MaxValue || pendingBytes <= previous * ShrinkFactor;
         _stalled = shrinking ? 0 : _stalled + 1;

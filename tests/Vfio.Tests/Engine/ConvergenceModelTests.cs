@@ -65,8 +65,23 @@ public class ConvergenceModelTests
         var model = Model(300);
         MebibytePerMillisecond(model);
 
-        // 4 MiB = 4 ms of data, below the 6 ms fixed cost: another round cannot win anything, first round or not.
-        Assert.Equal(ConvergenceDecision.SwitchOver, model.Decide(4 << 20));
+        // 1 MiB = 1 ms of data, within a quarter of the 6 ms fixed cost: another round cannot win anything worth its
+        // time, first round or not.
+        Assert.Equal(ConvergenceDecision.SwitchOver, model.Decide(1 << 20));
+    }
+
+    [Fact]
+    public void PendingAboveAQuarterOfTheFixedCost_RunsAnotherRoundWhileRoundsShrinkIt()
+    {
+        var model = Model(300);
+        MebibytePerMillisecond(model);
+
+        // docs/engine.md, convergence: 4 MiB = 4 ms of data fits the limit, but a round moves it while the device
+        // runs and leaves less; only when rounds stop shrinking does it go into the downtime.
+        Assert.Equal(ConvergenceDecision.Continue, model.Decide(4 << 20));
+        Assert.Equal(ConvergenceDecision.Continue, model.Decide(2 << 20));
+        Assert.Equal(ConvergenceDecision.Continue, model.Decide(2 << 20));
+        Assert.Equal(ConvergenceDecision.SwitchOver, model.Decide(2 << 20));
     }
 
     [Fact]
