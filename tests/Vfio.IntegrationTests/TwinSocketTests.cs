@@ -51,6 +51,44 @@ public sealed class TwinSocketTests
         Assert.Null(client.TwinFailure);
     }
 
+    // The client's end of the twin socket travels in the VERSION reply. It was the handle of a Socket object nothing
+    // referenced, whose finalizer closed it when a collection came between the VERSION and the reply's send: the
+    // reply was never sent and the client waited for ever (seen as rare hangs of the whole test run). Here
+    // collections run back to back while connections negotiate; every one must negotiate its twin socket promptly.
+    [Fact(Timeout = 120000)]
+    public async Task The_twin_socket_end_outlives_collections_until_the_version_reply_is_sent()
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        using var device = new Vfio.Sample.SampleDevice(new Vfio.Sample.SampleDeviceOptions { SizeBytes = 64 << 10 });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var collector = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+        }, Ct);
+        try
+        {
+            for (int i = 0; i < 300; i++)
+            {
+                var (serverEnd, clientEnd) = UnixFdSocket.CreateSocketPair();
+                using var serverSocket = serverEnd;
+                using var serving = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+                var server = Task.Run(() => Vfio.User.Server.VfioUserServer.ServeConnectedSocketAsync(serverEnd, Vfio.User.Server.VfioUserDeviceDefinition.ForSample(device), null, serving.Token), Ct);
+                await using (var client = await VfioUserClient.ConnectAsync(clientEnd, "pair", null, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct))
+                    Assert.True(client.TwinSocketEnabled, $"connection {i}");
+                await server.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await collector;
+        }
+    }
+
     // Spec §10.1 item 1: 64 KiB pieces are for servers that may read a body with one recv() (libvfio-user, which never
     // offers a twin socket, §1.1); a server with the twin socket gets writes of its max_data_xfer_size.
     [Fact]

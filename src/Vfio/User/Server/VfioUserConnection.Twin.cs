@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Vfio.Interop;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 
@@ -14,12 +15,14 @@ public sealed partial class VfioUserConnection
     /// <summary>True once the client asked for and got a twin socket.</summary>
     public bool TwinSocketEnabled => _twin is not null;
 
-    // Our end starts its read loop; the returned handle is the client's end, closed by the writer once sent.
-    private SafeSocketHandle OpenTwinSocket()
+    // Our end starts its read loop; the returned handle is the client's end, closed by the writer once sent. It is a
+    // plain fd: as the handle of a dropped Socket it was closed by that Socket's finalizer when a collection came
+    // before the writer, the VERSION reply was never sent, and the client waited for it for ever.
+    private SafeFdHandle OpenTwinSocket()
     {
-        var (ours, theirs) = UnixFdSocket.CreateSocketPair();
+        var (ours, theirs) = UnixFdSocket.CreateSocketPairToPass();
         _twin = new TwinSocket(new UnixFdSocket(ours, maxReceiveFds: 0), TwinReadLoopAsync);
-        return theirs.SafeHandle;
+        return theirs;
     }
 
     // Only replies to our DMA commands belong here; a command on the twin socket is the client's mistake.

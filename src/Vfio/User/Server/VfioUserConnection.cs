@@ -218,8 +218,10 @@ public sealed partial class VfioUserConnection : IAsyncDisposable
                     if (!broken && !reply.IsCloseMarker)
                         await SendReplyAsync(request, reply, cancellationToken).ConfigureAwait(false);
                 }
-                catch (VfioException)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
+                    // Whatever failed the send (an errno, a handle closed under us), the client must not wait for
+                    // this reply: the connection goes down and the client sees it end.
                     broken = true;
                     _closing = true;
                     _socket.Shutdown();

@@ -116,6 +116,18 @@ internal sealed class UnixFdSocket : IVfioUserTransport, IPipeSplicingTransport
         return (new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), new Socket(new SafeSocketHandle(fds[1], ownsHandle: true)));
     }
 
+    /// <summary>
+    /// A connected pair whose second end is only passed on (SCM_RIGHTS), never used here: a plain owned fd. Wrapped in
+    /// a <see cref="Socket"/> that nothing references, it would be closed by that socket's finalizer whenever a
+    /// collection ran before the send.
+    /// </summary>
+    public static unsafe (Socket Ours, SafeFdHandle Theirs) CreateSocketPairToPass()
+    {
+        int* fds = stackalloc int[2];
+        CheckIo(SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), "socketpair(AF_UNIX, SOCK_STREAM)");
+        return (new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), new SafeFdHandle(fds[1]));
+    }
+
     /// <inheritdoc/>
     public async ValueTask SendAsync(ReadOnlyMemory<byte> message, IReadOnlyList<SafeHandle>? fds = null, CancellationToken cancellationToken = default)
     {
