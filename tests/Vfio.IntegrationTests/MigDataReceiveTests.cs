@@ -199,16 +199,40 @@ public sealed class MigDataReceiveTests
         Assert.Equal(1, served.StopCopyReads);
     }
 
+    // spec §6.13: a short MIG_DATA_READ reply is padded to the size asked. The first STOP_COPY read therefore asks for
+    // what the device's last MIG_DATA_SIZE answer in pre-copy left unread plus room for what it dirtied since (half
+    // as much again and 256 KiB, in whole pages), not a whole 1 MiB chunk; a stop-copy larger than that comes back
+    // full and the rest is pipelined in whole chunks; without an answer the first read asks for a chunk. The stream is
+    // byte-exact in every case.
+    [Theory(Timeout = 60000)]
+    [InlineData(true, 300, new[] { 256 << 10 })]                                        // a few bytes: one read, 256 KiB asked
+    [InlineData(true, 600_000, new[] { 256 << 10, 1 << 20, 1 << 20, 1 << 20, 1 << 20 })] // more than asked: the rest pipelined
+    [InlineData(false, 300, new[] { 1 << 20 })]                                         // no estimate: a whole chunk
+    public async Task The_first_stop_copy_read_asks_for_the_last_estimate_plus_room_not_a_whole_chunk(bool asked, int stop, int[] expectedSizes)
+    {
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        const int pre = 8 * 4096;
+        IVfioMigrationDevice? remote = null;
+        var served = await MigrateThroughPreCopyScriptAsync(pre, stop, async (saving, all) =>
+        {
+            await ReadUntilAsync(saving, all, pre);
+            if (asked)
+                Assert.Equal(0UL, await remote!.GetStopCopySizeAsync(Ct)); // what the engine asks at its switchover decision
+        }, maxTransfer: 1 << 20, connected: d => remote = d);
+        Assert.Equal(expectedSizes, served.StopCopyReadSizes);
+    }
+
     // RUNNING>PRE_COPY, preCopy reads, PRE_COPY>STOP_COPY (which continues the stream), the rest read, then STOP; the
     // whole stream must be the script's pattern. The read loop would wait for ever for a reader's buffer.
-    private static async Task<PreCopyScript> MigrateThroughPreCopyScriptAsync(int pre, int stop, Func<IMigrationDataStream, List<byte>, Task> preCopy)
+    private static async Task<PreCopyScript> MigrateThroughPreCopyScriptAsync(int pre, int stop, Func<IMigrationDataStream, List<byte>, Task> preCopy, int maxTransfer = 4096, Action<IVfioMigrationDevice>? connected = null)
     {
         var (server, clientEnd) = UnixFdSocket.CreateSocketPair();
         using var serverSocket = server;
         var served = new PreCopyScript(pre, stop);
         var script = Task.Run(() => served.Serve(server), Ct);
-        var options = new VfioUserClientOptions { MaxDataTransferBytes = 4096, ReaderWait = Timeout.InfiniteTimeSpan };
+        var options = new VfioUserClientOptions { MaxDataTransferBytes = maxTransfer, ReaderWait = Timeout.InfiniteTimeSpan };
         await using var device = new VfioUserMigrationDevice(await VfioUserClient.ConnectAsync(clientEnd, "scripted", options, Ct));
+        connected?.Invoke(device);
         var all = new List<byte>();
         await using (var saving = await device.SetStateAsync(VfioMigrationState.PreCopy, Ct))
         {
@@ -248,7 +272,9 @@ public sealed class MigDataReceiveTests
 
         public int StateGets { get; private set; }
 
-        public int StopCopyReads { get; private set; }
+        public int StopCopyReads => StopCopyReadSizes.Count;
+
+        public List<int> StopCopyReadSizes { get; } = [];
 
         public void Serve(Socket socket)
         {
@@ -264,7 +290,7 @@ public sealed class MigDataReceiveTests
                     if (state == 6)
                         PreCopyReads++;
                     else if (state == 3)
-                        StopCopyReads++;
+                        StopCopyReadSizes.Add((int)want);
                     reply = PaddedReadReply(want, give, _sent, (uint)give);
                     _sent += give;
                 }

@@ -39,7 +39,9 @@ public static class MigrationEngine
 
         long pause = 4L * options.BufferBytes;
         var forward = ProcessLocalPipe.Create(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, useSynchronizationContext: false));
-        var back = ProcessLocalPipe.Create(new PipeOptions(useSynchronizationContext: false));
+        // The source reads the return path on the destination's thread, as it flushes: LoadResult and Complete are on the
+        // downtime's critical path, and a hand-over to an idle pool thread cost up to a millisecond each (performance.md).
+        var back = ProcessLocalPipe.Create(new PipeOptions(readerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
         var source = new MigrationSource(sources, options);
         var destination = new MigrationDestination(destinations, options);
 

@@ -121,7 +121,10 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
         var reply = await Client.FeatureAsync(VfioFeatureCall.GetMigDataSize(), cancellationToken).ConfigureAwait(false);
         if (reply.Length < 16)
             VfioException.Throw(Errno.EPROTO, "GET MIG_DATA_SIZE", $"reply of {reply.Length} bytes, 16 needed");
-        return BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(8));
+        ulong size = BinaryPrimitives.ReadUInt64LittleEndian(reply.AsSpan(8));
+        if (_stream is { Kind: DataSessionKind.Saving } saving && MigrationStateMachine.IsPreCopy(LastState))
+            saving.NoteUnread(size);
+        return size;
     }
 
     /// <inheritdoc/>
@@ -334,7 +337,7 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                     await SendReadAsync(client, chunk, cancellationToken).ConfigureAwait(false);
             }
             if (_inflight.Count == 0)
-                await SendReadAsync(client, stopCopy || hold ? chunk : Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
+                await SendReadAsync(client, stopCopy ? FirstStopCopyRead(chunk) : hold ? chunk : Math.Min(buffer.Length, chunk), cancellationToken).ConfigureAwait(false);
             var (pending, target) = _inflight.Dequeue();
             int requested = target.Requested;
             int got;
@@ -374,6 +377,21 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
             }
             return got;
         }
+
+        // STOP_COPY reads go one at a time until one comes back full, so this sizes the first: what the device's last
+        // estimate left unread plus room for what it dirtied since, rounded up to whole pages, at most a chunk. A short
+        // reply is padded to the size asked (spec §6.13); an estimate too small costs one round trip (the reply comes
+        // back full, and the rest is pipelined in whole chunks).
+        private int FirstStopCopyRead(int chunk)
+        {
+            if (_unrequested is not { } unread)
+                return chunk;
+            long ask = unread + (unread / 2) + VfioUserTuning.StopCopyReadSlackBytes;
+            return (int)Math.Min(chunk, (ask + 4095) & ~4095L);
+        }
+
+        // The device's MIG_DATA_SIZE answer in pre-copy: the saving bytes it holds that no read asked for yet.
+        internal void NoteUnread(ulong size) => _unrequested = (long)Math.Min(size, long.MaxValue);
 
         // Hands buffer to one in-flight read and completes it: the data lands in buffer, what does not fit in _leftover.
         // hold: the data goes to a kernel pipe instead (_chunk), and only what the read loop could not put there to _leftover.
@@ -567,7 +585,6 @@ public sealed partial class VfioUserMigrationDevice : IVfioMigrationDevice, Conf
                 try
                 {
                     ulong size = await device.GetStopCopySizeAsync(cancellationToken).ConfigureAwait(false);
-                    _unrequested = (long)Math.Min(size, long.MaxValue);
                     if (size > 0)
                         _lastShort = false;
                     return new PrecopyEstimate(0, size + (ulong)_leftoverCount);

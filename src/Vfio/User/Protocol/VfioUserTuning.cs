@@ -36,4 +36,11 @@ internal static class VfioUserTuning
     /// room, and a small one keeps almost every relayed byte out of the process.
     /// </summary>
     public const int SpliceBounceBytes = 4 << 10;
+
+    /// <summary>
+    /// Room the first STOP_COPY read asks for beyond the device's last MIG_DATA_SIZE answer (with half as much again):
+    /// what a running device may dirty between that answer and STOP_COPY. A short reply is padded to the size asked,
+    /// so a whole chunk asked for a stop-copy of a few KiB moved up to 1 MiB of zeros inside the downtime.
+    /// </summary>
+    public const int StopCopyReadSlackBytes = 256 << 10;
 }
