@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Vfio.Interop;
 using Vfio.User.Protocol;
