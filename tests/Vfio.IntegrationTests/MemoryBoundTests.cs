@@ -5,7 +5,7 @@ namespace Vfio.IntegrationTests;
 /// <summary>
 /// The process's memory beyond the device state while migrating: bounded and flat in the state size. A bounded
 /// slow test (about 10-30 s for the demo: two sample devices of 1 GiB each plus a 64 MiB run; 15-45 s for the two
-/// serve processes of a 1 GiB migrate), not a timing assertion.
+/// serve processes of a 1 GiB migrate, and for send and receive of 1 GiB), not a timing assertion.
 /// </summary>
 public class MemoryBoundTests
 {
@@ -43,26 +43,82 @@ public class MemoryBoundTests
         await source.WaitForOutputAsync("serving sample device", TimeSpan.FromMinutes(3));
         await destination.WaitForOutputAsync("serving sample device", TimeSpan.FromMinutes(3));
         using var migrate = new TestSupport.CliProcess("migrate", "--from", "unix:" + a, "--to", "unix:" + b, "--json");
-        long peakSource = 0, peakDestination = 0, peakMigrate = 0;
-        var until = DateTime.UtcNow + TimeSpan.FromMinutes(5);
-        while (!migrate.Process.HasExited)
+        long[] peaks = await PeaksUntilExitAsync("migrate", migrate, source, destination);
+        Assert.True(await migrate.WaitAsync(TimeSpan.FromSeconds(10)) == 0, migrate.Error);
+        AssertBeyondState("source serve", peaks[1], size);
+        AssertBeyondState("destination serve", peaks[2], size);
+        Assert.True(peaks[0] > 0, "migrate: its peak RSS was never read: the polling missed it");
+        Assert.True(peaks[0] <= MigrateBound, $"migrate: peak RSS {peaks[0] / MiB} MiB > {MigrateBound / MiB} MiB");
+    }
+
+    // send and receive of a 1 GiB device over 2 sealed channels (the source dirtying 16 MiB/s): each process holds one
+    // device state and may add at most the bound to it. Two channels, because then the receiver's reorder buffer fills
+    // to its cap on every run (the 64 MiB it had before took the receiver to 62-64 MiB beyond its state).
+    [Fact]
+    public async Task SendAndReceive_PeakRssBeyondTheDeviceState_IsBoundedWhileMigratingOneGiBOverTwoChannels()
+    {
+        const long size = 1024 * MiB;
+        string token = Path.Combine(Path.GetTempPath(), "vfio-mig-token-" + Guid.NewGuid().ToString("N")[..10]);
+        Vfio.Net.NetToken.New().WriteNewFile(token);
+        try
         {
-            Assert.True(DateTime.UtcNow < until, $"migrate of 1 GiB still running after 5 minutes; stderr: {migrate.Error}");
-            peakSource = Math.Max(peakSource, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(source.Process.Id));
-            peakDestination = Math.Max(peakDestination, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(destination.Process.Id));
-            peakMigrate = Math.Max(peakMigrate, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(migrate.Process.Id));
+            using var receive = new TestSupport.CliProcess("receive", "--listen", "127.0.0.1:0", "--into", "sample:size=1GiB,seed=2", "--token-file", token, "--json");
+            int port = await ListeningPortAsync(receive);
+            using var send = new TestSupport.CliProcess("send", "--from", "sample:size=1GiB,dirty-rate=16MiB/s,seed=1", "--to", $"tcp://127.0.0.1:{port}",
+                "--token-file", token, "--channels", "2", "--json");
+            long[] peaks = await PeaksUntilExitAsync("send", send, receive);
+            Assert.True(await send.WaitAsync(TimeSpan.FromSeconds(10)) == 0, send.Error);
+            Assert.True(await receive.WaitAsync(TimeSpan.FromSeconds(30)) == 0, receive.Error);
+            peaks[1] = Math.Max(peaks[1], Vfio.Diagnostics.ProcessMemory.PeakRssBytes(receive.Process.Id));
+            AssertBeyondState("send", peaks[0], size);
+            AssertBeyondState("receive", peaks[1], size);
+        }
+        finally
+        {
+            File.Delete(token);
+        }
+    }
+
+    // Polls the peak RSS (VmHWM) of `driver` (named `what` in a failure) and `others` every 20 ms until `driver` exits (5 minutes at most), then
+    // once more for the others (whose VmHWM outlives the driver). Returns the peaks in that order.
+    private static async Task<long[]> PeaksUntilExitAsync(string what, TestSupport.CliProcess driver, params TestSupport.CliProcess[] others)
+    {
+        var all = new[] { driver }.Concat(others).ToArray();
+        long[] peaks = new long[all.Length];
+        void Poll()
+        {
+            for (int i = 0; i < all.Length; i++)
+                peaks[i] = Math.Max(peaks[i], Vfio.Diagnostics.ProcessMemory.PeakRssBytes(all[i].Process.Id));
+        }
+        var until = DateTime.UtcNow + TimeSpan.FromMinutes(5);
+        while (!driver.Process.HasExited)
+        {
+            Assert.True(DateTime.UtcNow < until, $"{what} of 1 GiB still running after 5 minutes; stderr: {driver.Error}");
+            Poll();
             await Task.Delay(20);
         }
-        Assert.True(await migrate.WaitAsync(TimeSpan.FromSeconds(10)) == 0, migrate.Error);
-        peakSource = Math.Max(peakSource, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(source.Process.Id));
-        peakDestination = Math.Max(peakDestination, Vfio.Diagnostics.ProcessMemory.PeakRssBytes(destination.Process.Id));
-        foreach (var (what, peak) in new[] { ("source", peakSource), ("destination", peakDestination) })
+        Poll();
+        return peaks;
+    }
+
+    private static void AssertBeyondState(string what, long peak, long size)
+    {
+        Assert.True(peak >= size, $"{what}: peak RSS {peak / MiB} MiB is below its {size / MiB} MiB state: the polling missed it");
+        Assert.True(peak - size <= Bound, $"{what}: RSS minus device state {(peak - size) / MiB} MiB > {Bound / MiB} MiB");
+    }
+
+    // The port `receive --listen 127.0.0.1:0` printed on stderr ("listening on 127.0.0.1:PORT (…)").
+    private static async Task<int> ListeningPortAsync(TestSupport.CliProcess receive)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        while (true)
         {
-            Assert.True(peak >= size, $"{what} serve: peak RSS {peak / MiB} MiB is below its 1 GiB state: the polling missed it");
-            Assert.True(peak - size <= Bound, $"{what} serve: RSS minus device state {(peak - size) / MiB} MiB > {Bound / MiB} MiB");
+            var match = System.Text.RegularExpressions.Regex.Match(receive.Error, @"listening on 127\.0\.0\.1:(\d+) ");
+            if (match.Success)
+                return int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+            Assert.True(!receive.Process.HasExited && DateTime.UtcNow < until, $"receive did not print 'listening on' (exited: {receive.Process.HasExited}); stderr: {receive.Error}");
+            await Task.Delay(20);
         }
-        Assert.True(peakMigrate > 0, "migrate: its peak RSS was never read: the polling missed it");
-        Assert.True(peakMigrate <= MigrateBound, $"migrate: peak RSS {peakMigrate / MiB} MiB > {MigrateBound / MiB} MiB");
     }
 
     // Peak RSS (VmHWM, polled until the process exits) minus the state of the source and the destination device.

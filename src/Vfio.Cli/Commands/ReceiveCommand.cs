@@ -37,7 +37,7 @@ internal static class ReceiveCommand
                 }
             }
         });
-        var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", "64MiB", NetProtocol.MaxFramePayload, 16L << 30);
+        var maxQueued = CliOptions.Size("--max-queued", "Most out-of-order channel data held at once", Units.FormatExact(NetSessionOptions.DefaultMaxQueuedBytes), NetProtocol.MaxFramePayload, 16L << 30);
         var json = CliOptions.Json();
         var noCompat = CliOptions.NoCompatCheck();
         var connect = CliOptions.ConnectTimeout();
