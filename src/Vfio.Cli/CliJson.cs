@@ -122,7 +122,7 @@ internal sealed record BenchJson(string Bench, long SizeBytes, int Runs, int Cpu
 
 internal sealed record BenchSeriesJson(string Name, string Reference, double MedianRatio, IReadOnlyList<BenchPairJson> Pairs, IReadOnlyDictionary<string, double> Context);
 
-internal sealed record BenchPairJson(long Bytes, double Seconds, double CpuSeconds, double BytesPerSecond, double RawSeconds, double RawCpuSeconds, double RawBytesPerSecond, double Ratio);
+internal sealed record BenchPairJson(long Bytes, double Seconds, double? CpuSeconds, double BytesPerSecond, double RawSeconds, double? RawCpuSeconds, double RawBytesPerSecond, double Ratio);
 
 /// <summary><c>vfio-mig compat --json</c>: the answer, every reason and note, and both profiles.</summary>
 internal sealed record CompatJson(bool Compatible, string From, string To, bool PreCopy, IReadOnlyList<CompatFindingJson> Reasons, IReadOnlyList<CompatFindingJson> Notes,

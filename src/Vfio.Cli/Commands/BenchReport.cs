@@ -59,7 +59,7 @@ internal sealed class BenchReport(string bench, long sizeBytes, int runs, double
 /// <summary>One series of paired runs.</summary>
 internal sealed class BenchSeries(string name, string reference)
 {
-    private readonly List<(long Bytes, double Seconds, double Cpu, double RawSeconds, double RawCpu)> _pairs = [];
+    private readonly List<(long Bytes, double Seconds, double? Cpu, double RawSeconds, double? RawCpu)> _pairs = [];
 
     /// <summary>What our side moves (the series' key in the document).</summary>
     public string Name => name;
@@ -82,14 +82,19 @@ internal sealed class BenchSeries(string name, string reference)
         }
     }
 
-    /// <summary>Records one pair: the same byte count through our path and through the raw reference.</summary>
-    public void Pair(long bytes, double seconds, double cpuSeconds, double rawSeconds, double rawCpuSeconds)
+    /// <summary>
+    /// Records one pair: the same byte count through our path and through the raw reference. A CPU time is null where
+    /// the bench cannot measure it for the copy alone (it is then left out of the document, never written as 0).
+    /// </summary>
+    public void Pair(long bytes, double seconds, double? cpuSeconds, double rawSeconds, double? rawCpuSeconds)
         => _pairs.Add((bytes, seconds, cpuSeconds, rawSeconds, rawCpuSeconds));
 
     public BenchSeriesJson ToJson() => new(name, reference, Math.Round(MedianRatio, 4),
-        [.. _pairs.Select(p => new BenchPairJson(p.Bytes, Math.Round(p.Seconds, 6), Math.Round(p.Cpu, 6), Math.Round(p.Bytes / p.Seconds),
-            Math.Round(p.RawSeconds, 6), Math.Round(p.RawCpu, 6), Math.Round(p.Bytes / p.RawSeconds), Math.Round(p.RawSeconds / p.Seconds, 4)))],
+        [.. _pairs.Select(p => new BenchPairJson(p.Bytes, Math.Round(p.Seconds, 6), Round(p.Cpu), Math.Round(p.Bytes / p.Seconds),
+            Math.Round(p.RawSeconds, 6), Round(p.RawCpu), Math.Round(p.Bytes / p.RawSeconds), Math.Round(p.RawSeconds / p.Seconds, 4)))],
         Context.ToDictionary(c => c.Key, c => Math.Round(c.Value, 2)));
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{name} vs {reference}: {MedianRatio:0.00}");
+
+    private static double? Round(double? seconds) => seconds is { } s ? Math.Round(s, 6) : null;
 }

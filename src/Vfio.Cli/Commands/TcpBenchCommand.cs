@@ -109,7 +109,7 @@ internal static class TcpBenchCommand
                 var migration = await s_progress.StepAsync(F($"pair {i + 1}, {c} channel(s): migrating"), () => MigrateAsync(DeviceKind.Sample, bytes, c, cancellationToken)).ConfigureAwait(false);
                 streamBytes = migration.Bytes;
                 var rawRun = rawFirst ?? RawRun(raw, streamBytes);
-                series.Pair(streamBytes, migration.Time.TotalSeconds, 0, rawRun.Time.TotalSeconds, 0);
+                series.Pair(streamBytes, migration.Time.TotalSeconds, null, rawRun.Time.TotalSeconds, null);
                 times[c].Add(migration.Time);
                 Line($"pair {i + 1}, {c} channel(s): migration {Units.FormatBytes(streamBytes / migration.Time.TotalSeconds)}/s, raw TCP copy over {c} connection(s) {Units.FormatBytes(streamBytes / rawRun.Time.TotalSeconds)}/s, ratio {rawRun.Time / migration.Time:0.00}");
             }
