@@ -90,12 +90,7 @@ internal sealed class NetFrame
     internal static int EncodeInPlace(Span<byte> buffer, NetFrameType type, ulong sequence, int payloadLength, NetFrameCipher? cipher, bool payloadCrc = true)
     {
         bool skipCrc = cipher is null && !payloadCrc && type == NetFrameType.Data;
-        buffer[0] = (byte)type;
-        buffer[1] = skipCrc ? FlagNoPayloadCrc : (byte)0;
-        BinaryPrimitives.WriteUInt16BigEndian(buffer[2..], 0);
-        BinaryPrimitives.WriteUInt32BigEndian(buffer[4..], (uint)payloadLength);
-        BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], sequence);
-        BinaryPrimitives.WriteUInt32BigEndian(buffer[16..], Crc32C.Compute(buffer[..16]));
+        new NetFrameHeader(type, skipCrc, payloadLength, sequence).WriteTo(buffer);
         int end = NetProtocol.FrameHeaderSize + payloadLength;
         if (cipher is not null)
         {
@@ -117,20 +112,11 @@ internal sealed class NetFrame
         int got = await ReadAtLeastAsync(stream, header, header.Length, cancellationToken).ConfigureAwait(false);
         if (got == 0)
             return null;
-        if (got < header.Length)
+        if (!NetFrameHeader.TryDecode(header.AsSpan(0, got), cipher is not null, channel, out var decoded))
             throw new VfioException(Errno.ECONNRESET, $"read frame on {channel}", "the connection closed in the middle of a frame header");
-        if (Crc32C.Compute(header.AsSpan(0, 16)) != BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)))
-            throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", "CRC32C mismatch in a frame header: the data was damaged in transit");
-        byte t = header[0];
-        bool noPayloadCrc = header[1] == FlagNoPayloadCrc && t == (byte)NetFrameType.Data && cipher is null;
-        if (t is < (byte)NetFrameType.Data or > (byte)NetFrameType.Bye || (header[1] != 0 && !noPayloadCrc) || header[2] != 0 || header[3] != 0)
-            throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"corrupted frame header (type {t}, flags {header[1]}): the data was damaged in transit");
-        uint length = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(4));
-        if (length > NetProtocol.MaxFramePayload)
-            throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"frame length {length} exceeds the limit of {NetProtocol.MaxFramePayload} bytes: the data was damaged in transit or the peer misbehaves");
-        ulong sequence = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8));
+        var (t, noPayloadCrc, length, sequence) = decoded;
         int trailer = cipher is null ? NetProtocol.CrcTrailerSize : NetProtocol.TagSize;
-        int rest = (int)length + trailer;
+        int rest = length + trailer;
         byte[] body = ArrayPool<byte>.Shared.Rent(rest);
         bool ok = false;
         try
@@ -140,18 +126,18 @@ internal sealed class NetFrame
                 throw new VfioException(Errno.ECONNRESET, $"read frame on {channel}", "the connection closed in the middle of a frame");
             if (cipher is not null)
             {
-                if (!cipher.Open(header.AsSpan(0, 16), body.AsSpan(0, (int)length), body.AsSpan((int)length, NetProtocol.TagSize)))
-                    throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"a {(NetFrameType)t} frame (sequence {sequence}) failed authentication: it was altered, replayed, reordered, cut out of another channel or session, or sent by someone without the session keys");
+                if (!cipher.Open(header.AsSpan(0, 16), body.AsSpan(0, length), body.AsSpan(length, NetProtocol.TagSize)))
+                    throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"a {t} frame (sequence {sequence}) failed authentication: it was altered, replayed, reordered, cut out of another channel or session, or sent by someone without the session keys");
             }
             else
             {
-                uint want = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan((int)length));
-                uint crc = noPayloadCrc ? 0u : ~Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, header), body.AsSpan(0, (int)length));
+                uint want = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(length));
+                uint crc = noPayloadCrc ? 0u : ~Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, header), body.AsSpan(0, length));
                 if (crc != want)
-                    throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"CRC32C mismatch in a {(NetFrameType)t} frame (sequence {sequence}): the data was damaged in transit");
+                    throw new VfioException(Errno.EBADMSG, $"read frame on {channel}", $"CRC32C mismatch in a {t} frame (sequence {sequence}): the data was damaged in transit");
             }
             ok = true;
-            return new NetFrame((NetFrameType)t, sequence, body, (int)length);
+            return new NetFrame(t, sequence, body, length);
         }
         finally
         {
