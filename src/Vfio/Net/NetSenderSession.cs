@@ -24,6 +24,9 @@ public sealed class NetSenderSession : NetSession
     private readonly TaskCompletionSource<NetStatus> _status = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ByteQueue _return = new(16L << 20);
     private readonly SemaphoreSlim _writeGate = new(1, 1);
+    private readonly SemaphoreSlim _segmentSlots;
+    private int _segmentsInFlight;
+    private int _peakSegmentsInFlight;
     private byte[]? _segment;
     private int _fill;
     private ulong _nextSeq;
@@ -36,6 +39,7 @@ public sealed class NetSenderSession : NetSession
     {
         _security = security;
         _options = options;
+        _segmentSlots = new SemaphoreSlim(options.MaxSendSegments, options.MaxSendSegments);
         _queues = new Channel<(ulong, byte[], int)>[channels.Length];
         _writers = new Task[channels.Length];
         for (int i = 0; i < channels.Length; i++)
@@ -62,6 +66,9 @@ public sealed class NetSenderSession : NetSession
     /// <summary>Migration-stream bytes accepted so far.</summary>
     public long BytesWritten => Interlocked.Read(ref _totalBytes);
 
+    /// <summary>The most segments ever queued or being sent at once over all channels (for tests and reports).</summary>
+    internal int PeakSegmentsInFlight => Volatile.Read(ref _peakSegmentsInFlight);
+
     /// <summary>Connects <paramref name="channels"/> connections to <paramref name="host"/>:<paramref name="port"/>, each with TLS (if set) and the handshake.</summary>
     public static async Task<NetSenderSession> ConnectAsync(string host, int port, int channels, NetSecurityOptions security, NetSessionOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -72,6 +79,8 @@ public sealed class NetSenderSession : NetSession
             throw new VfioException(Errno.EINVAL, "send", $"--channels must be 1..{NetProtocol.MaxChannels}");
         if (options.SegmentBytes < 4096 || options.SegmentBytes > NetProtocol.MaxFramePayload)
             throw new VfioException(Errno.EINVAL, "send", "segment size must be 4 KiB..4 MiB");
+        if (options.MaxSendSegments < 1 || options.SendQueueDepth < 1)
+            throw new VfioException(Errno.EINVAL, "send", "MaxSendSegments and SendQueueDepth must be at least 1");
         var id = Guid.NewGuid();
         var list = new List<NetChannel>();
         try
@@ -291,16 +300,32 @@ public sealed class NetSenderSession : NetSession
     {
         ulong seq = _nextSeq++;
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, Cts.Token);
+        bool slot = false;
         try
         {
+            await _segmentSlots.WaitAsync(linked.Token).ConfigureAwait(false);
+            slot = true;
+            // Only this method raises the count, and it runs under the write gate: the peak has one writer.
+            int now = Interlocked.Increment(ref _segmentsInFlight);
+            if (now > _peakSegmentsInFlight)
+                Volatile.Write(ref _peakSegmentsInFlight, now);
             await _queues[(int)(seq % (ulong)_queues.Length)].Writer.WriteAsync((seq, segment, length), linked.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
         {
+            if (slot)
+                ReleaseSegmentSlot();
             ArrayPool<byte>.Shared.Return(segment);
             ThrowIfFaulted();
             throw;
         }
+    }
+
+    // A segment was sent (or dropped after a fault): its slot may take the next one.
+    private void ReleaseSegmentSlot()
+    {
+        Interlocked.Decrement(ref _segmentsInFlight);
+        _segmentSlots.Release();
     }
 
     private async Task WriterLoopAsync(int index)
@@ -317,6 +342,7 @@ public sealed class NetSenderSession : NetSession
                 finally
                 {
                     ArrayPool<byte>.Shared.Return(buffer);
+                    ReleaseSegmentSlot();
                 }
             }
             byte[] total = new byte[8];
@@ -330,7 +356,10 @@ public sealed class NetSenderSession : NetSession
         finally
         {
             while (_queues[index].Reader.TryRead(out var left))
+            {
                 ArrayPool<byte>.Shared.Return(left.Buffer);
+                ReleaseSegmentSlot();
+            }
         }
     }
 

@@ -38,6 +38,19 @@ public sealed record NetSessionOptions
     /// <summary>Sender: segments waiting per channel before the writer blocks.</summary>
     public int SendQueueDepth { get; init; } = 4;
 
+    /// <summary>
+    /// The default <see cref="MaxSendSegments"/>: as many as one channel holds at its <see cref="SendQueueDepth"/>
+    /// (4 queued, 1 being sent) with room for 3 more, so one channel runs as before, and 8 channels hold no more than
+    /// 2 do. A segment's pooled buffer is up to 2 MiB (an engine frame of 1 MiB rounds up), so about 16 MiB at most.
+    /// </summary>
+    public const int DefaultMaxSendSegments = 8;
+
+    /// <summary>
+    /// Sender: most segments queued or being sent at once over all channels (≥ 1); with <see cref="SendQueueDepth"/>
+    /// per channel, whichever is reached first. It keeps the sender's memory flat in the number of channels.
+    /// </summary>
+    public int MaxSendSegments { get; init; } = DefaultMaxSendSegments;
+
     /// <summary>Where the session logs (opened, accepted, dropped connections, failures, aborts). Default: no logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }

@@ -155,6 +155,32 @@ public sealed class NetSessionTests
         await sender.CompleteAsync().WaitAsync(s_limit);
         Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
         Assert.InRange(receiver.Reassembly.PeakQueuedBytes, 1, options.MaxQueuedBytes + options.SegmentBytes);
+        // The sender too: 8 channels of depth 8 could hold 72 segments; the session-wide cap holds it to 8.
+        Assert.InRange(sender.PeakSegmentsInFlight, 1, NetSessionOptions.DefaultMaxSendSegments);
+    }
+
+    [Theory] // one slot for the whole session still moves everything, in order, over any number of channels
+    [InlineData(1, 1)]
+    [InlineData(3, 1)]
+    [InlineData(3, 2)]
+    public async Task Transfer_WithFewSendSlots_ArrivesInOrder_AndNeverHoldsMore(int channels, int slots)
+    {
+        var options = new NetSessionOptions { SegmentBytes = 64 << 10, MaxSendSegments = slots };
+        var (sender, receiver, listener) = await PairAsync(Token(s_token), Token(s_token), channels, options);
+        await using var _l = listener;
+        await using var _s = sender;
+        await using var _r = receiver;
+        byte[] data = RandomNumberGenerator.GetBytes(6 << 20);
+        var read = Task.Run(async () =>
+        {
+            using var ms = new MemoryStream();
+            await receiver.MigrationStream.CopyToAsync(ms);
+            return ms.ToArray();
+        });
+        await sender.MigrationStream.WriteAsync(data);
+        await sender.CompleteAsync().WaitAsync(s_limit);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
+        Assert.Equal(slots, sender.PeakSegmentsInFlight);
     }
 
     [Fact]
