@@ -119,11 +119,14 @@ internal sealed class NetChannel : IAsyncDisposable
     }
 
     /// <summary>Reads one frame (null at a clean end of stream).</summary>
-    public async ValueTask<NetFrame?> ReadFrameAsync(CancellationToken cancellationToken)
+    public ValueTask<NetFrame?> ReadFrameAsync(CancellationToken cancellationToken) => ReadFrameAsync(admit: null, cancellationToken);
+
+    /// <summary>Reads one frame (null at a clean end of stream), awaiting <paramref name="admit"/> between its header and its payload.</summary>
+    public async ValueTask<NetFrame?> ReadFrameAsync(Func<NetFrameHeader, CancellationToken, ValueTask>? admit, CancellationToken cancellationToken)
     {
         try
         {
-            var frame = await NetFrame.ReadAsync(Stream, Name, _open, cancellationToken).ConfigureAwait(false);
+            var frame = await NetFrame.ReadAsync(Stream, Name, _open, admit, cancellationToken).ConfigureAwait(false);
             Interlocked.Exchange(ref _lastReceived, Stopwatch.GetTimestamp());
             if (frame is not null)
                 Tally.Count(false, frame.Type, frame.Length);

@@ -106,7 +106,15 @@ internal sealed class NetFrame
     /// before a header; throws <see cref="VfioException"/> EBADMSG on a bad type, oversize length, CRC mismatch or
     /// failed authentication, ECONNRESET on a cut mid-frame.
     /// </summary>
-    internal static async ValueTask<NetFrame?> ReadAsync(Stream stream, string channel, NetFrameCipher? cipher, CancellationToken cancellationToken)
+    internal static ValueTask<NetFrame?> ReadAsync(Stream stream, string channel, NetFrameCipher? cipher, CancellationToken cancellationToken)
+        => ReadAsync(stream, channel, cipher, admit: null, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="ReadAsync(Stream, string, NetFrameCipher?, CancellationToken)"/>, and awaits
+    /// <paramref name="admit"/> with the decoded header before the payload's buffer is taken from the pool or a byte
+    /// of the payload is read: a receiver waits there for room, so what it holds is bounded before it reads.
+    /// </summary>
+    internal static async ValueTask<NetFrame?> ReadAsync(Stream stream, string channel, NetFrameCipher? cipher, Func<NetFrameHeader, CancellationToken, ValueTask>? admit, CancellationToken cancellationToken)
     {
         byte[] header = new byte[NetProtocol.FrameHeaderSize];
         int got = await ReadAtLeastAsync(stream, header, header.Length, cancellationToken).ConfigureAwait(false);
@@ -114,6 +122,8 @@ internal sealed class NetFrame
             return null;
         if (!NetFrameHeader.TryDecode(header.AsSpan(0, got), cipher is not null, channel, out var decoded))
             throw new VfioException(Errno.ECONNRESET, $"read frame on {channel}", "the connection closed in the middle of a frame header");
+        if (admit is not null)
+            await admit(decoded, cancellationToken).ConfigureAwait(false);
         var (t, noPayloadCrc, length, sequence) = decoded;
         int trailer = cipher is null ? NetProtocol.CrcTrailerSize : NetProtocol.TagSize;
         int rest = length + trailer;

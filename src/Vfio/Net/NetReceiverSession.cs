@@ -100,12 +100,18 @@ public sealed class NetReceiverSession : NetSession
     private async Task ReaderLoopAsync(NetChannel channel)
     {
         bool ended = false;
+        int trailer = channel.Sealed ? NetProtocol.TagSize : NetProtocol.CrcTrailerSize;
+        // A Data frame's room in the reorder buffer is made between its header and its payload: a channel waits
+        // for room before it reads, so the buffer's cap bounds everything the channels hold, however many there are.
+        ValueTask admit(NetFrameHeader header, CancellationToken token) => header.Type == NetFrameType.Data && !ended
+            ? _reorder.ReserveAsync(header.Sequence, header.PayloadLength, header.PayloadLength + trailer, channel.Name, token)
+            : ValueTask.CompletedTask;
         try
         {
             while (true)
             {
                 channel.NoteReading();
-                var frame = await channel.ReadFrameAsync(Cts.Token).ConfigureAwait(false);
+                var frame = await channel.ReadFrameAsync(admit, Cts.Token).ConfigureAwait(false);
                 if (frame is null)
                 {
                     // On the control channel only a goodbye ends the session: an end of stream after the status is
@@ -127,7 +133,7 @@ public sealed class NetReceiverSession : NetSession
                             if (ended)
                                 throw new VfioException(Errno.EPROTO, $"receive on {channel.Name}", "data after the end of the stream");
                             keep = true;
-                            await _reorder.AddAsync(frame, channel.Name, Cts.Token).ConfigureAwait(false);
+                            _reorder.AddReserved(frame, channel.Name);
                             break;
                         case NetFrameType.DataEnd:
                             if (frame.Length != 8)

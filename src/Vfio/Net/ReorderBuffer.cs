@@ -6,9 +6,10 @@ namespace Vfio.Net;
 /// <see cref="CapacitySegments"/> segments, and at most <see cref="CapacityBytes"/> of memory, where each segment
 /// counts what it really occupies (its pooled buffer, not just its payload, plus <see cref="SegmentOverheadBytes"/>
 /// of bookkeeping) so that many small or empty segments cannot hold more than the cap. Empty data segments are a
-/// protocol error. A channel whose segment does not fit waits (and so stops reading its socket, which pushes back
-/// on the sender through TCP). The segment the reader needs next is always admitted, so the caps can never
-/// deadlock the transfer.
+/// protocol error. A receiving channel makes room for a segment after its header and before its payload
+/// (<see cref="ReserveAsync"/>), so the caps bound the segments still being read too; a channel whose segment does
+/// not fit waits (and so stops reading its socket, which pushes back on the sender through TCP). The segment the
+/// reader needs next is always admitted, so the caps can never deadlock the transfer.
 /// </summary>
 internal sealed class ReorderBuffer
 {
@@ -20,6 +21,7 @@ internal sealed class ReorderBuffer
 
     private readonly Lock _lock = new();
     private readonly Dictionary<ulong, NetFrame> _segments = [];
+    private readonly Dictionary<ulong, long> _reserved = [];
     private TaskCompletionSource _changed = NewSignal();
     private ulong _next;
     private long _queuedBytes;
@@ -88,12 +90,7 @@ internal sealed class ReorderBuffer
                     if (_fault is not null)
                         throw _fault;
                     ulong seq = frame.Sequence;
-                    if (frame.Length == 0)
-                        throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} is empty (a protocol error)");
-                    if (seq < _next || _segments.ContainsKey(seq))
-                        throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} arrived twice");
-                    if (seq - _next > MaxWindow || (_total is { } t && seq >= t))
-                        throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} is out of range (next expected {_next})");
+                    CheckLocked(seq, frame.Length, channel);
                     long charge = Charge(frame);
                     if (seq == _next || (_queuedBytes + charge <= CapacityBytes && _queuedSegments < CapacitySegments))
                     {
@@ -117,6 +114,58 @@ internal sealed class ReorderBuffer
         }
     }
 
+    /// <summary>
+    /// Makes room for a segment whose header has been read but whose payload has not (<paramref name="payloadBytes"/>,
+    /// held in a pooled buffer of <paramref name="bufferBytes"/> requested), waiting while a cap is reached; the segment
+    /// the reader needs next is always admitted. The room counts against the caps until the segment leaves, so what
+    /// the channels hold is bounded before they read, not after. Complete it with <see cref="AddReserved"/>. Throws
+    /// EBADMSG as <see cref="AddAsync"/> does.
+    /// </summary>
+    public async ValueTask ReserveAsync(ulong sequence, int payloadBytes, int bufferBytes, string channel, CancellationToken cancellationToken)
+    {
+        long charge = ChargeFor(bufferBytes);
+        while (true)
+        {
+            Task wait;
+            lock (_lock)
+            {
+                if (_fault is not null)
+                    throw _fault;
+                CheckLocked(sequence, payloadBytes, channel);
+                if (_reserved.ContainsKey(sequence))
+                    throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {sequence} arrived twice");
+                if (sequence == _next || (_queuedBytes + charge <= CapacityBytes && _queuedSegments < CapacitySegments))
+                {
+                    _reserved.Add(sequence, charge);
+                    _queuedBytes += charge;
+                    _queuedSegments++;
+                    _peakQueuedBytes = Math.Max(_peakQueuedBytes, _queuedBytes);
+                    return;
+                }
+                wait = _changed.Task;
+            }
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Adds a segment whose room <see cref="ReserveAsync"/> made. Takes ownership of <paramref name="frame"/>.</summary>
+    public void AddReserved(NetFrame frame, string channel)
+    {
+        ArgumentNullException.ThrowIfNull(frame);
+        lock (_lock)
+        {
+            if (_fault is not null || !_reserved.Remove(frame.Sequence, out long reserved))
+            {
+                frame.Return();
+                throw _fault ?? new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {frame.Sequence} was not announced by its header");
+            }
+            _queuedBytes += Charge(frame) - reserved; // 0 unless the pool handed out a larger buffer than asked
+            _peakQueuedBytes = Math.Max(_peakQueuedBytes, _queuedBytes);
+            _segments.Add(frame.Sequence, frame);
+            SignalLocked();
+        }
+    }
+
     /// <summary>Records the end of the stream: <paramref name="segments"/> segments carrying <paramref name="bytes"/> bytes.</summary>
     public void SetEnd(ulong segments, long bytes, string channel)
     {
@@ -124,7 +173,7 @@ internal sealed class ReorderBuffer
         {
             if ((_total is { } t && t != segments) || (_totalBytes >= 0 && _totalBytes != bytes))
                 throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", "the channels disagree about the length of the stream");
-            if (segments < _next || _segments.Keys.Any(k => k >= segments))
+            if (segments < _next || _segments.Keys.Any(k => k >= segments) || _reserved.Keys.Any(k => k >= segments))
                 throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", "the end-of-stream count is below segments already received");
             _total = segments;
             _totalBytes = bytes;
@@ -141,6 +190,7 @@ internal sealed class ReorderBuffer
             foreach (var f in _segments.Values)
                 f.Return();
             _segments.Clear();
+            _reserved.Clear();
             _queuedBytes = 0;
             _queuedSegments = 0;
             _current?.Return();
@@ -246,6 +296,20 @@ internal sealed class ReorderBuffer
 
     // What a held segment occupies: its whole pooled buffer (rented sizes are rounded up) and its bookkeeping.
     private static long Charge(NetFrame frame) => frame.Buffer.Length + SegmentOverheadBytes;
+
+    // The same for a buffer not rented yet: the shared pool rounds a request up to a power of two (at least 16).
+    private static long ChargeFor(int bufferBytes) => (long)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(bufferBytes, 16)) + SegmentOverheadBytes;
+
+    // The checks on a segment's number and size, for AddAsync and ReserveAsync alike.
+    private void CheckLocked(ulong seq, int length, string channel)
+    {
+        if (length == 0)
+            throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} is empty (a protocol error)");
+        if (seq < _next || _segments.ContainsKey(seq))
+            throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} arrived twice");
+        if (seq - _next > MaxWindow || (_total is { } t && seq >= t))
+            throw new VfioException(Errno.EBADMSG, $"reassemble on {channel}", $"segment {seq} is out of range (next expected {_next})");
+    }
 
     private void SignalLocked()
     {

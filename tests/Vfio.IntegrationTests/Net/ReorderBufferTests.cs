@@ -148,4 +148,46 @@ public sealed class ReorderBufferTests
         buffer.Fault(new VfioException(Errno.ECANCELED, "test", "done"));
         await Assert.ThrowsAsync<VfioException>(() => blocked);
     }
+
+    // A receiving channel makes room between a frame's header and its payload (docs/network.md §5), so the cap
+    // bounds the segments the channels are still reading too.
+    [Fact]
+    public async Task Reserve_WaitsForRoomBeforeThePayloadIsRead_AndAlwaysAdmitsTheNextOne()
+    {
+        int buffer = Seg + NetProtocol.CrcTrailerSize; // what a receiver rents for it: exactly 1 MiB
+        var reorder = new ReorderBuffer(4 * Charge);
+        for (ulong s = 1; s <= 4; s++)
+            await reorder.ReserveAsync(s, Seg, buffer, "c", default);
+        Assert.Equal(4 * Charge, reorder.PeakQueuedBytes); // reserved room counts before any payload is read
+        var blocked = reorder.ReserveAsync(5, Seg, buffer, "c", default).AsTask();
+        await Task.Delay(100);
+        Assert.False(blocked.IsCompleted);
+        await reorder.ReserveAsync(0, Seg, buffer, "c", default); // the next one is always admitted
+        Assert.Equal(5 * Charge, reorder.PeakQueuedBytes);
+        foreach (ulong s in new ulong[] { 2, 0, 4, 1, 3 })
+            reorder.AddReserved(await FrameAsync(s, Seg, (byte)s), "c");
+        Assert.Equal(5 * Charge, reorder.PeakQueuedBytes); // a rented buffer of the size reserved adds nothing
+        Assert.False(blocked.IsCompleted);
+        var sink = new byte[2 * Seg];
+        for (int n = 0; n < sink.Length;)
+            n += await reorder.ReadAsync(sink.AsMemory(n), default); // segments 0 and 1 leave: room for 5
+        await blocked.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        Assert.Equal(0, sink[0]);
+        Assert.Equal(1, sink[^1]);
+    }
+
+    [Fact]
+    public async Task Reserve_RefusesWhatAdd_Refuses_AndAnUnannouncedSegment()
+    {
+        var reorder = new ReorderBuffer(NetProtocol.MaxFramePayload);
+        await reorder.ReserveAsync(1, 3, 7, "c", default);
+        Assert.Equal(Errno.EBADMSG, (await Assert.ThrowsAsync<VfioException>(async () => await reorder.ReserveAsync(1, 3, 7, "c", default))).Errno);
+        Assert.Equal(Errno.EBADMSG, (await Assert.ThrowsAsync<VfioException>(async () => await reorder.ReserveAsync(2, 0, 4, "c", default))).Errno);
+        Assert.Equal(Errno.EBADMSG, (await Assert.ThrowsAsync<VfioException>(async () => await reorder.ReserveAsync(ReorderBuffer.MaxWindow + 1, 3, 7, "c", default))).Errno);
+        var stray = await FrameAsync(5, 3, 5);
+        Assert.Equal(Errno.EBADMSG, Assert.Throws<VfioException>(() => reorder.AddReserved(stray, "c")).Errno);
+        Assert.Empty(stray.Buffer); // given back to the pool
+        var e = Assert.Throws<VfioException>(() => reorder.SetEnd(1, 3, "c")); // segment 1 is on its way: the end cannot be before it
+        Assert.Equal(Errno.EBADMSG, e.Errno);
+    }
 }
