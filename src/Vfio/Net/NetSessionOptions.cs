@@ -6,13 +6,14 @@ namespace Vfio.Net;
 /// <summary>Tuning of a migration session's data path.</summary>
 public sealed record NetSessionOptions
 {
-    /// <summary>Defaults: 512 KiB segments, 16 MiB reorder cap, 4 segments queued per channel.</summary>
+    /// <summary>Defaults: 512 KiB segments, 16 MiB reorder cap, 4 segments queued per channel and 8 in flight in all.</summary>
     public static NetSessionOptions Default { get; } = new();
 
     /// <summary>
-    /// The default <see cref="MaxQueuedBytes"/>: 32 segments of 512 KiB, room for every channel of a few to run
-    /// ahead of a slow one, and small enough that a receiver stays within its memory target (docs/performance.md):
-    /// 64 MiB let two channels fill it on every 1 GiB run, and cost as much RSS, for no measurable throughput.
+    /// The default <see cref="MaxQueuedBytes"/>: 8 to 32 segments as their pooled buffers occupy it (2 MiB for a
+    /// segment carrying one 1 MiB engine frame, 1 MiB for a 512 KiB segment), room for a few channels to run ahead of
+    /// a slow one, and small enough that a receiver stays within its memory target (docs/performance.md): 64 MiB let
+    /// two channels fill it on every 1 GiB run, and cost as much RSS, for no measurable throughput.
     /// </summary>
     public const long DefaultMaxQueuedBytes = 16L << 20;
 
