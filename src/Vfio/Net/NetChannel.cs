@@ -13,6 +13,7 @@ internal sealed class NetChannel : IAsyncDisposable
 {
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private long _lastReceived = Stopwatch.GetTimestamp();
+    private bool _waitingForRoom;
     private long _lastSent = Stopwatch.GetTimestamp();
     private int _disposed;
 
@@ -63,6 +64,16 @@ internal sealed class NetChannel : IAsyncDisposable
 
     /// <summary>True while the idle watchdog should expect frames on this channel.</summary>
     public bool ExpectingFrames { get; set; } = true;
+
+    /// <summary>
+    /// True while this channel's reader waits for room on this side (the receiver's reorder buffer is full): the
+    /// silence is our own backpressure, not a stalled peer, so the idle watchdog does not count it.
+    /// </summary>
+    public bool WaitingForRoom
+    {
+        get => Volatile.Read(ref _waitingForRoom);
+        set => Volatile.Write(ref _waitingForRoom, value);
+    }
 
     /// <summary>Time since the last frame arrived.</summary>
     public TimeSpan SinceLastReceived => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastReceived));

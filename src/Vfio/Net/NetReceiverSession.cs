@@ -103,9 +103,22 @@ public sealed class NetReceiverSession : NetSession
         int trailer = channel.Sealed ? NetProtocol.TagSize : NetProtocol.CrcTrailerSize;
         // A Data frame's room in the reorder buffer is made between its header and its payload: a channel waits
         // for room before it reads, so the buffer's cap bounds everything the channels hold, however many there are.
-        ValueTask admit(NetFrameHeader header, CancellationToken token) => header.Type == NetFrameType.Data && !ended
-            ? _reorder.ReserveAsync(header.Sequence, header.PayloadLength, header.PayloadLength + trailer, channel.Name, token)
-            : ValueTask.CompletedTask;
+        // That wait is our own backpressure: the idle watchdog skips it, and the payload's read starts a fresh clock.
+        async ValueTask admit(NetFrameHeader header, CancellationToken token)
+        {
+            if (header.Type != NetFrameType.Data || ended)
+                return;
+            channel.WaitingForRoom = true;
+            try
+            {
+                await _reorder.ReserveAsync(header.Sequence, header.PayloadLength, header.PayloadLength + trailer, channel.Name, token).ConfigureAwait(false);
+            }
+            finally
+            {
+                channel.WaitingForRoom = false;
+                channel.NoteReading();
+            }
+        }
         try
         {
             while (true)
@@ -191,7 +204,7 @@ public sealed class NetReceiverSession : NetSession
                 await Task.Delay(tick, Cts.Token).ConfigureAwait(false);
                 foreach (var ch in Channels)
                 {
-                    if (ch.ExpectingFrames && ch.SinceLastReceived > idle)
+                    if (ch.ExpectingFrames && !ch.WaitingForRoom && ch.SinceLastReceived > idle)
                     {
                         // Tell the sender why (if the control channel still works), then end.
                         await TellAndFaultAsync(new VfioException(Errno.ETIMEDOUT, $"receive on {ch.Name}", $"nothing heard from the sender for {idle.TotalSeconds:0.#} s (--idle-timeout): the peer stalled or the link is down")).ConfigureAwait(false);

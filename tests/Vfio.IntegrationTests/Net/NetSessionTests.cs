@@ -367,4 +367,38 @@ public sealed class NetSessionTests
         Assert.Equal(expected, r.Errno);
         Assert.True(s.Errno is Errno.ECONNRESET or Errno.ETIMEDOUT or Errno.ENOTCONN, s.Message);
     }
+
+    // A receiver whose own reader pauses longer than --idle-timeout holds its channels back (they wait for room in
+    // the reorder buffer); that is local backpressure, not a stalled peer, and must not end the session as ETIMEDOUT.
+    [Fact]
+    public async Task SlowLocalReader_LongerThanTheIdleTimeout_IsNotAStalledPeer()
+    {
+        var security = Token(s_token) with { IdleTimeout = TimeSpan.FromSeconds(1) };
+        var options = new NetSessionOptions { SegmentBytes = 256 << 10, MaxQueuedBytes = 4 << 20 };
+        var (sender, receiver, listener) = await PairAsync(security, security, 3, options);
+        await using var _l = listener;
+        await using var _s = sender;
+        await using var _r = receiver;
+        byte[] data = RandomNumberGenerator.GetBytes(16 << 20);
+        var read = Task.Run(async () =>
+        {
+            using var ms = new MemoryStream();
+            byte[] buffer = new byte[64 << 10];
+            int n;
+            bool paused = false;
+            while ((n = await receiver.MigrationStream.ReadAsync(buffer)) > 0)
+            {
+                ms.Write(buffer, 0, n);
+                if (!paused && ms.Length >= 1 << 20)
+                {
+                    paused = true;
+                    await Task.Delay(TimeSpan.FromSeconds(2.5)); // the channels fill the 4 MiB cap and wait
+                }
+            }
+            return ms.ToArray();
+        });
+        await sender.MigrationStream.WriteAsync(data);
+        await sender.CompleteAsync().WaitAsync(s_limit);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
+    }
 }
