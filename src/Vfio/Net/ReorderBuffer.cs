@@ -79,39 +79,16 @@ internal sealed class ReorderBuffer
     public async ValueTask AddAsync(NetFrame frame, string channel, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(frame);
-        bool owned = true;
         try
         {
-            while (true)
-            {
-                Task wait;
-                lock (_lock)
-                {
-                    if (_fault is not null)
-                        throw _fault;
-                    ulong seq = frame.Sequence;
-                    CheckLocked(seq, frame.Length, channel);
-                    long charge = Charge(frame);
-                    if (seq == _next || (_queuedBytes + charge <= CapacityBytes && _queuedSegments < CapacitySegments))
-                    {
-                        _segments.Add(seq, frame);
-                        owned = false;
-                        _queuedBytes += charge;
-                        _queuedSegments++;
-                        _peakQueuedBytes = Math.Max(_peakQueuedBytes, _queuedBytes);
-                        SignalLocked();
-                        return;
-                    }
-                    wait = _changed.Task;
-                }
-                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
+            await ReserveAsync(frame.Sequence, frame.Length, frame.Buffer.Length, channel, cancellationToken).ConfigureAwait(false);
         }
-        finally
+        catch
         {
-            if (owned)
-                frame.Return();
+            frame.Return();
+            throw;
         }
+        AddReserved(frame, channel);
     }
 
     /// <summary>

@@ -46,6 +46,21 @@ public sealed class NetSessionTests
         return ms.ToArray();
     }
 
+    // Reads all of `stream` in 64 KiB reads; after each, waits as long as `pause(reads so far, bytes so far)` says.
+    private static async Task<byte[]> ReadSlowlyAsync(System.IO.Stream stream, Func<int, long, TimeSpan> pause)
+    {
+        using var ms = new MemoryStream();
+        byte[] buffer = new byte[64 << 10];
+        int n, reads = 0;
+        while ((n = await stream.ReadAsync(buffer)) > 0)
+        {
+            ms.Write(buffer, 0, n);
+            if (pause(++reads, ms.Length) is { Ticks: > 0 } wait)
+                await Task.Delay(wait);
+        }
+        return ms.ToArray();
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(4)]
@@ -138,19 +153,8 @@ public sealed class NetSessionTests
         await using var _s = sender;
         await using var _r = receiver;
         byte[] data = RandomNumberGenerator.GetBytes(24 << 20);
-        var read = Task.Run(async () =>
-        {
-            using var ms = new MemoryStream();
-            byte[] buffer = new byte[64 << 10];
-            int n, reads = 0;
-            while ((n = await receiver.MigrationStream.ReadAsync(buffer)) > 0)
-            {
-                ms.Write(buffer, 0, n);
-                if (++reads % 16 == 0)
-                    await Task.Delay(1); // a slow consumer: the channels must wait, not pile up
-            }
-            return ms.ToArray();
-        });
+        // a slow consumer: the channels must wait, not pile up
+        var read = Task.Run(() => ReadSlowlyAsync(receiver.MigrationStream, (reads, _) => reads % 16 == 0 ? TimeSpan.FromMilliseconds(1) : TimeSpan.Zero));
         await sender.MigrationStream.WriteAsync(data);
         await sender.CompleteAsync().WaitAsync(s_limit);
         Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
@@ -380,23 +384,15 @@ public sealed class NetSessionTests
         await using var _s = sender;
         await using var _r = receiver;
         byte[] data = RandomNumberGenerator.GetBytes(16 << 20);
-        var read = Task.Run(async () =>
+        // one pause of 2.5 s after the first MiB: the channels fill the 4 MiB cap and wait
+        bool paused = false;
+        var read = Task.Run(() => ReadSlowlyAsync(receiver.MigrationStream, (_, bytes) =>
         {
-            using var ms = new MemoryStream();
-            byte[] buffer = new byte[64 << 10];
-            int n;
-            bool paused = false;
-            while ((n = await receiver.MigrationStream.ReadAsync(buffer)) > 0)
-            {
-                ms.Write(buffer, 0, n);
-                if (!paused && ms.Length >= 1 << 20)
-                {
-                    paused = true;
-                    await Task.Delay(TimeSpan.FromSeconds(2.5)); // the channels fill the 4 MiB cap and wait
-                }
-            }
-            return ms.ToArray();
-        });
+            if (paused || bytes < 1 << 20)
+                return TimeSpan.Zero;
+            paused = true;
+            return TimeSpan.FromSeconds(2.5);
+        }));
         await sender.MigrationStream.WriteAsync(data);
         await sender.CompleteAsync().WaitAsync(s_limit);
         Assert.Equal(SHA256.HashData(data), SHA256.HashData(await read.WaitAsync(s_limit)));
